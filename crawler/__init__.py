@@ -1,0 +1,42 @@
+"""crawler: an asyncio-native web crawler framework. This module is the one public front door."""
+
+from .engine import Crawler, CrawlStats
+from .errors import (
+    ConfigError,
+    CrawlerError,
+    FetchConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    RedirectOutOfScope,
+    ResponseTooLarge,
+    SpiderError,
+    StoreError,
+    TooManyRedirects,
+)
+from .models import Request, Response
+from .settings import Settings
+from .spider import Spider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CrawlStats",
+    "Crawler",
+    "CrawlerError",
+    "FetchConnectError",
+    "FetchError",
+    "FetchTimeout",
+    "HTTPStatusError",
+    "RedirectOutOfScope",
+    "Request",
+    "Response",
+    "ResponseTooLarge",
+    "Settings",
+    "Spider",
+    "SpiderError",
+    "StoreError",
+    "TooManyRedirects",
+    "__version__",
+]

@@ -1,0 +1,216 @@
+"""The command line: `run`, `export`, `demo`. The only place that calls asyncio.run.
+
+Exit status: 0 when a crawl completes (failed pages are recorded, not fatal), 130 after a
+stop by Ctrl-C or SIGTERM, 2 for usage and configuration errors (a one-line message, no
+traceback), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .demo import DemoSpider, render_site, serve
+from .engine import Crawler, CrawlStats
+from .errors import ConfigError, CrawlerError
+from .export import check_output, export_items
+from .settings import Settings
+from .spider import Spider, load_spider_class
+from .store import SQLiteStore
+
+log = logging.getLogger("crawler")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, eq, raw = value.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{flag} expects NAME=VALUE, got {value!r}")
+        pairs[key.strip()] = raw
+    return pairs
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m crawler", description="An asyncio web crawler that survives kill -9."
+    )
+    top.add_argument("--version", action="version", version=f"crawler {__version__}")
+    verbosity = argparse.ArgumentParser(add_help=False)
+    group = verbosity.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="log every page (DEBUG)")
+    group.add_argument("-q", "--quiet", action="store_true", help="log only problems")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[verbosity], help="crawl with a spider file (resumes an interrupted crawl)"
+    )
+    run.add_argument("spider_file", metavar="SPIDER_FILE", help="Python file defining a Spider")
+    run.add_argument("--spider", metavar="NAME", help="which spider, when the file has several")
+    run.add_argument("--store", metavar="PATH", help="store file (default: <spider name>.db)")
+    run.add_argument("--fresh", action="store_true", help="discard the store and start over")
+    run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
+    run.add_argument(
+        "-s",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a setting (repeatable)",
+    )
+    run.add_argument(
+        "-a",
+        dest="arguments",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="spider argument (repeatable)",
+    )
+
+    export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
+    export.add_argument("--store", metavar="PATH", required=True)
+    export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
+
+    demo = commands.add_parser(
+        "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
+    )
+    demo.add_argument("--books", type=int, default=100, help="books in the shop (default 100)")
+    demo.add_argument("--store", metavar="PATH", default="demo.db")
+    demo.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
+    demo.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    try:
+        if args.command == "run":
+            return _run(args, argv)
+        if args.command == "export":
+            return _export(args)
+        return _demo(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CrawlerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    spider_cls = load_spider_class(args.spider_file, args.spider)
+    spider = spider_cls(**_pairs(args.arguments, "-a"))
+    settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+    if args.output:
+        check_output(args.output)
+    crawler = Crawler(spider, settings, store_path=args.store, fresh=args.fresh)
+    stats = asyncio.run(_crawl(crawler, args.output))
+    resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a != "--fresh"]]
+    _summary(stats, crawler.store_path, shlex.join(resume))
+    return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+
+
+async def _crawl(crawler: Crawler, output: str | None) -> CrawlStats:
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.warning(
+                "stopping: finishing pages in flight (up to %g s); press Ctrl-C again to stop now",
+                crawler.settings.shutdown_grace,
+            )
+            crawler.stop()
+        else:
+            log.warning("stopping now")
+            crawler.stop(force=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        stats = await crawler.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if output:
+        store = await SQLiteStore.open_readonly(crawler.store_path)
+        try:
+            count = await export_items(store.items, output)
+        finally:
+            await store.close()
+        log.info("wrote %d items to %s", count, output)
+    return stats
+
+
+def _summary(stats: CrawlStats, store: Path, resume: str) -> None:
+    lines = {
+        "complete": "crawl complete",
+        "already complete": "crawl already complete: nothing left to fetch (--fresh starts over)",
+        "max_pages": "crawl reached max_pages",
+        "stopped": "crawl stopped",
+    }
+    print(
+        f"{lines.get(stats.ended, stats.ended)}: {stats.pages} pages ({stats.failed} failed, "
+        f"{stats.retried} retries), {stats.items} items in {stats.elapsed:.1f} s "
+        f"({stats.pages_per_second:.1f} pages/s)\n"
+        f"store {store}: {stats.done_total} done, {stats.failed_total} failed, "
+        f"{stats.queued} queued, {stats.items_total} items",
+        file=sys.stderr,
+    )
+    if stats.ended == "stopped" or (stats.ended == "max_pages" and stats.queued):
+        print(f"resume with: {resume}", file=sys.stderr)
+
+
+def _export(args: argparse.Namespace) -> int:
+    async def export() -> int:
+        store = await SQLiteStore.open_readonly(args.store)
+        try:
+            return await export_items(store.items, args.output)
+        finally:
+            await store.close()
+
+    check_output(args.output)
+    count = asyncio.run(export())
+    print(f"wrote {count} items to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    settings = Settings().merge(_pairs(args.settings, "-s"))
+    if args.output:
+        check_output(args.output)
+    with serve(render_site(args.books)) as base:
+        log.info("demo bookshop serving at %s", base)
+        spider: Spider = DemoSpider(start_urls=base)
+        crawler = Crawler(spider, settings, store_path=args.store, fresh=True)
+        stats = asyncio.run(_crawl(crawler, args.output))
+    _summary(stats, crawler.store_path, "python -m crawler demo")
+    if not args.output:
+        print(
+            f"export the items with: python -m crawler export --store {args.store} -o items.jsonl",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK

@@ -1,0 +1,86 @@
+"""The exception tree: every error the crawler raises on purpose derives from CrawlerError.
+
+    CrawlerError
+    ├── ConfigError          bad setting, unloadable spider file, store from another spider
+    ├── FetchError           .url, .kind: a page could not be fetched
+    │   ├── FetchTimeout
+    │   ├── FetchConnectError
+    │   ├── ResponseTooLarge
+    │   ├── TooManyRedirects
+    │   ├── RedirectOutOfScope
+    │   └── HTTPStatusError  .status
+    ├── SpiderError          .url: wraps the exception a user callback raised
+    └── StoreError           the store cannot be opened, read or written
+
+Only the fetcher imports httpx; it translates httpx errors into FetchError subclasses.
+"""
+
+from __future__ import annotations
+
+
+class CrawlerError(Exception):
+    """Root of every error the crawler raises on purpose."""
+
+
+class ConfigError(CrawlerError):
+    """A user mistake in settings, spider files, arguments or the choice of store."""
+
+
+class StoreError(CrawlerError):
+    """The store cannot be opened, read or written."""
+
+
+class FetchError(CrawlerError):
+    """A page could not be fetched. `kind` is a short stable name recorded in the store."""
+
+    kind = "fetch"
+    #: Whether trying again later may succeed (connection trouble, timeouts, 5xx, 429).
+    transient = False
+
+    def __init__(self, url: str, message: str = "") -> None:
+        super().__init__(f"{message or self.kind}: {url}")
+        self.url = url
+        self.message = message or self.kind
+
+
+class FetchTimeout(FetchError):
+    kind = "timeout"
+    transient = True
+
+
+class FetchConnectError(FetchError):
+    kind = "connect"
+    transient = True
+
+
+class ResponseTooLarge(FetchError):
+    kind = "too_large"
+
+
+class TooManyRedirects(FetchError):
+    kind = "too_many_redirects"
+
+
+class RedirectOutOfScope(FetchError):
+    kind = "redirect_out_of_scope"
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with a status the crawler does not hand to callbacks."""
+
+    kind = "http_status"
+    TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(url, f"HTTP {status}")
+        self.status = status
+        self.transient = status in self.TRANSIENT_STATUSES
+
+
+class SpiderError(CrawlerError):
+    """A spider callback raised, or yielded something the crawler cannot use."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{message} (while parsing {url})")
+        self.url = url
+        self.message = message

@@ -1,0 +1,143 @@
+"""Fetching: owns the one shared HTTP session. Follows redirects itself (each hop checked against
+the scope), enforces the size and time caps, and translates httpx errors into FetchError.
+
+No other room imports httpx's exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from .errors import (
+    FetchConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    RedirectOutOfScope,
+    ResponseTooLarge,
+    TooManyRedirects,
+)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+class _InvalidURL(FetchError):
+    kind = "invalid_url"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A final (non-redirect, status < 400) response: `url` is where the redirects ended."""
+
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    redirects: int = 0
+
+
+class Fetcher:
+    """GET pages over one pooled httpx client. Use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        timeout: float,
+        max_size: int,
+        max_redirects: int,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._max_size = max_size
+        self._max_redirects = max_redirects
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": user_agent, "Accept": _ACCEPT},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        allow: Callable[[str], bool] | None = None,
+        max_size: int | None = None,
+    ) -> Fetched:
+        """GET `url`, following redirects whose targets `allow` accepts.
+
+        Raises FetchTimeout (the whole request, redirects included, exceeded the timeout),
+        FetchConnectError, ResponseTooLarge (body over `max_size`, default the fetcher's cap),
+        TooManyRedirects (too many hops, or a loop), RedirectOutOfScope, HTTPStatusError
+        (status >= 400; the body is not read) or FetchError.
+        """
+        limit = self._max_size if max_size is None else max_size
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._follow(url, allow, limit)
+        except TimeoutError:
+            raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
+        except httpx.TimeoutException as exc:
+            raise FetchTimeout(url, f"timed out: {type(exc).__name__}") from exc
+        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+            raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise _InvalidURL(url, str(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+
+    async def _follow(self, url: str, allow: Callable[[str], bool] | None, limit: int) -> Fetched:
+        seen = {url}
+        for hop in range(self._max_redirects + 1):
+            async with self._client.stream("GET", url) as response:
+                status = response.status_code
+                if status in _REDIRECTS and "location" in response.headers:
+                    target = str(response.url.join(response.headers["location"])).split("#")[0]
+                    if target in seen:
+                        raise TooManyRedirects(url, f"redirect loop back to {target}")
+                    if allow is not None and not allow(target):
+                        raise RedirectOutOfScope(url, f"redirected out of scope to {target}")
+                    seen.add(target)
+                    url = target
+                    continue
+                if status >= 400:
+                    raise HTTPStatusError(url, status)
+                body = await _read_capped(response, url, limit)
+                return Fetched(str(response.url), status, response.headers, body, hop)
+        raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
+
+
+async def _read_capped(response: httpx.Response, url: str, limit: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(url, f"Content-Length {declared} exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,294 @@
+"""Which URL next: per-host ready queues fed from the store in batches (Mercator's design).
+
+URLs live in the store; the frontier leases a small batch per host into memory and hands out
+the next request whose host may start one now (a free concurrency slot, a token, no back-off),
+using a heap of next-ready times. A slow or rate-limited host never blocks the others, and
+memory grows with the number of hosts, not with the number of queued URLs.
+
+It separates "nothing ready right now" (hosts cooling down: `next()` waits) from "finished"
+(nothing queued, buffered or in flight: `next()` returns None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .politeness import HostSlot
+from .store import Outcome, State, Store, StoredRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Host:
+    name: str
+    slot: HostSlot
+    buffer: deque[StoredRequest] = field(default_factory=deque)
+    #: Earliest time the store may hold due rows of this host; None: it holds none.
+    store_due: float | None = None
+    #: Bumped whenever new rows may have reached the store (see `_refill`).
+    generation: int = 0
+    refilling: bool = False
+    in_heap: bool = False
+    #: The due time this host is filed under in the refill heap, if it is.
+    filed_due: float | None = None
+
+
+class Frontier:
+    """Hands out leased requests host by host, within each host's politeness limits.
+
+    Call `start()` once, then `next()` (one caller at a time: callers queue on a lock),
+    `release(host)` when a fetch ends and `settle(outcomes)` once outcomes are committed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        per_host_concurrency: int,
+        rate_limit: float,
+        batch_size: int = 32,
+        max_buffered: int = 4096,
+        page_budget: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._per_host = per_host_concurrency
+        self._rate = rate_limit
+        self._batch = batch_size
+        self._max_buffered = max_buffered
+        self._budget = page_budget
+        self._clock = clock
+        self._hosts: dict[str, _Host] = {}
+        self._heap: list[tuple[float, int, _Host]] = []  # hosts with buffered requests
+        self._due_heap: list[tuple[float, int, _Host]] = []  # hosts whose buffer needs a refill
+        self._due_hosts = 0  # hosts whose store_due is not None
+        self._seq = 0
+        self._buffered = 0
+        self._refills = 0
+        self._in_flight = 0  # handed out by next(), not yet settled
+        self._finished_pages = 0  # done or failed in this run
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        """Learn which hosts have queued rows (and from when)."""
+        for name, due in (await self._store.hosts_with_work()).items():
+            self._set_due(self._host(name), due)
+        self._wakeup.set()
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def next(self) -> StoredRequest | None:
+        """The next request to fetch, waiting until a host is ready. None once the crawl is
+        finished (or the page budget is spent, or `stop()` was called)."""
+        async with self._lock:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if self._stopping:
+                    return None
+                now = self._clock()
+                if self._budget_spent():
+                    if self._in_flight == 0:
+                        return None
+                    wait = math.inf
+                else:
+                    self._start_refills(now)
+                    request, wait = self._pop_ready(now)
+                    if request is not None:
+                        return request
+                    if self._finished():
+                        return None
+                    wait = min(wait, self._next_store_due(now))
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(None if math.isinf(wait) else max(wait, 0)):
+                        await self._wakeup.wait()
+
+    def release(self, host: str) -> None:
+        """A fetch of `host` ended: its concurrency slot is free again."""
+        entry = self._hosts[host]
+        entry.slot.release()
+        self._push(entry, self._clock())
+        self._wakeup.set()
+
+    def back_off(self, host: str, until: float) -> None:
+        """Start nothing on `host` before `until` (epoch seconds)."""
+        self._host(host).slot.back_off(until)
+
+    def settle(self, outcomes: Iterable[Outcome]) -> None:
+        """Outcomes of handed-out requests are committed: their hosts may have new rows in the
+        store (the links they found, now; a retry, at its not-before time)."""
+        now = self._clock()
+        for outcome in outcomes:
+            self._in_flight -= 1
+            if outcome.state is State.QUEUED:
+                self.notify(outcome.request.host, outcome.not_before)
+            else:
+                self._finished_pages += 1
+            for link in outcome.links:
+                self.notify(link.host, now)
+        self._wakeup.set()
+
+    def notify(self, host: str, due: float) -> None:
+        """Rows of `host` due at `due` may have been added to the store."""
+        entry = self._host(host)
+        entry.generation += 1
+        self._set_due(entry, due if entry.store_due is None else min(entry.store_due, due))
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Hand out nothing more; `next()` returns None from now on."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def aclose(self) -> None:
+        """Wait for refills under way (their rows stay leased; the store releases them)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def budget_spent(self) -> bool:
+        return self._budget_spent()
+
+    def host_in_flight(self, host: str) -> int:
+        entry = self._hosts.get(host)
+        return entry.slot.in_flight if entry else 0
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _host(self, name: str) -> _Host:
+        entry = self._hosts.get(name)
+        if entry is None:
+            entry = self._hosts[name] = _Host(
+                name, HostSlot(self._per_host, self._rate, now=self._clock())
+            )
+        return entry
+
+    def _push(self, entry: _Host, now: float) -> None:
+        if entry.in_heap or not entry.buffer or entry.slot.full:
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (entry.slot.ready_at(now), self._seq, entry))
+        entry.in_heap = True
+
+    def _pop_ready(self, now: float) -> tuple[StoredRequest | None, float]:
+        """The request of the readiest host if it may start now, else how long to wait."""
+        while self._heap:
+            at, _, entry = self._heap[0]
+            if at > now:
+                return None, at - now
+            heapq.heappop(self._heap)
+            entry.in_heap = False
+            if not entry.buffer or entry.slot.full:
+                continue
+            ready = entry.slot.ready_at(now)
+            if ready > now:  # a back-off arrived since it was pushed
+                self._push(entry, now)
+                continue
+            request = entry.buffer.popleft()
+            self._buffered -= 1
+            entry.slot.acquire(now)
+            self._in_flight += 1
+            self._push(entry, now)
+            self._file_for_refill(entry)
+            return request, 0.0
+        return None, math.inf
+
+    def _budget_spent(self) -> bool:
+        return self._budget is not None and self._finished_pages + self._in_flight >= self._budget
+
+    def _finished(self) -> bool:
+        return (
+            not self._heap
+            and self._buffered == 0
+            and self._refills == 0
+            and self._in_flight == 0
+            and self._due_hosts == 0
+        )
+
+    def _next_store_due(self, now: float) -> float:
+        if not self._due_heap or self._buffered >= self._max_buffered:
+            return math.inf
+        return max(self._due_heap[0][0] - now, 0.0)
+
+    def _set_due(self, entry: _Host, due: float | None) -> None:
+        if (entry.store_due is None) != (due is None):
+            self._due_hosts += 1 if due is not None else -1
+        entry.store_due = due
+        self._file_for_refill(entry)
+
+    def _file_for_refill(self, entry: _Host) -> None:
+        """File the host in the refill heap when its buffer is low and the store has rows."""
+        due = entry.store_due
+        if (
+            due is None
+            or entry.refilling
+            or len(entry.buffer) > self._batch // 2
+            or (entry.filed_due is not None and entry.filed_due <= due)
+        ):
+            return
+        self._seq += 1
+        heapq.heappush(self._due_heap, (due, self._seq, entry))
+        entry.filed_due = due
+
+    def _start_refills(self, now: float) -> None:
+        while self._due_heap and self._due_heap[0][0] <= now:
+            if self._buffered >= self._max_buffered:
+                return
+            filed, _, entry = heapq.heappop(self._due_heap)
+            if entry.filed_due != filed:
+                continue  # a stale filing: the host was filed again, earlier
+            entry.filed_due = None
+            due = entry.store_due
+            if due is None or entry.refilling or len(entry.buffer) > self._batch // 2:
+                continue
+            if due > now:
+                self._file_for_refill(entry)
+                continue
+            entry.refilling = True
+            self._refills += 1
+            task = asyncio.create_task(self._refill(entry, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _refill(self, entry: _Host, now: float) -> None:
+        generation = entry.generation
+        try:
+            want = self._batch - len(entry.buffer)
+            rows = await self._store.lease(entry.name, want, now)
+            entry.buffer.extend(rows)
+            self._buffered += len(rows)
+            due: float | None = 0.0
+            if len(rows) < want:
+                due = await self._store.next_due(entry.name)
+            if entry.generation != generation:
+                due = 0.0  # rows may have arrived meanwhile: look again
+            entry.refilling = False
+            self._set_due(entry, due)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a store failure ends the crawl, loudly
+            self._error = exc
+        finally:
+            entry.refilling = False
+            self._refills -= 1
+            self._push(entry, self._clock())
+            self._wakeup.set()

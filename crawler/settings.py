@@ -1,0 +1,146 @@
+"""Settings: one frozen, validated dataclass; only the engine reads it, rooms take plain values.
+
+Layering is explicit: defaults, then the spider's `custom_settings`, then the command line's
+`-s name=value`, each applied with `Settings.merge`, which rejects unknown names and bad values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_USER_AGENT = "crawler/0.1 (+https://pypi.org/project/crawler/)"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every knob of a crawl. Units are in the names or stated here."""
+
+    #: Worker tasks: how many pages are fetched at once in total.
+    concurrency: int = 32
+    #: Pages fetched at once from one host.
+    per_domain_concurrency: int = 4
+    #: Requests per second per host (token bucket); 0 means no limit.
+    rate_limit: float = 0.0
+    #: Seconds before a request is abandoned (connect, read, and the whole request).
+    request_timeout: float = 30.0
+    #: Extra attempts for transient failures (timeouts, connection errors, 408/429/5xx).
+    max_retries: int = 2
+    #: Base of the exponential back-off between retries, in seconds (full jitter, capped at 60 s).
+    retry_backoff: float = 1.0
+    #: Deepest link depth followed from a start URL (start URLs are depth 0); 0 means no limit.
+    max_depth: int = 0
+    #: Pages to fetch in the whole crawl, over all resumes; 0 means no limit.
+    max_pages: int = 0
+    #: Largest response body accepted, in bytes.
+    max_response_size: int = 10 * MIB
+    #: Redirect hops followed for one request.
+    max_redirects: int = 10
+    #: Fetch robots.txt before a host's first page and skip what it disallows.
+    obey_robots: bool = True
+    #: The User-Agent header, also the token matched against robots.txt groups.
+    user_agent: str = DEFAULT_USER_AGENT
+    #: Seconds in-flight pages get to finish after the first stop signal.
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = _FIELD_TYPES[field.name]
+            ok = isinstance(value, expected) and not (
+                expected is not bool and isinstance(value, bool)
+            )
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise ConfigError(
+                    f"setting {field.name!r} must be {expected.__name__}, got {value!r}"
+                )
+        _at_least(self, "concurrency", 1)
+        _at_least(self, "per_domain_concurrency", 1)
+        _at_least(self, "rate_limit", 0)
+        _at_least(self, "request_timeout", 0.001)
+        _at_least(self, "max_retries", 0)
+        _at_least(self, "retry_backoff", 0)
+        _at_least(self, "max_depth", 0)
+        _at_least(self, "max_pages", 0)
+        _at_least(self, "max_response_size", 1)
+        _at_least(self, "max_redirects", 0)
+        _at_least(self, "shutdown_grace", 0)
+        if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
+            raise ConfigError("setting 'user_agent' must be a non-empty single line")
+
+    def merge(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with `overrides` applied. Strings are parsed to the field's type
+        (so `-s concurrency=8` works); an unknown name or a bad value is a ConfigError."""
+        unknown = sorted(set(overrides) - _FIELD_TYPES.keys())
+        if unknown:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise ConfigError(f"unknown setting {unknown[0]!r} (known settings: {known})")
+        parsed = {
+            name: parse_value(value, _FIELD_TYPES[name], what=f"setting {name!r}")
+            if isinstance(value, str) and _FIELD_TYPES[name] is not str
+            else value
+            for name, value in overrides.items()
+        }
+        return dataclasses.replace(self, **parsed)
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "concurrency": int,
+    "per_domain_concurrency": int,
+    "rate_limit": float,
+    "request_timeout": float,
+    "max_retries": int,
+    "retry_backoff": float,
+    "max_depth": int,
+    "max_pages": int,
+    "max_response_size": int,
+    "max_redirects": int,
+    "obey_robots": bool,
+    "user_agent": str,
+    "shutdown_grace": float,
+}
+assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_value(raw: str, kind: type, *, what: str) -> Any:
+    """Parse a command-line string into `kind` (int, float, bool, str or list of str, comma
+    separated). A value that does not parse is a ConfigError naming `what`."""
+    text = raw.strip()
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text.replace("_", ""))
+        if kind is float:
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if kind is list or kind is tuple:
+            return kind(part.strip() for part in raw.split(",") if part.strip())
+        if kind is str:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{what} must be {kind.__name__}, got {raw!r}") from None
+    raise ConfigError(f"{what} cannot be set from the command line (type {kind.__name__})")
+
+
+def _at_least(settings: Settings, name: str, minimum: float) -> None:
+    value = getattr(settings, name)
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"setting {name!r} must be at least {minimum}, got {value!r}")

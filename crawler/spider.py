@@ -1,0 +1,158 @@
+"""The Spider base class users subclass, and the loader that finds one in a file; no crawling."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+from .models import Callback, Request, Response
+from .settings import parse_value
+
+log = logging.getLogger(__name__)
+
+_NOT_ARGUMENTS = frozenset({"custom_settings"})
+
+
+class Spider:
+    """Subclass this, set `name` and `start_urls`, and write an `async def parse(self, response)`
+    generator that yields items (dicts) and Requests.
+
+    - `allowed_domains`: domains (with their subdomains) links may lead to. When left as None,
+      only the hosts of the start URLs are crawled; an empty list allows every host.
+    - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
+    - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
+      line sets `self.start_urls` (lists split on commas; ints, floats and bools are parsed).
+    """
+
+    name: ClassVar[str] = ""
+    start_urls: Sequence[str] = ()
+    allowed_domains: Sequence[str] | None = None
+    custom_settings: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, **arguments: str) -> None:
+        cls = type(self)
+        for key, raw in arguments.items():
+            default = getattr(cls, key, None)
+            if (
+                key.startswith("_")
+                or key in _NOT_ARGUMENTS
+                or not hasattr(cls, key)
+                or callable(default)
+            ):
+                raise ConfigError(
+                    f"spider {cls.name!r} has no argument {key!r}: declare it as a class "
+                    f"attribute ({key} = ...) to accept -a {key}=..."
+                )
+            kind: type = str if default is None else type(default)
+            if isinstance(default, list | tuple):
+                kind = list
+            setattr(self, key, parse_value(raw, kind, what=f"spider argument {key!r}"))
+
+    def start_requests(self) -> Iterable[Request] | AsyncIterator[Request]:
+        """The first requests of a crawl: one per start URL, parsed by `parse`. Override it (as a
+        generator or an async generator) to start differently."""
+        return [Request(url) for url in self.start_urls]
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        """The default callback. Override it: the base class has nothing to parse."""
+        raise NotImplementedError(
+            f"spider {self.name!r}: the parse callback is not defined; "
+            "write `async def parse(self, response)` in your Spider subclass"
+        )
+        yield  # pragma: no cover - makes this an async generator
+
+    def callback(self, name: str) -> Callback:
+        """The bound callback method called `name`; a ConfigError when there is none."""
+        method = getattr(self, name, None) if not name.startswith("_") else None
+        if method is None or not inspect.ismethod(method):
+            raise ConfigError(f"spider {self.name!r} has no callback method {name!r}")
+        return method
+
+    def owns_callback(self, callback: Callback) -> bool:
+        """Whether `callback` is one of this spider's methods (and so can be stored by name)."""
+        return (
+            getattr(callback, "__self__", None) is self
+            and getattr(self, getattr(callback, "__name__", ""), None) == callback
+        )
+
+
+def load_spider_class(path: str | Path, name: str | None = None) -> type[Spider]:
+    """The Spider subclass defined in the file at `path` (the one called `name` when several are).
+
+    Every way this can fail is a ConfigError with a one-line message: missing file, syntax error,
+    an exception while importing, no Spider subclass, several and no `name`, an unknown `name`,
+    or a spider without a valid `name` attribute.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"spider file not found: {file}")
+    digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]
+    module_name = f"_crawler_spider_{file.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load {file} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise ConfigError(f"{file}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:
+        del sys.modules[module_name]
+        log.debug("error while importing %s", file, exc_info=True)
+        raise ConfigError(f"{file}: error while importing: {type(exc).__name__}: {exc}") from None
+
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Spider)
+        and obj is not Spider
+        and obj.__module__ == module_name
+    ]
+    if not found:
+        raise ConfigError(f"{file} defines no Spider subclass")
+    if name is not None:
+        chosen = [cls for cls in found if name in (cls.name, cls.__name__)]
+        if not chosen:
+            names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
+            raise ConfigError(f"{file} has no spider named {name!r} (it has: {names})")
+        found = chosen[:1]
+    if len(found) > 1:
+        names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
+        raise ConfigError(
+            f"{file} defines several spiders ({names}): choose one with --spider NAME"
+        )
+    check_spider_class(found[0])
+    return found[0]
+
+
+def check_spider_class(cls: type[Spider]) -> None:
+    """Reject class attributes a crawl cannot use, with a message naming the attribute."""
+    label = cls.__name__
+    if not isinstance(cls.name, str) or not cls.name.strip():
+        raise ConfigError(f"spider {label} needs a `name` (a non-empty string)")
+    if any(c in cls.name for c in "/\\\0"):
+        raise ConfigError(f"spider {label}: `name` must not contain path separators")
+    if isinstance(cls.start_urls, str | bytes) or not all(
+        isinstance(url, str) for url in cls.start_urls
+    ):
+        raise ConfigError(f"spider {cls.name!r}: `start_urls` must be a list of URL strings")
+    if isinstance(cls.allowed_domains, str):
+        raise ConfigError(f"spider {cls.name!r}: `allowed_domains` must be a list of domains")
+    for domain in cls.allowed_domains or ():
+        if not isinstance(domain, str) or any(c in domain for c in "/:@ "):
+            raise ConfigError(
+                f"spider {cls.name!r}: allowed_domains entry {domain!r} must be a bare domain "
+                "like 'example.com' (no scheme, port or path)"
+            )
+    if not isinstance(cls.custom_settings, Mapping):
+        raise ConfigError(f"spider {cls.name!r}: `custom_settings` must be a dict")

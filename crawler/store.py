@@ -1,0 +1,456 @@
+"""The crawl's durable state: frontier rows, visited marks, failures and items.
+
+The engine talks to the `Store` protocol only, so a PostgreSQL backend can follow without
+touching it. Every URL the crawl discovers is one row in one of four states:
+
+    QUEUED ──lease──► LEASED ──commit──► DONE | FAILED
+       ▲                 │
+       └──commit(retry)──┤   (a retry is re-queued with a not-before time)
+       └──release / reclaim after a crash
+
+A page's outcome (its items, the links it found, its final state) is committed in one
+transaction together with the other outcomes of its batch: after a crash it is all there or
+not at all, so an item is never stored without its page's mark, nor twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+import aiosqlite
+
+from .errors import ConfigError, StoreError
+
+SCHEMA_VERSION = 1
+
+
+class State(enum.IntEnum):
+    QUEUED = 0
+    LEASED = 1
+    DONE = 2
+    FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """A request to add: `url` canonical, `meta` JSON text or None."""
+
+    url: str
+    host: str
+    callback: str = "parse"
+    priority: int = 0
+    depth: int = 0
+    meta: str | None = None
+    any_content_type: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """A leased row, handed to a worker."""
+
+    id: int
+    url: str
+    host: str
+    callback: str
+    priority: int
+    depth: int
+    meta: str | None
+    any_content_type: bool
+    attempts: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one leased request, committed as one unit.
+
+    `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
+    `items` are JSON texts; `links` are new requests (ignored when already known);
+    `final_url` is the URL a redirect ended at, marked as visited too.
+    """
+
+    request: StoredRequest
+    state: State
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+    message: str | None = None
+    not_before: float = 0.0
+    items: list[str] = field(default_factory=list)
+    links: list[NewRequest] = field(default_factory=list)
+    final_url: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    queued: int = 0
+    leased: int = 0
+    done: int = 0
+    failed: int = 0
+    items: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.leased
+
+
+class Store(Protocol):
+    """What the engine needs from a store. Methods are safe to call from one event loop."""
+
+    async def add(self, requests: Sequence[NewRequest]) -> None:
+        """Queue requests; those whose URL is already known (in any state) are ignored."""
+
+    async def hosts_with_work(self) -> dict[str, float]:
+        """Every host with queued rows, mapped to its earliest not-before time."""
+
+    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
+        """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
+        then oldest first. Fewer than `limit` (maybe none) when the host has no more due."""
+
+    async def next_due(self, host: str) -> float | None:
+        """The earliest not-before time of `host`'s queued rows, or None when it has none."""
+
+    async def commit(self, outcomes: Sequence[Outcome]) -> None:
+        """Commit outcomes of leased rows in one transaction: all of them or none."""
+
+    async def release(self) -> int:
+        """Put this run's leased rows back in the queue; returns how many."""
+
+    async def counts(self) -> Counts:
+        """Rows per state and items stored."""
+
+    async def callbacks_pending(self) -> set[str]:
+        """Callback names of the rows still queued or leased (checked against the spider)."""
+
+    def items(self) -> AsyncIterator[str]:
+        """Every stored item as JSON text, in the order they were committed."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    callback TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    depth INTEGER NOT NULL DEFAULT 0,
+    meta TEXT,
+    any_content_type INTEGER NOT NULL DEFAULT 0,
+    state INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease TEXT,
+    status INTEGER,
+    error TEXT,
+    message TEXT,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS requests_leased ON requests (lease) WHERE state = 1;
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+"""
+
+_COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
+
+
+class SQLiteStore:
+    """The Store on one SQLite file (WAL mode, synchronous=NORMAL).
+
+    Durability: a crash or `kill -9` of the crawler loses nothing committed. A power loss can
+    lose the last few committed batches (never half of one): those pages are simply fetched
+    again. A lock file next to the store keeps a second crawl off a store in use.
+    """
+
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, run_id: str, lock: IO[str] | None
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.run_id = run_id
+        self._lock_file = lock
+        self._tx_lock = asyncio.Lock()
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, spider_name: str, *, fresh: bool = False) -> SQLiteStore:
+        """Open (creating it when missing) the store of `spider_name` at `path`.
+
+        Leases left by a crawl that died are reclaimed. Errors: the store is in use by another
+        crawl, belongs to another spider or schema version, or is not a store (ConfigError or
+        StoreError with a one-line message). `fresh` deletes what the store held first.
+        """
+        file = Path(path)
+        lock = _acquire_lock(file)
+        try:
+            if fresh:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{file}{suffix}")
+            db = await aiosqlite.connect(file, isolation_level=None)
+        except BaseException:
+            lock.close()
+            raise
+        store = cls(db, file, run_id=f"{os.getpid()}-{time.time_ns()}", lock=lock)
+        try:
+            await store._prepare(spider_name)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @classmethod
+    async def open_readonly(cls, path: str | Path) -> SQLiteStore:
+        """Open an existing store for reading only (export, stats): no lock is taken, so it
+        works beside a running crawl. Only the reading methods may be used."""
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"no store at {file}")
+        db = await aiosqlite.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+        store = cls(db, file, run_id="", lock=None)
+        try:
+            rows = await store._fetchall("SELECT value FROM meta WHERE key = 'schema_version'")
+        except StoreError:
+            await store.close()
+            raise StoreError(f"{file} is not a crawler store") from None
+        if not rows or rows[0][0] != str(SCHEMA_VERSION):
+            await store.close()
+            raise StoreError(f"{file} is not a crawler store of schema {SCHEMA_VERSION}")
+        return store
+
+    async def _prepare(self, spider_name: str) -> None:
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            rows = await self._fetchall(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a crawler store ({exc})") from None
+        if rows:
+            meta = dict(await self._fetchall("SELECT key, value FROM meta"))
+            version, owner = meta.get("schema_version"), meta.get("spider")
+            if version != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"{self.path} has store schema version {version}, this crawler uses "
+                    f"{SCHEMA_VERSION}: use another --store or start over with --fresh"
+                )
+            if owner != spider_name:
+                raise ConfigError(
+                    f"{self.path} belongs to spider {owner!r}, not {spider_name!r}: "
+                    "use another --store, or --fresh to start over"
+                )
+        else:
+            async with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
+                await self._db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("spider", spider_name)],
+                )
+        async with self._transaction():
+            await self._db.execute("UPDATE requests SET state = 0, lease = NULL WHERE state = 1")
+
+    async def close(self) -> None:
+        try:
+            await self._db.close()
+        finally:
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- the Store protocol ----------------------------------------------------------------
+
+    async def add(self, requests: Sequence[NewRequest]) -> None:
+        if requests:
+            async with self._transaction():
+                await self._insert(requests, State.QUEUED)
+
+    async def hosts_with_work(self) -> dict[str, float]:
+        rows = await self._fetchall(
+            "SELECT host, MIN(not_before) FROM requests WHERE state = 0 GROUP BY host"
+        )
+        return {host: due for host, due in rows}
+
+    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
+        async with self._transaction():
+            rows = await self._fetchall(
+                f"UPDATE requests SET state = 1, lease = ? WHERE id IN ("
+                f" SELECT id FROM requests WHERE state = 0 AND host = ? AND not_before <= ?"
+                f" ORDER BY priority DESC, id LIMIT ?) RETURNING {_COLUMNS}",
+                (self.run_id, host, now, limit),
+            )
+        leased = [
+            StoredRequest(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows
+        ]
+        leased.sort(key=lambda r: (-r.priority, r.id))
+        return leased
+
+    async def next_due(self, host: str) -> float | None:
+        rows = await self._fetchall(
+            "SELECT MIN(not_before) FROM requests WHERE state = 0 AND host = ?", (host,)
+        )
+        return rows[0][0] if rows else None
+
+    async def commit(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        now = time.time()
+        links = [link for o in outcomes for link in o.links]
+        items = [(o.request.id, item) for o in outcomes for item in o.items]
+        finals = [
+            NewRequest(url, host) for o in outcomes if o.final_url for url, host in [o.final_url]
+        ]
+        updates = [
+            (
+                int(o.state),
+                o.attempts,
+                o.not_before,
+                o.status,
+                o.error,
+                o.message,
+                now,
+                o.request.id,
+            )
+            for o in outcomes
+        ]
+        async with self._transaction():
+            if finals:
+                await self._insert(finals, State.DONE)
+            if links:
+                await self._insert(links, State.QUEUED)
+            if items:
+                await self._db.executemany(
+                    "INSERT INTO items (request_id, data) VALUES (?, ?)", items
+                )
+            await self._db.executemany(
+                "UPDATE requests SET state = ?, attempts = ?, not_before = ?, status = ?,"
+                " error = ?, message = ?, updated = ?, lease = NULL WHERE id = ?",
+                updates,
+            )
+
+    async def release(self) -> int:
+        async with self._transaction():
+            cursor = await self._db.execute(
+                "UPDATE requests SET state = 0, lease = NULL WHERE state = 1 AND lease = ?",
+                (self.run_id,),
+            )
+            return cursor.rowcount
+
+    async def counts(self) -> Counts:
+        by_state = dict(await self._fetchall("SELECT state, COUNT(*) FROM requests GROUP BY state"))
+        (items,) = (await self._fetchall("SELECT COUNT(*) FROM items"))[0]
+        return Counts(
+            queued=by_state.get(State.QUEUED, 0),
+            leased=by_state.get(State.LEASED, 0),
+            done=by_state.get(State.DONE, 0),
+            failed=by_state.get(State.FAILED, 0),
+            items=items,
+        )
+
+    async def callbacks_pending(self) -> set[str]:
+        rows = await self._fetchall("SELECT DISTINCT callback FROM requests WHERE state <= 1")
+        return {name for (name,) in rows}
+
+    async def items(self) -> AsyncIterator[str]:
+        last = 0
+        while True:
+            rows = await self._fetchall(
+                "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+            )
+            if not rows:
+                return
+            for _, data in rows:
+                yield data
+            last = rows[-1][0]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _insert(self, requests: Sequence[NewRequest], state: State) -> None:
+        await self._db.executemany(
+            "INSERT OR IGNORE INTO requests"
+            " (url, host, callback, priority, depth, meta, any_content_type, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.url,
+                    r.host,
+                    r.callback,
+                    r.priority,
+                    r.depth,
+                    r.meta,
+                    r.any_content_type,
+                    int(state),
+                )
+                for r in requests
+            ],
+        )
+
+    async def _fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One write transaction at a time on the shared connection; rolled back on any error
+        (cancellation included), so it commits whole or not at all."""
+        async with self._tx_lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                yield
+                await self._db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store {self.path}: {exc}") from exc
+                raise
+
+
+def _acquire_lock(file: Path) -> IO[str]:
+    """Hold an exclusive lock on `<store>.lock` for as long as the store is open. It dies with
+    the process, so a killed crawl never leaves a stale lock."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{file}.lock", "a+")  # noqa: SIM115 - held open for the store's lifetime
+    except OSError as exc:
+        raise StoreError(f"cannot open store {file}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise StoreError(f"store {file} is in use by a running crawl (pid {holder})") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
