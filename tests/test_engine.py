@@ -1,0 +1,230 @@
+"""The engine over httpx.MockTransport: no sockets, every response scripted."""
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from crawler import ConfigError, Crawler, CrawlStats, Request, Response, Settings, Spider
+from tests.conftest import rows
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def html(body: str) -> httpx.Response:
+    return httpx.Response(200, html=f"<html><body>{body}</body></html>")
+
+
+async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> CrawlStats:
+    options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
+    crawler = Crawler(
+        spider, Settings(**options), store_path=path, transport=httpx.MockTransport(handler)
+    )
+    return await crawler.run()
+
+
+class Links(Spider):
+    name = "links"
+    start_urls = ["http://a.com/"]
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url, "depth": response.depth}
+        for url in response.links():
+            yield Request(url)
+
+
+def by_url(path: Path) -> dict[str, tuple[Any, ...]]:
+    found = rows(path, "SELECT url, state, status, error, attempts, message FROM requests")
+    return {str(row[0]): row[1:] for row in found}
+
+
+async def test_transient_failures_are_retried_then_recorded(store_path: Path) -> None:
+    calls: Counter[str] = Counter()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        calls[path] += 1
+        if path == "/":
+            return html('<a href="/flaky">f</a><a href="/dead">d</a><a href="/gone">g</a>')
+        if path == "/flaky" and calls[path] <= 2:
+            return httpx.Response(503)
+        if path == "/dead":
+            return httpx.Response(500)
+        if path == "/gone":
+            return httpx.Response(404)
+        return html("ok")
+
+    stats = await crawl(Links(), handler, store_path, max_retries=2)
+    table = by_url(store_path)
+    assert table["http://a.com/flaky"][:4] == (2, 200, None, 3)
+    assert table["http://a.com/dead"][:4] == (3, 500, "http_status", 3)
+    assert table["http://a.com/gone"][:4] == (3, 404, "http_status", 1)
+    assert calls == {"/": 1, "/flaky": 3, "/dead": 3, "/gone": 1}
+    assert (stats.pages, stats.failed, stats.retried, stats.items) == (4, 2, 4, 2)
+
+
+async def test_non_html_is_visited_but_not_parsed_unless_asked(store_path: Path) -> None:
+    class Mixed(Spider):
+        name = "mixed"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            if response.url.endswith("/"):
+                yield Request("http://a.com/img.png")
+                yield Request("http://a.com/data.json", callback=self.parse_json,
+                              any_content_type=True)
+            yield {"url": response.url}
+
+        async def parse_json(self, response: Response) -> AsyncIterator[Any]:
+            yield {"json": response.text}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/img.png":
+            return httpx.Response(200, content=b"\x89PNG", headers={"Content-Type": "image/png"})
+        if request.url.path == "/data.json":
+            return httpx.Response(200, json={"k": 1})
+        return html("")
+
+    stats = await crawl(Mixed(), handler, store_path)
+    assert by_url(store_path)["http://a.com/img.png"][0:2] == (2, 200)
+    assert by_url(store_path)["http://a.com/img.png"][4] == "not parsed: image/png"
+    assert rows(store_path, "SELECT data FROM items ORDER BY id") == [
+        ('{"url": "http://a.com/"}',), ('{"json": "{\\"k\\":1}"}',)
+    ]
+    assert stats.items == 2
+
+
+async def test_callback_errors_fail_the_page_and_keep_nothing_from_it(
+    store_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Buggy(Spider):
+        name = "buggy"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            path = response.url.split("/", 3)[3]
+            if path == "":
+                for name in ("boom", "relative", "object", "lambda", "fine"):
+                    yield Request(f"http://a.com/{name}")
+                return
+            if path.startswith("from-"):
+                return
+            yield {"partial": path}
+            yield Request("http://a.com/from-" + path)
+            if path == "boom":
+                raise KeyError("missing")
+            if path == "relative":
+                yield Request("/not/absolute")
+            if path == "object":
+                yield object()
+            if path == "lambda":
+                yield Request("http://a.com/x", callback=lambda r: None)
+
+    stats = await crawl(Buggy(), lambda request: html(""), store_path)
+    table = by_url(store_path)
+    assert table["http://a.com/boom"][:3] == (3, 200, "spider")
+    assert "parse() raised KeyError" in table["http://a.com/boom"][4]
+    assert "not absolute: use response.follow()" in table["http://a.com/relative"][4]
+    assert "yielded a object" in table["http://a.com/object"][4]
+    assert "not a method of the spider" in table["http://a.com/lambda"][4]
+    assert table["http://a.com/fine"][0] == 2
+    # a failed page's items and links were discarded with it
+    assert rows(store_path, "SELECT data FROM items") == [('{"partial": "fine"}',)]
+    assert "http://a.com/from-boom" not in table and "http://a.com/from-fine" in table
+    assert stats.failed == 4
+    assert "KeyError" in caplog.text  # the user's traceback is logged
+
+
+async def test_callbacks_meta_priority_and_depth_round_trip(store_path: Path) -> None:
+    class Detail(Spider):
+        name = "detail"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            for n in range(3):
+                yield response.follow(f"/d{n}", callback=self.parse_detail, meta={"n": n},
+                                      priority=n)
+
+        def parse_detail(self, response: Response) -> list[dict[str, Any]]:  # plain function
+            return [{"n": response.request.meta["n"], "depth": response.depth,
+                     "cb": response.request.callback_name}]
+
+    await crawl(Detail(), lambda request: html(""), store_path, concurrency=1,
+                per_domain_concurrency=1)
+    items = [row[0] for row in rows(store_path, "SELECT data FROM items ORDER BY id")]
+    assert items == [  # one at a time: highest priority first
+        '{"n": 2, "depth": 1, "cb": "parse_detail"}',
+        '{"n": 1, "depth": 1, "cb": "parse_detail"}',
+        '{"n": 0, "depth": 1, "cb": "parse_detail"}',
+    ]
+
+
+async def test_redirect_target_is_what_the_spider_sees_and_is_marked_visited(
+    store_path: Path,
+) -> None:
+    seen: Counter[str] = Counter()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.path] += 1
+        if request.url.path == "/":
+            return httpx.Response(302, headers={"Location": "/home"})
+        if request.url.path == "/home":
+            return html('<a href="/home">self</a><a href="/away">away</a>')
+        if request.url.path == "/away":
+            return httpx.Response(302, headers={"Location": "http://b.com/"})
+        return html("")
+
+    await crawl(Links(), handler, store_path)
+    table = by_url(store_path)
+    assert rows(store_path, "SELECT data FROM items")[0] == ('{"url": "http://a.com/home", "depth": 0}',)
+    assert table["http://a.com/home"][0] == 2
+    assert seen["/home"] == 1  # the link to the redirect target was not fetched again
+    assert table["http://a.com/away"][:3] == (3, None, "redirect_out_of_scope")
+
+
+async def test_stored_callbacks_must_exist_when_the_crawl_starts(store_path: Path) -> None:
+    class Before(Spider):
+        name = "evolving"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield Request("http://a.com/next", callback=self.parse_old)
+
+        async def parse_old(self, response: Response) -> AsyncIterator[Any]:
+            yield {}
+
+    await crawl(Before(), lambda r: html(""), store_path, max_pages=1)
+
+    class After(Spider):
+        name = "evolving"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {}
+
+    with pytest.raises(ConfigError, match="no callback method 'parse_old'"):
+        await crawl(After(), lambda r: html(""), store_path)
+
+
+async def test_a_spider_without_parse_is_a_config_error(store_path: Path) -> None:
+    class NoParse(Spider):
+        name = "noparse"
+        start_urls = ["http://a.com/"]
+
+    with pytest.raises(ConfigError, match="parse callback is not defined"):
+        await crawl(NoParse(), lambda r: html(""), store_path)
+
+
+async def test_bad_start_urls_are_config_errors(store_path: Path) -> None:
+    class BadStart(Spider):
+        name = "badstart"
+        start_urls = ["example.com/no-scheme"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {}
+
+    with pytest.raises(ConfigError, match="not an absolute http"):
+        await crawl(BadStart(), lambda r: html(""), store_path)

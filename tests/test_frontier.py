@@ -1,0 +1,109 @@
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from crawler.frontier import Frontier
+from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
+
+
+def req(host: str, n: int) -> NewRequest:
+    return NewRequest(url=f"http://{host}/{n}", host=host)
+
+
+@pytest.fixture
+async def store(store_path: Path) -> AsyncIterator[SQLiteStore]:
+    async with await SQLiteStore.open(store_path, "s") as opened:
+        yield opened
+
+
+async def started(store: SQLiteStore, **kwargs: object) -> Frontier:
+    options: dict[str, object] = {"per_host_concurrency": 2, "rate_limit": 0.0, **kwargs}
+    frontier = Frontier(store, **options)  # type: ignore[arg-type]
+    await frontier.start()
+    return frontier
+
+
+async def done(frontier: Frontier, store: SQLiteStore, request: StoredRequest, **kw: object) -> None:
+    outcome = Outcome(request, State.DONE, 1, **kw)  # type: ignore[arg-type]
+    frontier.release(request.host)
+    await store.commit([outcome])
+    frontier.settle([outcome])
+
+
+async def test_per_host_concurrency_and_finish(store: SQLiteStore) -> None:
+    await store.add([req("a.com", n) for n in range(3)])
+    frontier = await started(store)
+    first, second = await frontier.next(), await frontier.next()
+    assert first is not None and second is not None
+    assert frontier.host_in_flight("a.com") == 2
+    third = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not third.done()  # the host is full: the frontier waits, it is not finished
+    await done(frontier, store, first)
+    got = await third
+    assert got is not None and got.url == "http://a.com/2"
+    await done(frontier, store, second)
+    last = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not last.done()  # one page still in flight may add links
+    await done(frontier, store, got)
+    assert await last is None
+
+
+async def test_a_throttled_host_does_not_block_others(store: SQLiteStore) -> None:
+    await store.add([req("slow.com", n) for n in range(3)] + [req("fast.com", n) for n in range(5)])
+    frontier = await started(store, rate_limit=0.001)  # one request per 1000 s per host
+    hosts = [(await frontier.next()) for _ in range(2)]
+    assert {r.host for r in hosts if r} == {"slow.com", "fast.com"}
+    # both hosts are now waiting for a token; nothing else may start for ~1000 s
+    waiting = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    waiting.cancel()
+
+
+async def test_links_committed_later_are_found(store: SQLiteStore) -> None:
+    await store.add([req("a.com", 0)])
+    frontier = await started(store)
+    first = await frontier.next()
+    assert first is not None
+    await done(frontier, store, first, links=[req("b.com", 1), req("a.com", 1)])
+    urls = {(await frontier.next()).url, (await frontier.next()).url}  # type: ignore[union-attr]
+    assert urls == {"http://b.com/1", "http://a.com/1"}
+
+
+async def test_retry_waits_for_its_not_before_time(store: SQLiteStore) -> None:
+    clock = [100.0]
+    await store.add([req("a.com", 0)])
+    frontier = await started(store, clock=lambda: clock[0])
+    first = await frontier.next()
+    assert first is not None
+    retry = Outcome(first, State.QUEUED, 1, not_before=100.05)
+    frontier.release("a.com")
+    await store.commit([retry])
+    frontier.settle([retry])
+    pending = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    clock[0] = 100.06  # the frontier's next timed wake-up sees the new time
+    again = await asyncio.wait_for(pending, 5)
+    assert again is not None and again.attempts == 1
+
+
+async def test_page_budget_and_stop(store: SQLiteStore) -> None:
+    await store.add([req("a.com", n) for n in range(10)])
+    frontier = await started(store, per_host_concurrency=10, page_budget=3)
+    taken = [await frontier.next() for _ in range(3)]
+    assert all(taken)
+    assert frontier.budget_spent
+    for request in taken:
+        assert request is not None
+        await done(frontier, store, request)
+    assert await frontier.next() is None
+
+    frontier = await started(store)
+    frontier.stop()
+    assert await frontier.next() is None
+    await frontier.aclose()

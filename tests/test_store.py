@@ -1,0 +1,107 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from crawler import ConfigError, StoreError
+from crawler.store import NewRequest, Outcome, SQLiteStore, State
+from tests.conftest import rows
+
+
+def req(path: str, host: str = "a.com", priority: int = 0) -> NewRequest:
+    return NewRequest(url=f"http://{host}{path}", host=host, priority=priority)
+
+
+async def test_add_ignores_known_urls_and_lease_orders_by_priority(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1"), req("/2", priority=5), req("/3"), req("/x", host="b.com")])
+        await store.add([req("/1"), req("/2")])
+        assert await store.hosts_with_work() == {"a.com": 0.0, "b.com": 0.0}
+        leased = await store.lease("a.com", 2, now=1.0)
+        assert [r.url for r in leased] == ["http://a.com/2", "http://a.com/1"]
+        assert [r.url for r in await store.lease("a.com", 5, now=1.0)] == ["http://a.com/3"]
+        assert await store.lease("a.com", 5, now=1.0) == []
+        counts = await store.counts()
+        assert (counts.queued, counts.leased) == (1, 3)
+
+
+async def test_commit_is_one_unit_with_items_links_and_marks(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1"), req("/2")])
+        one, two = await store.lease("a.com", 2, now=1.0)
+        await store.commit([
+            Outcome(one, State.DONE, 1, status=200, items=['{"n": 1}', '{"n": 2}'],
+                    links=[req("/2"), req("/3", host="c.com")]),
+            Outcome(two, State.QUEUED, 1, error="timeout", not_before=50.0),
+        ])
+        assert [i async for i in store.items()] == ['{"n": 1}', '{"n": 2}']
+        counts = await store.counts()
+        assert (counts.done, counts.queued, counts.items) == (1, 2, 2)
+        assert await store.lease("a.com", 5, now=10.0) == []  # the retry is not due yet
+        assert await store.next_due("a.com") == 50.0
+        assert [r.attempts for r in await store.lease("a.com", 5, now=50.0)] == [1]
+
+
+async def test_cancelled_commit_leaves_nothing_behind(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1")])
+        (one,) = await store.lease("a.com", 1, now=1.0)
+        task = asyncio.create_task(
+            store.commit([Outcome(one, State.DONE, 1, items=['{"a": 1}'], links=[req("/9")])])
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        counts = await store.counts()
+        assert (counts.leased, counts.items, counts.done, counts.queued) == (1, 0, 0, 0)
+
+
+async def test_release_and_reopen_reclaim_leases(store_path: Path) -> None:
+    store = await SQLiteStore.open(store_path, "s")
+    await store.add([req("/1"), req("/2")])
+    await store.lease("a.com", 1, now=1.0)
+    assert await store.release() == 1
+    await store.lease("a.com", 2, now=1.0)
+    await store.close()  # as if the process died holding two leases
+    async with await SQLiteStore.open(store_path, "s") as again:
+        assert (await again.counts()).queued == 2
+
+
+async def test_store_of_another_spider_is_refused(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "first"):
+        pass
+    with pytest.raises(ConfigError, match="belongs to spider 'first', not 'second'"):
+        await SQLiteStore.open(store_path, "second")
+    async with await SQLiteStore.open(store_path, "second", fresh=True) as store:
+        assert (await store.counts()).queued == 0
+
+
+async def test_second_crawl_on_a_store_in_use_is_refused(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s"):
+        with pytest.raises(StoreError, match="in use by a running crawl"):
+            await SQLiteStore.open(store_path, "s")
+        async with await SQLiteStore.open_readonly(store_path) as reader:  # readers are fine
+            assert (await reader.counts()).items == 0
+
+
+async def test_not_a_store_and_other_versions_are_clear_errors(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="is not a crawler store"):
+        await SQLiteStore.open(junk, "s")
+    with pytest.raises(StoreError, match="is not a crawler store"):
+        await SQLiteStore.open_readonly(junk)
+    with pytest.raises(ConfigError, match="no store at"):
+        await SQLiteStore.open_readonly(tmp_path / "missing.db")
+
+    old = tmp_path / "old.db"
+    async with await SQLiteStore.open(old, "s"):
+        pass
+    import sqlite3
+
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 0"):
+        await SQLiteStore.open(old, "s")
+    assert rows(old, "SELECT value FROM meta WHERE key = 'spider'") == [("s",)]
