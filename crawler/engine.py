@@ -176,7 +176,7 @@ class Crawler:
             if settings.obey_robots:
                 robots = Robots(self._robots_fetcher(fetcher), settings.user_agent)
             page = _PageRunner(self, fetcher, robots)
-            writer = _Writer(store, frontier, stats, queue_size=2 * settings.concurrency)
+            writer = _Writer(store, frontier, stats)
             progress = asyncio.create_task(self._report_progress(frontier))
             try:
                 async with asyncio.TaskGroup() as group:
@@ -215,8 +215,7 @@ class Crawler:
 
     async def _worker(self, frontier: Frontier, page: _PageRunner, writer: _Writer) -> None:
         while (stored := await frontier.next()) is not None:
-            outcome = await page.run(stored)
-            await writer.put(outcome)
+            await writer.commit(await page.run(stored))
 
     async def _report_progress(self, frontier: Frontier, every: float = 10.0) -> None:
         stats = self.stats
@@ -336,6 +335,7 @@ class _PageRunner:
                 frontier.release(stored.host)
         except FetchError as exc:
             return self._failed(stored, attempts, exc)
+        log.debug("%d %s", fetched.status, fetched.url)
 
         request = Request(
             stored.url,
@@ -499,19 +499,21 @@ def _item_json(item: Any, url: str) -> str:
 
 class _Writer:
     """The one task that commits page outcomes, many per transaction (group commit): while one
-    batch commits, the next accumulates. The frontier hears of an outcome only once it is
-    durable, so the crawl never ends while a page's new links are still in memory."""
+    batch commits, the next accumulates. A worker waits for its page's commit before it takes
+    another URL, so a crash re-fetches at most `concurrency` pages; the frontier hears of an
+    outcome only once it is durable, so the crawl never ends with a page's links in memory."""
 
-    def __init__(
-        self, store: SQLiteStore, frontier: Frontier, stats: CrawlStats, *, queue_size: int
-    ) -> None:
+    def __init__(self, store: SQLiteStore, frontier: Frontier, stats: CrawlStats) -> None:
         self._store = store
         self._frontier = frontier
         self._stats = stats
-        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
 
-    async def put(self, outcome: Outcome) -> None:
-        await self._queue.put(outcome)
+    async def commit(self, outcome: Outcome) -> None:
+        """Return once `outcome` is committed (raises what the commit raised)."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((outcome, done))
+        await done
 
     def close(self) -> None:
         """No more outcomes: the writer commits what it holds and ends."""
@@ -525,13 +527,24 @@ class _Writer:
                 return
             batch = [first]
             while len(batch) < MAX_BATCH and not self._queue.empty():
-                outcome = self._queue.get_nowait()
-                if outcome is None:
+                entry = self._queue.get_nowait()
+                if entry is None:
                     closing = True
                     break
-                batch.append(outcome)
-            await self._store.commit(batch)
-            self._settled(batch)
+                batch.append(entry)
+            outcomes = [outcome for outcome, _ in batch]
+            try:
+                await self._store.commit(outcomes)
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                        done.exception()  # the writer task reports it; waiters need not
+                raise
+            self._settled(outcomes)
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     def _settled(self, batch: list[Outcome]) -> None:
         stats = self._stats

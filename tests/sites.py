@@ -87,7 +87,8 @@ class GraphSite:
             await site.start()
             self._runners.append(runner)
             server = site._server
-            assert server is not None and server.sockets
+            assert server is not None
+            assert server.sockets
             self.ports[name] = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -56,7 +56,9 @@ async def test_crawl_reaches_every_page_exactly_once(
     assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
     # Per-domain concurrency is never exceeded, as counted by the server.
     assert max(graph.peak_in_flight.values()) <= 3
-    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE host = 'offsite.invalid'") == [(0,)]
+    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE host = 'offsite.invalid'") == [
+        (0,)
+    ]
 
 
 async def test_stopped_then_resumed_crawl_matches_an_uninterrupted_one(
@@ -127,6 +129,7 @@ async def test_robots_txt_disallowed_pages_are_never_requested(
     await Crawler(spider_for(graph), settings, store_path=store_path).run()
 
     host0 = [u for u in graph.hits if f"//{graph.hosts[0]}:" in u]
-    assert host0 and not any("/p/1" in u.split(":", 2)[2] for u in host0)
+    assert host0
+    assert not any("/p/1" in u.split(":", 2)[2] for u in host0)
     disallowed = rows(store_path, "SELECT COUNT(*) FROM requests WHERE error = 'robots_disallowed'")
     assert disallowed == [(11,)]  # /p/1 and /p/10 ... /p/19

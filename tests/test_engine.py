@@ -74,8 +74,9 @@ async def test_non_html_is_visited_but_not_parsed_unless_asked(store_path: Path)
         async def parse(self, response: Response) -> AsyncIterator[Any]:
             if response.url.endswith("/"):
                 yield Request("http://a.com/img.png")
-                yield Request("http://a.com/data.json", callback=self.parse_json,
-                              any_content_type=True)
+                yield Request(
+                    "http://a.com/data.json", callback=self.parse_json, any_content_type=True
+                )
             yield {"url": response.url}
 
         async def parse_json(self, response: Response) -> AsyncIterator[Any]:
@@ -92,7 +93,8 @@ async def test_non_html_is_visited_but_not_parsed_unless_asked(store_path: Path)
     assert by_url(store_path)["http://a.com/img.png"][0:2] == (2, 200)
     assert by_url(store_path)["http://a.com/img.png"][4] == "not parsed: image/png"
     assert rows(store_path, "SELECT data FROM items ORDER BY id") == [
-        ('{"url": "http://a.com/"}',), ('{"json": "{\\"k\\":1}"}',)
+        ('{"url": "http://a.com/"}',),
+        ('{"json": "{\\"k\\":1}"}',),
     ]
     assert stats.items == 2
 
@@ -133,7 +135,8 @@ async def test_callback_errors_fail_the_page_and_keep_nothing_from_it(
     assert table["http://a.com/fine"][0] == 2
     # a failed page's items and links were discarded with it
     assert rows(store_path, "SELECT data FROM items") == [('{"partial": "fine"}',)]
-    assert "http://a.com/from-boom" not in table and "http://a.com/from-fine" in table
+    assert "http://a.com/from-boom" not in table
+    assert "http://a.com/from-fine" in table
     assert stats.failed == 4
     assert "KeyError" in caplog.text  # the user's traceback is logged
 
@@ -145,15 +148,22 @@ async def test_callbacks_meta_priority_and_depth_round_trip(store_path: Path) ->
 
         async def parse(self, response: Response) -> AsyncIterator[Any]:
             for n in range(3):
-                yield response.follow(f"/d{n}", callback=self.parse_detail, meta={"n": n},
-                                      priority=n)
+                yield response.follow(
+                    f"/d{n}", callback=self.parse_detail, meta={"n": n}, priority=n
+                )
 
         def parse_detail(self, response: Response) -> list[dict[str, Any]]:  # plain function
-            return [{"n": response.request.meta["n"], "depth": response.depth,
-                     "cb": response.request.callback_name}]
+            return [
+                {
+                    "n": response.request.meta["n"],
+                    "depth": response.depth,
+                    "cb": response.request.callback_name,
+                }
+            ]
 
-    await crawl(Detail(), lambda request: html(""), store_path, concurrency=1,
-                per_domain_concurrency=1)
+    await crawl(
+        Detail(), lambda request: html(""), store_path, concurrency=1, per_domain_concurrency=1
+    )
     items = [row[0] for row in rows(store_path, "SELECT data FROM items ORDER BY id")]
     assert items == [  # one at a time: highest priority first
         '{"n": 2, "depth": 1, "cb": "parse_detail"}',
@@ -179,7 +189,9 @@ async def test_redirect_target_is_what_the_spider_sees_and_is_marked_visited(
 
     await crawl(Links(), handler, store_path)
     table = by_url(store_path)
-    assert rows(store_path, "SELECT data FROM items")[0] == ('{"url": "http://a.com/home", "depth": 0}',)
+    assert rows(store_path, "SELECT data FROM items")[0] == (
+        '{"url": "http://a.com/home", "depth": 0}',
+    )
     assert table["http://a.com/home"][0] == 2
     assert seen["/home"] == 1  # the link to the redirect target was not fetched again
     assert table["http://a.com/away"][:3] == (3, None, "redirect_out_of_scope")

@@ -25,7 +25,9 @@ async def started(store: SQLiteStore, **kwargs: object) -> Frontier:
     return frontier
 
 
-async def done(frontier: Frontier, store: SQLiteStore, request: StoredRequest, **kw: object) -> None:
+async def done(
+    frontier: Frontier, store: SQLiteStore, request: StoredRequest, **kw: object
+) -> None:
     outcome = Outcome(request, State.DONE, 1, **kw)  # type: ignore[arg-type]
     frontier.release(request.host)
     await store.commit([outcome])
@@ -36,14 +38,16 @@ async def test_per_host_concurrency_and_finish(store: SQLiteStore) -> None:
     await store.add([req("a.com", n) for n in range(3)])
     frontier = await started(store)
     first, second = await frontier.next(), await frontier.next()
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert frontier.host_in_flight("a.com") == 2
     third = asyncio.create_task(frontier.next())
     await asyncio.sleep(0.01)
     assert not third.done()  # the host is full: the frontier waits, it is not finished
     await done(frontier, store, first)
     got = await third
-    assert got is not None and got.url == "http://a.com/2"
+    assert got is not None
+    assert got.url == "http://a.com/2"
     await done(frontier, store, second)
     last = asyncio.create_task(frontier.next())
     await asyncio.sleep(0.01)
@@ -89,7 +93,8 @@ async def test_retry_waits_for_its_not_before_time(store: SQLiteStore) -> None:
     assert not pending.done()
     clock[0] = 100.06  # the frontier's next timed wake-up sees the new time
     again = await asyncio.wait_for(pending, 5)
-    assert again is not None and again.attempts == 1
+    assert again is not None
+    assert again.attempts == 1
 
 
 async def test_page_budget_and_stop(store: SQLiteStore) -> None:

@@ -17,7 +17,8 @@ def response(body: str, url: str = "http://example.com/a/b.html", **headers: str
 def test_css_and_links() -> None:
     page = response('<title> T </title><a class="n" href="c.html">c</a><a href="/d#x">d</a>')
     first = page.css_first("title")
-    assert first is not None and first.text(strip=True) == "T"
+    assert first is not None
+    assert first.text(strip=True) == "T"
     assert [n.attributes["href"] for n in page.css("a")] == ["c.html", "/d#x"]
     assert page.css_first("nothing") is None
     assert page.links() == ["http://example.com/a/c.html", "http://example.com/d"]
@@ -34,7 +35,11 @@ def test_follow_resolves_strings_and_nodes_against_the_base() -> None:
     node = page.css_first("a")
     assert node is not None
     request = page.follow(node, priority=3, meta={"k": 1})
-    assert (request.url, request.priority, request.meta) == ("http://cdn.example.com/z/n.html", 3, {"k": 1})
+    assert (request.url, request.priority, request.meta) == (
+        "http://cdn.example.com/z/n.html",
+        3,
+        {"k": 1},
+    )
     assert page.follow("../up").url == "http://cdn.example.com/up"
     bare = page.css("a")[1]
     with pytest.raises(ValueError, match="without an href"):
@@ -44,6 +49,8 @@ def test_follow_resolves_strings_and_nodes_against_the_base() -> None:
 def test_request_defaults() -> None:
     request = Request("http://example.com/")
     assert request.callback_name == "parse"
-    assert request.meta == {} and request.priority == 0 and request.depth == 0
+    assert request.meta == {}
+    assert request.priority == 0
+    assert request.depth == 0
     with pytest.raises(TypeError):
         Request(b"http://example.com/")  # type: ignore[arg-type]

@@ -36,8 +36,14 @@ def test_links_survive_broken_markup() -> None:
 
 @pytest.mark.parametrize(
     ("content_type", "html"),
-    [("text/html", True), ("application/xhtml+xml; charset=utf-8", True), (None, True),
-     ("image/png", False), ("application/json", False), ("TEXT/HTML;charset=x", True)],
+    [
+        ("text/html", True),
+        ("application/xhtml+xml; charset=utf-8", True),
+        (None, True),
+        ("image/png", False),
+        ("application/json", False),
+        ("TEXT/HTML;charset=x", True),
+    ],
 )
 def test_is_html(content_type: str | None, html: bool) -> None:
     assert parser.is_html(content_type) is html

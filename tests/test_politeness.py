@@ -30,7 +30,8 @@ def test_host_slot_limits_concurrency_and_honours_back_off() -> None:
     slot = HostSlot(concurrency=2, rate=0.0)
     slot.acquire(0.0)
     slot.acquire(0.0)
-    assert slot.full and slot.ready_at(0.0) == math.inf
+    assert slot.full
+    assert slot.ready_at(0.0) == math.inf
     slot.release()
     assert slot.ready_at(0.0) == 0.0
     slot.back_off(30.0)

@@ -65,13 +65,20 @@ def test_bad_arguments_are_config_errors(
         ("class X(:\n", r"spider.py:1: syntax error"),
         ("import no_such_module_here\n", "ModuleNotFoundError"),
         ("x = 1\n", "defines no Spider subclass"),
-        (GOOD + GOOD.replace("One", "Two").replace('"one"', '"two"').split("\n", 2)[2],
-         r"several spiders \(one, two\): choose one with --spider NAME"),
+        (
+            GOOD + GOOD.replace("One", "Two").replace('"one"', '"two"').split("\n", 2)[2],
+            r"several spiders \(one, two\): choose one with --spider NAME",
+        ),
         ("from crawler import Spider\nclass S(Spider):\n    pass\n", "needs a `name`"),
-        ("from crawler import Spider\nclass S(Spider):\n    name='s'\n    start_urls='http://x/'\n",
-         "must be a list of URL strings"),
-        ("from crawler import Spider\nclass S(Spider):\n    name='s'\n"
-         "    allowed_domains=['https://x.com/']\n", "must be a bare domain"),
+        (
+            "from crawler import Spider\nclass S(Spider):\n    name='s'\n    start_urls='http://x/'\n",
+            "must be a list of URL strings",
+        ),
+        (
+            "from crawler import Spider\nclass S(Spider):\n    name='s'\n"
+            "    allowed_domains=['https://x.com/']\n",
+            "must be a bare domain",
+        ),
     ],
 )
 def test_broken_spider_files_are_one_line_config_errors(

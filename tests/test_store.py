@@ -29,11 +29,19 @@ async def test_commit_is_one_unit_with_items_links_and_marks(store_path: Path) -
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req("/1"), req("/2")])
         one, two = await store.lease("a.com", 2, now=1.0)
-        await store.commit([
-            Outcome(one, State.DONE, 1, status=200, items=['{"n": 1}', '{"n": 2}'],
-                    links=[req("/2"), req("/3", host="c.com")]),
-            Outcome(two, State.QUEUED, 1, error="timeout", not_before=50.0),
-        ])
+        await store.commit(
+            [
+                Outcome(
+                    one,
+                    State.DONE,
+                    1,
+                    status=200,
+                    items=['{"n": 1}', '{"n": 2}'],
+                    links=[req("/2"), req("/3", host="c.com")],
+                ),
+                Outcome(two, State.QUEUED, 1, error="timeout", not_before=50.0),
+            ]
+        )
         assert [i async for i in store.items()] == ['{"n": 1}', '{"n": 2}']
         counts = await store.counts()
         assert (counts.done, counts.queued, counts.items) == (1, 2, 2)

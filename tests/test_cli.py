@@ -1,0 +1,195 @@
+"""The command line, run as users run it: `python -m crawler ...` in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import rows
+from tests.sites import GraphSite
+
+SPIDER = """
+from crawler import Request, Spider
+
+class Graph(Spider):
+    name = "graph"
+    start_urls = []
+    custom_settings = {"obey_robots": False, "concurrency": 8, "per_domain_concurrency": 2}
+
+    async def parse(self, response):
+        yield {"url": response.url, "title": response.css_first("title").text()}
+        for url in response.links():
+            yield Request(url)
+"""
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def acli(*args: str, cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def spider_file(tmp_path: Path) -> Path:
+    path = tmp_path / "graph.py"
+    path.write_text(SPIDER)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "args", "message"),
+    [
+        ("class (:", (), "syntax error"),
+        ("x = 1", (), "defines no Spider subclass"),
+        (SPIDER, ("-s", "concurrency=lots"), "setting 'concurrency' must be int"),
+        (SPIDER, ("-s", "nonsense=1"), "unknown setting 'nonsense'"),
+        (SPIDER, ("-s", "novalue"), "-s expects NAME=VALUE"),
+        (SPIDER, ("-a", "missing=1"), "has no argument 'missing'"),
+        (SPIDER, ("-o", "items.xml"), "must end in .jsonl or .csv"),
+        (SPIDER, (), "start URL"),  # no start URLs at all is fine; a bad one is not
+    ][:-1],
+)
+def test_user_mistakes_exit_2_with_one_line(
+    tmp_path: Path, source: str, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "s.py").write_text(source)
+    result = cli("run", "s.py", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_store_of_another_spider_exits_2(tmp_path: Path, spider_file: Path) -> None:
+    other = tmp_path / "other.py"
+    other.write_text(SPIDER.replace('name = "graph"', 'name = "other"'))
+    assert cli("run", "graph.py", "--store", "x.db", cwd=tmp_path).returncode == 0
+    result = cli("run", "other.py", "--store", "x.db", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "belongs to spider 'graph', not 'other'" in result.stderr
+
+
+def test_export_errors(tmp_path: Path) -> None:
+    result = cli("export", "--store", "missing.db", "-o", "x.jsonl", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no store at" in result.stderr
+    (tmp_path / "junk.db").write_text("junk" * 100)
+    result = cli("export", "--store", "junk.db", "-o", "x.jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not a crawler store" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def run_until_hits(
+    site: GraphSite, args: list[str], cwd: Path, hits: int, sig: int
+) -> tuple[int, str]:
+    reached = asyncio.Event()
+    site.on_hit = lambda n: reached.set() if n >= hits else None
+    proc = await acli(*args, cwd=cwd)
+    waiter = asyncio.create_task(reached.wait())
+    ended = asyncio.create_task(proc.wait())
+    await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+    assert reached.is_set(), "the crawl ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, stderr = await proc.communicate()
+    site.on_hit = None
+    return proc.returncode or 0, stderr.decode()
+
+
+async def test_ctrl_c_exits_130_and_the_same_command_resumes(
+    graph: GraphSite, spider_file: Path, tmp_path: Path
+) -> None:
+    args = [
+        "run",
+        "graph.py",
+        "-a",
+        f"start_urls={','.join(graph.start_urls)}",
+        "-o",
+        "items.jsonl",
+    ]
+    code, stderr = await run_until_hits(graph, args, tmp_path, 60, signal.SIGINT)
+    assert code == 130, stderr
+    assert "crawl stopped" in stderr
+    assert "resume with: python -m crawler run graph.py" in stderr
+    assert rows(tmp_path / "graph.db", "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    partial = (tmp_path / "items.jsonl").read_text().splitlines()
+    assert 60 <= len(partial) < 300
+    assert max(graph.hits.values()) == 1  # in-flight pages were finished, not dropped
+
+    proc = await acli(*args, cwd=tmp_path)
+    _, stderr_bytes = await proc.communicate()
+    assert proc.returncode == 0, stderr_bytes.decode()
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
+    assert max(graph.hits.values()) == 1
+
+    result = await acli(*args, cwd=tmp_path)
+    _, again = await result.communicate()
+    assert result.returncode == 0
+    assert "already complete" in again.decode()
+
+
+async def test_kill_9_loses_nothing_and_duplicates_nothing(
+    graph: GraphSite, spider_file: Path, tmp_path: Path
+) -> None:
+    args = ["run", "graph.py", "-a", f"start_urls={','.join(graph.start_urls)}"]
+    code, _ = await run_until_hits(graph, args, tmp_path, 100, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    proc = await acli(*args, cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    result = cli("export", "--store", "graph.db", "-o", "items.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "items.csv", newline="") as f:
+        items = list(csv.DictReader(f))
+    assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
+    assert set(items[0]) == {"url", "title"}
+    refetched = sum(1 for n in graph.hits.values() if n > 1)
+    assert refetched <= 8  # at most the pages in flight at the kill (concurrency)
+
+
+def test_demo_crawls_the_local_shop(tmp_path: Path) -> None:
+    result = cli("demo", "--books", "30", "-o", "books.jsonl", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    books = (tmp_path / "books.jsonl").read_text().splitlines()
+    assert len(books) == 30
+    assert "crawl complete" in result.stderr
+
+
+def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:
+    from crawler.demo import render_site, serve
+
+    spider = Path(__file__).parent.parent / "spiders" / "books.py"
+    with serve(render_site(45)) as base:
+        result = cli(
+            "run", str(spider), "-a", f"start_urls={base}", "-o", "books.csv", "-q", cwd=tmp_path
+        )
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "books.csv", newline="") as f:
+        books = list(csv.DictReader(f))
+    assert len(books) == 45
+    assert {"title", "price", "in_stock", "rating", "category", "upc"} <= set(books[0])
+    assert all(b["rating"] in {"1", "2", "3", "4", "5"} for b in books)
