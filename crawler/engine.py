@@ -1,8 +1,8 @@
 """The Crawler: wires the rooms together, runs the worker pool and the store writer, owns shutdown.
 
-    spider.start_requests ─► store ─► frontier ─► workers ─► robots ─► fetcher ─► spider callback
-                               ▲                                                       │
-                               └────────────── writer (batched commits) ◄── Outcome ◄──┘
+    spider.start_requests ─► store ─► frontier ─► workers ─► pages (robots, fetcher, callback)
+                               ▲                                                 │
+                               └──────────── writer (group commits) ◄── Outcome ◄┘
 
 Only this module reads Settings; the rooms get plain values.
 """
@@ -11,37 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import datetime
-import decimal
 import inspect
-import json
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from . import parser
-from .errors import ConfigError, CrawlerError, FetchError, HTTPStatusError, SpiderError
+from .errors import ConfigError, CrawlerError
 from .fetcher import Fetcher
 from .frontier import Frontier
-from .models import Request, Response
+from .models import Request
+from .pages import PageRunner, new_request
 from .robots import MAX_ROBOTS_BYTES, Robots
 from .settings import Settings
 from .spider import Spider, check_spider_class
-from .store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
+from .store import NewRequest, Outcome, SQLiteStore, State
 from .urls import Scope, split_url
 
 log = logging.getLogger("crawler")
 
-#: Longest wait between two retries of one URL, in seconds.
-MAX_RETRY_DELAY = 60.0
 #: Most page outcomes committed in one transaction.
 MAX_BATCH = 512
 
@@ -175,7 +167,16 @@ class Crawler:
             robots = None
             if settings.obey_robots:
                 robots = Robots(self._robots_fetcher(fetcher), settings.user_agent)
-            page = _PageRunner(self, fetcher, robots)
+            page = PageRunner(
+                spider=self.spider,
+                fetcher=fetcher,
+                robots=robots,
+                scope=self._scope,
+                release=frontier.release,
+                max_depth=settings.max_depth,
+                max_retries=settings.max_retries,
+                retry_backoff=settings.retry_backoff,
+            )
             writer = _Writer(store, frontier, stats)
             progress = asyncio.create_task(self._report_progress(frontier))
             try:
@@ -188,6 +189,10 @@ class Crawler:
                     await asyncio.gather(*self._workers, return_exceptions=True)
                     writer.close()
                     await writer_task
+            except BaseExceptionGroup as group:
+                # One failure (say, the store's disk is full) surfaces in the writer and in
+                # every worker waiting on it: report it once, as itself.
+                raise _first_error(group) from None
             finally:
                 progress.cancel()
                 if self._grace_timer is not None:
@@ -202,6 +207,7 @@ class Crawler:
                 stats.ended = "max_pages"
             else:
                 stats.ended = "complete"
+            stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
             await self._final_counts(store, stats)
         return stats
 
@@ -213,7 +219,7 @@ class Crawler:
         stats.items_total = counts.items
         stats.elapsed = time.monotonic() - stats.started
 
-    async def _worker(self, frontier: Frontier, page: _PageRunner, writer: _Writer) -> None:
+    async def _worker(self, frontier: Frontier, page: PageRunner, writer: _Writer) -> None:
         while (stored := await frontier.next()) is not None:
             await writer.commit(await page.run(stored))
 
@@ -231,7 +237,7 @@ class Crawler:
                 frontier.in_flight,
             )
 
-    def _robots_fetcher(self, fetcher: Fetcher) -> Any:
+    def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
         async def fetch_text(url: str) -> str:
             fetched = await fetcher.fetch(url, max_size=MAX_ROBOTS_BYTES)
             return parser.decode(fetched.body, "text/plain; charset=utf-8")
@@ -270,231 +276,22 @@ class Crawler:
                     f"spider {self.spider.name!r}: the parse callback is not defined; write "
                     "`async def parse(self, response)` or give start requests a callback"
                 )
-            seeds.append(self._new_request(request, split, depth=0))
+            seeds.append(new_request(self.spider, request, split, depth=0))
         self._scope = Scope.of(
             start_hosts=(seed.host for seed in seeds),
             allowed_domains=self.spider.allowed_domains,
         )
         return seeds
 
-    def _new_request(self, request: Request, split: tuple[str, str], depth: int) -> NewRequest:
-        if request.callback is not None and not self.spider.owns_callback(request.callback):
-            raise SpiderError(
-                request.url,
-                f"callback {request.callback!r} is not a method of the spider "
-                "(callbacks are stored by name so that a resumed crawl finds them)",
-            )
-        try:
-            meta = json.dumps(request.meta) if request.meta else None
-        except (TypeError, ValueError) as exc:
-            raise SpiderError(request.url, f"Request meta is not JSON-serializable: {exc}") from exc
-        return NewRequest(
-            url=split[0],
-            host=split[1],
-            callback=request.callback_name,
-            priority=request.priority,
-            depth=depth,
-            meta=meta,
-            any_content_type=request.any_content_type,
-        )
 
-    def in_scope(self, url: str) -> bool:
-        split = split_url(url)
-        return split is not None and self._scope.allows(split[1])
-
-
-class _PageRunner:
-    """Turns one leased request into an Outcome: robots, fetch, callback. Page errors become
-    outcomes (failed or retry); only bugs and cancellation escape."""
-
-    def __init__(self, crawler: Crawler, fetcher: Fetcher, robots: Robots | None) -> None:
-        self._crawler = crawler
-        self._spider = crawler.spider
-        self._settings = crawler.settings
-        self._fetcher = fetcher
-        self._robots = robots
-        self._frontier = crawler._frontier
-        assert self._frontier is not None
-
-    async def run(self, stored: StoredRequest) -> Outcome:
-        frontier = self._frontier
-        assert frontier is not None
-        attempts = stored.attempts + 1
-        try:
-            try:
-                if self._robots is not None and not await self._robots.allowed(stored.url):
-                    return Outcome(
-                        stored,
-                        State.FAILED,
-                        attempts,
-                        error="robots_disallowed",
-                        message="disallowed by robots.txt",
-                    )
-                fetched = await self._fetcher.fetch(stored.url, allow=self._crawler.in_scope)
-            finally:
-                frontier.release(stored.host)
-        except FetchError as exc:
-            return self._failed(stored, attempts, exc)
-        log.debug("%d %s", fetched.status, fetched.url)
-
-        request = Request(
-            stored.url,
-            callback=self._spider.callback(stored.callback),
-            priority=stored.priority,
-            meta=json.loads(stored.meta) if stored.meta else {},
-            any_content_type=stored.any_content_type,
-            depth=stored.depth,
-        )
-        response = Response(
-            url=fetched.url,
-            status=fetched.status,
-            headers=fetched.headers,
-            body=fetched.body,
-            request=request,
-        )
-        final = split_url(fetched.url) if fetched.redirects else None
-        content_type = fetched.headers.get("content-type")
-        if not request.any_content_type and not parser.is_html(content_type):
-            return Outcome(
-                stored,
-                State.DONE,
-                attempts,
-                status=fetched.status,
-                final_url=final,
-                message=f"not parsed: {parser.media_type(content_type)}",
-            )
-        try:
-            items, links = await self._callback(request, response)
-        except SpiderError as exc:
-            log.error("%s", exc, exc_info=exc.__cause__)
-            return Outcome(
-                stored,
-                State.FAILED,
-                attempts,
-                status=fetched.status,
-                error="spider",
-                message=exc.message,
-            )
-        return Outcome(
-            stored,
-            State.DONE,
-            attempts,
-            status=fetched.status,
-            items=items,
-            links=links,
-            final_url=final,
-        )
-
-    def _failed(self, stored: StoredRequest, attempts: int, exc: FetchError) -> Outcome:
-        status = exc.status if isinstance(exc, HTTPStatusError) else None
-        if exc.transient and attempts <= self._settings.max_retries:
-            cap = min(MAX_RETRY_DELAY, self._settings.retry_backoff * 2 ** (attempts - 1))
-            log.debug("retrying %s (%s), attempt %d", stored.url, exc.message, attempts)
-            return Outcome(
-                stored,
-                State.QUEUED,
-                attempts,
-                status=status,
-                error=exc.kind,
-                message=exc.message,
-                not_before=time.time() + random.uniform(0, cap),
-            )
-        log.warning("failed %s: %s", stored.url, exc.message)
-        return Outcome(
-            stored, State.FAILED, attempts, status=status, error=exc.kind, message=exc.message
-        )
-
-    async def _callback(
-        self, request: Request, response: Response
-    ) -> tuple[list[str], list[NewRequest]]:
-        items: list[str] = []
-        links: list[NewRequest] = []
-        seen: set[str] = set()
-        assert request.callback is not None
-        name = request.callback_name
-        try:
-            result = request.callback(response)
-            if inspect.isasyncgen(result):
-                async for output in result:
-                    self._collect(output, response, items, links, seen)
-            else:
-                if inspect.isawaitable(result):
-                    result = await result
-                for output in _iterable(result, name):
-                    self._collect(output, response, items, links, seen)
-        except SpiderError:
-            raise
-        except Exception as exc:
-            raise SpiderError(
-                response.url, f"callback {name}() raised {type(exc).__name__}: {exc}"
-            ) from exc
-        return items, links
-
-    def _collect(
-        self,
-        output: Any,
-        response: Response,
-        items: list[str],
-        links: list[NewRequest],
-        seen: set[str],
-    ) -> None:
-        stats = self._crawler.stats
-        if isinstance(output, Request):
-            split = split_url(output.url)
-            if split is None:
-                if not urlsplit(output.url).scheme:
-                    raise SpiderError(
-                        response.url,
-                        f"Request URL {output.url!r} is not absolute: use response.follow()",
-                    )
-                return  # another scheme: nothing to crawl
-            if split[0] in seen:
-                return
-            seen.add(split[0])
-            if not self._crawler._scope.allows(split[1]):
-                stats.dropped_offsite += 1
-                return
-            depth = response.depth + 1
-            if self._settings.max_depth and depth > self._settings.max_depth:
-                stats.dropped_depth += 1
-                return
-            links.append(self._crawler._new_request(output, split, depth))
-        elif output is None:
-            return
-        else:
-            items.append(_item_json(output, response.url))
-
-
-def _iterable(result: Any, name: str) -> Iterable[Any]:
-    if result is None:
-        return ()
-    if isinstance(result, Request | dict) or not isinstance(result, Iterable):
-        return (result,)
-    return result
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-def _item_json(item: Any, url: str) -> str:
-    """An item (a dict, mapping or dataclass instance) as JSON text; anything else is an error."""
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        item = dataclasses.asdict(item)
-    if not isinstance(item, dict):
-        raise SpiderError(
-            url, f"callback yielded a {type(item).__name__}: yield dicts (items) or Requests"
-        )
-    try:
-        return json.dumps(item, ensure_ascii=False, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SpiderError(url, f"item is not JSON-serializable: {exc}") from exc
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in a (nested) group that is not a cancellation."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]
 
 
 class _Writer:

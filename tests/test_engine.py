@@ -240,3 +240,29 @@ async def test_bad_start_urls_are_config_errors(store_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not an absolute http"):
         await crawl(BadStart(), lambda r: html(""), store_path)
+
+
+async def test_a_failing_store_stops_the_crawl_with_a_store_error(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crawler import StoreError
+    from crawler.store import SQLiteStore
+
+    real_commit = SQLiteStore.commit
+    commits = 0
+
+    async def failing_commit(self: SQLiteStore, outcomes: Any) -> None:
+        nonlocal commits
+        commits += 1
+        if commits > 2:
+            raise StoreError("store crawl.db: database or disk is full")
+        await real_commit(self, outcomes)
+
+    monkeypatch.setattr(SQLiteStore, "commit", failing_commit)
+    endless = lambda request: html(f'<a href="{request.url.path}x">next</a>')  # noqa: E731
+    with pytest.raises(StoreError, match="disk is full"):
+        await crawl(Links(), endless, store_path)
+    monkeypatch.undo()
+    done = rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 2")
+    assert done == [(2,)]  # what was committed is intact; the rest will be fetched again
+    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]

@@ -1,0 +1,265 @@
+"""Pages: turn one leased request into an Outcome (robots, fetch, spider callback, what it yielded).
+
+Page errors become outcomes (failed, or queued again for a retry); only bugs and cancellation
+escape. Takes plain values; reads no settings and writes no store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import inspect
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import parser
+from .errors import FetchError, HTTPStatusError, SpiderError
+from .fetcher import Fetcher
+from .models import Request, Response
+from .robots import Robots
+from .spider import Spider
+from .store import NewRequest, Outcome, State, StoredRequest
+from .urls import Scope, split_url
+
+log = logging.getLogger("crawler")
+
+#: Longest wait between two retries of one URL, in seconds.
+MAX_RETRY_DELAY = 60.0
+
+
+def new_request(spider: Spider, request: Request, split: tuple[str, str], depth: int) -> NewRequest:
+    """The stored form of a Request whose (canonical URL, host) is `split`. A callback that is
+    not the spider's own method, or meta that is not JSON, is a SpiderError."""
+    if request.callback is not None and not spider.owns_callback(request.callback):
+        raise SpiderError(
+            request.url,
+            f"callback {request.callback!r} is not a method of the spider "
+            "(callbacks are stored by name so that a resumed crawl finds them)",
+        )
+    try:
+        meta = json.dumps(request.meta) if request.meta else None
+    except (TypeError, ValueError) as exc:
+        raise SpiderError(request.url, f"Request meta is not JSON-serializable: {exc}") from exc
+    return NewRequest(
+        url=split[0],
+        host=split[1],
+        callback=request.callback_name,
+        priority=request.priority,
+        depth=depth,
+        meta=meta,
+        any_content_type=request.any_content_type,
+    )
+
+
+class PageRunner:
+    """Processes pages for one crawl. `release(host)` is called as soon as a fetch ends, so the
+    host's slot frees up before the callback runs. Counts links it drops (off scope, too deep)."""
+
+    def __init__(
+        self,
+        *,
+        spider: Spider,
+        fetcher: Fetcher,
+        robots: Robots | None,
+        scope: Scope,
+        release: Callable[[str], None],
+        max_depth: int,
+        max_retries: int,
+        retry_backoff: float,
+    ) -> None:
+        self._spider = spider
+        self._fetcher = fetcher
+        self._robots = robots
+        self._scope = scope
+        self._release = release
+        self._max_depth = max_depth
+        self._max_retries = max_retries
+        self._retry_backoff = retry_backoff
+        self.dropped_offsite = 0
+        self.dropped_depth = 0
+
+    def in_scope(self, url: str) -> bool:
+        split = split_url(url)
+        return split is not None and self._scope.allows(split[1])
+
+    async def run(self, stored: StoredRequest) -> Outcome:
+        """The outcome of fetching and parsing `stored`."""
+        attempts = stored.attempts + 1
+        try:
+            try:
+                if self._robots is not None and not await self._robots.allowed(stored.url):
+                    return Outcome(
+                        stored,
+                        State.FAILED,
+                        attempts,
+                        error="robots_disallowed",
+                        message="disallowed by robots.txt",
+                    )
+                fetched = await self._fetcher.fetch(stored.url, allow=self.in_scope)
+            finally:
+                self._release(stored.host)
+        except FetchError as exc:
+            return self._failed(stored, attempts, exc)
+        log.debug("%d %s", fetched.status, fetched.url)
+
+        request = Request(
+            stored.url,
+            callback=self._spider.callback(stored.callback),
+            priority=stored.priority,
+            meta=json.loads(stored.meta) if stored.meta else {},
+            any_content_type=stored.any_content_type,
+            depth=stored.depth,
+        )
+        response = Response(
+            url=fetched.url,
+            status=fetched.status,
+            headers=fetched.headers,
+            body=fetched.body,
+            request=request,
+        )
+        final = split_url(fetched.url) if fetched.redirects else None
+        content_type = fetched.headers.get("content-type")
+        if not request.any_content_type and not parser.is_html(content_type):
+            return Outcome(
+                stored,
+                State.DONE,
+                attempts,
+                status=fetched.status,
+                final_url=final,
+                message=f"not parsed: {parser.media_type(content_type)}",
+            )
+        try:
+            items, links = await self._callback(request, response)
+        except SpiderError as exc:
+            log.error("%s", exc, exc_info=exc.__cause__)
+            return Outcome(
+                stored,
+                State.FAILED,
+                attempts,
+                status=fetched.status,
+                error="spider",
+                message=exc.message,
+            )
+        return Outcome(
+            stored,
+            State.DONE,
+            attempts,
+            status=fetched.status,
+            items=items,
+            links=links,
+            final_url=final,
+        )
+
+    def _failed(self, stored: StoredRequest, attempts: int, exc: FetchError) -> Outcome:
+        status = exc.status if isinstance(exc, HTTPStatusError) else None
+        if exc.transient and attempts <= self._max_retries:
+            cap = min(MAX_RETRY_DELAY, self._retry_backoff * 2 ** (attempts - 1))
+            log.debug("retrying %s (%s), attempt %d", stored.url, exc.message, attempts)
+            return Outcome(
+                stored,
+                State.QUEUED,
+                attempts,
+                status=status,
+                error=exc.kind,
+                message=exc.message,
+                not_before=time.time() + random.uniform(0, cap),
+            )
+        log.warning("failed %s: %s", stored.url, exc.message)
+        return Outcome(
+            stored, State.FAILED, attempts, status=status, error=exc.kind, message=exc.message
+        )
+
+    async def _callback(
+        self, request: Request, response: Response
+    ) -> tuple[list[str], list[NewRequest]]:
+        items: list[str] = []
+        links: list[NewRequest] = []
+        seen: set[str] = set()
+        assert request.callback is not None
+        try:
+            result = request.callback(response)
+            if inspect.isasyncgen(result):
+                async for output in result:
+                    self._collect(output, response, items, links, seen)
+            else:
+                if inspect.isawaitable(result):
+                    result = await result
+                for output in _iterable(result):
+                    self._collect(output, response, items, links, seen)
+        except SpiderError:
+            raise
+        except Exception as exc:
+            raise SpiderError(
+                response.url,
+                f"callback {request.callback_name}() raised {type(exc).__name__}: {exc}",
+            ) from exc
+        return items, links
+
+    def _collect(
+        self,
+        output: Any,
+        response: Response,
+        items: list[str],
+        links: list[NewRequest],
+        seen: set[str],
+    ) -> None:
+        if isinstance(output, Request):
+            split = split_url(output.url)
+            if split is None:
+                if not urlsplit(output.url).scheme:
+                    raise SpiderError(
+                        response.url,
+                        f"Request URL {output.url!r} is not absolute: use response.follow()",
+                    )
+                return  # another scheme: nothing to crawl
+            if split[0] in seen:
+                return
+            seen.add(split[0])
+            if not self._scope.allows(split[1]):
+                self.dropped_offsite += 1
+                return
+            depth = response.depth + 1
+            if self._max_depth and depth > self._max_depth:
+                self.dropped_depth += 1
+                return
+            links.append(new_request(self._spider, output, split, depth))
+        elif output is not None:
+            items.append(_item_json(output, response.url))
+
+
+def _iterable(result: Any) -> Iterable[Any]:
+    if result is None:
+        return ()
+    if isinstance(result, Request | dict) or not isinstance(result, Iterable):
+        return (result,)
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _item_json(item: Any, url: str) -> str:
+    """An item (a dict or dataclass instance) as JSON text; anything else is a SpiderError."""
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        item = dataclasses.asdict(item)
+    if not isinstance(item, dict):
+        raise SpiderError(
+            url, f"callback yielded a {type(item).__name__}: yield dicts (items) or Requests"
+        )
+    try:
+        return json.dumps(item, ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SpiderError(url, f"item is not JSON-serializable: {exc}") from exc

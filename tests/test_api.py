@@ -1,0 +1,15 @@
+import crawler
+
+
+def test_all_is_sorted_and_is_the_public_surface() -> None:
+    assert crawler.__all__ == sorted(crawler.__all__)
+    public = {name for name in vars(crawler) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(crawler, name)).__name__ == "module"}
+    assert set(crawler.__all__) - {"__version__"} == public - modules
+
+
+def test_every_error_derives_from_crawler_error() -> None:
+    errors = [
+        getattr(crawler, n) for n in crawler.__all__ if n.endswith("Error") or n.startswith("Fetch")
+    ]
+    assert all(issubclass(e, crawler.CrawlerError) for e in errors)
