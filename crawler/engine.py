@@ -29,7 +29,7 @@ from .pages import PageRunner, new_request
 from .robots import MAX_ROBOTS_BYTES, Robots
 from .settings import Settings
 from .spider import Spider, check_spider_class
-from .store import NewRequest, Outcome, SQLiteStore, State
+from .store import NewRequest, Outcome, SQLiteStore, State, Store
 from .urls import Scope, split_url
 
 log = logging.getLogger("crawler")
@@ -121,12 +121,17 @@ class Crawler:
         stats.started = time.monotonic()
         seeds = await self._seed_requests()
         async with contextlib.AsyncExitStack() as stack:
-            store = await SQLiteStore.open(self.store_path, self.spider.name, fresh=self.fresh)
+            store = await self._open_store()
             stack.push_async_callback(store.close)
             for name in await store.callbacks_pending():
                 self.spider.callback(name)  # an unknown name fails now, not mid-crawl
             await store.add(seeds)
             counts = await store.counts()
+            if not seeds and counts.pending + counts.done + counts.failed == 0:
+                raise ConfigError(
+                    f"spider {self.spider.name!r} has no start URLs: set start_urls, or pass "
+                    "-a start_urls=URL[,URL...]"
+                )
             budget = None
             if settings.max_pages:
                 budget = max(settings.max_pages - counts.done - counts.failed, 0)
@@ -211,7 +216,11 @@ class Crawler:
             await self._final_counts(store, stats)
         return stats
 
-    async def _final_counts(self, store: SQLiteStore, stats: CrawlStats) -> None:
+    async def _open_store(self) -> Store:
+        """The one place that picks the store backend."""
+        return await SQLiteStore.open(self.store_path, self.spider.name, fresh=self.fresh)
+
+    async def _final_counts(self, store: Store, stats: CrawlStats) -> None:
         counts = await store.counts()
         stats.queued = counts.pending
         stats.done_total = counts.done
@@ -300,7 +309,7 @@ class _Writer:
     another URL, so a crash re-fetches at most `concurrency` pages; the frontier hears of an
     outcome only once it is durable, so the crawl never ends with a page's links in memory."""
 
-    def __init__(self, store: SQLiteStore, frontier: Frontier, stats: CrawlStats) -> None:
+    def __init__(self, store: Store, frontier: Frontier, stats: CrawlStats) -> None:
         self._store = store
         self._frontier = frontier
         self._stats = stats

@@ -135,6 +135,9 @@ class Store(Protocol):
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
 
+    async def close(self) -> None:
+        """Release the store (its connection and its lock)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;

@@ -69,8 +69,9 @@ def spider_file(tmp_path: Path) -> Path:
         (SPIDER, ("-s", "novalue"), "-s expects NAME=VALUE"),
         (SPIDER, ("-a", "missing=1"), "has no argument 'missing'"),
         (SPIDER, ("-o", "items.xml"), "must end in .jsonl or .csv"),
-        (SPIDER, (), "start URL"),  # no start URLs at all is fine; a bad one is not
-    ][:-1],
+        (SPIDER, (), "has no start URLs"),
+        (SPIDER, ("-a", "start_urls=example.com/x"), "is not an absolute http(s) URL"),
+    ],
 )
 def test_user_mistakes_exit_2_with_one_line(
     tmp_path: Path, source: str, args: tuple[str, ...], message: str
@@ -86,8 +87,12 @@ def test_user_mistakes_exit_2_with_one_line(
 def test_store_of_another_spider_exits_2(tmp_path: Path, spider_file: Path) -> None:
     other = tmp_path / "other.py"
     other.write_text(SPIDER.replace('name = "graph"', 'name = "other"'))
-    assert cli("run", "graph.py", "--store", "x.db", cwd=tmp_path).returncode == 0
-    result = cli("run", "other.py", "--store", "x.db", cwd=tmp_path)
+    refused = "start_urls=http://127.0.0.1:9/"  # the discard port: connection refused
+    first = cli(
+        "run", "graph.py", "--store", "x.db", "-a", refused, "-s", "max_retries=0", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr  # a failed page is recorded, not fatal
+    result = cli("run", "other.py", "--store", "x.db", "-a", refused, cwd=tmp_path)
     assert result.returncode == 2
     assert "belongs to spider 'graph', not 'other'" in result.stderr
 
