@@ -66,8 +66,10 @@ class CrawlStats:
 class Crawler:
     """Runs one spider against one store. `await Crawler(spider, settings).run()`.
 
-    `store_path` defaults to `<spider name>.db` in the current directory; `fresh` discards what
-    the store held. `transport` replaces the HTTP transport (tests use httpx.MockTransport).
+    `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
+    given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
+    defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
+    held. `transport` replaces the HTTP transport (tests use httpx.MockTransport).
     """
 
     def __init__(
