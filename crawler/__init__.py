@@ -3,6 +3,7 @@
 from .engine import Crawler, CrawlStats
 from .errors import (
     ConfigError,
+    ContentDecodingError,
     CrawlerError,
     FetchConnectError,
     FetchError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "ContentDecodingError",
     "CrawlStats",
     "Crawler",
     "CrawlerError",

@@ -1,4 +1,4 @@
-"""The command line: `run`, `export`, `demo`. The only place that calls asyncio.run.
+"""The command line: `run`, `export`, `failures`, `demo`. The only place that calls asyncio.run.
 
 Exit status: 0 when a crawl completes (failed pages are recorded, not fatal), 130 after a
 stop by Ctrl-C or SIGTERM, 2 for usage and configuration errors (a one-line message, no
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
 from .demo import DemoSpider, render_site, serve
@@ -58,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--spider", metavar="NAME", help="which spider, when the file has several")
     run.add_argument("--store", metavar="PATH", help="store file (default: <spider name>.db)")
     run.add_argument("--fresh", action="store_true", help="discard the store and start over")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="queue the URLs that failed again (see the failures command)",
+    )
     run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
     run.add_argument(
         "-s",
@@ -79,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
     export.add_argument("--store", metavar="PATH", required=True)
     export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
+
+    failures = commands.add_parser(
+        "failures", parents=[verbosity], help="list failed URLs as JSON lines"
+    )
+    failures.add_argument("--store", metavar="PATH", required=True)
+    failures.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    failures.add_argument("--host", help="only this host's failures")
+    failures.add_argument(
+        "--error", metavar="KIND", help="only this kind of error (timeout, http_status, ...)"
+    )
 
     demo = commands.add_parser(
         "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
@@ -106,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, argv)
         if args.command == "export":
             return _export(args)
+        if args.command == "failures":
+            return _failures(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -124,9 +143,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
     if args.output:
         check_output(args.output)
-    crawler = Crawler(spider, settings, store_path=args.store, fresh=args.fresh)
+    crawler = Crawler(
+        spider, settings, store_path=args.store, fresh=args.fresh, retry_failed=args.retry_failed
+    )
     stats = asyncio.run(_crawl(crawler, args.output))
-    resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a != "--fresh"]]
+    once = ("--fresh", "--retry-failed")
+    resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
 
@@ -195,6 +217,27 @@ def _export(args: argparse.Namespace) -> int:
     check_output(args.output)
     count = asyncio.run(export())
     print(f"wrote {count} items to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _failures(args: argparse.Namespace) -> int:
+    async def listing(out: TextIO) -> int:
+        store = await SQLiteStore.open_readonly(args.store)
+        count = 0
+        try:
+            async for failure in store.failures(host=args.host, error=args.error):
+                out.write(json.dumps(failure, ensure_ascii=False) + "\n")
+                count += 1
+        finally:
+            await store.close()
+        return count
+
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            count = asyncio.run(listing(out))
+    else:
+        count = asyncio.run(listing(sys.stdout))
+    print(f"{count} failed URLs", file=sys.stderr)
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from .fetcher import Fetcher
 from .frontier import Frontier
 from .models import Request
 from .pages import PageRunner, new_request
+from .politeness import Breaker
 from .robots import MAX_ROBOTS_BYTES, Robots
 from .settings import Settings
 from .spider import Spider, check_spider_class
@@ -69,7 +70,8 @@ class Crawler:
     `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
-    held. `transport` replaces the HTTP transport (tests use httpx.MockTransport).
+    held; `retry_failed` puts the URLs that failed back in the queue first. `transport` replaces
+    the HTTP transport (tests use httpx.MockTransport).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Crawler:
         *,
         store_path: str | Path | None = None,
         fresh: bool = False,
+        retry_failed: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         check_spider_class(type(spider))
@@ -87,6 +90,7 @@ class Crawler:
         self.settings = base.merge(type(spider).custom_settings) if settings is None else base
         self.store_path = Path(store_path or f"{spider.name}.db")
         self.fresh = fresh
+        self.retry_failed = retry_failed
         self.stats = CrawlStats()
         self._transport = transport
         self._frontier: Frontier | None = None
@@ -125,6 +129,8 @@ class Crawler:
         async with contextlib.AsyncExitStack() as stack:
             store = await self._open_store()
             stack.push_async_callback(store.close)
+            if self.retry_failed:
+                log.info("queued %d failed URLs again", await store.requeue_failed())
             for name in await store.callbacks_pending():
                 self.spider.callback(name)  # an unknown name fails now, not mid-crawl
             await store.add(seeds)
@@ -156,6 +162,7 @@ class Crawler:
                 max_size=settings.max_response_size,
                 max_redirects=settings.max_redirects,
                 max_connections=settings.concurrency,
+                connect_timeout=settings.connect_timeout,
                 transport=self._transport,
             )
             stack.push_async_callback(fetcher.aclose)
@@ -166,6 +173,11 @@ class Crawler:
                 batch_size=max(2 * settings.per_domain_concurrency, 16),
                 max_buffered=max(8 * settings.concurrency, 256),
                 page_budget=budget,
+                breaker=lambda: Breaker(
+                    threshold=settings.breaker_threshold,
+                    cooldown=settings.breaker_cooldown,
+                    max_opens=settings.breaker_max_opens,
+                ),
             )
             stack.push_async_callback(frontier.aclose)
             await frontier.start()
@@ -182,7 +194,10 @@ class Crawler:
                 release=frontier.release,
                 max_depth=settings.max_depth,
                 max_retries=settings.max_retries,
+                retry_statuses=settings.retry_statuses,
                 retry_backoff=settings.retry_backoff,
+                retry_backoff_max=settings.retry_backoff_max,
+                max_retry_after=settings.max_retry_after,
             )
             writer = _Writer(store, frontier, stats)
             progress = asyncio.create_task(self._report_progress(frontier))
@@ -215,6 +230,8 @@ class Crawler:
             else:
                 stats.ended = "complete"
             stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
+            stats.pages += frontier.abandoned_pages
+            stats.failed += frontier.abandoned_pages
             await self._final_counts(store, stats)
         return stats
 
@@ -340,9 +357,8 @@ class _Writer:
                     closing = True
                     break
                 batch.append(entry)
-            outcomes = [outcome for outcome, _ in batch]
             try:
-                await self._store.commit(outcomes)
+                outcomes = await self._store.commit([outcome for outcome, _ in batch])
             except BaseException as exc:
                 for _, done in batch:
                     if not done.done():

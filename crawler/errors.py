@@ -8,7 +8,8 @@
     │   ├── ResponseTooLarge
     │   ├── TooManyRedirects
     │   ├── RedirectOutOfScope
-    │   └── HTTPStatusError  .status
+    │   ├── ContentDecodingError
+    │   └── HTTPStatusError  .status, .retry_after
     ├── SpiderError          .url: wraps the exception a user callback raised
     └── StoreError           the store cannot be opened, read or written
 
@@ -65,15 +66,23 @@ class RedirectOutOfScope(FetchError):
     kind = "redirect_out_of_scope"
 
 
+class ContentDecodingError(FetchError):
+    """The body's Content-Encoding is unsupported or its compressed data is corrupt."""
+
+    kind = "decoding"
+
+
 class HTTPStatusError(FetchError):
-    """The server answered with a status the crawler does not hand to callbacks."""
+    """The server answered with a status >= 400. `retry_after` is the Retry-After header of a
+    429 or 503 in seconds from now (None when absent or unparsable)."""
 
     kind = "http_status"
     TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-    def __init__(self, url: str, status: int) -> None:
+    def __init__(self, url: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(url, f"HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
         self.transient = status in self.TRANSIENT_STATUSES
 
 

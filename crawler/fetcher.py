@@ -7,13 +7,17 @@ No other room imports httpx's exceptions.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 import httpx
 
+from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .errors import (
+    ContentDecodingError,
     FetchConnectError,
     FetchError,
     FetchTimeout,
@@ -53,14 +57,19 @@ class Fetcher:
         max_size: int,
         max_redirects: int,
         max_connections: int,
+        connect_timeout: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
         self._max_redirects = max_redirects
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": user_agent, "Accept": _ACCEPT},
-            timeout=httpx.Timeout(timeout),
+            headers={
+                "User-Agent": user_agent,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout or timeout, timeout)),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
@@ -89,9 +98,10 @@ class Fetcher:
         """GET `url`, following redirects whose targets `allow` accepts.
 
         Raises FetchTimeout (the whole request, redirects included, exceeded the timeout),
-        FetchConnectError, ResponseTooLarge (body over `max_size`, default the fetcher's cap),
+        FetchConnectError, ResponseTooLarge (the decoded body is over `max_size`, default the
+        fetcher's cap; never decoded further than that), ContentDecodingError,
         TooManyRedirects (too many hops, or a loop), RedirectOutOfScope, HTTPStatusError
-        (status >= 400; the body is not read) or FetchError.
+        (status >= 400, with Retry-After; the body is not read) or FetchError.
         """
         limit = self._max_size if max_size is None else max_size
         try:
@@ -123,21 +133,52 @@ class Fetcher:
                     url = target
                     continue
                 if status >= 400:
-                    raise HTTPStatusError(url, status)
+                    raise HTTPStatusError(url, status, retry_after(response.headers))
                 body = await _read_capped(response, url, limit)
                 return Fetched(str(response.url), status, response.headers, body, hop)
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
 
 
 async def _read_capped(response: httpx.Response, url: str, limit: int) -> bytes:
+    """The decoded body, read raw and decoded here so that no step holds more than ~`limit`."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    encoding = response.headers.get("content-encoding")
+    if not encoding and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(url, f"Content-Length {declared} exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
+    if response.is_stream_consumed:  # built in memory (mock transports): decoded already
+        if len(response.content) > limit:
             raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+        return response.content
+    try:
+        decoder = decoder_for(encoding)
+        chunks: list[bytes] = []
+        size = 0
+        async for raw in response.aiter_raw():
+            chunk = decoder.decode(raw, limit - size)
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        tail = decoder.flush(limit - size)
+    except DecodingError as exc:
+        raise ContentDecodingError(url, f"cannot decode body: {exc}") from None
+    if size + len(tail) > limit:
+        raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+    chunks.append(tail)
     return b"".join(chunks)
+
+
+def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP-date), or None."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

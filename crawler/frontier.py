@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .politeness import HostSlot
+from .politeness import Breaker, HostSlot
 from .store import Outcome, State, Store, StoredRequest
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class _Host:
     generation: int = 0
     refilling: bool = False
     in_heap: bool = False
+    #: The breaker gave up on this host: its URLs are failed instead of fetched.
+    abandoned: bool = False
     #: The due time this host is filed under in the refill heap, if it is.
     filed_due: float | None = None
 
@@ -58,6 +60,7 @@ class Frontier:
         batch_size: int = 32,
         max_buffered: int = 4096,
         page_budget: int | None = None,
+        breaker: Callable[[], Breaker] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -67,6 +70,7 @@ class Frontier:
         self._max_buffered = max_buffered
         self._budget = page_budget
         self._clock = clock
+        self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0, max_opens=3))
         self._hosts: dict[str, _Host] = {}
         self._heap: list[tuple[float, int, _Host]] = []  # hosts with buffered requests
         self._due_heap: list[tuple[float, int, _Host]] = []  # hosts whose buffer needs a refill
@@ -76,6 +80,8 @@ class Frontier:
         self._refills = 0
         self._in_flight = 0  # handed out by next(), not yet settled
         self._finished_pages = 0  # done or failed in this run
+        #: URLs failed because their host was given up, in this run.
+        self.abandoned_pages = 0
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -117,16 +123,29 @@ class Frontier:
                     async with asyncio.timeout(None if math.isinf(wait) else max(wait, 0)):
                         await self._wakeup.wait()
 
-    def release(self, host: str) -> None:
-        """A fetch of `host` ended: its concurrency slot is free again."""
+    def release(
+        self, host: str, healthy: bool | None = None, wait_until: float | None = None
+    ) -> None:
+        """A fetch of `host` ended: its concurrency slot is free again. `healthy` feeds the
+        host's circuit breaker (see HostSlot.release); `wait_until` (epoch seconds) holds every
+        request to the host until then (Retry-After). A host the breaker gives up on is
+        abandoned: its URLs are failed as "host_unavailable"."""
         entry = self._hosts[host]
-        entry.slot.release()
-        self._push(entry, self._clock())
+        now = self._clock()
+        entry.slot.release(healthy, now=now)
+        if wait_until is not None:
+            entry.slot.back_off(wait_until)
+        if entry.slot.dead and not entry.abandoned:
+            entry.abandoned = True
+            log.warning("giving up on host %s: it kept failing", host)
+            self._set_due(entry, now)
+        self._push(entry, now)
         self._wakeup.set()
 
-    def back_off(self, host: str, until: float) -> None:
-        """Start nothing on `host` before `until` (epoch seconds)."""
-        self._host(host).slot.back_off(until)
+    def host_state(self, host: str) -> str:
+        """The host's circuit state: closed, open, half-open or dead."""
+        entry = self._hosts.get(host)
+        return entry.slot.breaker.state if entry else "closed"
 
     def settle(self, outcomes: Iterable[Outcome]) -> None:
         """Outcomes of handed-out requests are committed: their hosts may have new rows in the
@@ -178,12 +197,13 @@ class Frontier:
         entry = self._hosts.get(name)
         if entry is None:
             entry = self._hosts[name] = _Host(
-                name, HostSlot(self._per_host, self._rate, now=self._clock())
+                name,
+                HostSlot(self._per_host, self._rate, now=self._clock(), breaker=self._breaker()),
             )
         return entry
 
     def _push(self, entry: _Host, now: float) -> None:
-        if entry.in_heap or not entry.buffer or entry.slot.full:
+        if entry.in_heap or not entry.buffer or entry.slot.full or entry.abandoned:
             return
         self._seq += 1
         heapq.heappush(self._heap, (entry.slot.ready_at(now), self._seq, entry))
@@ -197,7 +217,7 @@ class Frontier:
                 return None, at - now
             heapq.heappop(self._heap)
             entry.in_heap = False
-            if not entry.buffer or entry.slot.full:
+            if not entry.buffer or entry.slot.full or entry.abandoned:
                 continue
             ready = entry.slot.ready_at(now)
             if ready > now:  # a back-off arrived since it was pushed
@@ -241,7 +261,7 @@ class Frontier:
         if (
             due is None
             or entry.refilling
-            or len(entry.buffer) > self._batch // 2
+            or (len(entry.buffer) > self._batch // 2 and not entry.abandoned)
             or (entry.filed_due is not None and entry.filed_due <= due)
         ):
             return
@@ -258,16 +278,45 @@ class Frontier:
                 continue  # a stale filing: the host was filed again, earlier
             entry.filed_due = None
             due = entry.store_due
-            if due is None or entry.refilling or len(entry.buffer) > self._batch // 2:
+            if due is None or entry.refilling:
+                continue
+            if len(entry.buffer) > self._batch // 2 and not entry.abandoned:
                 continue
             if due > now:
                 self._file_for_refill(entry)
                 continue
             entry.refilling = True
             self._refills += 1
-            task = asyncio.create_task(self._refill(entry, now))
+            work = self._abandon if entry.abandoned else self._refill
+            task = asyncio.create_task(work(entry, now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _abandon(self, entry: _Host, now: float) -> None:
+        """Fail the host's buffered and queued URLs (a refill, for a host given up on)."""
+        generation = entry.generation
+        try:
+            leased = [request.id for request in entry.buffer]
+            self._buffered -= len(leased)
+            entry.buffer.clear()
+            failed = await self._store.fail_host(
+                entry.name,
+                leased,
+                error="host_unavailable",
+                message="host kept failing: its circuit breaker gave up",
+            )
+            self.abandoned_pages += failed
+            self._finished_pages += failed
+            entry.refilling = False
+            self._set_due(entry, 0.0 if entry.generation != generation else None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a store failure ends the crawl, loudly
+            self._error = exc
+        finally:
+            entry.refilling = False
+            self._refills -= 1
+            self._wakeup.set()
 
     async def _refill(self, entry: _Host, now: float) -> None:
         generation = entry.generation

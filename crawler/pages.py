@@ -19,18 +19,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser
-from .errors import FetchError, HTTPStatusError, SpiderError
+from .errors import FetchConnectError, FetchError, FetchTimeout, HTTPStatusError, SpiderError
 from .fetcher import Fetcher
 from .models import Request, Response
-from .robots import Robots
+from .robots import Robots, RobotsUnavailable
 from .spider import Spider
 from .store import NewRequest, Outcome, State, StoredRequest
 from .urls import Scope, split_url
 
 log = logging.getLogger("crawler")
 
-#: Longest wait between two retries of one URL, in seconds.
-MAX_RETRY_DELAY = 60.0
+#: Statuses whose Retry-After header is honoured.
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 def new_request(spider: Spider, request: Request, split: tuple[str, str], depth: int) -> NewRequest:
@@ -58,8 +58,10 @@ def new_request(spider: Spider, request: Request, split: tuple[str, str], depth:
 
 
 class PageRunner:
-    """Processes pages for one crawl. `release(host)` is called as soon as a fetch ends, so the
-    host's slot frees up before the callback runs. Counts links it drops (off scope, too deep)."""
+    """Processes pages for one crawl. `release(host, healthy, wait_until)` is called as soon as
+    a fetch ends, so the host's slot frees up before the callback runs; `healthy` is False for
+    timeouts, connection errors and 5xx (the circuit breaker's input), and `wait_until` holds
+    the whole host after a 429/503 Retry-After. Counts links it drops (off scope, too deep)."""
 
     def __init__(
         self,
@@ -68,10 +70,13 @@ class PageRunner:
         fetcher: Fetcher,
         robots: Robots | None,
         scope: Scope,
-        release: Callable[[str], None],
+        release: Callable[[str, bool | None, float | None], None],
         max_depth: int,
         max_retries: int,
+        retry_statuses: Iterable[int],
         retry_backoff: float,
+        retry_backoff_max: float,
+        max_retry_after: float,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -80,7 +85,10 @@ class PageRunner:
         self._release = release
         self._max_depth = max_depth
         self._max_retries = max_retries
+        self._retry_statuses = frozenset(retry_statuses)
         self._retry_backoff = retry_backoff
+        self._retry_backoff_max = retry_backoff_max
+        self._max_retry_after = max_retry_after
         self.dropped_offsite = 0
         self.dropped_depth = 0
 
@@ -92,20 +100,24 @@ class PageRunner:
         """The outcome of fetching and parsing `stored`."""
         attempts = stored.attempts + 1
         try:
-            try:
-                if self._robots is not None and not await self._robots.allowed(stored.url):
-                    return Outcome(
-                        stored,
-                        State.FAILED,
-                        attempts,
-                        error="robots_disallowed",
-                        message="disallowed by robots.txt",
-                    )
-                fetched = await self._fetcher.fetch(stored.url, allow=self.in_scope)
-            finally:
-                self._release(stored.host)
+            if self._robots is not None and not await self._robots.allowed(stored.url):
+                self._release(stored.host, None, None)
+                return Outcome(
+                    stored,
+                    State.FAILED,
+                    attempts,
+                    error="robots_disallowed",
+                    message="disallowed by robots.txt",
+                )
+            fetched = await self._fetcher.fetch(stored.url, allow=self.in_scope)
         except FetchError as exc:
-            return self._failed(stored, attempts, exc)
+            outcome, wait_until = self._failed(stored, attempts, exc)
+            self._release(stored.host, _healthy(exc), wait_until)
+            return outcome
+        except BaseException:
+            self._release(stored.host, None, None)
+            raise
+        self._release(stored.host, True, None)
         log.debug("%d %s", fetched.status, fetched.url)
 
         request = Request(
@@ -156,24 +168,46 @@ class PageRunner:
             final_url=final,
         )
 
-    def _failed(self, stored: StoredRequest, attempts: int, exc: FetchError) -> Outcome:
+    def _failed(
+        self, stored: StoredRequest, attempts: int, exc: FetchError
+    ) -> tuple[Outcome, float | None]:
+        """The outcome of a failed fetch (a retry, or a failure), and until when the whole host
+        must wait (a Retry-After), if it must."""
         status = exc.status if isinstance(exc, HTTPStatusError) else None
-        if exc.transient and attempts <= self._max_retries:
-            cap = min(MAX_RETRY_DELAY, self._retry_backoff * 2 ** (attempts - 1))
+        transient = status in self._retry_statuses if status is not None else exc.transient
+        now = time.time()
+        delay = random.uniform(
+            0, min(self._retry_backoff_max, self._retry_backoff * 2 ** (attempts - 1))
+        )
+        wait_until = None
+        if isinstance(exc, HTTPStatusError) and exc.status in _RETRY_AFTER_STATUSES:
+            pause = exc.retry_after if exc.retry_after is not None else delay
+            if pause > self._max_retry_after:
+                message = f"{exc.message}, Retry-After {pause:.0f} s exceeds max_retry_after"
+                log.warning("failed %s: %s", stored.url, message)
+                outcome = Outcome(
+                    stored, State.FAILED, attempts, status=status, error=exc.kind, message=message
+                )
+                return outcome, None
+            wait_until = now + pause
+            delay = max(delay, pause)
+        if transient and attempts <= self._max_retries:
             log.debug("retrying %s (%s), attempt %d", stored.url, exc.message, attempts)
-            return Outcome(
+            outcome = Outcome(
                 stored,
                 State.QUEUED,
                 attempts,
                 status=status,
                 error=exc.kind,
                 message=exc.message,
-                not_before=time.time() + random.uniform(0, cap),
+                not_before=now + delay,
             )
+            return outcome, wait_until
         log.warning("failed %s: %s", stored.url, exc.message)
-        return Outcome(
+        outcome = Outcome(
             stored, State.FAILED, attempts, status=status, error=exc.kind, message=exc.message
         )
+        return outcome, wait_until
 
     async def _callback(
         self, request: Request, response: Response
@@ -231,6 +265,14 @@ class PageRunner:
             links.append(new_request(self._spider, output, split, depth))
         elif output is not None:
             items.append(_item_json(output, response.url))
+
+
+def _healthy(exc: FetchError) -> bool | None:
+    """What a failure says about its host, for the circuit breaker: nothing for a 429 (that is
+    throttling, handled by Retry-After); bad for timeouts, connection errors and 5xx."""
+    if isinstance(exc, HTTPStatusError):
+        return None if exc.status == 429 else exc.status < 500
+    return not isinstance(exc, FetchTimeout | FetchConnectError | RobotsUnavailable)
 
 
 def _iterable(result: Any) -> Iterable[Any]:

@@ -28,12 +28,26 @@ class Settings:
     per_domain_concurrency: int = 4
     #: Requests per second per host (token bucket); 0 means no limit.
     rate_limit: float = 0.0
-    #: Seconds before a request is abandoned (connect, read, and the whole request).
+    #: Seconds for a whole request, redirects and body included (also the read timeout).
     request_timeout: float = 30.0
-    #: Extra attempts for transient failures (timeouts, connection errors, 408/429/5xx).
+    #: Seconds to establish a connection (capped by `request_timeout`).
+    connect_timeout: float = 10.0
+    #: Extra attempts for transient failures (timeouts, connection errors, `retry_statuses`).
     max_retries: int = 2
-    #: Base of the exponential back-off between retries, in seconds (full jitter, capped at 60 s).
+    #: HTTP statuses that are retried; every other status >= 400 fails the page at once.
+    retry_statuses: tuple[int, ...] = (408, 429, 500, 502, 503, 504)
+    #: Base of the exponential back-off between retries, in seconds (full jitter).
     retry_backoff: float = 1.0
+    #: Longest back-off between two retries of one URL, in seconds.
+    retry_backoff_max: float = 60.0
+    #: Longest Retry-After (429/503) honoured, in seconds; a longer one fails the URL.
+    max_retry_after: float = 600.0
+    #: Consecutive failures (timeouts, connection errors, 5xx) that open a host's circuit.
+    breaker_threshold: int = 5
+    #: Seconds a host's circuit first stays open before a probe; doubles at each reopening.
+    breaker_cooldown: float = 30.0
+    #: Openings of a host's circuit after which its remaining URLs fail ("host_unavailable").
+    breaker_max_opens: int = 3
     #: Deepest link depth followed from a start URL (start URLs are depth 0); 0 means no limit.
     max_depth: int = 0
     #: Pages to fetch in the whole crawl, over all resumes; 0 means no limit.
@@ -58,6 +72,10 @@ class Settings:
             )
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 ok = True
+            if expected is tuple:
+                ok = isinstance(value, tuple) and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                )
             if not ok:
                 raise ConfigError(
                     f"setting {field.name!r} must be {expected.__name__}, got {value!r}"
@@ -66,8 +84,16 @@ class Settings:
         _at_least(self, "per_domain_concurrency", 1)
         _at_least(self, "rate_limit", 0)
         _at_least(self, "request_timeout", 0.001)
+        _at_least(self, "connect_timeout", 0.001)
         _at_least(self, "max_retries", 0)
         _at_least(self, "retry_backoff", 0)
+        _at_least(self, "retry_backoff_max", 0)
+        _at_least(self, "max_retry_after", 0)
+        _at_least(self, "breaker_threshold", 1)
+        _at_least(self, "breaker_cooldown", 0)
+        _at_least(self, "breaker_max_opens", 1)
+        if any(not 400 <= status <= 599 for status in self.retry_statuses):
+            raise ConfigError("setting 'retry_statuses' must list HTTP statuses from 400 to 599")
         _at_least(self, "max_depth", 0)
         _at_least(self, "max_pages", 0)
         _at_least(self, "max_response_size", 1)
@@ -97,8 +123,15 @@ _FIELD_TYPES: dict[str, type] = {
     "per_domain_concurrency": int,
     "rate_limit": float,
     "request_timeout": float,
+    "connect_timeout": float,
     "max_retries": int,
+    "retry_statuses": tuple,
     "retry_backoff": float,
+    "retry_backoff_max": float,
+    "max_retry_after": float,
+    "breaker_threshold": int,
+    "breaker_cooldown": float,
+    "breaker_max_opens": int,
     "max_depth": int,
     "max_pages": int,
     "max_response_size": int,
@@ -114,8 +147,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def parse_value(raw: str, kind: type, *, what: str) -> Any:
-    """Parse a command-line string into `kind` (int, float, bool, str or list of str, comma
-    separated). A value that does not parse is a ConfigError naming `what`."""
+    """Parse a command-line string into `kind`: int, float, bool, str, list of str or tuple of
+    int (both comma separated). A value that does not parse is a ConfigError naming `what`."""
     text = raw.strip()
     try:
         if kind is bool:
@@ -131,8 +164,10 @@ def parse_value(raw: str, kind: type, *, what: str) -> Any:
             if not math.isfinite(number):
                 raise ValueError
             return number
-        if kind is list or kind is tuple:
-            return kind(part.strip() for part in raw.split(",") if part.strip())
+        if kind is list:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        if kind is tuple:
+            return tuple(int(part) for part in raw.split(",") if part.strip())
         if kind is str:
             return raw
     except ValueError:

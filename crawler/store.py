@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import fcntl
 import os
@@ -120,11 +121,21 @@ class Store(Protocol):
     async def next_due(self, host: str) -> float | None:
         """The earliest not-before time of `host`'s queued rows, or None when it has none."""
 
-    async def commit(self, outcomes: Sequence[Outcome]) -> None:
-        """Commit outcomes of leased rows in one transaction: all of them or none."""
+    async def commit(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Commit outcomes of leased rows in one transaction: all of them or none. Returns the
+        outcomes as committed: a redirect to a URL already leased, done or failed keeps no
+        items or links (that page is, or was, crawled under its own URL)."""
 
     async def release(self) -> int:
         """Put this run's leased rows back in the queue; returns how many."""
+
+    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
+        """Mark as failed the queued rows of `host` and the leased rows `leased` (buffered, not
+        in flight); returns how many."""
+
+    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
+        """Put failed rows (of `host`, of error kind `error`) back in the queue with no
+        attempts used; returns how many."""
 
     async def counts(self) -> Counts:
         """Rows per state and items stored."""
@@ -319,31 +330,30 @@ class SQLiteStore:
         )
         return rows[0][0] if rows else None
 
-    async def commit(self, outcomes: Sequence[Outcome]) -> None:
+    async def commit(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         if not outcomes:
-            return
+            return []
         now = time.time()
-        links = [link for o in outcomes for link in o.links]
-        items = [(o.request.id, item) for o in outcomes for item in o.items]
-        finals = [
-            NewRequest(url, host) for o in outcomes if o.final_url for url, host in [o.final_url]
-        ]
-        updates = [
-            (
-                int(o.state),
-                o.attempts,
-                o.not_before,
-                o.status,
-                o.error,
-                o.message,
-                now,
-                o.request.id,
-            )
-            for o in outcomes
-        ]
         async with self._transaction():
-            if finals:
-                await self._insert(finals, State.DONE)
+            committed = [
+                outcome if outcome.final_url is None else await self._claim_final(outcome, now)
+                for outcome in outcomes
+            ]
+            links = [link for o in committed for link in o.links]
+            items = [(o.request.id, item) for o in committed for item in o.items]
+            updates = [
+                (
+                    int(o.state),
+                    o.attempts,
+                    o.not_before,
+                    o.status,
+                    o.error,
+                    o.message,
+                    now,
+                    o.request.id,
+                )
+                for o in committed
+            ]
             if links:
                 await self._insert(links, State.QUEUED)
             if items:
@@ -355,6 +365,29 @@ class SQLiteStore:
                 " error = ?, message = ?, updated = ?, lease = NULL WHERE id = ?",
                 updates,
             )
+        return committed
+
+    async def _claim_final(self, outcome: Outcome, now: float) -> Outcome:
+        """Mark a redirect's final URL visited. If another row already holds it (leased, done
+        or failed), the outcome keeps no items or links; a merely queued row is marked done."""
+        assert outcome.final_url is not None
+        url, host = outcome.final_url
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO requests (url, host, callback, state, status, updated)"
+            " VALUES (?, ?, ?, 2, ?, ?)",
+            (url, host, outcome.request.callback, outcome.status, now),
+        )
+        if cursor.rowcount == 0:
+            cursor = await self._db.execute(
+                "UPDATE requests SET state = 2, status = ?, updated = ?,"
+                " message = 'fetched through a redirect' WHERE url = ? AND state = 0",
+                (outcome.status, now, url),
+            )
+        if cursor.rowcount == 1:
+            return outcome
+        return dataclasses.replace(
+            outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
+        )
 
     async def release(self) -> int:
         async with self._transaction():
@@ -363,6 +396,59 @@ class SQLiteStore:
                 (self.run_id,),
             )
             return cursor.rowcount
+
+    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
+        now = time.time()
+        async with self._transaction():
+            cursor = await self._db.execute(
+                "UPDATE requests SET state = 3, error = ?, message = ?, updated = ?"
+                " WHERE host = ? AND state = 0",
+                (error, message, now, host),
+            )
+            failed = cursor.rowcount
+            if leased:
+                cursor = await self._db.executemany(
+                    "UPDATE requests SET state = 3, error = ?, message = ?, updated = ?,"
+                    " lease = NULL WHERE id = ? AND state = 1",
+                    [(error, message, now, row) for row in leased],
+                )
+                failed += cursor.rowcount
+        return failed
+
+    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
+        async with self._transaction():
+            cursor = await self._db.execute(
+                "UPDATE requests SET state = 0, attempts = 0, not_before = 0, error = NULL,"
+                " message = NULL, status = NULL WHERE state = 3"
+                " AND (?1 IS NULL OR host = ?1) AND (?2 IS NULL OR error = ?2)",
+                (host, error),
+            )
+            return cursor.rowcount
+
+    async def failures(
+        self, host: str | None = None, error: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Failed rows (of `host`, of error kind `error`) as dicts: url, error, status,
+        attempts, message; in the order they were discovered."""
+        last = 0
+        while True:
+            rows = await self._fetchall(
+                "SELECT id, url, error, status, attempts, message FROM requests"
+                " WHERE state = 3 AND id > ?1 AND (?2 IS NULL OR host = ?2)"
+                " AND (?3 IS NULL OR error = ?3) ORDER BY id LIMIT 1000",
+                (last, host, error),
+            )
+            if not rows:
+                return
+            for _, url, kind, status, attempts, message in rows:
+                yield {
+                    "url": url,
+                    "error": kind,
+                    "status": status,
+                    "attempts": attempts,
+                    "message": message,
+                }
+            last = rows[-1][0]
 
     async def counts(self) -> Counts:
         by_state = dict(await self._fetchall("SELECT state, COUNT(*) FROM requests GROUP BY state"))

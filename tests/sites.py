@@ -4,7 +4,12 @@ own event loop. The server counts what happened (hits per URL, peak in-flight pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import random
+import socket
+import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -29,6 +34,8 @@ class GraphSite:
         self.in_flight: Counter[str] = Counter()
         self.peak_in_flight: Counter[str] = Counter()
         self.robots: dict[str, tuple[int, str]] = {}
+        #: URLs that answer 500 for now.
+        self.broken: set[str] = set()
         #: Called with the number of page hits so far, after each page hit.
         self.on_hit: Callable[[int], None] | None = None
         self._runners: list[web.AppRunner] = []
@@ -66,6 +73,8 @@ class GraphSite:
             return web.Response(status=404)
         page = int(request.path.removeprefix("/p/"))
         self.hits[str(request.url)] += 1
+        if str(request.url) in self.broken:
+            return web.Response(status=500)
         self.in_flight[name] += 1
         self.peak_in_flight[name] = max(self.peak_in_flight[name], self.in_flight[name])
         try:
@@ -92,5 +101,119 @@ class GraphSite:
             self.ports[name] = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+
+
+class FaultSite:
+    """A hostile web on two hosts. `faults` serves, from its index page, links to pages that
+    fail N times then succeed, throttle with Retry-After, stall, reset the connection, redirect
+    in a loop, send a gzip bomb or an oversized body, binary or mis-encoded content; `dead`
+    has `dead_pages` pages that all answer 500. The server records every hit with its time."""
+
+    FLAKY_FAILURES = 2
+    RETRY_AFTER = 1
+
+    def __init__(self, *, dead_pages: int = 40, cap: int = 1_000_000) -> None:
+        self.faults, self.dead = "127.0.0.6", "127.0.0.7"
+        self.dead_pages = dead_pages
+        self.cap = cap
+        self.ports: dict[str, int] = {}
+        self.hits: dict[str, list[float]] = {}
+        self._release = asyncio.Event()
+        self._runners: list[web.AppRunner] = []
+        self.bomb = gzip.compress(b"\0" * (100 * cap), compresslevel=9)
+
+    def url(self, host: str, path: str) -> str:
+        return f"http://{host}:{self.ports[host]}{path}"
+
+    def count(self, host: str, path: str) -> int:
+        return len(self.hits.get(self.url(host, path), []))
+
+    def _index(self) -> str:
+        paths = [
+            "/flaky",
+            "/throttle",
+            "/stall",
+            "/reset",
+            "/loop",
+            "/bomb",
+            "/big",
+            "/binary",
+            "/misencoded",
+            "/to-index",
+            "/missing",
+        ]
+        links = [self.url(self.faults, p) for p in paths]
+        links += [self.url(self.dead, f"/d/{n}") for n in range(self.dead_pages)]
+        return "".join(f'<a href="{u}">x</a>' for u in links)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        url = str(request.url)
+        self.hits.setdefault(url, []).append(time.monotonic())
+        hits = len(self.hits[url])
+        path = request.path
+        if request.url.host == self.dead:
+            return web.Response(status=500, text="down")
+        if path == "/":
+            return web.Response(
+                text=f"<html><body>{self._index()}</body></html>", content_type="text/html"
+            )
+        if path == "/flaky":
+            if hits <= self.FLAKY_FAILURES:
+                return web.Response(status=503)
+            return web.Response(text="<p>finally</p>", content_type="text/html")
+        if path == "/throttle":
+            if hits == 1:
+                return web.Response(status=429, headers={"Retry-After": str(self.RETRY_AFTER)})
+            return web.Response(text="<p>ok</p>", content_type="text/html")
+        if path == "/stall":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), 30)
+            return web.Response(text="too late", content_type="text/html")
+        if path == "/reset":
+            sock = request.transport.get_extra_info("socket") if request.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                request.transport.close()  # type: ignore[union-attr]
+            return web.Response(text="never seen")
+        if path in ("/loop", "/loop2"):
+            raise web.HTTPFound("/loop2" if path == "/loop" else "/loop")
+        if path == "/to-index":
+            raise web.HTTPMovedPermanently("/")
+        if path == "/bomb":
+            return web.Response(
+                body=self.bomb, headers={"Content-Encoding": "gzip", "Content-Type": "text/html"}
+            )
+        if path == "/big":
+            response = web.StreamResponse(headers={"Content-Type": "text/html"})
+            await response.prepare(request)
+            for _ in range(2 * self.cap // 65536 + 2):
+                await response.write(b"<p>" + b"x" * 65533)
+            return response
+        if path == "/binary":
+            return web.Response(body=bytes(range(256)) * 64, content_type="image/png")
+        if path == "/misencoded":
+            body = (
+                '<html><body>caf\xe9 \xff\xfe <a href="/flaky?from=misencoded">x</a></body></html>'
+            ).encode("latin-1")
+            return web.Response(body=body, headers={"Content-Type": "text/html; charset=utf-8"})
+        return web.Response(status=404)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        for name in (self.faults, self.dead):
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+            await runner.setup()
+            site = web.TCPSite(runner, name, 0)
+            await site.start()
+            self._runners.append(runner)
+            assert site._server is not None
+            assert site._server.sockets
+            self.ports[name] = site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self._release.set()
         for runner in self._runners:
             await runner.cleanup()

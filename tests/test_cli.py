@@ -198,3 +198,49 @@ def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:
     assert len(books) == 45
     assert {"title", "price", "in_stock", "rating", "category", "upc"} <= set(books[0])
     assert all(b["rating"] in {"1", "2", "3", "4", "5"} for b in books)
+
+
+async def test_failures_are_listed_filtered_and_retried(
+    graph: GraphSite, spider_file: Path, tmp_path: Path
+) -> None:
+    broken = {graph.url(0, 5), graph.url(0, 6), graph.url(1, 7)}
+    graph.broken |= broken
+    args = [
+        "run",
+        "graph.py",
+        "-a",
+        f"start_urls={','.join(graph.start_urls)}",
+        "-s",
+        "max_retries=1",
+        "-s",
+        "retry_backoff=0",
+    ]
+    proc = await acli(*args, cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+
+    listed = cli("failures", "--store", "graph.db", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "3 failed URLs" in listed.stderr
+    failures = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {f["url"] for f in failures} == broken
+    assert {(f["error"], f["status"], f["attempts"]) for f in failures} == {("http_status", 500, 2)}
+    one_host = cli(
+        "failures", "--store", "graph.db", "--host", graph.hosts[1], "-o", "f.jsonl", cwd=tmp_path
+    )
+    assert one_host.returncode == 0
+    assert [json.loads(x)["url"] for x in (tmp_path / "f.jsonl").read_text().splitlines()] == [
+        graph.url(1, 7)
+    ]
+    none = cli("failures", "--store", "graph.db", "--error", "timeout", cwd=tmp_path)
+    assert none.stdout == ""
+    assert "0 failed URLs" in none.stderr
+
+    graph.broken.clear()  # the site is repaired
+    proc = await acli(*args, "--retry-failed", "-o", "items.jsonl", cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert "queued 3 failed URLs again" in stderr.decode()
+    items = [json.loads(x) for x in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
+    assert cli("failures", "--store", "graph.db", cwd=tmp_path).stdout == ""

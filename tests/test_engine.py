@@ -21,7 +21,7 @@ def html(body: str) -> httpx.Response:
 async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> CrawlStats:
     options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
     crawler = Crawler(
-        spider, Settings(**options), store_path=path, transport=httpx.MockTransport(handler)
+        spider, Settings().merge(options), store_path=path, transport=httpx.MockTransport(handler)
     )
     return await crawler.run()
 
@@ -251,12 +251,12 @@ async def test_a_failing_store_stops_the_crawl_with_a_store_error(
     real_commit = SQLiteStore.commit
     commits = 0
 
-    async def failing_commit(self: SQLiteStore, outcomes: Any) -> None:
+    async def failing_commit(self: SQLiteStore, outcomes: Any) -> Any:
         nonlocal commits
         commits += 1
         if commits > 2:
             raise StoreError("store crawl.db: database or disk is full")
-        await real_commit(self, outcomes)
+        return await real_commit(self, outcomes)
 
     monkeypatch.setattr(SQLiteStore, "commit", failing_commit)
     endless = lambda request: html(f'<a href="{request.url.path}x">next</a>')  # noqa: E731
@@ -266,3 +266,22 @@ async def test_a_failing_store_stops_the_crawl_with_a_store_error(
     done = rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 2")
     assert done == [(2,)]  # what was committed is intact; the rest will be fetched again
     assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+
+
+async def test_retry_after_beyond_the_cap_fails_the_url_with_the_reason(store_path: Path) -> None:
+    calls: Counter[str] = Counter()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls[request.url.path] += 1
+        if request.url.path == "/":
+            return html('<a href="/later">later</a><a href="/teapot">t</a>')
+        if request.url.path == "/teapot":
+            return httpx.Response(418)
+        return httpx.Response(429, headers={"Retry-After": "86400"})
+
+    await crawl(Links(), handler, store_path, max_retry_after=60.0, retry_statuses="418")
+    later = by_url(store_path)["http://a.com/later"]
+    assert later[:4] == (3, 429, "http_status", 1)
+    assert "Retry-After 86400 s exceeds max_retry_after" in later[4]
+    assert calls["/later"] == 1
+    assert calls["/teapot"] == 3  # retry_statuses decides what is transient

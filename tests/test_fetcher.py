@@ -1,9 +1,15 @@
+import email.utils
+import gzip
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Callable
 
+import brotli
 import httpx
 import pytest
 
 from crawler import (
+    ContentDecodingError,
     FetchConnectError,
     FetchTimeout,
     HTTPStatusError,
@@ -11,7 +17,7 @@ from crawler import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from crawler.fetcher import Fetcher
+from crawler.fetcher import Fetcher, retry_after
 
 
 def fetcher(handler: Callable[[httpx.Request], httpx.Response], **kw: int) -> Fetcher:
@@ -105,3 +111,83 @@ async def test_errors_are_translated() -> None:
             await f.fetch("http://a.com/slow")
         with pytest.raises(FetchConnectError, match="refused"):
             await f.fetch("http://a.com/down")
+
+
+def test_retry_after_is_seconds_or_an_http_date() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 120, usegmt=True)
+    assert retry_after(httpx.Headers({"Retry-After": "30"}), now) == 30.0
+    assert retry_after(httpx.Headers({"Retry-After": date}), now) == pytest.approx(120.0)
+    assert retry_after(httpx.Headers({"Retry-After": "soon"}), now) is None
+    assert retry_after(httpx.Headers({}), now) is None
+    past = email.utils.formatdate(now - 50, usegmt=True)
+    assert retry_after(httpx.Headers({"Retry-After": past}), now) == 0.0
+
+
+async def test_429_carries_its_retry_after() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "7"})
+
+    async with fetcher(handler) as f:
+        with pytest.raises(HTTPStatusError) as info:
+            await f.fetch("http://a.com/")
+    assert (info.value.status, info.value.retry_after) == (429, 7.0)
+
+
+def _bomb(coding: str, size: int) -> bytes:
+    zeros = b"\0" * size
+    if coding == "gzip":
+        return gzip.compress(zeros, 6)
+    if coding == "deflate":
+        return zlib.compress(zeros, 6)
+    if coding == "br":
+        return bytes(brotli.compress(zeros, quality=5))
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return raw.compress(zeros) + raw.flush()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br"])
+async def test_compression_bombs_are_stopped_with_little_memory(coding: str) -> None:
+    cap = 256 * 1024
+    bomb = _bomb(coding, 128 * cap)  # 32 MiB of zeros, a few tens of KB compressed
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        async def stream() -> AsyncIterator[bytes]:
+            for i in range(0, len(bomb), 65536):
+                yield bomb[i : i + 65536]
+
+        header = "deflate" if coding == "raw-deflate" else coding
+        return httpx.Response(200, headers={"Content-Encoding": header}, content=stream())
+
+    async with fetcher(handler, max_size=cap) as f:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLarge):
+                await f.fetch("http://a.com/bomb")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 * cap, peak  # never near the 32 MiB the bomb inflates to
+
+
+async def test_compressed_bodies_within_the_cap_are_decoded() -> None:
+    page = b"<html>" + b"hello " * 1000 + b"</html>"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        coding = request.url.path.strip("/")
+        body = {
+            "gzip": gzip.compress(page),
+            "deflate": zlib.compress(page),
+            "br": brotli.compress(page),
+        }.get(coding, b"\x1f\x8bcorrupt")
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield body
+
+        return httpx.Response(200, headers={"Content-Encoding": coding or "gzip"}, content=stream())
+
+    async with fetcher(handler, max_size=100_000) as f:
+        for coding in ("gzip", "deflate", "br"):
+            assert (await f.fetch(f"http://a.com/{coding}")).body == page
+        with pytest.raises(ContentDecodingError):
+            await f.fetch("http://a.com/")

@@ -112,3 +112,37 @@ async def test_page_budget_and_stop(store: SQLiteStore) -> None:
     frontier.stop()
     assert await frontier.next() is None
     await frontier.aclose()
+
+
+async def test_retry_after_holds_the_whole_host_but_not_others(store: SQLiteStore) -> None:
+    clock = [1000.0]
+    await store.add([req("a.com", n) for n in range(3)] + [req("b.com", 0)])
+    frontier = await started(store, clock=lambda: clock[0])
+    first = await frontier.next()
+    assert first is not None
+    frontier.release(first.host, None, 1000.0 + 3600)  # a 429 with Retry-After: 3600
+    other = await frontier.next()
+    assert other is not None
+    assert other.host != first.host
+    waiting = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the throttled host's other URLs wait
+    waiting.cancel()
+
+
+async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> None:
+    from crawler.politeness import Breaker
+
+    await store.add([req("dead.com", n) for n in range(5)])
+    frontier = await started(store, breaker=lambda: Breaker(threshold=1, cooldown=0.0, max_opens=1))
+    first = await frontier.next()
+    assert first is not None
+    frontier.release(first.host, False, None)  # one failure opens it, for good
+    assert frontier.host_state("dead.com") == "dead"
+    outcome = Outcome(first, State.FAILED, 1, error="connect")
+    await store.commit([outcome])
+    frontier.settle([outcome])
+    assert await frontier.next() is None  # finished: nothing left to fetch
+    counts = await store.counts()
+    assert (counts.failed, counts.queued, counts.leased) == (5, 0, 0)
+    assert frontier.abandoned_pages == 4

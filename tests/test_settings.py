@@ -44,3 +44,11 @@ def test_bad_settings_are_errors_naming_the_setting(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings().merge(overrides)
+
+
+def test_retry_statuses_parse_and_validate() -> None:
+    assert Settings().merge({"retry_statuses": "429, 503"}).retry_statuses == (429, 503)
+    with pytest.raises(ConfigError, match="retry_statuses"):
+        Settings().merge({"retry_statuses": "200"})
+    with pytest.raises(ConfigError, match="retry_statuses"):
+        Settings().merge({"retry_statuses": "many"})

@@ -1,0 +1,113 @@
+"""The crawler against a hostile local web: every fault asserted at the server and in the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler import Crawler, Request, Response, Settings, Spider
+from tests.conftest import rows
+from tests.sites import FaultSite
+
+
+class Everything(Spider):
+    name = "faults"
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+        for url in response.links():
+            yield Request(url)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[FaultSite]:
+    fault_site = FaultSite(dead_pages=40, cap=1_000_000)
+    await fault_site.start()
+    yield fault_site
+    await fault_site.stop()
+
+
+SETTINGS = Settings(
+    obey_robots=False,
+    concurrency=8,
+    per_domain_concurrency=2,
+    request_timeout=0.5,
+    max_retries=2,
+    retry_backoff=0.01,
+    max_response_size=1_000_000,
+    max_redirects=5,
+    breaker_threshold=3,
+    breaker_cooldown=0.05,
+    breaker_max_opens=3,
+)
+
+
+def state(path: Path, url: str) -> tuple[Any, ...]:
+    found = rows(
+        path, "SELECT state, status, error, attempts, message FROM requests WHERE url = ?", (url,)
+    )
+    assert found, url
+    return found[0]
+
+
+DONE, FAILED = 2, 3
+
+
+async def test_a_crawl_survives_a_hostile_web(site: FaultSite, store_path: Path) -> None:
+    spider = Everything()
+    spider.start_urls = [site.url(site.faults, "/")]
+    spider.allowed_domains = [site.faults, site.dead]
+    stats = await Crawler(spider, SETTINGS, store_path=store_path).run()
+    assert stats.ended == "complete"
+    f = site.faults
+
+    # fails twice, then succeeds on the third attempt
+    assert site.count(f, "/flaky") == 3
+    assert state(store_path, site.url(f, "/flaky"))[:4] == (DONE, 200, None, 3)
+    # a 429 with Retry-After: the retry comes no sooner than that
+    first, second = site.hits[site.url(f, "/throttle")]
+    assert second - first >= site.RETRY_AFTER
+    assert state(store_path, site.url(f, "/throttle"))[0] == DONE
+    # a stalled server costs request_timeout per attempt, then the URL fails
+    assert site.count(f, "/stall") == 3
+    assert state(store_path, site.url(f, "/stall"))[:4] == (FAILED, None, "timeout", 3)
+    # a reset connection is retried, then recorded
+    assert site.count(f, "/reset") == 3
+    assert state(store_path, site.url(f, "/reset"))[:4] == (FAILED, None, "connect", 3)
+    # permanent failures are not retried
+    assert site.count(f, "/loop") == 1
+    assert state(store_path, site.url(f, "/loop"))[:4] == (FAILED, None, "too_many_redirects", 1)
+    assert site.count(f, "/missing") == 1
+    assert state(store_path, site.url(f, "/missing"))[:4] == (FAILED, 404, "http_status", 1)
+    for path in ("/bomb", "/big"):
+        assert site.count(f, path) == 1
+        assert state(store_path, site.url(f, path))[:4] == (FAILED, None, "too_large", 1)
+    # binary content is visited, not parsed; mis-encoded HTML is parsed and its links followed
+    assert state(store_path, site.url(f, "/binary"))[::4] == (DONE, "not parsed: image/png")
+    assert state(store_path, site.url(f, "/misencoded"))[0] == DONE
+    assert site.count(f, "/flaky?from=misencoded") == 3
+    # a redirect to a page crawled on its own yields nothing twice
+    assert "crawled on its own" in state(store_path, site.url(f, "/to-index"))[4]
+    items = [r[0] for r in rows(store_path, "SELECT data FROM items")]
+    assert len(items) == len(set(items))
+
+    # the dead host: the circuit breaker keeps it far below pages x attempts
+    dead_hits = sum(len(v) for k, v in site.hits.items() if f"//{site.dead}:" in k)
+    assert 3 <= dead_hits <= 12, dead_hits  # 40 pages x 3 attempts would be 120
+    dead = rows(
+        store_path,
+        "SELECT state, error, COUNT(*) FROM requests WHERE host = ? GROUP BY state, error",
+        (site.dead,),
+    )
+    assert {(s, e) for s, e, _ in dead} <= {(FAILED, "http_status"), (FAILED, "host_unavailable")}
+    assert sum(n for *_, n in dead) == 40
+
+    # the crawl ended with every URL done or failed
+    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state IN (0, 1)") == [(0,)]
+    assert (
+        stats.failed_total
+        == rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 3")[0][0]
+    )
