@@ -31,7 +31,7 @@ from .robots import MAX_ROBOTS_BYTES, Robots
 from .settings import Settings
 from .spider import Spider, check_spider_class
 from .store import NewRequest, Outcome, SQLiteStore, State, Store
-from .urls import Scope, split_url
+from .urls import Canonicalizer, Scope, TrapGuard
 
 log = logging.getLogger("crawler")
 
@@ -49,6 +49,8 @@ class CrawlStats:
     items: int = 0
     dropped_offsite: int = 0
     dropped_depth: int = 0
+    #: Links of nofollow pages and items of noindex pages left out.
+    dropped_nofollow: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     #: How the run ended: "complete", "already complete", "max_pages", or "stopped".
@@ -98,6 +100,11 @@ class Crawler:
         self._stopping = False
         self._grace_timer: asyncio.TimerHandle | None = None
         self._scope = Scope()
+        self._canonicalizer = Canonicalizer(
+            strip_params=frozenset(self.settings.strip_query_params),
+            strip_tracking=self.settings.strip_tracking_params,
+            sort_query=self.settings.sort_query,
+        )
 
     # -- control ---------------------------------------------------------------------------
 
@@ -191,6 +198,13 @@ class Crawler:
                 fetcher=fetcher,
                 robots=robots,
                 scope=self._scope,
+                canonicalizer=self._canonicalizer,
+                traps=TrapGuard(
+                    max_length=settings.max_url_length,
+                    max_repeats=settings.max_repeated_segments,
+                    max_params=settings.max_query_params,
+                ),
+                obey_nofollow=settings.obey_nofollow,
                 release=frontier.release,
                 max_depth=settings.max_depth,
                 max_retries=settings.max_retries,
@@ -230,6 +244,7 @@ class Crawler:
             else:
                 stats.ended = "complete"
             stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
+            stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
             stats.pages += frontier.abandoned_pages
             stats.failed += frontier.abandoned_pages
             await self._final_counts(store, stats)
@@ -296,7 +311,7 @@ class Crawler:
                     f"spider {self.spider.name!r}: start_requests() must yield Requests, "
                     f"got {type(request).__name__}"
                 )
-            split = split_url(request.url)
+            split = self._canonicalizer.split(request.url)
             if split is None:
                 raise ConfigError(f"start URL {request.url!r} is not an absolute http(s) URL")
             if request.callback is None and type(self.spider).parse is Spider.parse:
@@ -308,6 +323,9 @@ class Crawler:
         self._scope = Scope.of(
             start_hosts=(seed.host for seed in seeds),
             allowed_domains=self.spider.allowed_domains,
+            strategy=self.spider.scope,
+            allow=self.spider.allow,
+            deny=self.spider.deny,
         )
         return seeds
 

@@ -49,7 +49,7 @@ class Request:
 class Response:
     """A fetched page. `url` is the final URL after redirects; `headers` are case-insensitive."""
 
-    __slots__ = ("_text", "_tree", "body", "headers", "request", "status", "url")
+    __slots__ = ("_text", "_tree", "body", "headers", "nofollow", "request", "status", "url")
 
     def __init__(
         self, *, url: str, status: int, headers: httpx.Headers, body: bytes, request: Request
@@ -59,6 +59,8 @@ class Response:
         self.headers = headers
         self.body = body
         self.request = request
+        #: Whether links() leaves out rel="nofollow" links (set by the crawl's obey_nofollow).
+        self.nofollow = True
         self._text: str | None = None
         self._tree: LexborHTMLParser | None = None
 
@@ -94,12 +96,20 @@ class Response:
 
     def links(self) -> list[str]:
         """Absolute http(s) URLs of `<a href>`/`<area href>`, resolved against `<base href>`,
-        fragments removed, without duplicates, in document order."""
-        return parser.extract_links(self.tree, self.url)
+        fragments removed, without duplicates, in document order; rel="nofollow" links are
+        left out while the crawl obeys nofollow (the default)."""
+        return parser.extract_links(self.tree, self.url, nofollow=self.nofollow)
+
+    @property
+    def robots_directives(self) -> frozenset[str]:
+        """ "noindex" and/or "nofollow", from `<meta name="robots">` and X-Robots-Tag."""
+        header = self.headers.get("x-robots-tag")
+        html = parser.is_html(self.headers.get("content-type"))
+        return parser.robots_directives(self.tree if html else None, header)
 
     def urljoin(self, url: str) -> str:
         """`url` resolved against this page's base URL (`<base href>` or the page URL)."""
-        return urljoin(parser.base_url(self.tree, self.url), url.strip())
+        return urljoin(parser.base_url(self.tree, self.url), parser.clean_href(url))
 
     def follow(
         self,

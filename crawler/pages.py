@@ -25,7 +25,7 @@ from .models import Request, Response
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
 from .store import NewRequest, Outcome, State, StoredRequest
-from .urls import Scope, split_url
+from .urls import Canonicalizer, Scope, TrapGuard
 
 log = logging.getLogger("crawler")
 
@@ -33,7 +33,13 @@ log = logging.getLogger("crawler")
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-def new_request(spider: Spider, request: Request, split: tuple[str, str], depth: int) -> NewRequest:
+def new_request(
+    spider: Spider,
+    request: Request,
+    split: tuple[str, str],
+    depth: int,
+    rejected: str | None = None,
+) -> NewRequest:
     """The stored form of a Request whose (canonical URL, host) is `split`. A callback that is
     not the spider's own method, or meta that is not JSON, is a SpiderError."""
     if request.callback is not None and not spider.owns_callback(request.callback):
@@ -54,6 +60,7 @@ def new_request(spider: Spider, request: Request, split: tuple[str, str], depth:
         depth=depth,
         meta=meta,
         any_content_type=request.any_content_type,
+        rejected=rejected,
     )
 
 
@@ -70,6 +77,9 @@ class PageRunner:
         fetcher: Fetcher,
         robots: Robots | None,
         scope: Scope,
+        canonicalizer: Canonicalizer,
+        traps: TrapGuard,
+        obey_nofollow: bool,
         release: Callable[[str, bool | None, float | None], None],
         max_depth: int,
         max_retries: int,
@@ -82,6 +92,9 @@ class PageRunner:
         self._fetcher = fetcher
         self._robots = robots
         self._scope = scope
+        self._canonicalizer = canonicalizer
+        self._traps = traps
+        self._obey_nofollow = obey_nofollow
         self._release = release
         self._max_depth = max_depth
         self._max_retries = max_retries
@@ -91,10 +104,13 @@ class PageRunner:
         self._max_retry_after = max_retry_after
         self.dropped_offsite = 0
         self.dropped_depth = 0
+        self.dropped_nofollow = 0
+        self.dropped_noindex = 0
 
     def in_scope(self, url: str) -> bool:
-        split = split_url(url)
-        return split is not None and self._scope.allows(split[1])
+        """Whether a redirect may lead to `url`."""
+        split = self._canonicalizer.split(url)
+        return split is not None and self._scope.allows(*split)
 
     async def run(self, stored: StoredRequest) -> Outcome:
         """The outcome of fetching and parsing `stored`."""
@@ -135,7 +151,8 @@ class PageRunner:
             body=fetched.body,
             request=request,
         )
-        final = split_url(fetched.url) if fetched.redirects else None
+        response.nofollow = self._obey_nofollow
+        final = self._canonicalizer.split(fetched.url) if fetched.redirects else None
         content_type = fetched.headers.get("content-type")
         if not request.any_content_type and not parser.is_html(content_type):
             return Outcome(
@@ -148,6 +165,14 @@ class PageRunner:
             )
         try:
             items, links = await self._callback(request, response)
+            if self._obey_nofollow and (items or links):
+                directives = response.robots_directives
+                if "noindex" in directives and items:
+                    self.dropped_noindex += len(items)
+                    items = []
+                if "nofollow" in directives and links:
+                    self.dropped_nofollow += len(links)
+                    links = []
         except SpiderError as exc:
             log.error("%s", exc, exc_info=exc.__cause__)
             return Outcome(
@@ -244,7 +269,7 @@ class PageRunner:
         seen: set[str],
     ) -> None:
         if isinstance(output, Request):
-            split = split_url(output.url)
+            split = self._canonicalizer.split(output.url)
             if split is None:
                 if not urlsplit(output.url).scheme:
                     raise SpiderError(
@@ -255,14 +280,15 @@ class PageRunner:
             if split[0] in seen:
                 return
             seen.add(split[0])
-            if not self._scope.allows(split[1]):
+            if not self._scope.allows(*split):
                 self.dropped_offsite += 1
                 return
             depth = response.depth + 1
             if self._max_depth and depth > self._max_depth:
                 self.dropped_depth += 1
                 return
-            links.append(new_request(self._spider, output, split, depth))
+            trap = self._traps.reason(split[0])
+            links.append(new_request(self._spider, output, split, depth, rejected=trap))
         elif output is not None:
             items.append(_item_json(output, response.url))
 

@@ -26,6 +26,25 @@ _WHATWG_ALIASES = {
     "ascii": "cp1252",
 }
 _LINK_SELECTOR = "a[href], area[href]"
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_TABS_AND_NEWLINES = str.maketrans("", "", "\t\n\r")
+_DIRECTIVES = frozenset({"noindex", "nofollow", "none"})
+
+
+def robots_directives(tree: LexborHTMLParser | None, header: str | None) -> frozenset[str]:
+    """The noindex/nofollow directives of a page, from `<meta name="robots">` (when there is
+    an HTML tree) and an X-Robots-Tag header ("none" means both)."""
+    found: set[str] = set()
+    sources = [header or ""]
+    if tree is not None:
+        sources += [n.attributes.get("content") or "" for n in tree.css('meta[name="robots" i]')]
+    for source in sources:
+        for word in source.replace(",", " ").lower().split():
+            if word in _DIRECTIVES:
+                found.add(word)
+    if "none" in found:
+        found |= {"noindex", "nofollow"}
+    return frozenset(found)
 
 
 def media_type(content_type: str | None) -> str:
@@ -92,23 +111,39 @@ def base_url(tree: LexborHTMLParser, page_url: str) -> str:
     """The URL relative links resolve against: `<base href>` when present, else the page's."""
     base = tree.css_first("base[href]")
     href = base.attributes.get("href") if base is not None else None
-    return urljoin(page_url, href.strip()) if href else page_url
+    return urljoin(page_url, clean_href(href)) if href else page_url
 
 
-def extract_links(tree: LexborHTMLParser, page_url: str) -> list[str]:
+def clean_href(href: str) -> str:
+    """An href as browsers read it: surrounding spaces and controls stripped, tabs and newlines
+    removed, backslashes before the query read as slashes."""
+    href = href.strip(_C0_AND_SPACE)
+    if "\t" in href or "\n" in href or "\r" in href:
+        href = href.translate(_TABS_AND_NEWLINES)
+    if "\\" in href:
+        head, sep, tail = href.partition("?")
+        href = head.replace("\\", "/") + sep + tail
+    return href
+
+
+def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = False) -> list[str]:
     """Absolute http(s) URLs of `<a href>` and `<area href>`, resolved against the base URL,
-    fragments removed, first occurrence kept, in document order."""
+    fragments removed, first occurrence kept, in document order. With `nofollow`, links marked
+    rel="nofollow" are left out."""
     base = base_url(tree, page_url)
     seen: dict[str, None] = {}
     for node in tree.css(_LINK_SELECTOR):
-        href = node.attributes.get("href")
+        attributes = node.attributes
+        href = attributes.get("href")
         if not href:
             continue
+        if nofollow and "nofollow" in (attributes.get("rel") or "").lower().split():
+            continue
         try:
-            url = urljoin(base, href.strip())
+            url = urljoin(base, clean_href(href))
         except ValueError:
             continue
-        if not url.startswith(("http://", "https://")):
+        if not url[:8].lower().startswith(("http://", "https://")):
             continue
         url = url.split("#", 1)[0]
         seen.setdefault(url, None)

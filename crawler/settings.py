@@ -56,10 +56,35 @@ class Settings:
     max_response_size: int = 10 * MIB
     #: Redirect hops followed for one request.
     max_redirects: int = 10
+    #: Pages to fetch from one host in the whole crawl; 0 means no limit.
+    max_pages_per_host: int = 0
     #: Fetch robots.txt before a host's first page and skip what it disallows.
     obey_robots: bool = True
-    #: The User-Agent header, also the token matched against robots.txt groups.
+    #: Longest robots.txt Crawl-delay honoured, in seconds (a longer one is capped, with a warning).
+    max_crawl_delay: float = 60.0
+    #: Seconds a fetched robots.txt stays valid before it is fetched again.
+    robots_ttl: float = 86400.0
+    #: Respect rel="nofollow" links and <meta name="robots"> / X-Robots-Tag nofollow, noindex.
+    obey_nofollow: bool = True
+    #: The User-Agent header.
     user_agent: str = DEFAULT_USER_AGENT
+    #: The token matched against robots.txt User-agent lines; "" means the product token of
+    #: `user_agent` ("crawler" for "crawler/0.1 (+...)").
+    robots_user_agent: str = ""
+    #: Remove utm_* and other tracking parameters (fbclid, gclid...) from URLs.
+    strip_tracking_params: bool = False
+    #: Query parameters removed from every URL, by exact name.
+    strip_query_params: tuple[str, ...] = ()
+    #: Sort query parameters by name, so ?b=1&a=2 and ?a=2&b=1 are one URL.
+    sort_query: bool = False
+    #: Trap guards: URLs longer than this are rejected (and recorded with the reason).
+    max_url_length: int = 2048
+    #: Trap guards: a path segment repeated more often than this (/a/b/a/b/a/b/a) is rejected.
+    max_repeated_segments: int = 3
+    #: Trap guards: URLs with more query parameters than this are rejected.
+    max_query_params: int = 32
+    #: Fetch private, loopback and link-local addresses even when the start URLs are public.
+    allow_private_networks: bool = False
     #: Seconds in-flight pages get to finish after the first stop signal.
     shutdown_grace: float = 10.0
 
@@ -73,8 +98,9 @@ class Settings:
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 ok = True
             if expected is tuple:
+                item = _TUPLE_ITEMS[field.name]
                 ok = isinstance(value, tuple) and all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                    isinstance(v, item) and not isinstance(v, bool) for v in value
                 )
             if not ok:
                 raise ConfigError(
@@ -92,6 +118,12 @@ class Settings:
         _at_least(self, "breaker_threshold", 1)
         _at_least(self, "breaker_cooldown", 0)
         _at_least(self, "breaker_max_opens", 1)
+        _at_least(self, "max_pages_per_host", 0)
+        _at_least(self, "max_crawl_delay", 0)
+        _at_least(self, "robots_ttl", 0)
+        _at_least(self, "max_url_length", 16)
+        _at_least(self, "max_repeated_segments", 1)
+        _at_least(self, "max_query_params", 1)
         if any(not 400 <= status <= 599 for status in self.retry_statuses):
             raise ConfigError("setting 'retry_statuses' must list HTTP statuses from 400 to 599")
         _at_least(self, "max_depth", 0)
@@ -101,6 +133,8 @@ class Settings:
         _at_least(self, "shutdown_grace", 0)
         if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
             raise ConfigError("setting 'user_agent' must be a non-empty single line")
+        if any(c in self.robots_user_agent for c in "\r\n/ "):
+            raise ConfigError("setting 'robots_user_agent' must be a single token")
 
     def merge(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with `overrides` applied. Strings are parsed to the field's type
@@ -110,9 +144,7 @@ class Settings:
             known = ", ".join(sorted(_FIELD_TYPES))
             raise ConfigError(f"unknown setting {unknown[0]!r} (known settings: {known})")
         parsed = {
-            name: parse_value(value, _FIELD_TYPES[name], what=f"setting {name!r}")
-            if isinstance(value, str) and _FIELD_TYPES[name] is not str
-            else value
+            name: _parse_setting(name, value) if isinstance(value, str) else value
             for name, value in overrides.items()
         }
         return dataclasses.replace(self, **parsed)
@@ -136,19 +168,45 @@ _FIELD_TYPES: dict[str, type] = {
     "max_pages": int,
     "max_response_size": int,
     "max_redirects": int,
+    "max_pages_per_host": int,
     "obey_robots": bool,
+    "max_crawl_delay": float,
+    "robots_ttl": float,
+    "obey_nofollow": bool,
     "user_agent": str,
+    "robots_user_agent": str,
+    "strip_tracking_params": bool,
+    "strip_query_params": tuple,
+    "sort_query": bool,
+    "max_url_length": int,
+    "max_repeated_segments": int,
+    "max_query_params": int,
+    "allow_private_networks": bool,
     "shutdown_grace": float,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
+#: The item type of each tuple setting.
+_TUPLE_ITEMS: dict[str, type] = {"retry_statuses": int, "strip_query_params": str}
+
+
+def _parse_setting(name: str, raw: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    if kind is str:
+        return raw
+    if kind is tuple:
+        items = [part.strip() for part in raw.split(",") if part.strip()]
+        item = _TUPLE_ITEMS[name]
+        return tuple(parse_value(part, item, what=f"setting {name!r}") for part in items)
+    return parse_value(raw, kind, what=f"setting {name!r}")
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def parse_value(raw: str, kind: type, *, what: str) -> Any:
-    """Parse a command-line string into `kind`: int, float, bool, str, list of str or tuple of
-    int (both comma separated). A value that does not parse is a ConfigError naming `what`."""
+    """Parse a command-line string into `kind`: int, float, bool, str or list of str (comma
+    separated). A value that does not parse is a ConfigError naming `what`."""
     text = raw.strip()
     try:
         if kind is bool:
@@ -166,8 +224,6 @@ def parse_value(raw: str, kind: type, *, what: str) -> Any:
             return number
         if kind is list:
             return [part.strip() for part in raw.split(",") if part.strip()]
-        if kind is tuple:
-            return tuple(int(part) for part in raw.split(",") if part.strip())
         if kind is str:
             return raw
     except ValueError:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import inspect
 import logging
+import re
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from .settings import parse_value
 log = logging.getLogger(__name__)
 
 _NOT_ARGUMENTS = frozenset({"custom_settings"})
+#: The values of `Spider.scope`.
+SCOPES = ("same-host", "same-domain", "any")
 
 
 class Spider:
@@ -25,7 +28,10 @@ class Spider:
     generator that yields items (dicts) and Requests.
 
     - `allowed_domains`: domains (with their subdomains) links may lead to. When left as None,
-      only the hosts of the start URLs are crawled; an empty list allows every host.
+      `scope` decides from the start URLs: "same-host" (default: those hosts exactly),
+      "same-domain" (their registrable domains, with subdomains) or "any".
+    - `allow` / `deny`: regular expressions searched in URLs; a URL matching a `deny` pattern
+      is not followed, and with `allow` patterns a URL must match one to be followed.
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
     - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
       line sets `self.start_urls` (lists split on commas; ints, floats and bools are parsed).
@@ -34,6 +40,9 @@ class Spider:
     name: ClassVar[str] = ""
     start_urls: Sequence[str] = ()
     allowed_domains: Sequence[str] | None = None
+    scope: str = "same-host"
+    allow: Sequence[str] = ()
+    deny: Sequence[str] = ()
     custom_settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **arguments: str) -> None:
@@ -154,5 +163,20 @@ def check_spider_class(cls: type[Spider]) -> None:
                 f"spider {cls.name!r}: allowed_domains entry {domain!r} must be a bare domain "
                 "like 'example.com' (no scheme, port or path)"
             )
+    if cls.scope not in SCOPES:
+        raise ConfigError(
+            f"spider {cls.name!r}: `scope` must be one of {', '.join(SCOPES)}, got {cls.scope!r}"
+        )
+    for attribute in ("allow", "deny"):
+        patterns = getattr(cls, attribute)
+        if isinstance(patterns, str):
+            raise ConfigError(f"spider {cls.name!r}: `{attribute}` must be a list of patterns")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ConfigError(
+                    f"spider {cls.name!r}: bad `{attribute}` pattern {pattern!r}: {exc}"
+                ) from None
     if not isinstance(cls.custom_settings, Mapping):
         raise ConfigError(f"spider {cls.name!r}: `custom_settings` must be a dict")

@@ -45,7 +45,8 @@ class State(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewRequest:
-    """A request to add: `url` canonical, `meta` JSON text or None."""
+    """A request to add: `url` canonical, `meta` JSON text or None. A request with a
+    `rejected` reason (a trap guard's) is recorded as failed, error "trap", never fetched."""
 
     url: str
     host: str
@@ -54,6 +55,7 @@ class NewRequest:
     depth: int = 0
     meta: str | None = None
     any_content_type: bool = False
+    rejected: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,9 +483,8 @@ class SQLiteStore:
 
     async def _insert(self, requests: Sequence[NewRequest], state: State) -> None:
         await self._db.executemany(
-            "INSERT OR IGNORE INTO requests"
-            " (url, host, callback, priority, depth, meta, any_content_type, state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO requests (url, host, callback, priority, depth, meta,"
+            " any_content_type, state, error, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.url,
@@ -493,7 +494,9 @@ class SQLiteStore:
                     r.depth,
                     r.meta,
                     r.any_content_type,
-                    int(state),
+                    int(state) if r.rejected is None else int(State.FAILED),
+                    None if r.rejected is None else "trap",
+                    r.rejected,
                 )
                 for r in requests
             ],

@@ -285,3 +285,70 @@ async def test_retry_after_beyond_the_cap_fails_the_url_with_the_reason(store_pa
     assert "Retry-After 86400 s exceeds max_retry_after" in later[4]
     assert calls["/later"] == 1
     assert calls["/teapot"] == 3  # retry_statuses decides what is transient
+
+
+async def test_traps_are_recorded_with_their_reason_and_never_fetched(store_path: Path) -> None:
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.path)
+        # every page links one level deeper into a loop of relative links
+        return html(
+            '<a href="a/b/">deeper</a><a href="/?'
+            + "&".join(f"p{i}=1" for i in range(40))
+            + '">q</a>'
+        )
+
+    await crawl(Links(), handler, store_path)
+    traps = rows(store_path, "SELECT url, message FROM requests WHERE error = 'trap'")
+    reasons = {str(message) for _, message in traps}
+    assert any("repeated more than 3 times" in r for r in reasons)
+    assert any("more than 32 query parameters" in r for r in reasons)
+    assert not any("?" in path for path in fetched)
+    assert max(path.count("/a/") for path in fetched) <= 3
+
+
+async def test_nofollow_and_noindex_are_respected_unless_switched_off(tmp_path: Path) -> None:
+    pages = {
+        "/": '<a href="/plain">1</a><a rel="nofollow" href="/hidden">2</a>'
+        '<a href="/meta-nofollow">3</a><a href="/noindex">4</a><a href="/header">5</a>',
+        "/meta-nofollow": '<meta name="robots" content="nofollow"><a href="/behind">x</a>',
+        "/noindex": '<meta name="robots" content="noindex"><a href="/after-noindex">x</a>',
+        "/header": '<a href="/behind-header">x</a>',
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = pages.get(request.url.path, "")
+        headers = {"X-Robots-Tag": "none"} if request.url.path == "/header" else {}
+        return httpx.Response(
+            200, headers=headers, html=f"<html><head></head><body>{body}</body></html>"
+        )
+
+    await crawl(Links(), handler, tmp_path / "obey.db")
+    visited = {
+        str(u).split("a.com", 1)[1]
+        for (u,) in rows(tmp_path / "obey.db", "SELECT url FROM requests")
+    }
+    assert visited == {"/", "/plain", "/meta-nofollow", "/noindex", "/header", "/after-noindex"}
+    items = {str(d) for (d,) in rows(tmp_path / "obey.db", "SELECT data FROM items")}
+    assert not any("/noindex" in i or "/header" in i for i in items)
+
+    await crawl(Links(), handler, tmp_path / "ignore.db", obey_nofollow=False)
+    visited = {
+        str(u).split("a.com", 1)[1]
+        for (u,) in rows(tmp_path / "ignore.db", "SELECT url FROM requests")
+    }
+    assert {"/hidden", "/behind", "/behind-header"} <= visited
+
+
+async def test_deny_patterns_keep_urls_out(store_path: Path) -> None:
+    class Shop(Links):
+        name = "shop"
+        deny = [r"/cart", r"[?&]sort="]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return html('<a href="/cart/add">c</a><a href="/list?sort=asc">s</a><a href="/list">l</a>')
+
+    await crawl(Shop(), handler, store_path)
+    urls = {str(u) for (u,) in rows(store_path, "SELECT url FROM requests")}
+    assert urls == {"http://a.com/", "http://a.com/list"}
