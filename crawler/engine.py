@@ -27,7 +27,7 @@ from .frontier import Frontier
 from .models import Request
 from .pages import PageRunner, new_request
 from .politeness import Breaker
-from .robots import MAX_ROBOTS_BYTES, Robots
+from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
 from .store import NewRequest, Outcome, SQLiteStore, State, Store
@@ -180,6 +180,7 @@ class Crawler:
                 batch_size=max(2 * settings.per_domain_concurrency, 16),
                 max_buffered=max(8 * settings.concurrency, 256),
                 page_budget=budget,
+                gate_hosts=settings.obey_robots,
                 breaker=lambda: Breaker(
                     threshold=settings.breaker_threshold,
                     cooldown=settings.breaker_cooldown,
@@ -192,7 +193,16 @@ class Crawler:
                 frontier.stop()
             robots = None
             if settings.obey_robots:
-                robots = Robots(self._robots_fetcher(fetcher), settings.user_agent)
+                robots = Robots(
+                    RobotsCache(
+                        fetch=self._robots_fetcher(fetcher),
+                        load=store.robots_get,
+                        save=store.robots_put,
+                    ),
+                    settings.robots_user_agent or agent_token(settings.user_agent),
+                    ttl=settings.robots_ttl,
+                    on_rules=self._crawl_delay(frontier),
+                )
             page = PageRunner(
                 spider=self.spider,
                 fetcher=fetcher,
@@ -282,10 +292,26 @@ class Crawler:
 
     def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
         async def fetch_text(url: str) -> str:
-            fetched = await fetcher.fetch(url, max_size=MAX_ROBOTS_BYTES)
+            fetched = await fetcher.fetch(url, max_size=MAX_ROBOTS_BYTES, truncate=True)
             return parser.decode(fetched.body, "text/plain; charset=utf-8")
 
         return fetch_text
+
+    def _crawl_delay(self, frontier: Frontier) -> Callable[[str, float], None]:
+        cap = self.settings.max_crawl_delay
+
+        def apply(host: str, interval: float) -> None:
+            if interval > cap:
+                log.warning(
+                    "%s asks for a Crawl-delay of %g s; using max_crawl_delay (%g s)",
+                    host,
+                    interval,
+                    cap,
+                )
+                interval = cap
+            frontier.host_rules(host, interval)
+
+        return apply
 
     # -- requests in and out ---------------------------------------------------------------
 

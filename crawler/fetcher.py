@@ -94,6 +94,7 @@ class Fetcher:
         *,
         allow: Callable[[str], bool] | None = None,
         max_size: int | None = None,
+        truncate: bool = False,
     ) -> Fetched:
         """GET `url`, following redirects whose targets `allow` accepts.
 
@@ -101,12 +102,13 @@ class Fetcher:
         FetchConnectError, ResponseTooLarge (the decoded body is over `max_size`, default the
         fetcher's cap; never decoded further than that), ContentDecodingError,
         TooManyRedirects (too many hops, or a loop), RedirectOutOfScope, HTTPStatusError
-        (status >= 400, with Retry-After; the body is not read) or FetchError.
+        (status >= 400, with Retry-After; the body is not read) or FetchError. With
+        `truncate`, a body over `max_size` is cut there instead of failing.
         """
         limit = self._max_size if max_size is None else max_size
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._follow(url, allow, limit)
+                return await self._follow(url, allow, limit, truncate)
         except TimeoutError:
             raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
         except httpx.TimeoutException as exc:
@@ -118,7 +120,9 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
-    async def _follow(self, url: str, allow: Callable[[str], bool] | None, limit: int) -> Fetched:
+    async def _follow(
+        self, url: str, allow: Callable[[str], bool] | None, limit: int, truncate: bool
+    ) -> Fetched:
         seen = {url}
         for hop in range(self._max_redirects + 1):
             async with self._client.stream("GET", url) as response:
@@ -134,21 +138,24 @@ class Fetcher:
                     continue
                 if status >= 400:
                     raise HTTPStatusError(url, status, retry_after(response.headers))
-                body = await _read_capped(response, url, limit)
+                body = await _read_capped(response, url, limit, truncate)
                 return Fetched(str(response.url), status, response.headers, body, hop)
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
 
 
-async def _read_capped(response: httpx.Response, url: str, limit: int) -> bytes:
-    """The decoded body, read raw and decoded here so that no step holds more than ~`limit`."""
+async def _read_capped(
+    response: httpx.Response, url: str, limit: int, truncate: bool = False
+) -> bytes:
+    """The decoded body, read raw and decoded here so that no step holds more than ~`limit`;
+    over `limit`, ResponseTooLarge, or with `truncate` the first `limit` bytes."""
     declared = response.headers.get("content-length", "")
     encoding = response.headers.get("content-encoding")
-    if not encoding and declared.isdigit() and int(declared) > limit:
+    if not truncate and not encoding and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(url, f"Content-Length {declared} exceeds {limit} bytes")
     if response.is_stream_consumed:  # built in memory (mock transports): decoded already
-        if len(response.content) > limit:
+        if len(response.content) > limit and not truncate:
             raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
-        return response.content
+        return response.content[:limit]
     try:
         decoder = decoder_for(encoding)
         chunks: list[bytes] = []
@@ -157,14 +164,17 @@ async def _read_capped(response: httpx.Response, url: str, limit: int) -> bytes:
             chunk = decoder.decode(raw, limit - size)
             size += len(chunk)
             if size > limit:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    return b"".join(chunks)
                 raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
             chunks.append(chunk)
         tail = decoder.flush(limit - size)
     except DecodingError as exc:
         raise ContentDecodingError(url, f"cannot decode body: {exc}") from None
-    if size + len(tail) > limit:
+    if size + len(tail) > limit and not truncate:
         raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
-    chunks.append(tail)
+    chunks.append(tail[: limit - size])
     return b"".join(chunks)
 
 

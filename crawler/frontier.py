@@ -61,6 +61,7 @@ class Frontier:
         max_buffered: int = 4096,
         page_budget: int | None = None,
         breaker: Callable[[], Breaker] | None = None,
+        gate_hosts: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -71,6 +72,7 @@ class Frontier:
         self._budget = page_budget
         self._clock = clock
         self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0, max_opens=3))
+        self._gate_hosts = gate_hosts
         self._hosts: dict[str, _Host] = {}
         self._heap: list[tuple[float, int, _Host]] = []  # hosts with buffered requests
         self._due_heap: list[tuple[float, int, _Host]] = []  # hosts whose buffer needs a refill
@@ -142,6 +144,15 @@ class Frontier:
         self._push(entry, now)
         self._wakeup.set()
 
+    def host_rules(self, host: str, interval: float) -> None:
+        """`host`'s robots.txt is known: at least `interval` seconds between request starts
+        (its Crawl-delay; 0 for none), and its full concurrency from now on."""
+        entry = self._host(host)
+        entry.slot.slow_down(interval, self._clock())
+        entry.slot.open_gate()
+        self._push(entry, self._clock())
+        self._wakeup.set()
+
     def host_state(self, host: str) -> str:
         """The host's circuit state: closed, open, half-open or dead."""
         entry = self._hosts.get(host)
@@ -198,7 +209,13 @@ class Frontier:
         if entry is None:
             entry = self._hosts[name] = _Host(
                 name,
-                HostSlot(self._per_host, self._rate, now=self._clock(), breaker=self._breaker()),
+                HostSlot(
+                    self._per_host,
+                    self._rate,
+                    now=self._clock(),
+                    breaker=self._breaker(),
+                    gated=self._gate_hosts,
+                ),
             )
         return entry
 

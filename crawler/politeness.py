@@ -102,7 +102,15 @@ class HostSlot:
     bucket, nothing before `not_before` (a back-off such as Retry-After), and nothing while its
     circuit breaker is open (then a single probe)."""
 
-    __slots__ = ("breaker", "bucket", "concurrency", "in_flight", "not_before")
+    __slots__ = (
+        "breaker",
+        "bucket",
+        "concurrency",
+        "gated",
+        "in_flight",
+        "last_start",
+        "not_before",
+    )
 
     def __init__(
         self,
@@ -111,8 +119,11 @@ class HostSlot:
         *,
         now: float = 0.0,
         breaker: Breaker | None = None,
+        gated: bool = False,
     ) -> None:
         self.concurrency = concurrency
+        #: One request at a time until `open_gate()` (the host's robots.txt is not known yet).
+        self.gated = gated
         self.in_flight = 0
         self.bucket = TokenBucket(rate, now=now)
         self.not_before = 0.0
@@ -122,7 +133,7 @@ class HostSlot:
     def full(self) -> bool:
         """No request may start now or later until one in flight ends."""
         if self.breaker.closed:
-            return self.in_flight >= self.concurrency
+            return self.in_flight >= (1 if self.gated else self.concurrency)
         return self.in_flight > 0 or self.breaker.dead  # open: one probe at a time
 
     @property
@@ -158,3 +169,17 @@ class HostSlot:
     def back_off(self, until: float) -> None:
         """Start nothing on this host before `until` (never shortens an earlier back-off)."""
         self.not_before = max(self.not_before, until)
+
+    def slow_down(self, interval: float, now: float) -> None:
+        """At least `interval` seconds between request starts (robots.txt Crawl-delay), the
+        next one no sooner than `interval` after `now`: the stricter of this and the configured
+        rate limit wins."""
+        if interval > 0:
+            rate = 1.0 / interval
+            if self.bucket.rate <= 0 or rate < self.bucket.rate:
+                self.bucket = TokenBucket(rate, now=now)
+                self.bucket.take(now)
+
+    def open_gate(self) -> None:
+        """The host's robots.txt is known: allow its full concurrency."""
+        self.gated = False

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import enum
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -33,7 +34,9 @@ import aiosqlite
 
 from .errors import ConfigError, StoreError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 
 class State(enum.IntEnum):
@@ -142,6 +145,12 @@ class Store(Protocol):
     async def counts(self) -> Counts:
         """Rows per state and items stored."""
 
+    async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
+        """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
+
+    async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
+        """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
+
     async def callbacks_pending(self) -> set[str]:
         """Callback names of the rows still queued or leased (checked against the spider)."""
 
@@ -179,7 +188,20 @@ CREATE TABLE IF NOT EXISTS items (
     request_id INTEGER NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS robots (
+    origin TEXT PRIMARY KEY,
+    fetched_at REAL NOT NULL,
+    body TEXT
+) WITHOUT ROWID;
 """
+
+#: Migrations from each older schema version to the next; each runs in one transaction.
+_MIGRATIONS = {
+    1: [  # 2: robots.txt files are kept in the store
+        "CREATE TABLE IF NOT EXISTS robots"
+        " (origin TEXT PRIMARY KEY, fetched_at REAL NOT NULL, body TEXT) WITHOUT ROWID",
+    ],
+}
 
 _COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
 
@@ -244,7 +266,7 @@ class SQLiteStore:
         except StoreError:
             await store.close()
             raise StoreError(f"{file} is not a crawler store") from None
-        if not rows or rows[0][0] != str(SCHEMA_VERSION):
+        if not rows or not rows[0][0].isdigit() or int(rows[0][0]) > SCHEMA_VERSION:
             await store.close()
             raise StoreError(f"{file} is not a crawler store of schema {SCHEMA_VERSION}")
         return store
@@ -262,6 +284,8 @@ class SQLiteStore:
         if rows:
             meta = dict(await self._fetchall("SELECT key, value FROM meta"))
             version, owner = meta.get("schema_version"), meta.get("spider")
+            if owner == spider_name and version is not None and version.isdigit():
+                version = await self._migrate(int(version))
             if version != str(SCHEMA_VERSION):
                 raise StoreError(
                     f"{self.path} has store schema version {version}, this crawler uses "
@@ -283,6 +307,19 @@ class SQLiteStore:
                 )
         async with self._transaction():
             await self._db.execute("UPDATE requests SET state = 0, lease = NULL WHERE state = 1")
+
+    async def _migrate(self, version: int) -> str:
+        """Bring an older schema up to date, one version per transaction; the version reached."""
+        while version < SCHEMA_VERSION and version in _MIGRATIONS:
+            async with self._transaction():
+                for statement in _MIGRATIONS[version]:
+                    await self._db.execute(statement)
+                version += 1
+                await self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+                )
+            log.info("migrated store %s to schema version %d", self.path, version)
+        return str(version)
 
     async def close(self) -> None:
         try:
@@ -451,6 +488,21 @@ class SQLiteStore:
                     "message": message,
                 }
             last = rows[-1][0]
+
+    async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
+        """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
+        rows = await self._fetchall(
+            "SELECT fetched_at, body FROM robots WHERE origin = ?", (origin,)
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
+        """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
+        async with self._transaction():
+            await self._db.execute(
+                "INSERT OR REPLACE INTO robots (origin, fetched_at, body) VALUES (?, ?, ?)",
+                (origin, fetched_at, body),
+            )
 
     async def counts(self) -> Counts:
         by_state = dict(await self._fetchall("SELECT state, COUNT(*) FROM requests GROUP BY state"))

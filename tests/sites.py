@@ -36,6 +36,9 @@ class GraphSite:
         self.robots: dict[str, tuple[int, str]] = {}
         #: URLs that answer 500 for now.
         self.broken: set[str] = set()
+        self.robots_hits: Counter[str] = Counter()
+        #: When each host's pages were requested (monotonic seconds).
+        self.times: dict[str, list[float]] = {}
         #: Called with the number of page hits so far, after each page hit.
         self.on_hit: Callable[[int], None] | None = None
         self._runners: list[web.AppRunner] = []
@@ -67,12 +70,14 @@ class GraphSite:
         name = request.url.host or ""
         host = self.hosts.index(name)
         if request.path == "/robots.txt":
+            self.robots_hits[name] += 1
             status, text = self.robots.get(name, (404, ""))
             return web.Response(status=status, text=text)
         if not request.path.startswith("/p/"):
             return web.Response(status=404)
         page = int(request.path.removeprefix("/p/"))
         self.hits[str(request.url)] += 1
+        self.times.setdefault(name, []).append(time.monotonic())
         if str(request.url) in self.broken:
             return web.Response(status=500)
         self.in_flight[name] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,3 +134,51 @@ async def test_robots_txt_disallowed_pages_are_never_requested(
     assert not any("/p/1" in u.split(":", 2)[2] for u in host0)
     disallowed = rows(store_path, "SELECT COUNT(*) FROM requests WHERE error = 'robots_disallowed'")
     assert disallowed == [(11,)]  # /p/1 and /p/10 ... /p/19
+
+
+async def test_robots_unavailable_hosts_are_not_crawled_and_missing_robots_allow_all(
+    graph: GraphSite, store_path: Path
+) -> None:
+    graph.robots[graph.hosts[0]] = (503, "")
+    settings = Settings(
+        concurrency=8, obey_robots=True, max_retries=1, retry_backoff=0.0, breaker_cooldown=0.05
+    )
+    await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert graph.hosts[0] not in graph.times  # robots 503: not one page fetched
+    for host in graph.hosts[1:]:  # robots 404: everything fetched
+        assert sum(1 for u in graph.hits if f"//{host}:" in u) == graph.pages
+    errors = rows(
+        store_path, "SELECT DISTINCT error FROM requests WHERE host = ?", (graph.hosts[0],)
+    )
+    assert set(errors) <= {("robots_unavailable",), ("host_unavailable",)}
+
+
+async def test_crawl_delay_spaces_requests_at_the_server(store_path: Path) -> None:
+    site = GraphSite(hosts=2, pages=6, links=1)
+    await site.start()
+    try:
+        slow, fast = site.hosts
+        site.robots[slow] = (200, "User-agent: crawler\nCrawl-delay: 0.3\n")
+        settings = Settings(concurrency=8, per_domain_concurrency=4)
+        await Crawler(spider_for(site), settings, store_path=store_path).run()
+        times = site.times[slow]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) == 6
+        # without the delay these gaps are milliseconds; half the delay leaves room for a
+        # busy machine's jitter between two requests' arrival
+        assert min(gaps) >= 0.15, gaps
+        assert times[-1] - times[0] >= 5 * 0.3 * 0.9
+        fast_times = site.times[fast]
+        assert fast_times[-1] - fast_times[0] < 0.3  # the other host is not held back
+    finally:
+        await site.stop()
+
+
+async def test_robots_txt_is_kept_across_a_resume(graph: GraphSite, store_path: Path) -> None:
+    settings = Settings(concurrency=8, max_pages=20)
+    first = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert first.ended == "max_pages"
+    fetched_first = sum(graph.robots_hits.values())
+    await Crawler(spider_for(graph), settings.merge({"max_pages": 0}), store_path=store_path).run()
+    assert set(graph.hits) == graph.all_urls()
+    assert sum(graph.robots_hits.values()) == fetched_first <= len(graph.hosts)

@@ -113,3 +113,17 @@ async def test_not_a_store_and_other_versions_are_clear_errors(tmp_path: Path) -
     with pytest.raises(StoreError, match="schema version 0"):
         await SQLiteStore.open(old, "s")
     assert rows(old, "SELECT value FROM meta WHERE key = 'spider'") == [("s",)]
+
+
+async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
+    import sqlite3
+
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1")])
+    with sqlite3.connect(store_path) as db:
+        db.execute("DROP TABLE robots")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    async with await SQLiteStore.open(store_path, "s") as store:
+        assert (await store.counts()).queued == 1
+        await store.robots_put("http://a.com", 1.0, None)
+    assert rows(store_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
