@@ -283,7 +283,9 @@ class PageRunner:
             if not self._scope.allows(*split):
                 self.dropped_offsite += 1
                 return
-            depth = response.depth + 1
+            # a sitemap lists seeds: its entries start at the sitemap's own depth
+            sitemap = response.request.callback_name == "parse_sitemap"
+            depth = response.depth + (0 if sitemap else 1)
             if self._max_depth and depth > self._max_depth:
                 self.dropped_depth += 1
                 return

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 from .errors import ConfigError
 from .models import Callback, Request, Response
 from .settings import parse_value
+from .sitemaps import MAX_SITEMAP_BYTES, SitemapEntry, SitemapError
+from .sitemaps import parse as parse_sitemap_body
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class Spider:
       "same-domain" (their registrable domains, with subdomains) or "any".
     - `allow` / `deny`: regular expressions searched in URLs; a URL matching a `deny` pattern
       is not followed, and with `allow` patterns a URL must match one to be followed.
+    - `sitemap_urls`: sitemaps, sitemap indexes or robots.txt files (whose `Sitemap:` lines
+      are followed; gzip sitemaps too). Their page URLs start the crawl like start URLs, each
+      passed through `sitemap_request()`, which filters or routes them.
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
     - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
       line sets `self.start_urls` (lists split on commas; ints, floats and bools are parsed).
@@ -39,6 +44,7 @@ class Spider:
 
     name: ClassVar[str] = ""
     start_urls: Sequence[str] = ()
+    sitemap_urls: Sequence[str] = ()
     allowed_domains: Sequence[str] | None = None
     scope: str = "same-host"
     allow: Sequence[str] = ()
@@ -65,9 +71,38 @@ class Spider:
             setattr(self, key, parse_value(raw, kind, what=f"spider argument {key!r}"))
 
     def start_requests(self) -> Iterable[Request] | AsyncIterator[Request]:
-        """The first requests of a crawl: one per start URL, parsed by `parse`. Override it (as a
-        generator or an async generator) to start differently."""
-        return [Request(url) for url in self.start_urls]
+        """The first requests of a crawl: one per start URL, parsed by `parse`, and one per
+        sitemap URL, parsed by `parse_sitemap`. Override it (as a generator or an async
+        generator) to start differently."""
+        requests = [Request(url) for url in self.start_urls]
+        requests += [
+            Request(url, callback=self.parse_sitemap, any_content_type=True)
+            for url in self.sitemap_urls
+        ]
+        return requests
+
+    def sitemap_request(self, entry: SitemapEntry) -> Request | None:
+        """The Request for a sitemap entry (`entry.url`, `.lastmod`, `.changefreq`,
+        `.priority`), or None to skip it. Override it to filter entries or to route them to
+        another callback; by default every entry is parsed by `parse`."""
+        return Request(entry.url)
+
+    async def parse_sitemap(self, response: Response) -> AsyncIterator[Request]:
+        """The built-in callback for sitemap URLs: follows sitemap indexes and robots.txt
+        `Sitemap:` lines, and yields `sitemap_request(entry)` for every page entry."""
+        robots = response.url.split("?", 1)[0].endswith("/robots.txt")
+        try:
+            sitemaps, entries = parse_sitemap_body(
+                response.body, robots=robots, limit=MAX_SITEMAP_BYTES
+            )
+        except SitemapError as exc:
+            raise ValueError(f"{response.url} is not a sitemap: {exc}") from None
+        for url in sitemaps:
+            yield response.follow(url, callback=self.parse_sitemap, any_content_type=True)
+        for entry in entries:
+            request = self.sitemap_request(entry)
+            if request is not None:
+                yield request
 
     async def parse(self, response: Response) -> AsyncIterator[Any]:
         """The default callback. Override it: the base class has nothing to parse."""
@@ -151,10 +186,10 @@ def check_spider_class(cls: type[Spider]) -> None:
         raise ConfigError(f"spider {label} needs a `name` (a non-empty string)")
     if any(c in cls.name for c in "/\\\0"):
         raise ConfigError(f"spider {label}: `name` must not contain path separators")
-    if isinstance(cls.start_urls, str | bytes) or not all(
-        isinstance(url, str) for url in cls.start_urls
-    ):
-        raise ConfigError(f"spider {cls.name!r}: `start_urls` must be a list of URL strings")
+    for attribute in ("start_urls", "sitemap_urls"):
+        urls = getattr(cls, attribute)
+        if isinstance(urls, str | bytes) or not all(isinstance(url, str) for url in urls):
+            raise ConfigError(f"spider {cls.name!r}: `{attribute}` must be a list of URL strings")
     if isinstance(cls.allowed_domains, str):
         raise ConfigError(f"spider {cls.name!r}: `allowed_domains` must be a list of domains")
     for domain in cls.allowed_domains or ():

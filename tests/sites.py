@@ -37,6 +37,8 @@ class GraphSite:
         #: URLs that answer 500 for now.
         self.broken: set[str] = set()
         self.robots_hits: Counter[str] = Counter()
+        #: Extra files served on every host: path -> (content type, body).
+        self.files: dict[str, tuple[str, bytes]] = {}
         #: When each host's pages were requested (monotonic seconds).
         self.times: dict[str, list[float]] = {}
         #: Called with the number of page hits so far, after each page hit.
@@ -69,6 +71,10 @@ class GraphSite:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         name = request.url.host or ""
         host = self.hosts.index(name)
+        if request.path in self.files:
+            self.hits[str(request.url)] += 1
+            kind, body = self.files[request.path]
+            return web.Response(body=body, content_type=kind)
         if request.path == "/robots.txt":
             self.robots_hits[name] += 1
             status, text = self.robots.get(name, (404, ""))
