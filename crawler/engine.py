@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from . import parser
+from .addresses import AddressGuard, Resolver, system_resolver
 from .errors import ConfigError, CrawlerError
 from .fetcher import Fetcher
 from .frontier import Frontier
@@ -73,7 +74,8 @@ class Crawler:
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
     held; `retry_failed` puts the URLs that failed back in the queue first. `transport` replaces
-    the HTTP transport (tests use httpx.MockTransport).
+    the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
+    address guard (tests map names to addresses with it).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Crawler:
         fresh: bool = False,
         retry_failed: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         check_spider_class(type(spider))
         self.spider = spider
@@ -95,6 +98,7 @@ class Crawler:
         self.retry_failed = retry_failed
         self.stats = CrawlStats()
         self._transport = transport
+        self._resolver = resolver or system_resolver
         self._frontier: Frontier | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -171,6 +175,11 @@ class Crawler:
                 max_connections=settings.concurrency,
                 connect_timeout=settings.connect_timeout,
                 transport=self._transport,
+                guard=AddressGuard(
+                    resolve=self._resolver,
+                    start_hosts=(seed.host for seed in seeds),
+                    allow_private=settings.allow_private_networks,
+                ),
             )
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = Frontier(
@@ -181,6 +190,7 @@ class Crawler:
                 max_buffered=max(8 * settings.concurrency, 256),
                 page_budget=budget,
                 gate_hosts=settings.obey_robots,
+                host_budget=settings.max_pages_per_host or None,
                 breaker=lambda: Breaker(
                     threshold=settings.breaker_threshold,
                     cooldown=settings.breaker_cooldown,

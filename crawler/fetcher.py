@@ -15,6 +15,7 @@ from types import TracebackType
 
 import httpx
 
+from .addresses import AddressGuard, GuardedTransport, pinned_transport
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .errors import (
     ContentDecodingError,
@@ -47,7 +48,11 @@ class Fetched:
 
 
 class Fetcher:
-    """GET pages over one pooled httpx client. Use as an async context manager."""
+    """GET pages over one pooled httpx client. Use as an async context manager.
+
+    With a `guard`, every request's host is checked (and its address pinned) before any
+    connection: see addresses.py. `transport` replaces the network (tests).
+    """
 
     def __init__(
         self,
@@ -59,10 +64,20 @@ class Fetcher:
         max_connections: int,
         connect_timeout: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        guard: AddressGuard | None = None,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
         self._max_redirects = max_redirects
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if guard is not None:
+            transport = (
+                GuardedTransport(transport, guard)
+                if transport is not None
+                else pinned_transport(guard, limits)
+            )
         self._client = httpx.AsyncClient(
             headers={
                 "User-Agent": user_agent,
@@ -70,9 +85,7 @@ class Fetcher:
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout or timeout, timeout)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             follow_redirects=False,
             transport=transport,
         )

@@ -40,6 +40,11 @@ class _Host:
     in_heap: bool = False
     #: The breaker gave up on this host: its URLs are failed instead of fetched.
     abandoned: bool = False
+    #: Pages of this host finished (in earlier runs too) and handed out but not settled.
+    finished: int = 0
+    pending: int = 0
+    #: The host's page budget is spent: nothing more is leased or handed out for it.
+    exhausted: bool = False
     #: The due time this host is filed under in the refill heap, if it is.
     filed_due: float | None = None
 
@@ -62,6 +67,7 @@ class Frontier:
         page_budget: int | None = None,
         breaker: Callable[[], Breaker] | None = None,
         gate_hosts: bool = False,
+        host_budget: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -73,6 +79,7 @@ class Frontier:
         self._clock = clock
         self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0, max_opens=3))
         self._gate_hosts = gate_hosts
+        self._host_budget = host_budget
         self._hosts: dict[str, _Host] = {}
         self._heap: list[tuple[float, int, _Host]] = []  # hosts with buffered requests
         self._due_heap: list[tuple[float, int, _Host]] = []  # hosts whose buffer needs a refill
@@ -91,9 +98,17 @@ class Frontier:
         self._error: BaseException | None = None
 
     async def start(self) -> None:
-        """Learn which hosts have queued rows (and from when)."""
+        """Learn which hosts have queued rows (and from when), and with a host budget, how
+        many pages each host has had already."""
+        if self._host_budget is not None:
+            for name, finished in (await self._store.host_counts()).items():
+                self._host(name).finished = finished
         for name, due in (await self._store.hosts_with_work()).items():
-            self._set_due(self._host(name), due)
+            entry = self._host(name)
+            if self._host_spent(entry):
+                entry.exhausted = True  # spent in earlier runs: its rows stay queued
+            else:
+                self._set_due(entry, due)
         self._wakeup.set()
 
     # -- the interface ---------------------------------------------------------------------
@@ -164,10 +179,16 @@ class Frontier:
         now = self._clock()
         for outcome in outcomes:
             self._in_flight -= 1
+            entry = self._hosts[outcome.request.host]
+            entry.pending -= 1
             if outcome.state is State.QUEUED:
                 self.notify(outcome.request.host, outcome.not_before)
             else:
                 self._finished_pages += 1
+                entry.finished += 1
+                if self._host_spent(entry):
+                    self._exhaust(entry)
+            self._push(entry, now)  # it may have been set aside while its budget looked spent
             for link in outcome.links:
                 self.notify(link.host, now)
         self._wakeup.set()
@@ -175,6 +196,8 @@ class Frontier:
     def notify(self, host: str, due: float) -> None:
         """Rows of `host` due at `due` may have been added to the store."""
         entry = self._host(host)
+        if entry.exhausted:
+            return
         entry.generation += 1
         self._set_due(entry, due if entry.store_due is None else min(entry.store_due, due))
         self._wakeup.set()
@@ -240,14 +263,48 @@ class Frontier:
             if ready > now:  # a back-off arrived since it was pushed
                 self._push(entry, now)
                 continue
+            if self._host_spent(entry):
+                continue  # budget spent (pages in flight may still settle it as exhausted)
             request = entry.buffer.popleft()
             self._buffered -= 1
             entry.slot.acquire(now)
+            entry.pending += 1
             self._in_flight += 1
             self._push(entry, now)
             self._file_for_refill(entry)
             return request, 0.0
         return None, math.inf
+
+    def _host_spent(self, entry: _Host) -> bool:
+        budget = self._host_budget
+        return budget is not None and entry.finished + entry.pending >= budget
+
+    def _exhaust(self, entry: _Host) -> None:
+        """The host's budget is spent: hand its buffered rows back to the queue and stop
+        looking for more, so the crawl can end with them queued."""
+        if entry.exhausted or entry.finished < (self._host_budget or 0):
+            return
+        entry.exhausted = True
+        self._set_due(entry, None)
+        if entry.buffer:
+            leased = [request.id for request in entry.buffer]
+            self._buffered -= len(leased)
+            entry.buffer.clear()
+            self._refills += 1
+            task = asyncio.create_task(self._give_back(leased))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(self, leased: list[int]) -> None:
+        try:
+            await self._store.release(leased)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a store failure ends the crawl, loudly
+            self._error = exc
+        finally:
+            self._refills -= 1
+            self._wakeup.set()
 
     def _budget_spent(self) -> bool:
         return self._budget is not None and self._finished_pages + self._in_flight >= self._budget
@@ -277,6 +334,7 @@ class Frontier:
         due = entry.store_due
         if (
             due is None
+            or entry.exhausted
             or entry.refilling
             or (len(entry.buffer) > self._batch // 2 and not entry.abandoned)
             or (entry.filed_due is not None and entry.filed_due <= due)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
+from .addresses import BlockedAddress
 from .errors import FetchError, HTTPStatusError
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class Robots:
                 return None  # no robots.txt (or forbidden): everything is allowed
             raise RobotsUnavailable(robots_url, f"robots.txt answered HTTP {exc.status}") from exc
         except FetchError as exc:
+            if isinstance(exc, BlockedAddress):
+                raise  # the origin may not be contacted at all: not a passing failure
             raise RobotsUnavailable(robots_url, f"robots.txt unavailable: {exc.message}") from exc
         if len(text.encode()) >= MAX_ROBOTS_BYTES:
             text = text[: text.rfind("\n") + 1]  # cut at the limit: drop the partial line

@@ -131,8 +131,12 @@ class Store(Protocol):
         outcomes as committed: a redirect to a URL already leased, done or failed keeps no
         items or links (that page is, or was, crawled under its own URL)."""
 
-    async def release(self) -> int:
-        """Put this run's leased rows back in the queue; returns how many."""
+    async def release(self, ids: Sequence[int] | None = None) -> int:
+        """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
+        many."""
+
+    async def host_counts(self) -> dict[str, int]:
+        """Pages finished (done or failed) per host."""
 
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
         """Mark as failed the queued rows of `host` and the leased rows `leased` (buffered, not
@@ -428,13 +432,25 @@ class SQLiteStore:
             outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
         )
 
-    async def release(self) -> int:
+    async def release(self, ids: Sequence[int] | None = None) -> int:
         async with self._transaction():
-            cursor = await self._db.execute(
-                "UPDATE requests SET state = 0, lease = NULL WHERE state = 1 AND lease = ?",
-                (self.run_id,),
-            )
+            if ids is None:
+                cursor = await self._db.execute(
+                    "UPDATE requests SET state = 0, lease = NULL WHERE state = 1 AND lease = ?",
+                    (self.run_id,),
+                )
+            else:
+                cursor = await self._db.executemany(
+                    "UPDATE requests SET state = 0, lease = NULL WHERE state = 1 AND id = ?",
+                    [(row,) for row in ids],
+                )
             return cursor.rowcount
+
+    async def host_counts(self) -> dict[str, int]:
+        rows = await self._fetchall(
+            "SELECT host, COUNT(*) FROM requests WHERE state >= 2 GROUP BY host"
+        )
+        return {host: count for host, count in rows}
 
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
         now = time.time()

@@ -182,3 +182,23 @@ async def test_robots_txt_is_kept_across_a_resume(graph: GraphSite, store_path: 
     await Crawler(spider_for(graph), settings.merge({"max_pages": 0}), store_path=store_path).run()
     assert set(graph.hits) == graph.all_urls()
     assert sum(graph.robots_hits.values()) == fetched_first <= len(graph.hosts)
+
+
+async def test_per_host_page_budget_holds_across_resumes(
+    graph: GraphSite, store_path: Path
+) -> None:
+    settings = Settings(
+        concurrency=16, per_domain_concurrency=3, obey_robots=False, max_pages_per_host=10
+    )
+    stats = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert stats.pages == 40
+    for host in graph.hosts:
+        assert sum(1 for u in graph.hits if f"//{host}:" in u) == 10
+    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    again = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert again.pages == 0
+    assert sum(graph.hits.values()) == 40
+    more = await Crawler(
+        spider_for(graph), settings.merge({"max_pages_per_host": 12}), store_path=store_path
+    ).run()
+    assert more.pages == 8

@@ -14,6 +14,11 @@ from tests.conftest import rows
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
+async def public_resolver(host: str) -> list[str]:
+    """Every made-up host of these tests resolves to one public address (never contacted)."""
+    return ["93.184.215.14"]
+
+
 def html(body: str) -> httpx.Response:
     return httpx.Response(200, html=f"<html><body>{body}</body></html>")
 
@@ -21,7 +26,11 @@ def html(body: str) -> httpx.Response:
 async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> CrawlStats:
     options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
     crawler = Crawler(
-        spider, Settings().merge(options), store_path=path, transport=httpx.MockTransport(handler)
+        spider,
+        Settings().merge(options),
+        store_path=path,
+        transport=httpx.MockTransport(handler),
+        resolver=public_resolver,
     )
     return await crawler.run()
 

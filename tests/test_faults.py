@@ -42,6 +42,7 @@ SETTINGS = Settings(
     breaker_threshold=3,
     breaker_cooldown=0.05,
     breaker_max_opens=3,
+    allow_private_networks=True,  # two local hosts, one of them not a start host
 )
 
 

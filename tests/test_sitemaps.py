@@ -118,7 +118,8 @@ async def test_a_sitemap_driven_crawl_reaches_exactly_the_sitemaps_urls(tmp_path
         spider = FromSitemaps()
         spider.sitemap_urls = [site.url(0, 0).rsplit("/p/", 1)[0] + "/robots.txt"]
         spider.allowed_domains = [h0, h1]
-        settings = Settings(concurrency=8, max_depth=1)  # sitemap entries count as depth 0
+        # sitemap entries count as depth 0; the second local host is not a start host
+        settings = Settings(concurrency=8, max_depth=1, allow_private_networks=True)
         stats = await Crawler(spider, settings, store_path=tmp_path / "s.db").run()
         fetched_pages = {u for u in site.hits if "/p/" in u}
         assert fetched_pages == wanted
