@@ -135,25 +135,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # a Ctrl-C outside a crawl (loading, exporting, the summary)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     spider_cls = load_spider_class(args.spider_file, args.spider)
     spider = spider_cls(**_pairs(args.arguments, "-a"))
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
-    if args.output:
-        check_output(args.output)
     crawler = Crawler(
-        spider, settings, store_path=args.store, fresh=args.fresh, retry_failed=args.retry_failed
+        spider,
+        settings,
+        store_path=args.store,
+        fresh=args.fresh,
+        retry_failed=args.retry_failed,
+        output=args.output,
     )
-    stats = asyncio.run(_crawl(crawler, args.output))
+    stats = asyncio.run(_crawl(crawler))
     once = ("--fresh", "--retry-failed")
     resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
 
 
-async def _crawl(crawler: Crawler, output: str | None) -> CrawlStats:
+async def _crawl(crawler: Crawler) -> CrawlStats:
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -173,18 +179,10 @@ async def _crawl(crawler: Crawler, output: str | None) -> CrawlStats:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        stats = await crawler.run()
+        return await crawler.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    if output:
-        store = await SQLiteStore.open_readonly(crawler.store_path)
-        try:
-            count = await export_items(store.items, output)
-        finally:
-            await store.close()
-        log.info("wrote %d items to %s", count, output)
-    return stats
 
 
 def _summary(stats: CrawlStats, store: Path, resume: str) -> None:
@@ -248,8 +246,8 @@ def _demo(args: argparse.Namespace) -> int:
     with serve(render_site(args.books)) as base:
         log.info("demo bookshop serving at %s", base)
         spider: Spider = DemoSpider(start_urls=base)
-        crawler = Crawler(spider, settings, store_path=args.store, fresh=True)
-        stats = asyncio.run(_crawl(crawler, args.output))
+        crawler = Crawler(spider, settings, store_path=args.store, fresh=True, output=args.output)
+        stats = asyncio.run(_crawl(crawler))
     _summary(stats, crawler.store_path, "python -m crawler demo")
     if not args.output:
         print(

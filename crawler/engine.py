@@ -23,6 +23,7 @@ import httpx
 from . import parser
 from .addresses import AddressGuard, Resolver, system_resolver
 from .errors import ConfigError, CrawlerError
+from .export import JsonlFollower, check_output, export_items
 from .fetcher import Fetcher
 from .frontier import Frontier
 from .models import Request
@@ -73,7 +74,9 @@ class Crawler:
     `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
-    held; `retry_failed` puts the URLs that failed back in the queue first. `transport` replaces
+    held; `retry_failed` puts the URLs that failed back in the queue first. `output` receives
+    the items: a .jsonl file is kept in step with every commit (exactly once, across crashes and
+    resumes), a .csv file is written whole when the run ends. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
     address guard (tests map names to addresses with it).
     """
@@ -86,6 +89,7 @@ class Crawler:
         store_path: str | Path | None = None,
         fresh: bool = False,
         retry_failed: bool = False,
+        output: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
     ) -> None:
@@ -96,6 +100,7 @@ class Crawler:
         self.store_path = Path(store_path or f"{spider.name}.db")
         self.fresh = fresh
         self.retry_failed = retry_failed
+        self.output = check_output(output) if output is not None else None
         self.stats = CrawlStats()
         self._transport = transport
         self._resolver = resolver or system_resolver
@@ -213,6 +218,10 @@ class Crawler:
                     ttl=settings.robots_ttl,
                     on_rules=self._crawl_delay(frontier),
                 )
+            follower = None
+            if self.output is not None and self.output.suffix.lower() == ".jsonl":
+                follower = JsonlFollower(store, self.output)
+                await follower.open()
             page = PageRunner(
                 spider=self.spider,
                 fetcher=fetcher,
@@ -233,7 +242,7 @@ class Crawler:
                 retry_backoff_max=settings.retry_backoff_max,
                 max_retry_after=settings.max_retry_after,
             )
-            writer = _Writer(store, frontier, stats)
+            writer = _Writer(store, frontier, stats, follower)
             progress = asyncio.create_task(self._report_progress(frontier))
             try:
                 async with asyncio.TaskGroup() as group:
@@ -263,6 +272,9 @@ class Crawler:
                 stats.ended = "max_pages"
             else:
                 stats.ended = "complete"
+            if self.output is not None and follower is None:
+                count = await export_items(store.items, self.output)
+                log.info("wrote %d items to %s", count, self.output)
             stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
             stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
             stats.pages += frontier.abandoned_pages
@@ -382,10 +394,17 @@ class _Writer:
     another URL, so a crash re-fetches at most `concurrency` pages; the frontier hears of an
     outcome only once it is durable, so the crawl never ends with a page's links in memory."""
 
-    def __init__(self, store: Store, frontier: Frontier, stats: CrawlStats) -> None:
+    def __init__(
+        self,
+        store: Store,
+        frontier: Frontier,
+        stats: CrawlStats,
+        follower: JsonlFollower | None = None,
+    ) -> None:
         self._store = store
         self._frontier = frontier
         self._stats = stats
+        self._follower = follower
         self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
 
     async def commit(self, outcome: Outcome) -> None:
@@ -412,7 +431,9 @@ class _Writer:
                     break
                 batch.append(entry)
             try:
-                outcomes = await self._store.commit([outcome for outcome, _ in batch])
+                outcomes = await self._store.commit(
+                    [outcome for outcome, _ in batch], self._frontier.take_changed_hosts()
+                )
             except BaseException as exc:
                 for _, done in batch:
                     if not done.done():
@@ -423,6 +444,8 @@ class _Writer:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
+            if self._follower is not None:
+                await self._follower.catch_up()
 
     def _settled(self, batch: list[Outcome]) -> None:
         stats = self._stats

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .politeness import Breaker, HostSlot
-from .store import Outcome, State, Store, StoredRequest
+from .store import HostState, Outcome, State, Store, StoredRequest
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class Frontier:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
+        #: Hosts whose politeness state changed since `take_changed_hosts()`.
+        self._changed: set[str] = set()
 
     async def start(self) -> None:
         """Learn which hosts have queued rows (and from when), and with a host budget, how
@@ -103,6 +105,11 @@ class Frontier:
         if self._host_budget is not None:
             for name, finished in (await self._store.host_counts()).items():
                 self._host(name).finished = finished
+        for state in await self._store.host_states():
+            entry = self._host(state.host)
+            entry.slot.restore(state)
+            if entry.slot.dead:
+                entry.abandoned = True  # its new links fail at once, as before the restart
         for name, due in (await self._store.hosts_with_work()).items():
             entry = self._host(name)
             if self._host_spent(entry):
@@ -149,9 +156,12 @@ class Frontier:
         abandoned: its URLs are failed as "host_unavailable"."""
         entry = self._hosts[host]
         now = self._clock()
+        before = entry.slot.snapshot(host)
         entry.slot.release(healthy, now=now)
         if wait_until is not None:
             entry.slot.back_off(wait_until)
+        if entry.slot.snapshot(host) != before:
+            self._changed.add(host)
         if entry.slot.dead and not entry.abandoned:
             entry.abandoned = True
             log.warning("giving up on host %s: it kept failing", host)
@@ -167,6 +177,13 @@ class Frontier:
         entry.slot.open_gate()
         self._push(entry, self._clock())
         self._wakeup.set()
+
+    def take_changed_hosts(self) -> list[HostState]:
+        """The politeness states that changed since the last call (to be committed with the
+        outcomes that changed them)."""
+        changed = [self._hosts[host].slot.snapshot(host) for host in sorted(self._changed)]
+        self._changed.clear()
+        return changed
 
     def host_state(self, host: str) -> str:
         """The host's circuit state: closed, open, half-open or dead."""

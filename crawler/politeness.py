@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .store import HostState
+
 
 class TokenBucket:
     """`rate` tokens per second, holding at most `burst`. A rate of 0 means no limit."""
@@ -179,6 +181,18 @@ class HostSlot:
             if self.bucket.rate <= 0 or rate < self.bucket.rate:
                 self.bucket = TokenBucket(rate, now=now)
                 self.bucket.take(now)
+
+    def snapshot(self, host: str) -> HostState:
+        """What of this slot should survive a crash (probes and in-flight counts do not)."""
+        breaker = self.breaker
+        return HostState(host, self.not_before, breaker.failures, breaker.opens, breaker.open_until)
+
+    def restore(self, state: HostState) -> None:
+        """Take back a state saved by `snapshot` (in an earlier run)."""
+        self.not_before = state.not_before
+        self.breaker.failures = state.failures
+        self.breaker.opens = state.opens
+        self.breaker.open_until = state.open_until
 
     def open_gate(self) -> None:
         """The host's robots.txt is known: allow its full concurrency."""

@@ -36,7 +36,7 @@ from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class State(enum.IntEnum):
@@ -98,6 +98,18 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class HostState:
+    """A host's politeness state worth surviving a crash: no request before `not_before`
+    (a Retry-After), and its circuit breaker (`open_until` may be inf: given up on)."""
+
+    host: str
+    not_before: float = 0.0
+    failures: int = 0
+    opens: int = 0
+    open_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
     queued: int = 0
     leased: int = 0
@@ -126,10 +138,16 @@ class Store(Protocol):
     async def next_due(self, host: str) -> float | None:
         """The earliest not-before time of `host`'s queued rows, or None when it has none."""
 
-    async def commit(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Commit outcomes of leased rows in one transaction: all of them or none. Returns the
-        outcomes as committed: a redirect to a URL already leased, done or failed keeps no
-        items or links (that page is, or was, crawled under its own URL)."""
+    async def commit(
+        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+    ) -> list[Outcome]:
+        """Commit outcomes of leased rows, and the host states they changed, in one
+        transaction: all of them or none. Returns the outcomes as committed: a redirect to a
+        URL already leased, done or failed keeps no items or links (that page is, or was,
+        crawled under its own URL)."""
+
+    async def host_states(self) -> list[HostState]:
+        """Every host state kept by `commit`."""
 
     async def release(self, ids: Sequence[int] | None = None) -> int:
         """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
@@ -144,7 +162,7 @@ class Store(Protocol):
 
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         """Put failed rows (of `host`, of error kind `error`) back in the queue with no
-        attempts used; returns how many."""
+        attempts used, and forget the politeness state of their hosts; returns how many."""
 
     async def counts(self) -> Counts:
         """Rows per state and items stored."""
@@ -160,6 +178,15 @@ class Store(Protocol):
 
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
+
+    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` (id, JSON text) items committed after item `item_id`, in order."""
+
+    async def get_mark(self, key: str) -> str | None:
+        """A bookmark kept in the store (e.g. how far an export file got)."""
+
+    async def set_mark(self, key: str, value: str) -> None:
+        """Keep a bookmark, in a transaction of its own."""
 
     async def close(self) -> None:
         """Release the store (its connection and its lock)."""
@@ -197,6 +224,13 @@ CREATE TABLE IF NOT EXISTS robots (
     fetched_at REAL NOT NULL,
     body TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    not_before REAL NOT NULL,
+    failures INTEGER NOT NULL,
+    opens INTEGER NOT NULL,
+    open_until REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 #: Migrations from each older schema version to the next; each runs in one transaction.
@@ -204,6 +238,11 @@ _MIGRATIONS = {
     1: [  # 2: robots.txt files are kept in the store
         "CREATE TABLE IF NOT EXISTS robots"
         " (origin TEXT PRIMARY KEY, fetched_at REAL NOT NULL, body TEXT) WITHOUT ROWID",
+    ],
+    2: [  # 3: per-host politeness state (back-off deadline, circuit breaker) is kept
+        "CREATE TABLE IF NOT EXISTS hosts (host TEXT PRIMARY KEY, not_before REAL NOT NULL,"
+        " failures INTEGER NOT NULL, opens INTEGER NOT NULL, open_until REAL NOT NULL)"
+        " WITHOUT ROWID",
     ],
 }
 
@@ -373,11 +412,19 @@ class SQLiteStore:
         )
         return rows[0][0] if rows else None
 
-    async def commit(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        if not outcomes:
+    async def commit(
+        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+    ) -> list[Outcome]:
+        if not outcomes and not hosts:
             return []
         now = time.time()
         async with self._transaction():
+            if hosts:
+                await self._db.executemany(
+                    "INSERT OR REPLACE INTO hosts (host, not_before, failures, opens, open_until)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(h.host, h.not_before, h.failures, h.opens, h.open_until) for h in hosts],
+                )
             committed = [
                 outcome if outcome.final_url is None else await self._claim_final(outcome, now)
                 for outcome in outcomes
@@ -472,6 +519,8 @@ class SQLiteStore:
 
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         async with self._transaction():
+            # their hosts get a fresh start: a breaker that gave up would fail them at once
+            await self._db.execute("DELETE FROM hosts WHERE ?1 IS NULL OR host = ?1", (host,))
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 0, attempts = 0, not_before = 0, error = NULL,"
                 " message = NULL, status = NULL WHERE state = 3"
@@ -505,6 +554,12 @@ class SQLiteStore:
                 }
             last = rows[-1][0]
 
+    async def host_states(self) -> list[HostState]:
+        rows = await self._fetchall(
+            "SELECT host, not_before, failures, opens, open_until FROM hosts"
+        )
+        return [HostState(*row) for row in rows]
+
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
         """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
         rows = await self._fetchall(
@@ -537,15 +592,26 @@ class SQLiteStore:
 
     async def items(self) -> AsyncIterator[str]:
         last = 0
-        while True:
-            rows = await self._fetchall(
-                "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (last,)
-            )
-            if not rows:
-                return
+        while rows := await self.items_after(last, 1000):
             for _, data in rows:
                 yield data
             last = rows[-1][0]
+
+    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._fetchall(
+            "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT ?", (item_id, limit)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def get_mark(self, key: str) -> str | None:
+        rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
+        return str(rows[0][0]) if rows else None
+
+    async def set_mark(self, key: str, value: str) -> None:
+        async with self._transaction():
+            await self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"mark:{key}", value)
+            )
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -260,12 +260,12 @@ async def test_a_failing_store_stops_the_crawl_with_a_store_error(
     real_commit = SQLiteStore.commit
     commits = 0
 
-    async def failing_commit(self: SQLiteStore, outcomes: Any) -> Any:
+    async def failing_commit(self: SQLiteStore, *args: Any) -> Any:
         nonlocal commits
         commits += 1
         if commits > 2:
             raise StoreError("store crawl.db: database or disk is full")
-        return await real_commit(self, outcomes)
+        return await real_commit(self, *args)
 
     monkeypatch.setattr(SQLiteStore, "commit", failing_commit)
     endless = lambda request: html(f'<a href="{request.url.path}x">next</a>')  # noqa: E731
@@ -361,3 +361,47 @@ async def test_deny_patterns_keep_urls_out(store_path: Path) -> None:
     await crawl(Shop(), handler, store_path)
     urls = {str(u) for (u,) in rows(store_path, "SELECT url FROM requests")}
     assert urls == {"http://a.com/", "http://a.com/list"}
+
+
+async def test_a_full_disk_stops_the_crawl_cleanly_and_the_store_resumes(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's max_page_count makes writes fail with SQLITE_FULL, as a full disk does."""
+    import sqlite3
+
+    from crawler import StoreError
+    from crawler.store import SQLiteStore
+
+    real_prepare = SQLiteStore._prepare
+
+    async def small_disk(self: SQLiteStore, spider_name: str) -> None:
+        await real_prepare(self, spider_name)
+        pages = (await self._fetchall("PRAGMA page_count"))[0][0]
+        await self._db.execute(f"PRAGMA max_page_count = {pages + 6}")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.path.strip("/") or 0)
+        links = "".join(f'<a href="/{n * 10 + i}">x</a>' for i in range(1, 11))
+        return html(links + "<p>" + "y" * 2000 + "</p>")
+
+    class Big(Spider):
+        name = "big"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url, "pad": "z" * 3000}
+            for url in response.links():
+                yield Request(url)
+
+    monkeypatch.setattr(SQLiteStore, "_prepare", small_disk)
+    with pytest.raises(StoreError, match="full"):
+        await crawl(Big(), handler, store_path, max_pages=2000)
+    monkeypatch.undo()
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        done = db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0]
+        items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    assert done == items > 0  # every committed page has its item, and no more
+    stats = await crawl(Big(), handler, store_path, max_pages=done + 20)
+    assert stats.ended == "max_pages"
+    assert rows(store_path, "SELECT COUNT(*) FROM items") == [(done + 20,)]

@@ -146,3 +146,65 @@ async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> Non
     counts = await store.counts()
     assert (counts.failed, counts.queued, counts.leased) == (5, 0, 0)
     assert frontier.abandoned_pages == 4
+
+
+async def test_host_politeness_state_survives_a_restart(
+    store: SQLiteStore, store_path: Path
+) -> None:
+    from crawler.politeness import Breaker
+
+    clock = [1000.0]
+    await store.add(
+        [req("slow.com", n) for n in range(2)]
+        + [req("dead.com", n) for n in range(3)]
+        + [req("ok.com", 0)]
+    )
+    frontier = await started(
+        store,
+        clock=lambda: clock[0],
+        per_host_concurrency=1,
+        breaker=lambda: Breaker(threshold=1, cooldown=60, max_opens=2),
+    )
+    taken = {r.host: r for r in [await frontier.next() for _ in range(3)] if r}
+    assert set(taken) == {"slow.com", "dead.com", "ok.com"}
+    frontier.release("slow.com", None, 1000.0 + 3600)  # Retry-After: one hour
+    frontier.release("dead.com", False, None)  # the circuit opens
+    frontier.release("ok.com", True, None)
+    changed = frontier.take_changed_hosts()
+    assert {h.host for h in changed} == {"slow.com", "dead.com"}
+    outcomes = [Outcome(r, State.QUEUED, 1, not_before=0.0) for r in taken.values()]
+    await store.commit(outcomes, changed)
+    await frontier.aclose()
+    await store.release()
+
+    # a new run: the hour-long wait and the open circuit are still there
+    restarted = await started(
+        store,
+        clock=lambda: clock[0],
+        breaker=lambda: Breaker(threshold=1, cooldown=60, max_opens=2),
+    )
+    first = await restarted.next()
+    assert first is not None
+    assert first.host == "ok.com"
+    waiting = asyncio.create_task(restarted.next())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    waiting.cancel()
+    states = {h.host: h for h in await store.host_states()}
+    assert states["slow.com"].not_before == 4600.0
+    assert states["dead.com"].opens == 1
+    assert states["dead.com"].open_until == 1060.0
+
+    # --retry-failed forgets host states along with the failures
+    await store.requeue_failed()
+    assert await store.host_states() == []
+
+
+async def test_a_host_given_up_on_stays_given_up_after_a_restart(store: SQLiteStore) -> None:
+    from crawler.store import HostState
+
+    await store.add([req("dead.com", n) for n in range(3)])
+    await store.commit([], [HostState("dead.com", opens=3, open_until=float("inf"))])
+    frontier = await started(store)
+    assert await frontier.next() is None  # its URLs were failed, not fetched
+    assert (await store.counts()).failed == 3
