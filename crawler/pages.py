@@ -87,6 +87,7 @@ class PageRunner:
         retry_backoff: float,
         retry_backoff_max: float,
         max_retry_after: float,
+        known_urls: int = 200_000,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -102,6 +103,10 @@ class PageRunner:
         self._retry_backoff = retry_backoff
         self._retry_backoff_max = retry_backoff_max
         self._max_retry_after = max_retry_after
+        #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
+        #: of the store's unique index, so a link seen on every page costs one dict lookup.
+        self._known: dict[str, None] = {}
+        self._known_max = known_urls
         self.dropped_offsite = 0
         self.dropped_depth = 0
         self.dropped_nofollow = 0
@@ -234,6 +239,12 @@ class PageRunner:
         )
         return outcome, wait_until
 
+    def _remember(self, url: str) -> None:
+        known = self._known
+        known[url] = None
+        if len(known) > self._known_max:
+            del known[next(iter(known))]  # the oldest: FIFO keeps the filter bounded
+
     async def _callback(
         self, request: Request, response: Response
     ) -> tuple[list[str], list[NewRequest]]:
@@ -269,6 +280,9 @@ class PageRunner:
         seen: set[str],
     ) -> None:
         if isinstance(output, Request):
+            known = self._known
+            if output.url in known:
+                return  # queued already (or out of scope) in this run
             split = self._canonicalizer.split(output.url)
             if split is None:
                 if not urlsplit(output.url).scheme:
@@ -282,15 +296,17 @@ class PageRunner:
             seen.add(split[0])
             if not self._scope.allows(*split):
                 self.dropped_offsite += 1
+                self._remember(output.url)
                 return
             # a sitemap lists seeds: its entries start at the sitemap's own depth
             sitemap = response.request.callback_name == "parse_sitemap"
             depth = response.depth + (0 if sitemap else 1)
             if self._max_depth and depth > self._max_depth:
-                self.dropped_depth += 1
+                self.dropped_depth += 1  # not remembered: a shallower page may add it
                 return
             trap = self._traps.reason(split[0])
             links.append(new_request(self._spider, output, split, depth, rejected=trap))
+            self._remember(output.url)
         elif output is not None:
             items.append(_item_json(output, response.url))
 

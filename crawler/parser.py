@@ -131,6 +131,8 @@ def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = Fal
     fragments removed, first occurrence kept, in document order. With `nofollow`, links marked
     rel="nofollow" are left out."""
     base = base_url(tree, page_url)
+    scheme, _, rest = base.partition("://")
+    origin = f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}"
     seen: dict[str, None] = {}
     for node in tree.css(_LINK_SELECTOR):
         attributes = node.attributes
@@ -139,12 +141,18 @@ def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = Fal
             continue
         if nofollow and "nofollow" in (attributes.get("rel") or "").lower().split():
             continue
-        try:
-            url = urljoin(base, clean_href(href))
-        except ValueError:
-            continue
-        if not url[:8].lower().startswith(("http://", "https://")):
-            continue
+        href = clean_href(href)
+        if href.startswith(("http://", "https://")) and "/." not in href:
+            url = href  # absolute already (the common case): no join needed
+        elif href.startswith("/") and not href.startswith("//") and "/." not in href:
+            url = origin + href
+        else:
+            try:
+                url = urljoin(base, href)
+            except ValueError:
+                continue
+            if not url[:8].lower().startswith(("http://", "https://")):
+                continue
         url = url.split("#", 1)[0]
         seen.setdefault(url, None)
     return list(seen)
