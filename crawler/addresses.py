@@ -5,8 +5,9 @@ A crawl whose start URLs are public never connects to loopback, private, link-lo
 metadata included), shared, multicast or reserved addresses. A start host that itself resolves
 to such an address (a local test site) may be crawled, and `allow_private` lifts the rule.
 
-The connection goes to exactly the address that was checked (the pin), so DNS rebinding cannot
-slip a second, internal answer in between; URLs, pooling, SNI and certificates keep the name.
+The connection goes to exactly the address that was checked (the pin, handed to aiohttp as its
+resolver's answer), so DNS rebinding cannot slip a second, internal answer in between; URLs,
+pooling, SNI and certificates keep the name.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import ipaddress
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
-import httpcore
+import aiohttp
+import aiohttp.abc
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from .errors import FetchConnectError, FetchError
 
@@ -122,48 +124,48 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class _PinningBackend(httpcore.AsyncNetworkBackend):
-    """Opens TCP connections to the guard's pinned address for a host, not a fresh lookup."""
+class _PinnedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's name resolution, answered with the guard's pin for a host (never a fresh
+    lookup): the connection goes to the address that was checked."""
 
     def __init__(self, guard: AddressGuard) -> None:
         self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
         address = self._guard.pinned(host)
         if address is None:
-            raise httpcore.ConnectError(f"{host} was not checked before connecting")
-        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            raise OSError(f"{host} was not checked before connecting")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": family,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not used by the crawler")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
 def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-    """httpx's own transport, connecting through the guard's pins."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx does not expose httpcore's network_backend; its pool is rebuilt with the same
-    # settings plus the pinning backend (httpx is pinned below 0.29; tests cover this).
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_PinningBackend(guard),
-    )
-    return GuardedTransport(transport, guard)
+    """The network transport: aiohttp's connection pool behind httpx's API (httpx-aiohttp),
+    resolving through the guard's pins. URLs, pool keys, SNI and certificates keep the name."""
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0,
+            keepalive_timeout=limits.keepalive_expiry or 5.0,
+            resolver=_PinnedResolver(guard),
+            use_dns_cache=False,  # the guard pins; aiohttp must not keep answers of its own
+            ssl=httpx.create_ssl_context(),
+        )
+        # httpx keeps the cookies; aiohttp must not keep a second jar
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return GuardedTransport(AiohttpTransport(limits=limits, client=session), guard)

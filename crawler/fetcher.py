@@ -125,6 +125,10 @@ class Fetcher:
         except TimeoutError:
             raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
         except httpx.TimeoutException as exc:
+            cause = exc.__cause__
+            if cause is not None and not isinstance(cause, TimeoutError):
+                # the aiohttp transport reports every lost connection as a connect timeout
+                raise FetchConnectError(url, f"{type(cause).__name__}: {cause}") from exc
             raise FetchTimeout(url, f"timed out: {type(exc).__name__}") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
             raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc

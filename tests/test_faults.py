@@ -76,7 +76,9 @@ async def test_a_crawl_survives_a_hostile_web(site: FaultSite, store_path: Path)
     assert site.count(f, "/stall") == 3
     assert state(store_path, site.url(f, "/stall"))[:4] == (FAILED, None, "timeout", 3)
     # a reset connection is retried, then recorded
-    assert site.count(f, "/reset") == 3
+    # aiohttp retries a request once when a pooled keep-alive connection dies (that is how a
+    # stale connection looks, and a reset looks the same): up to two hits per attempt
+    assert 3 <= site.count(f, "/reset") <= 6
     assert state(store_path, site.url(f, "/reset"))[:4] == (FAILED, None, "connect", 3)
     # permanent failures are not retried
     assert site.count(f, "/loop") == 1
