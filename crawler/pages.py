@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,7 +106,7 @@ class PageRunner:
         self._max_retry_after = max_retry_after
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
-        self._known: dict[str, None] = {}
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._known_max = known_urls
         self.dropped_offsite = 0
         self.dropped_depth = 0
@@ -243,7 +244,7 @@ class PageRunner:
         known = self._known
         known[url] = None
         if len(known) > self._known_max:
-            del known[next(iter(known))]  # the oldest: FIFO keeps the filter bounded
+            known.popitem(last=False)  # the oldest: FIFO keeps the filter bounded, in O(1)
 
     async def _callback(
         self, request: Request, response: Response
