@@ -18,8 +18,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .politeness import Breaker, HostSlot
 from .store import HostState, Outcome, State, Store, StoredRequest
@@ -307,21 +308,10 @@ class Frontier:
             leased = [request.id for request in entry.buffer]
             self._buffered -= len(leased)
             entry.buffer.clear()
-            self._refills += 1
-            task = asyncio.create_task(self._give_back(leased))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._give_back(leased), None)
 
     async def _give_back(self, leased: list[int]) -> None:
-        try:
-            await self._store.release(leased)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a store failure ends the crawl, loudly
-            self._error = exc
-        finally:
-            self._refills -= 1
-            self._wakeup.set()
+        await self._store.release(leased)
 
     def _budget_spent(self) -> bool:
         return self._budget is not None and self._finished_pages + self._in_flight >= self._budget
@@ -378,58 +368,59 @@ class Frontier:
                 self._file_for_refill(entry)
                 continue
             entry.refilling = True
-            self._refills += 1
             work = self._abandon if entry.abandoned else self._refill
-            task = asyncio.create_task(work(entry, now))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(work(entry, now), entry)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], entry: _Host | None) -> None:
+        """Run store work for the frontier in the background. While it runs the crawl cannot
+        be finished; a store failure is raised by the next `next()`, ending the crawl loudly."""
+        self._refills += 1
+
+        async def run() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._refills -= 1
+                if entry is not None:
+                    entry.refilling = False
+                    self._push(entry, self._clock())
+                self._wakeup.set()
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _abandon(self, entry: _Host, now: float) -> None:
         """Fail the host's buffered and queued URLs (a refill, for a host given up on)."""
         generation = entry.generation
-        try:
-            leased = [request.id for request in entry.buffer]
-            self._buffered -= len(leased)
-            entry.buffer.clear()
-            failed = await self._store.fail_host(
-                entry.name,
-                leased,
-                error="host_unavailable",
-                message="host kept failing: its circuit breaker gave up",
-            )
-            self.abandoned_pages += failed
-            self._finished_pages += failed
-            entry.refilling = False
-            self._set_due(entry, 0.0 if entry.generation != generation else None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a store failure ends the crawl, loudly
-            self._error = exc
-        finally:
-            entry.refilling = False
-            self._refills -= 1
-            self._wakeup.set()
+        leased = [request.id for request in entry.buffer]
+        self._buffered -= len(leased)
+        entry.buffer.clear()
+        failed = await self._store.fail_host(
+            entry.name,
+            leased,
+            error="host_unavailable",
+            message="host kept failing: its circuit breaker gave up",
+        )
+        self.abandoned_pages += failed
+        self._finished_pages += failed
+        entry.refilling = False
+        self._set_due(entry, 0.0 if entry.generation != generation else None)
 
     async def _refill(self, entry: _Host, now: float) -> None:
         generation = entry.generation
-        try:
-            want = self._batch - len(entry.buffer)
-            rows = await self._store.lease(entry.name, want, now)
-            entry.buffer.extend(rows)
-            self._buffered += len(rows)
-            due: float | None = 0.0
-            if len(rows) < want:
-                due = await self._store.next_due(entry.name)
-            if entry.generation != generation:
-                due = 0.0  # rows may have arrived meanwhile: look again
-            entry.refilling = False
-            self._set_due(entry, due)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a store failure ends the crawl, loudly
-            self._error = exc
-        finally:
-            entry.refilling = False
-            self._refills -= 1
-            self._push(entry, self._clock())
-            self._wakeup.set()
+        want = self._batch - len(entry.buffer)
+        rows = await self._store.lease(entry.name, want, now)
+        entry.buffer.extend(rows)
+        self._buffered += len(rows)
+        due: float | None = 0.0
+        if len(rows) < want:
+            due = await self._store.next_due(entry.name)
+        if entry.generation != generation:
+            due = 0.0  # rows may have arrived meanwhile: look again
+        entry.refilling = False
+        self._set_due(entry, due)

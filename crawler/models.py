@@ -11,6 +11,7 @@ import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from . import parser
+from .urls import clean_href
 
 #: A spider callback: a bound method taking a Response and yielding items and Requests.
 Callback = Callable[["Response"], Any]
@@ -109,7 +110,7 @@ class Response:
 
     def urljoin(self, url: str) -> str:
         """`url` resolved against this page's base URL (`<base href>` or the page URL)."""
-        return urljoin(parser.base_url(self.tree, self.url), parser.clean_href(url))
+        return urljoin(parser.base_url(self.tree, self.url), clean_href(url))
 
     def follow(
         self,

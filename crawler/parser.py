@@ -14,6 +14,8 @@ from urllib.parse import urljoin
 from charset_normalizer import from_bytes
 from selectolax.lexbor import LexborHTMLParser
 
+from .urls import clean_href
+
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE
@@ -26,8 +28,6 @@ _WHATWG_ALIASES = {
     "ascii": "cp1252",
 }
 _LINK_SELECTOR = "a[href], area[href]"
-_C0_AND_SPACE = "".join(map(chr, range(0x21)))
-_TABS_AND_NEWLINES = str.maketrans("", "", "\t\n\r")
 _DIRECTIVES = frozenset({"noindex", "nofollow", "none"})
 
 
@@ -112,18 +112,6 @@ def base_url(tree: LexborHTMLParser, page_url: str) -> str:
     base = tree.css_first("base[href]")
     href = base.attributes.get("href") if base is not None else None
     return urljoin(page_url, clean_href(href)) if href else page_url
-
-
-def clean_href(href: str) -> str:
-    """An href as browsers read it: surrounding spaces and controls stripped, tabs and newlines
-    removed, backslashes before the query read as slashes."""
-    href = href.strip(_C0_AND_SPACE)
-    if "\t" in href or "\n" in href or "\r" in href:
-        href = href.translate(_TABS_AND_NEWLINES)
-    if "\\" in href:
-        head, sep, tail = href.partition("?")
-        href = head.replace("\\", "/") + sep + tail
-    return href
 
 
 def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = False) -> list[str]:

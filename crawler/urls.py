@@ -56,6 +56,18 @@ TRACKING_PARAMS = frozenset(
 )
 
 
+def clean_href(href: str) -> str:
+    """A URL or href as browsers read it: surrounding spaces and controls stripped, tabs and
+    newlines removed, backslashes before the query read as slashes."""
+    href = href.strip(_STRIP)
+    if "\t" in href or "\n" in href or "\r" in href:
+        href = href.translate(_REMOVE)
+    if "\\" in href:
+        head, sep, tail = href.partition("?")
+        href = head.replace("\\", "/") + sep + tail
+    return href
+
+
 def _unescape_unreserved(match: re.Match[str]) -> str:
     char = chr(int(match.group(1), 16))
     return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
@@ -113,12 +125,7 @@ class Canonicalizer:
     def split(self, url: str) -> tuple[str, str] | None:
         """(canonical URL, host) for an absolute http(s) URL, or None when the URL is relative,
         of another scheme, or malformed (bad port, bad host)."""
-        url = url.strip(_STRIP)
-        if "\t" in url or "\n" in url or "\r" in url:
-            url = url.translate(_REMOVE)
-        if "\\" in url:
-            head, sep, tail = url.partition("?")
-            url = head.replace("\\", "/") + sep + tail
+        url = clean_href(url)
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
