@@ -304,6 +304,10 @@ class Frontier:
             return
         entry.exhausted = True
         self._set_due(entry, None)
+        self._return_buffer(entry)
+
+    def _return_buffer(self, entry: _Host) -> None:
+        """Give an exhausted host's buffered rows back to the queue."""
         if entry.buffer:
             leased = [request.id for request in entry.buffer]
             self._buffered -= len(leased)
@@ -417,6 +421,10 @@ class Frontier:
         rows = await self._store.lease(entry.name, want, now)
         entry.buffer.extend(rows)
         self._buffered += len(rows)
+        if entry.exhausted:  # its budget ran out while this refill was under way
+            entry.refilling = False
+            self._return_buffer(entry)
+            return
         due: float | None = 0.0
         if len(rows) < want:
             due = await self._store.next_due(entry.name)

@@ -208,3 +208,34 @@ async def test_a_host_given_up_on_stays_given_up_after_a_restart(store: SQLiteSt
     frontier = await started(store)
     assert await frontier.next() is None  # its URLs were failed, not fetched
     assert (await store.counts()).failed == 3
+
+
+async def test_a_refill_landing_after_the_host_budget_ran_out_gives_its_rows_back(
+    store: SQLiteStore,
+) -> None:
+    """The race that once hung a crawl: a refill under way while the host's budget runs out."""
+    await store.add([req("a.com", n) for n in range(8)])
+    gate = asyncio.Event()
+    real_lease = store.lease
+    leases = 0
+
+    async def slow_lease(host: str, limit: int, now: float) -> list[StoredRequest]:
+        nonlocal leases
+        leases += 1
+        if leases > 1:
+            await gate.wait()  # the second refill is held until the budget is spent
+        return await real_lease(host, limit, now)
+
+    store.lease = slow_lease  # type: ignore[method-assign]
+    frontier = await started(store, per_host_concurrency=4, batch_size=2, host_budget=2)
+    first, second = await frontier.next(), await frontier.next()
+    assert first is not None
+    assert second is not None
+    await asyncio.sleep(0)  # the second refill has started and waits on the gate
+    for request in (first, second):
+        await done(frontier, store, request)  # the budget is spent: the host is exhausted
+    gate.set()
+    assert await asyncio.wait_for(frontier.next(), 5) is None  # finished, not stuck
+    await frontier.aclose()
+    counts = await store.counts()
+    assert (counts.done, counts.leased, counts.queued) == (2, 0, 6)
