@@ -30,6 +30,11 @@ class Graph(Spider):
 """
 
 
+def run_args(site: GraphSite, *extra: str) -> list[str]:
+    """`run graph.py` over `site`, the way these tests crawl it."""
+    return ["run", "graph.py", "-a", f"start_urls={','.join(site.start_urls)}", *extra]
+
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "crawler", *args],
@@ -127,14 +132,7 @@ async def run_until_hits(
 async def test_ctrl_c_exits_130_and_the_same_command_resumes(
     graph: GraphSite, spider_file: Path, tmp_path: Path
 ) -> None:
-    args = [
-        "run",
-        "graph.py",
-        "-a",
-        f"start_urls={','.join(graph.start_urls)}",
-        "-o",
-        "items.jsonl",
-    ]
+    args = run_args(graph, "-o", "items.jsonl")
     code, stderr = await run_until_hits(graph, args, tmp_path, 60, signal.SIGINT)
     assert code == 130, stderr
     assert "crawl stopped" in stderr
@@ -160,7 +158,7 @@ async def test_ctrl_c_exits_130_and_the_same_command_resumes(
 async def test_kill_9_loses_nothing_and_duplicates_nothing(
     graph: GraphSite, spider_file: Path, tmp_path: Path
 ) -> None:
-    args = ["run", "graph.py", "-a", f"start_urls={','.join(graph.start_urls)}"]
+    args = run_args(graph)
     code, _ = await run_until_hits(graph, args, tmp_path, 100, signal.SIGKILL)
     assert code == -signal.SIGKILL
     proc = await acli(*args, cwd=tmp_path)
@@ -205,16 +203,7 @@ async def test_failures_are_listed_filtered_and_retried(
 ) -> None:
     broken = {graph.url(0, 5), graph.url(0, 6), graph.url(1, 7)}
     graph.broken |= broken
-    args = [
-        "run",
-        "graph.py",
-        "-a",
-        f"start_urls={','.join(graph.start_urls)}",
-        "-s",
-        "max_retries=1",
-        "-s",
-        "retry_backoff=0",
-    ]
+    args = run_args(graph, "-s", "max_retries=1", "-s", "retry_backoff=0")
     proc = await acli(*args, cwd=tmp_path)
     _, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()

@@ -14,7 +14,7 @@ import pytest
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
 from tests.conftest import rows
 from tests.sites import GraphSite
-from tests.test_cli import SPIDER, acli, run_until_hits
+from tests.test_cli import SPIDER, acli, run_args, run_until_hits
 
 CONCURRENCY = 8  # SPIDER's custom_settings
 
@@ -24,14 +24,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     graph: GraphSite, tmp_path: Path, seed: int
 ) -> None:
     (tmp_path / "graph.py").write_text(SPIDER)
-    args = [
-        "run",
-        "graph.py",
-        "-a",
-        f"start_urls={','.join(graph.start_urls)}",
-        "-o",
-        "items.jsonl",
-    ]
+    args = run_args(graph, "-o", "items.jsonl")
     rnd = random.Random(seed)
     moments = sorted(rnd.sample(range(15, 285), 3))
     for moment in moments:
@@ -61,16 +54,7 @@ async def test_a_second_ctrl_c_stops_at_once_and_the_store_stays_consistent(
     await site.start()
     try:
         (tmp_path / "graph.py").write_text(SPIDER)
-        args = [
-            "run",
-            "graph.py",
-            "-a",
-            f"start_urls={','.join(site.start_urls)}",
-            "-s",
-            "shutdown_grace=60",
-            "-o",
-            "items.jsonl",
-        ]
+        args = run_args(site, "-s", "shutdown_grace=60", "-o", "items.jsonl")
         reached = asyncio.Event()
         site.on_hit = lambda n: reached.set() if n >= 6 else None
         proc = await acli(*args, cwd=tmp_path)
