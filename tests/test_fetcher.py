@@ -40,6 +40,31 @@ async def test_fetch_sends_user_agent_and_returns_body() -> None:
     assert seen[0].headers["user-agent"] == "test-bot/1"
 
 
+async def test_cookies_are_kept_per_host_like_a_browser() -> None:
+    sent: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent[f"{request.url.host}{request.url.path}"] = request.headers.get("cookie")
+        if request.url.path == "/login":  # set on a redirect hop, as logins do
+            return httpx.Response(
+                302, headers={"Location": "/home", "Set-Cookie": "session=abc; Path=/"}
+            )
+        return httpx.Response(200, text="ok")
+
+    async with fetcher(handler) as f:
+        await f.fetch("http://a.com/first")
+        await f.fetch("http://a.com/login")
+        await f.fetch("http://a.com/later")
+        await f.fetch("http://b.com/other")
+    assert sent == {
+        "a.com/first": None,
+        "a.com/login": None,
+        "a.com/home": "session=abc",
+        "a.com/later": "session=abc",
+        "b.com/other": None,
+    }
+
+
 async def test_redirects_are_followed_and_checked_against_scope() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         routes = {"/a": "/b", "/b": "http://a.com/c#frag", "/out": "http://evil.com/"}
