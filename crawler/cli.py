@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .demo import DemoSpider, render_site, serve
 from .engine import Crawler, CrawlStats
 from .errors import ConfigError, CrawlerError
 from .export import check_output, export_items
@@ -240,6 +239,8 @@ def _failures(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSpider, render_site, serve  # its site and server: demo only
+
     settings = Settings().merge(_pairs(args.settings, "-s"))
     if args.output:
         check_output(args.output)

@@ -147,7 +147,7 @@ class Crawler:
             stack.push_async_callback(store.close)
             if self.retry_failed:
                 log.info("queued %d failed URLs again", await store.requeue_failed())
-            for name in await store.callbacks_pending():
+            for name in await store.callbacks_pending(known=self.spider.has_callback):
                 self.spider.callback(name)  # an unknown name fails now, not mid-crawl
             await store.add(seeds)
             counts = await store.counts()

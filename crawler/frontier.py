@@ -101,7 +101,7 @@ class Frontier:
         self._changed: set[str] = set()
 
     async def start(self) -> None:
-        """Learn which hosts have queued rows (and from when), and with a host budget, how
+        """Learn which hosts have queued rows, and with a host budget, how
         many pages each host has had already."""
         if self._host_budget is not None:
             for name, finished in (await self._store.host_counts()).items():
@@ -111,12 +111,12 @@ class Frontier:
             entry.slot.restore(state)
             if entry.slot.dead:
                 entry.abandoned = True  # its new links fail at once, as before the restart
-        for name, due in (await self._store.hosts_with_work()).items():
+        for name in await self._store.hosts_with_work():
             entry = self._host(name)
             if self._host_spent(entry):
                 entry.exhausted = True  # spent in earlier runs: its rows stay queued
             else:
-                self._set_due(entry, due)
+                self._set_due(entry, 0.0)  # a lease finds out when its rows are due
         self._wakeup.set()
 
     # -- the interface ---------------------------------------------------------------------

@@ -11,7 +11,6 @@ import codecs
 import re
 from urllib.parse import urljoin
 
-from charset_normalizer import from_bytes
 from selectolax.lexbor import LexborHTMLParser
 
 from .urls import clean_href
@@ -98,6 +97,8 @@ def decode(body: bytes, content_type: str | None) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    from charset_normalizer import from_bytes  # rarely needed; ~20 ms of startup otherwise
+
     best = from_bytes(body[:65536]).best()
     return body.decode(best.encoding if best else "utf-8", errors="replace")
 

@@ -119,6 +119,14 @@ class Spider:
             raise ConfigError(f"spider {self.name!r} has no callback method {name!r}")
         return method
 
+    def has_callback(self, name: str) -> bool:
+        """Whether `callback(name)` would find a method."""
+        try:
+            self.callback(name)
+        except ConfigError:
+            return False
+        return True
+
     def owns_callback(self, callback: Callback) -> bool:
         """Whether `callback` is one of this spider's methods (and so can be stored by name)."""
         return (

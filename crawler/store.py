@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +36,7 @@ from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class State(enum.IntEnum):
@@ -128,8 +128,8 @@ class Store(Protocol):
     async def add(self, requests: Sequence[NewRequest]) -> None:
         """Queue requests; those whose URL is already known (in any state) are ignored."""
 
-    async def hosts_with_work(self) -> dict[str, float]:
-        """Every host with queued rows, mapped to its earliest not-before time."""
+    async def hosts_with_work(self) -> set[str]:
+        """Every host with queued rows (due now or later: see `next_due`)."""
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
         """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
@@ -173,8 +173,9 @@ class Store(Protocol):
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
 
-    async def callbacks_pending(self) -> set[str]:
-        """Callback names of the rows still queued or leased (checked against the spider)."""
+    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
+        """Callback names of the rows still queued or leased, except those `known` accepts
+        (only the others are looked up: that can take a scan of the queue)."""
 
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
@@ -245,6 +246,52 @@ _MIGRATIONS = {
         " WITHOUT ROWID",
     ],
 }
+
+#: Running totals kept by triggers in the transaction that changes a row, so that a store of
+#: millions of rows answers "how many queued, which hosts have work" without scanning them.
+_COUNTERS = [
+    "CREATE TABLE IF NOT EXISTS host_counts (host TEXT PRIMARY KEY,"
+    " queued INTEGER NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0,"
+    " done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+    " items INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS callbacks (name TEXT PRIMARY KEY) WITHOUT ROWID",
+    """CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON requests BEGIN
+        INSERT INTO host_counts (host, queued, leased, done, failed)
+        VALUES (NEW.host, NEW.state = 0, NEW.state = 1, NEW.state = 2, NEW.state = 3)
+        ON CONFLICT (host) DO UPDATE SET queued = queued + excluded.queued,
+            leased = leased + excluded.leased, done = done + excluded.done,
+            failed = failed + excluded.failed;
+        INSERT OR IGNORE INTO callbacks (name) VALUES (NEW.callback);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_moved AFTER UPDATE OF state ON requests
+    WHEN OLD.state <> NEW.state BEGIN
+        UPDATE host_counts SET queued = queued + (NEW.state = 0) - (OLD.state = 0),
+            leased = leased + (NEW.state = 1) - (OLD.state = 1),
+            done = done + (NEW.state = 2) - (OLD.state = 2),
+            failed = failed + (NEW.state = 3) - (OLD.state = 3)
+        WHERE host = NEW.host;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON requests BEGIN
+        UPDATE host_counts SET queued = queued - (OLD.state = 0),
+            leased = leased - (OLD.state = 1), done = done - (OLD.state = 2),
+            failed = failed - (OLD.state = 3)
+        WHERE host = OLD.host;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_item AFTER INSERT ON items BEGIN
+        UPDATE host_counts SET items = items + 1
+        WHERE host = (SELECT host FROM requests WHERE id = NEW.request_id);
+    END""",
+]
+
+_MIGRATIONS[3] = [  # 4: per-host totals and the callbacks in use, kept by triggers
+    *_COUNTERS,
+    "INSERT INTO host_counts (host, queued, leased, done, failed)"
+    " SELECT host, SUM(state = 0), SUM(state = 1), SUM(state = 2), SUM(state = 3)"
+    " FROM requests GROUP BY host",
+    "UPDATE host_counts SET items = (SELECT COUNT(*) FROM items JOIN requests"
+    " ON requests.id = items.request_id WHERE requests.host = host_counts.host)",
+    "INSERT INTO callbacks (name) SELECT DISTINCT callback FROM requests",
+]
 
 _COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
 
@@ -341,7 +388,7 @@ class SQLiteStore:
                 )
         else:
             async with self._transaction():
-                for statement in _SCHEMA.split(";"):
+                for statement in [*_SCHEMA.split(";"), *_COUNTERS]:
                     if statement.strip():
                         await self._db.execute(statement)
                 await self._db.executemany(
@@ -386,11 +433,8 @@ class SQLiteStore:
             async with self._transaction():
                 await self._insert(requests, State.QUEUED)
 
-    async def hosts_with_work(self) -> dict[str, float]:
-        rows = await self._fetchall(
-            "SELECT host, MIN(not_before) FROM requests WHERE state = 0 GROUP BY host"
-        )
-        return {host: due for host, due in rows}
+    async def hosts_with_work(self) -> set[str]:
+        return {h for (h,) in await self._fetchall("SELECT host FROM host_counts WHERE queued")}
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
         async with self._transaction():
@@ -495,7 +539,7 @@ class SQLiteStore:
 
     async def host_counts(self) -> dict[str, int]:
         rows = await self._fetchall(
-            "SELECT host, COUNT(*) FROM requests WHERE state >= 2 GROUP BY host"
+            "SELECT host, done + failed FROM host_counts WHERE done + failed > 0"
         )
         return {host: count for host, count in rows}
 
@@ -576,19 +620,20 @@ class SQLiteStore:
             )
 
     async def counts(self) -> Counts:
-        by_state = dict(await self._fetchall("SELECT state, COUNT(*) FROM requests GROUP BY state"))
-        (items,) = (await self._fetchall("SELECT COUNT(*) FROM items"))[0]
-        return Counts(
-            queued=by_state.get(State.QUEUED, 0),
-            leased=by_state.get(State.LEASED, 0),
-            done=by_state.get(State.DONE, 0),
-            failed=by_state.get(State.FAILED, 0),
-            items=items,
+        ((queued, leased, done, failed, items),) = await self._fetchall(
+            "SELECT TOTAL(queued), TOTAL(leased), TOTAL(done), TOTAL(failed), TOTAL(items)"
+            " FROM host_counts"
         )
+        return Counts(int(queued), int(leased), int(done), int(failed), int(items))
 
-    async def callbacks_pending(self) -> set[str]:
-        rows = await self._fetchall("SELECT DISTINCT callback FROM requests WHERE state <= 1")
-        return {name for (name,) in rows}
+    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
+        pending = set()
+        for (name,) in await self._fetchall("SELECT name FROM callbacks"):
+            if not known(name) and await self._fetchall(
+                "SELECT 1 FROM requests WHERE callback = ? AND state <= 1 LIMIT 1", (name,)
+            ):
+                pending.add(name)
+        return pending
 
     async def items(self) -> AsyncIterator[str]:
         last = 0

@@ -176,4 +176,13 @@ async def test_random_leases_commits_and_crashes_never_lose_or_duplicate(
         assert {str(u): n for u, n in items} == {u: n for u, n in committed_items.items() if n}
         for url in committed_items:  # an item is never without its page's done mark
             assert table[url] == State.DONE
+        # the totals the triggers keep are a recount's, host by host
+        recount = rows(
+            path,
+            "SELECT host, SUM(state = 0), SUM(state = 1), SUM(state = 2), SUM(state = 3),"
+            " (SELECT COUNT(*) FROM items JOIN requests r ON r.id = items.request_id"
+            "  WHERE r.host = q.host) FROM requests q GROUP BY host ORDER BY host",
+        )
+        kept = rows(path, "SELECT * FROM host_counts ORDER BY host")
+        assert kept == recount
     await store.close()

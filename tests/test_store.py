@@ -1,22 +1,23 @@
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from crawler import ConfigError, StoreError
-from crawler.store import SCHEMA_VERSION, NewRequest, Outcome, SQLiteStore, State
+from crawler.store import SCHEMA_VERSION, Counts, NewRequest, Outcome, SQLiteStore, State
 from tests.conftest import rows
 
 
-def req(path: str, host: str = "a.com", priority: int = 0) -> NewRequest:
-    return NewRequest(url=f"http://{host}{path}", host=host, priority=priority)
+def req(path: str, host: str = "a.com", priority: int = 0, callback: str = "parse") -> NewRequest:
+    return NewRequest(url=f"http://{host}{path}", host=host, priority=priority, callback=callback)
 
 
 async def test_add_ignores_known_urls_and_lease_orders_by_priority(store_path: Path) -> None:
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req("/1"), req("/2", priority=5), req("/3"), req("/x", host="b.com")])
         await store.add([req("/1"), req("/2")])
-        assert await store.hosts_with_work() == {"a.com": 0.0, "b.com": 0.0}
+        assert await store.hosts_with_work() == {"a.com", "b.com"}
         leased = await store.lease("a.com", 2, now=1.0)
         assert [r.url for r in leased] == ["http://a.com/2", "http://a.com/1"]
         assert [r.url for r in await store.lease("a.com", 5, now=1.0)] == ["http://a.com/3"]
@@ -115,14 +116,40 @@ async def test_not_a_store_and_other_versions_are_clear_errors(tmp_path: Path) -
     assert rows(old, "SELECT value FROM meta WHERE key = 'spider'") == [("s",)]
 
 
-async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
-    import sqlite3
+def drop_counters(db: sqlite3.Connection) -> None:
+    """Make a store look as it did before schema 4."""
+    for trigger in ("count_inserted", "count_moved", "count_deleted", "count_item"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE host_counts")
+    db.execute("DROP TABLE callbacks")
 
+
+async def test_a_version_3_store_gets_its_totals_counted_once(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1"), req("/2", callback="detail"), req("/x", host="b.com")])
+        (first,) = await store.lease("b.com", 1, now=1.0)
+        await store.commit([Outcome(first, State.DONE, 1, status=200, items=['{"n": 1}'])])
+        await store.lease("a.com", 1, now=1.0)  # left leased: reclaimed when opened again
+    with sqlite3.connect(store_path) as db:
+        drop_counters(db)
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    async with await SQLiteStore.open(store_path, "s") as store:
+        assert await store.counts() == Counts(queued=2, done=1, items=1)
+        assert await store.hosts_with_work() == {"a.com"}
+        assert await store.host_counts() == {"b.com": 1}
+        assert await store.callbacks_pending(known=lambda name: name == "parse") == {"detail"}
+        assert await store.callbacks_pending(known=lambda name: True) == set()
+        await store.add([req("/3")])  # and the triggers keep them from now on
+        assert (await store.counts()).queued == 3
+
+
+async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req("/1")])
     with sqlite3.connect(store_path) as db:
         db.execute("DROP TABLE robots")
         db.execute("DROP TABLE hosts")
+        drop_counters(db)
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     async with await SQLiteStore.open(store_path, "s") as store:
         assert (await store.counts()).queued == 1
