@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         "--error", metavar="KIND", help="only this kind of error (timeout, http_status, ...)"
     )
 
+    bench = commands.add_parser(
+        "bench", parents=[verbosity], help="measure crawling speed on a local generated site"
+    )
+    bench.add_argument("--hosts", type=int, default=4, help="hosts in the site (default 4)")
+    bench.add_argument("--pages", type=int, default=500, help="pages per host (default 500)")
+    bench.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
+
     demo = commands.add_parser(
         "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
     )
@@ -124,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "failures":
             return _failures(args)
+        if args.command == "bench":
+            return _bench(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -236,6 +245,17 @@ def _failures(args: argparse.Namespace) -> int:
         count = asyncio.run(listing(sys.stdout))
     print(f"{count} failed URLs", file=sys.stderr)
     return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BENCH_SETTINGS, run_bench
+
+    if not 1 <= args.hosts <= 200 or args.pages < 1:
+        raise ConfigError("--hosts must be within 1..200 and --pages at least 1")
+    settings = BENCH_SETTINGS.merge(_pairs(args.settings, "-s"))
+    result = run_bench(args.hosts, args.pages, settings)
+    print(result.report())
+    return EXIT_OK if result.stats.ended == "complete" else EXIT_INTERRUPTED
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -26,3 +26,41 @@ def test_compare_runs_at_a_tiny_size() -> None:
     assert result.returncode == 0, result.stderr
     assert "| crawler (ours) | 10 |" in result.stdout
     assert "| minimal aiohttp+selectolax | 10 |" in result.stdout
+
+
+def test_crawler_bench_crawls_its_whole_local_site() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crawler", "bench", "--hosts", "2", "--pages", "10", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("crawled 20 pages (0 failed) from 2 local hosts in ")
+    assert "20 items" in result.stdout
+
+
+def test_crawler_bench_rejects_a_bad_size() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crawler", "bench", "--pages", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --hosts must be within")
+
+
+def test_bench_pages_are_deterministic_and_link_across_hosts() -> None:
+    from crawler.bench import bench_page
+    from crawler.parser import extract_links, parse_html
+
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    page = bench_page(hosts, 8000, 0, 3, 50)
+    assert page == bench_page(hosts, 8000, 0, 3, 50)
+    assert 12_000 < len(page) < 16_000
+    links = extract_links(parse_html(page.decode()), "http://127.0.0.2:8000/p/3.html")
+    assert "http://127.0.0.2:8000/p/4.html" in links
+    assert any(link.startswith("http://127.0.0.3:8000/p/") for link in links)
