@@ -128,8 +128,8 @@ class Store(Protocol):
     async def add(self, requests: Sequence[NewRequest]) -> None:
         """Queue requests; those whose URL is already known (in any state) are ignored."""
 
-    async def hosts_with_work(self) -> set[str]:
-        """Every host with queued rows (due now or later: see `next_due`)."""
+    async def hosts_with_work(self) -> list[str]:
+        """Every host with queued rows (due now or later: see `next_due`), by name."""
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
         """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
@@ -433,8 +433,9 @@ class SQLiteStore:
             async with self._transaction():
                 await self._insert(requests, State.QUEUED)
 
-    async def hosts_with_work(self) -> set[str]:
-        return {h for (h,) in await self._fetchall("SELECT host FROM host_counts WHERE queued")}
+    async def hosts_with_work(self) -> list[str]:
+        rows = await self._fetchall("SELECT host FROM host_counts WHERE queued ORDER BY host")
+        return [host for (host,) in rows]
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
         async with self._transaction():

@@ -17,7 +17,7 @@ async def test_add_ignores_known_urls_and_lease_orders_by_priority(store_path: P
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req("/1"), req("/2", priority=5), req("/3"), req("/x", host="b.com")])
         await store.add([req("/1"), req("/2")])
-        assert await store.hosts_with_work() == {"a.com", "b.com"}
+        assert await store.hosts_with_work() == ["a.com", "b.com"]
         leased = await store.lease("a.com", 2, now=1.0)
         assert [r.url for r in leased] == ["http://a.com/2", "http://a.com/1"]
         assert [r.url for r in await store.lease("a.com", 5, now=1.0)] == ["http://a.com/3"]
@@ -135,7 +135,7 @@ async def test_a_version_3_store_gets_its_totals_counted_once(store_path: Path) 
         db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     async with await SQLiteStore.open(store_path, "s") as store:
         assert await store.counts() == Counts(queued=2, done=1, items=1)
-        assert await store.hosts_with_work() == {"a.com"}
+        assert await store.hosts_with_work() == ["a.com"]
         assert await store.host_counts() == {"b.com": 1}
         assert await store.callbacks_pending(known=lambda name: name == "parse") == {"detail"}
         assert await store.callbacks_pending(known=lambda name: True) == set()
