@@ -14,6 +14,7 @@ import logging
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -24,7 +25,7 @@ from .errors import ConfigError, CrawlerError
 from .export import check_output, export_items
 from .settings import Settings
 from .spider import Spider, load_spider_class
-from .store import SQLiteStore
+from .store import SCHEMA_VERSION, SQLiteStore, Summary, store_in_use
 
 log = logging.getLogger("crawler")
 
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
     run.add_argument(
+        "--events", metavar="FILE", help="append a JSON-lines event log (pages, failures) to FILE"
+    )
+    run.add_argument(
         "-s",
         dest="settings",
         action="append",
@@ -85,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
     export.add_argument("--store", metavar="PATH", required=True)
     export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
+
+    stats = commands.add_parser(
+        "stats", parents=[verbosity], help="summarize a crawl (running or not) from its store"
+    )
+    stats.add_argument("--store", metavar="PATH", required=True)
+    stats.add_argument("--json", action="store_true", help="print JSON for other tools")
+
+    report = commands.add_parser(
+        "report", parents=[verbosity], help="write a self-contained HTML report with charts"
+    )
+    report.add_argument("--store", metavar="PATH", required=True)
+    report.add_argument("-o", "--output", metavar="FILE", required=True, help="an .html file")
 
     failures = commands.add_parser(
         "failures", parents=[verbosity], help="list failed URLs as JSON lines"
@@ -109,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--books", type=int, default=100, help="books in the shop (default 100)")
     demo.add_argument("--store", metavar="PATH", default="demo.db")
     demo.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
+    demo.add_argument("--events", metavar="FILE", help="append a JSON-lines event log to FILE")
     demo.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
     return top
 
@@ -133,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _failures(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command in ("stats", "report"):
+            return _stats(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -159,15 +178,16 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         fresh=args.fresh,
         retry_failed=args.retry_failed,
         output=args.output,
+        events=args.events,
     )
-    stats = asyncio.run(_crawl(crawler))
+    stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
     once = ("--fresh", "--retry-failed")
     resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
 
 
-async def _crawl(crawler: Crawler) -> CrawlStats:
+async def _crawl(crawler: Crawler, *, quiet: bool) -> CrawlStats:
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -187,7 +207,12 @@ async def _crawl(crawler: Crawler) -> CrawlStats:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        return await crawler.run()
+        if quiet:
+            return await crawler.run()
+        from .display import showing  # rich: only when there is something to show
+
+        async with showing(crawler.progress, stream=sys.stderr, live=sys.stderr.isatty()):
+            return await crawler.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -223,6 +248,40 @@ def _export(args: argparse.Namespace) -> int:
     check_output(args.output)
     count = asyncio.run(export())
     print(f"wrote {count} items to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .report import render_html, stats_text, summary_dict
+
+    async def summarize() -> Summary:
+        store = await SQLiteStore.open_readonly(args.store)
+        try:
+            if store.schema_version < SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{args.store} was written by an older version of the crawler: resume the "
+                    "crawl once (python -m crawler run ...) to bring it up to date"
+                )
+            return await store.summary()
+        finally:
+            await store.close()
+
+    if args.command == "report" and not args.output.lower().endswith((".html", ".htm")):
+        raise ConfigError(f"cannot write {args.output}: the report is an .html file")
+    summary = asyncio.run(summarize())
+    running, now = store_in_use(args.store), time.time()
+    if args.command == "stats":
+        if args.json:
+            print(json.dumps(summary_dict(summary, running=running, now=now), indent=2))
+        else:
+            print(stats_text(summary, running=running, now=now))
+        return EXIT_OK
+    page = render_html(summary, store=args.store, running=running, now=now)
+    output = Path(args.output)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(output)
+    print(f"wrote the report to {output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -267,8 +326,15 @@ def _demo(args: argparse.Namespace) -> int:
     with serve(render_site(args.books)) as base:
         log.info("demo bookshop serving at %s", base)
         spider: Spider = DemoSpider(start_urls=base)
-        crawler = Crawler(spider, settings, store_path=args.store, fresh=True, output=args.output)
-        stats = asyncio.run(_crawl(crawler))
+        crawler = Crawler(
+            spider,
+            settings,
+            store_path=args.store,
+            fresh=True,
+            output=args.output,
+            events=args.events,
+        )
+        stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
     _summary(stats, crawler.store_path, "python -m crawler demo")
     if not args.output:
         print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -23,6 +24,7 @@ import httpx
 from . import parser
 from .addresses import AddressGuard, Resolver, system_resolver
 from .errors import ConfigError, CrawlerError
+from .events import EventLog
 from .export import JsonlFollower, check_output, export_items
 from .fetcher import Fetcher
 from .frontier import Frontier
@@ -68,6 +70,38 @@ class CrawlStats:
         return self.pages / self.elapsed if self.elapsed > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class HostProgress:
+    """One host while the crawl runs: requests in flight, rows waiting (queued, or leased and
+    buffered), pages done and failed (earlier runs included), seconds between request starts,
+    seconds left of a back-off, and its circuit breaker's state."""
+
+    host: str
+    in_flight: int
+    queued: int
+    done: int
+    failed: int
+    delay: float
+    wait: float
+    circuit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A running crawl at one moment (see `Crawler.progress`). `run` holds this run's counts
+    (pages, failed, retried, items); the totals are the store's, earlier runs included."""
+
+    elapsed: float
+    run: CrawlStats
+    queued: int
+    done: int
+    failed: int
+    items: int
+    in_flight: int
+    max_pages: int | None
+    hosts: list[HostProgress]
+
+
 class Crawler:
     """Runs one spider against one store. `await Crawler(spider, settings).run()`.
 
@@ -78,7 +112,8 @@ class Crawler:
     the items: a .jsonl file is kept in step with every commit (exactly once, across crashes and
     resumes), a .csv file is written whole when the run ends. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
-    address guard (tests map names to addresses with it).
+    address guard (tests map names to addresses with it). `events` appends a JSON-lines event
+    log to that file (see events.py). `progress()` tells where a running crawl is.
     """
 
     def __init__(
@@ -92,6 +127,7 @@ class Crawler:
         output: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
+        events: str | Path | None = None,
     ) -> None:
         check_spider_class(type(spider))
         self.spider = spider
@@ -104,7 +140,9 @@ class Crawler:
         self.stats = CrawlStats()
         self._transport = transport
         self._resolver = resolver or system_resolver
+        self.events = Path(events) if events is not None else None
         self._frontier: Frontier | None = None
+        self._store: Store | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -133,6 +171,43 @@ class Crawler:
     def _cancel_workers(self) -> None:
         for task in self._workers:
             task.cancel()
+
+    async def progress(self) -> Progress | None:
+        """Where the crawl is now, host by host (busiest first); None when it is not
+        running. Cheap enough to call every second."""
+        store, frontier = self._store, self._frontier
+        if store is None or frontier is None:
+            return None
+        totals = await store.host_totals()
+        status = frontier.host_status()
+        hosts = []
+        for host, counts in totals.items():
+            now = status.get(host)
+            in_flight = now.in_flight if now else 0
+            hosts.append(
+                HostProgress(
+                    host,
+                    in_flight,
+                    counts.pending - in_flight,
+                    counts.done,
+                    counts.failed,
+                    now.delay if now else 0.0,
+                    now.wait if now else 0.0,
+                    now.circuit if now else "closed",
+                )
+            )
+        hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
+        return Progress(
+            elapsed=time.monotonic() - self.stats.started,
+            run=dataclasses.replace(self.stats),
+            queued=sum(h.queued for h in hosts),
+            done=sum(h.done for h in hosts),
+            failed=sum(h.failed for h in hosts),
+            items=sum(c.items for c in totals.values()),
+            in_flight=frontier.in_flight,
+            max_pages=self.settings.max_pages or None,
+            hosts=hosts,
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -242,8 +317,12 @@ class Crawler:
                 retry_backoff_max=settings.retry_backoff_max,
                 max_retry_after=settings.max_retry_after,
             )
-            writer = _Writer(store, frontier, stats, follower)
-            progress = asyncio.create_task(self._report_progress(frontier))
+            events = EventLog(self.events) if self.events is not None else None
+            if events is not None:
+                stack.callback(events.close)
+                events.emit("start", spider=self.spider.name, store=str(self.store_path))
+            writer = _Writer(store, frontier, stats, follower, events)
+            self._store = store
             try:
                 async with asyncio.TaskGroup() as group:
                     writer_task = group.create_task(writer.run())
@@ -259,7 +338,7 @@ class Crawler:
                 # every worker waiting on it: report it once, as itself.
                 raise _first_error(group) from None
             finally:
-                progress.cancel()
+                self._store = None
                 if self._grace_timer is not None:
                     self._grace_timer.cancel()
                 await frontier.aclose()
@@ -280,6 +359,8 @@ class Crawler:
             stats.pages += frontier.abandoned_pages
             stats.failed += frontier.abandoned_pages
             await self._final_counts(store, stats)
+            if events is not None:
+                events.emit("end", **dataclasses.asdict(stats))
         return stats
 
     async def _open_store(self) -> Store:
@@ -297,20 +378,6 @@ class Crawler:
     async def _worker(self, frontier: Frontier, page: PageRunner, writer: _Writer) -> None:
         while (stored := await frontier.next()) is not None:
             await writer.commit(await page.run(stored))
-
-    async def _report_progress(self, frontier: Frontier, every: float = 10.0) -> None:
-        stats = self.stats
-        while True:
-            await asyncio.sleep(every)
-            elapsed = time.monotonic() - stats.started
-            log.info(
-                "%d pages (%.1f/s), %d items, %d failed, %d in flight",
-                stats.pages,
-                stats.pages / elapsed,
-                stats.items,
-                stats.failed,
-                frontier.in_flight,
-            )
 
     def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
         async def fetch_text(url: str) -> str:
@@ -400,11 +467,13 @@ class _Writer:
         frontier: Frontier,
         stats: CrawlStats,
         follower: JsonlFollower | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self._store = store
         self._frontier = frontier
         self._stats = stats
         self._follower = follower
+        self._events = events
         self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
 
     async def commit(self, outcome: Outcome) -> None:
@@ -441,6 +510,8 @@ class _Writer:
                         done.exception()  # the writer task reports it; waiters need not
                 raise
             self._settled(outcomes)
+            if self._events is not None:
+                self._events.committed(outcomes)
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)

@@ -50,6 +50,18 @@ class _Host:
     filed_due: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """A host's politeness right now: requests in flight, seconds between request starts
+    (rate limit or Crawl-delay; 0: none), seconds left of a back-off (Retry-After), and its
+    circuit breaker's state (closed, open, half-open, dead)."""
+
+    in_flight: int
+    delay: float
+    wait: float
+    circuit: str
+
+
 class Frontier:
     """Hands out leased requests host by host, within each host's politeness limits.
 
@@ -242,6 +254,21 @@ class Frontier:
     def host_in_flight(self, host: str) -> int:
         entry = self._hosts.get(host)
         return entry.slot.in_flight if entry else 0
+
+    def host_status(self) -> dict[str, HostStatus]:
+        """Each known host's politeness, as of now (for progress displays)."""
+        now = self._clock()
+        status = {}
+        for name, entry in self._hosts.items():
+            slot = entry.slot
+            rate = slot.bucket.rate
+            status[name] = HostStatus(
+                in_flight=slot.in_flight,
+                delay=1.0 / rate if rate > 0 else 0.0,
+                wait=max(0.0, slot.not_before - now),
+                circuit=slot.breaker.state,
+            )
+        return status
 
     # -- scheduling ------------------------------------------------------------------------
 

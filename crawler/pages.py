@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from . import parser
 from .errors import FetchConnectError, FetchError, FetchTimeout, HTTPStatusError, SpiderError
-from .fetcher import Fetcher
+from .fetcher import Fetched, Fetcher
 from .models import Request, Response
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
@@ -121,6 +121,7 @@ class PageRunner:
     async def run(self, stored: StoredRequest) -> Outcome:
         """The outcome of fetching and parsing `stored`."""
         attempts = stored.attempts + 1
+        started: float | None = None
         try:
             if self._robots is not None and not await self._robots.allowed(stored.url):
                 self._release(stored.host, None, None)
@@ -131,16 +132,27 @@ class PageRunner:
                     error="robots_disallowed",
                     message="disallowed by robots.txt",
                 )
+            started = time.monotonic()
             fetched = await self._fetcher.fetch(stored.url, allow=self.in_scope)
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
+            if started is not None:
+                outcome.latency = time.monotonic() - started
             self._release(stored.host, _healthy(exc), wait_until)
             return outcome
         except BaseException:
             self._release(stored.host, None, None)
             raise
+        latency = time.monotonic() - started
         self._release(stored.host, True, None)
         log.debug("%d %s", fetched.status, fetched.url)
+        outcome = await self._parsed(stored, attempts, fetched)
+        outcome.latency = latency
+        outcome.size = len(fetched.body)
+        return outcome
+
+    async def _parsed(self, stored: StoredRequest, attempts: int, fetched: Fetched) -> Outcome:
+        """The outcome of a fetched page: the callback's items and links."""
 
         request = Request(
             stored.url,

@@ -36,7 +36,7 @@ from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class State(enum.IntEnum):
@@ -95,6 +95,8 @@ class Outcome:
     items: list[str] = field(default_factory=list)
     links: list[NewRequest] = field(default_factory=list)
     final_url: tuple[str, str] | None = None
+    latency: float | None = None  # seconds the fetch took (all hops, body included)
+    size: int | None = None  # bytes of the (decoded) body
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,50 @@ class Counts:
     @property
     def pending(self) -> int:
         return self.queued + self.leased
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """One host's totals, fetch measurements and politeness state."""
+
+    host: str
+    queued: int
+    leased: int
+    done: int
+    failed: int
+    items: int
+    bytes: int = 0
+    mean_latency: float | None = None
+    max_latency: float | None = None
+    not_before: float = 0.0  # no request before (epoch seconds): a Retry-After
+    breaker_failures: int = 0
+    breaker_opens: int = 0
+    open_until: float = 0.0  # the circuit is open until then (inf: given up on)
+
+
+#: Upper bounds (seconds) of the latency histogram's buckets; the last one is open-ended.
+LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a crawl did, for `stats` and `report`: totals, per host, and over time.
+
+    `timeline` holds (bucket start, pages done, pages failed) per `bucket` seconds from
+    `first` (epoch seconds of the first finished page); `latencies` counts fetches per
+    LATENCY_BOUNDS bucket (one more for slower ones)."""
+
+    counts: Counts
+    hosts: list[HostSummary]
+    statuses: dict[int, int]
+    errors: dict[str, int]
+    depths: dict[int, int]
+    latencies: list[int]
+    timeline: list[tuple[float, int, int]]
+    bucket: float
+    first: float | None
+    last: float | None
+    bytes: int
 
 
 class Store(Protocol):
@@ -189,6 +235,12 @@ class Store(Protocol):
     async def set_mark(self, key: str, value: str) -> None:
         """Keep a bookmark, in a transaction of its own."""
 
+    async def host_totals(self) -> dict[str, Counts]:
+        """Rows per state and items stored, per host (kept as the crawl goes: cheap)."""
+
+    async def summary(self) -> Summary:
+        """The crawl's summary (reads every row: seconds for millions)."""
+
     async def close(self) -> None:
         """Release the store (its connection and its lock)."""
 
@@ -211,7 +263,9 @@ CREATE TABLE IF NOT EXISTS requests (
     status INTEGER,
     error TEXT,
     message TEXT,
-    updated REAL
+    updated REAL,
+    latency REAL,
+    size INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS requests_leased ON requests (lease) WHERE state = 1;
@@ -292,6 +346,10 @@ _MIGRATIONS[3] = [  # 4: per-host totals and the callbacks in use, kept by trigg
     " ON requests.id = items.request_id WHERE requests.host = host_counts.host)",
     "INSERT INTO callbacks (name) SELECT DISTINCT callback FROM requests",
 ]
+_MIGRATIONS[4] = [  # 5: each fetch's duration and size, for stats and reports
+    "ALTER TABLE requests ADD COLUMN latency REAL",
+    "ALTER TABLE requests ADD COLUMN size INTEGER",
+]
 
 _COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
 
@@ -312,6 +370,7 @@ class SQLiteStore:
         self.run_id = run_id
         self._lock_file = lock
         self._tx_lock = asyncio.Lock()
+        self.schema_version = SCHEMA_VERSION  # a read-only store may be older (not migrated)
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -359,6 +418,7 @@ class SQLiteStore:
         if not rows or not rows[0][0].isdigit() or int(rows[0][0]) > SCHEMA_VERSION:
             await store.close()
             raise StoreError(f"{file} is not a crawler store of schema {SCHEMA_VERSION}")
+        store.schema_version = int(rows[0][0])
         return store
 
     async def _prepare(self, spider_name: str) -> None:
@@ -485,6 +545,8 @@ class SQLiteStore:
                     o.error,
                     o.message,
                     now,
+                    o.latency,
+                    o.size,
                     o.request.id,
                 )
                 for o in committed
@@ -497,7 +559,8 @@ class SQLiteStore:
                 )
             await self._db.executemany(
                 "UPDATE requests SET state = ?, attempts = ?, not_before = ?, status = ?,"
-                " error = ?, message = ?, updated = ?, lease = NULL WHERE id = ?",
+                " error = ?, message = ?, updated = ?, latency = ?, size = ?, lease = NULL"
+                " WHERE id = ?",
                 updates,
             )
         return committed
@@ -627,6 +690,94 @@ class SQLiteStore:
         )
         return Counts(int(queued), int(leased), int(done), int(failed), int(items))
 
+    async def host_totals(self) -> dict[str, Counts]:
+        rows = await self._fetchall(
+            "SELECT host, queued, leased, done, failed, items FROM host_counts"
+        )
+        return {host: Counts(*totals) for host, *totals in rows}
+
+    async def summary(self) -> Summary:
+        measured = {
+            host: (int(size), mean, top)
+            for host, size, mean, top in await self._fetchall(
+                "SELECT host, TOTAL(size), AVG(latency), MAX(latency) FROM requests"
+                " WHERE state >= 2 GROUP BY host"
+            )
+        }
+        hosts = []
+        for row in await self._fetchall(
+            "SELECT c.host, queued, leased, done, failed, items, h.not_before, h.failures,"
+            " h.opens, h.open_until FROM host_counts c LEFT JOIN hosts h ON h.host = c.host"
+            " WHERE queued + leased + done + failed > 0 ORDER BY done + failed DESC, c.host"
+        ):
+            host, queued, leased, done, failed, items, not_before, failures, opens, open_until = row
+            size, mean, top = measured.get(host, (0, None, None))
+            hosts.append(
+                HostSummary(
+                    host,
+                    queued,
+                    leased,
+                    done,
+                    failed,
+                    items,
+                    bytes=size,
+                    mean_latency=mean,
+                    max_latency=top,
+                    not_before=not_before or 0.0,
+                    breaker_failures=failures or 0,
+                    breaker_opens=opens or 0,
+                    open_until=open_until or 0.0,
+                )
+            )
+        cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
+        histogram = dict(
+            await self._fetchall(
+                f"SELECT CASE {cases} ELSE {len(LATENCY_BOUNDS)} END, COUNT(*) FROM requests"
+                " WHERE latency IS NOT NULL GROUP BY 1"
+            )
+        )
+        ((first, last),) = await self._fetchall(
+            "SELECT MIN(updated), MAX(updated) FROM requests WHERE state >= 2"
+        )
+        bucket = _bucket_seconds((last or 0) - (first or 0))
+        timeline = [
+            (first + n * bucket, done, failed)
+            for n, done, failed in await self._fetchall(
+                "SELECT CAST((updated - ?) / ? AS INTEGER), SUM(state = 2), SUM(state = 3)"
+                " FROM requests WHERE state >= 2 GROUP BY 1 ORDER BY 1",
+                (first or 0, bucket),
+            )
+        ]
+        counts = await self.counts()
+        return Summary(
+            counts=counts,
+            hosts=hosts,
+            statuses=dict(
+                await self._fetchall(
+                    "SELECT status, COUNT(*) FROM requests WHERE status IS NOT NULL"
+                    " AND state >= 2 GROUP BY status ORDER BY status"
+                )
+            ),
+            errors=dict(
+                await self._fetchall(
+                    "SELECT error, COUNT(*) FROM requests WHERE state = 3"
+                    " GROUP BY error ORDER BY 2 DESC"
+                )
+            ),
+            depths=dict(
+                await self._fetchall(
+                    "SELECT depth, COUNT(*) FROM requests WHERE state >= 2"
+                    " GROUP BY depth ORDER BY depth"
+                )
+            ),
+            latencies=[histogram.get(i, 0) for i in range(len(LATENCY_BOUNDS) + 1)],
+            timeline=timeline,
+            bucket=bucket,
+            first=first,
+            last=last,
+            bytes=sum(h.bytes for h in hosts),
+        )
+
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
         pending = set()
         for (name,) in await self._fetchall("SELECT name FROM callbacks"):
@@ -704,6 +855,29 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"store {self.path}: {exc}") from exc
                 raise
+
+
+def _bucket_seconds(span: float) -> float:
+    """A round bucket size that splits `span` seconds into at most ~120 buckets."""
+    for size in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
+        if span / size <= 120:
+            return float(size)
+    return 86400.0 * (span // (86400 * 120) + 1)
+
+
+def store_in_use(path: str | Path) -> bool:
+    """Whether a crawl holds the store at `path` (open for writing) right now."""
+    try:
+        lock = open(f"{path}.lock")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def _acquire_lock(file: Path) -> IO[str]:

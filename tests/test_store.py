@@ -117,11 +117,13 @@ async def test_not_a_store_and_other_versions_are_clear_errors(tmp_path: Path) -
 
 
 def drop_counters(db: sqlite3.Connection) -> None:
-    """Make a store look as it did before schema 4."""
+    """Make a store look as it did before schema 4 (and 5)."""
     for trigger in ("count_inserted", "count_moved", "count_deleted", "count_item"):
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("DROP TABLE host_counts")
     db.execute("DROP TABLE callbacks")
+    db.execute("ALTER TABLE requests DROP COLUMN latency")
+    db.execute("ALTER TABLE requests DROP COLUMN size")
 
 
 async def test_a_version_3_store_gets_its_totals_counted_once(store_path: Path) -> None:

@@ -1,0 +1,179 @@
+"""What `run` shows while it works: a live view on a terminal, periodic log lines elsewhere.
+
+The live view (rich) redraws a summary line and a table of the busiest hosts a few times a
+second; log records print above it. When stderr is not a terminal (CI, a file, a pipe), a
+plain line every `log_every` seconds says the same without any control characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from .engine import Progress
+
+#: Hosts shown in the live table.
+TOP_HOSTS = 10
+
+
+class Rates:
+    """Pages per second: now (over the last `window` seconds) and on average this run."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def update(self, progress: Progress) -> tuple[float, float]:
+        now, pages = progress.elapsed, progress.run.pages
+        self._samples.append((now, pages))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window:
+            self._samples.popleft()
+        then, before = self._samples[0]
+        current = (pages - before) / (now - then) if now > then else 0.0
+        average = pages / now if now > 0 else 0.0
+        return current, average
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def eta(progress: Progress, rate: float) -> str | None:
+    """Time left to reach max_pages at `rate`, when there is a max_pages."""
+    if progress.max_pages is None or rate <= 0:
+        return None
+    left = max(progress.max_pages - progress.run.pages, 0)
+    return _duration(left / rate)
+
+
+def summary_line(progress: Progress, current: float, average: float) -> str:
+    run = progress.run
+    parts = [
+        f"{run.pages} pages",
+        f"{current:.1f}/s now",
+        f"{average:.1f}/s avg",
+        f"{progress.queued} queued",
+        f"{run.failed} failed",
+        f"{run.items} items",
+        f"{progress.in_flight} in flight",
+        f"elapsed {_duration(progress.elapsed)}",
+    ]
+    if progress.max_pages is not None:
+        parts[0] = f"{run.pages}/{progress.max_pages} pages"
+        left = eta(progress, current or average)
+        if left is not None:
+            parts.append(f"ETA {left}")
+    return "  ".join(parts)
+
+
+def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
+    """The busiest hosts: in flight, queued, done, failed, pacing and back-off, circuit."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, justify in (
+        ("host", "left"),
+        ("in flight", "right"),
+        ("queued", "right"),
+        ("done", "right"),
+        ("failed", "right"),
+        ("delay", "right"),
+        ("back-off", "right"),
+        ("circuit", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for h in progress.hosts[:limit]:
+        circuit = Text(h.circuit, style="green" if h.circuit == "closed" else "bold red")
+        table.add_row(
+            h.host,
+            str(h.in_flight),
+            str(h.queued),
+            str(h.done),
+            Text(str(h.failed), style="red" if h.failed else ""),
+            f"{h.delay:.2f}s" if h.delay else "-",
+            _duration(h.wait) if h.wait else "-",
+            circuit,
+        )
+    if len(progress.hosts) > limit:
+        table.caption = f"{len(progress.hosts) - limit} more hosts"
+    return table
+
+
+def render(progress: Progress, current: float, average: float) -> RenderableType:
+    return Group(Text(summary_line(progress, current, average), style="bold"), host_table(progress))
+
+
+def log_line(progress: Progress, current: float, average: float) -> str:
+    """The plain-text progress line (no control characters), with the three busiest hosts."""
+    busiest = ", ".join(
+        f"{h.host} {h.in_flight} in flight/{h.queued} queued" for h in progress.hosts[:3]
+    )
+    return summary_line(progress, current, average) + (f"; busiest: {busiest}" if busiest else "")
+
+
+@contextlib.asynccontextmanager
+async def showing(
+    progress: Callable[[], Awaitable[Progress | None]],
+    *,
+    stream: TextIO,
+    live: bool,
+    log_every: float = 10.0,
+    refresh: float = 0.5,
+) -> AsyncIterator[None]:
+    """Show `progress()` while the body runs: live on a terminal, else a log line now and
+    then. Log records go above the live view while it is up; the view goes away at the end
+    (the caller prints its summary)."""
+    done = asyncio.Event()
+    rates = Rates()
+    log = logging.getLogger("crawler")
+
+    async def ticks(every: float) -> AsyncIterator[Progress]:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)  # the display's refresh rate
+            snapshot = await progress()
+            if snapshot is not None:
+                yield snapshot
+
+    async def show_live(view: Live) -> None:
+        async for snapshot in ticks(refresh):
+            view.update(render(snapshot, *rates.update(snapshot)), refresh=True)
+
+    async def show_lines() -> None:
+        async for snapshot in ticks(log_every):
+            if not done.is_set():
+                log.info("%s", log_line(snapshot, *rates.update(snapshot)))
+
+    if not live:
+        task = asyncio.create_task(show_lines())
+        try:
+            yield
+        finally:
+            done.set()
+            await task
+        return
+    console = Console(file=stream)
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    rich_handler = RichHandler(console=console, show_path=False, log_time_format="%H:%M:%S")
+    rich_handler.setLevel(min((h.level for h in handlers), default=logging.INFO))
+    with Live(console=console, transient=True, auto_refresh=False) as view:
+        root.handlers = [rich_handler]
+        task = asyncio.create_task(show_live(view))
+        try:
+            yield
+        finally:
+            done.set()
+            await task
+            root.handlers = handlers

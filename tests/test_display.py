@@ -1,0 +1,111 @@
+"""The live view and the progress lines, rendered from a given state (no crawl needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import pytest
+from rich.console import Console
+
+from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
+from crawler.engine import CrawlStats, HostProgress, Progress
+
+
+def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
+    run = CrawlStats(pages=pages, failed=4, retried=2, items=250)
+    hosts = [
+        HostProgress("busy.example", 4, 120, 200, 1, 0.0, 0.0, "closed"),
+        HostProgress("slow.example", 1, 40, 60, 0, 2.0, 0.0, "closed"),
+        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, "open"),
+        HostProgress("dead.example", 0, 0, 10, 12, 0.0, 0.0, "dead"),
+    ]
+    return Progress(
+        elapsed=elapsed,
+        run=run,
+        queued=175,
+        done=300,
+        failed=16,
+        items=250,
+        in_flight=5,
+        max_pages=max_pages,
+        hosts=hosts,
+    )
+
+
+def test_the_host_table_renders_a_given_state() -> None:
+    console = Console(record=True, width=100, color_system=None)
+    console.print(host_table(progress(), limit=3))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines == [
+        "host               in flight  queued  done  failed  delay  back-off  circuit",
+        "busy.example               4     120   200       1      -         -  closed",
+        "slow.example               1      40    60       0  2.00s         -  closed",
+        "throttled.example          0      15    30       3  0.50s     1m35s  open",
+        "                                1 more hosts",
+    ]
+
+
+def test_the_summary_line_and_eta() -> None:
+    p = progress(max_pages=1000)
+    assert summary_line(p, 12.0, 10.0) == (
+        "300/1000 pages  12.0/s now  10.0/s avg  175 queued  4 failed  250 items  5 in flight  "
+        "elapsed 30s  ETA 58s"
+    )
+    assert eta(p, 0.0) is None
+    assert eta(progress(), 10.0) is None  # no max_pages, no ETA
+
+
+def test_rates_now_follow_the_last_seconds_and_average_the_run() -> None:
+    rates = Rates(window=5.0)
+    assert rates.update(progress(elapsed=10.0, pages=100)) == (0.0, 10.0)
+    current, average = rates.update(progress(elapsed=12.0, pages=140))
+    assert (current, average) == (20.0, 140 / 12)
+    rates.update(progress(elapsed=20.0, pages=150))
+    current, _ = rates.update(progress(elapsed=22.0, pages=150))
+    assert current == pytest.approx(0.0, abs=2.0)  # the burst of 10-12 s has left the window
+
+
+def test_the_log_line_is_plain_text() -> None:
+    line = log_line(progress(), 12.0, 10.0)
+    assert "busiest: busy.example 4 in flight/120 queued" in line
+    assert re.search(r"[\x00-\x1f\x7f]", line) is None
+
+
+async def test_without_a_terminal_progress_is_logged_as_plain_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+    enough = asyncio.Event()
+
+    async def snapshot() -> Progress:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            enough.set()
+        return progress(elapsed=float(calls), pages=10 * calls)
+
+    caplog.set_level(logging.INFO, logger="crawler")
+    stream = _Capture()
+    async with showing(snapshot, stream=stream, live=False, log_every=0.001):
+        await enough.wait()
+    lines = [r.getMessage() for r in caplog.records if "pages" in r.getMessage()]
+    assert len(lines) >= 2
+    assert all(re.search(r"[\x00-\x1f\x7f]", line) is None for line in lines)
+    assert stream.text == ""  # nothing written behind the logger's back
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
