@@ -313,7 +313,7 @@ def _status_color(label: str) -> str:
 def _empty(width: int = 520, height: int = 220) -> str:
     return (
         f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">'
-        f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no data yet</text></svg>'
+        f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">none</text></svg>'
     )
 
 
