@@ -21,11 +21,18 @@ TOP_HOSTS = 20
 
 def circuit(host: HostSummary, now: float) -> str:
     """The circuit breaker's state for a host: closed, open (until when), or given up."""
-    if math.isinf(host.open_until):
+    open_until = host.politeness.open_until if host.politeness else 0.0
+    if math.isinf(open_until):
         return "given up"
-    if host.open_until > now:
-        return f"open {host.open_until - now:.0f} s"
+    if open_until > now:
+        return f"open {open_until - now:.0f} s"
     return "closed"
+
+
+def retry_after_until(host: HostSummary, now: float) -> float | None:
+    """Until when a Retry-After holds the host back, if it still does."""
+    not_before = host.politeness.not_before if host.politeness else 0.0
+    return not_before if not_before > now else None
 
 
 def latency_labels() -> list[str]:
@@ -88,7 +95,7 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
                 "mean_latency": h.mean_latency,
                 "max_latency": h.max_latency,
                 "circuit": circuit(h, now),
-                "retry_after_until": h.not_before if h.not_before > now else None,
+                "retry_after_until": retry_after_until(h, now),
             }
             for h in summary.hosts
         ],
@@ -148,11 +155,14 @@ def _host_table(hosts: list[HostSummary], now: float) -> str:
 
 
 def _size(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return f"{count} B"
+    if count < 1024:
+        return f"{count} B"
+    size = count / 1024
+    for unit in ("KB", "MB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
 
 
 def _rates(summary: Summary) -> list[tuple[float, float]]:
@@ -282,7 +292,7 @@ def render_html(summary: Summary, *, store: str, running: bool, now: float) -> s
                     h.failed,
                     h.done,
                     circuit(h, now),
-                    _when(h.not_before) if h.not_before > now else "-",
+                    _when(retry_after_until(h, now)),
                 )
                 for h in failing
             ],

@@ -137,10 +137,7 @@ class HostSummary:
     bytes: int = 0
     mean_latency: float | None = None
     max_latency: float | None = None
-    not_before: float = 0.0  # no request before (epoch seconds): a Retry-After
-    breaker_failures: int = 0
-    breaker_opens: int = 0
-    open_until: float = 0.0  # the circuit is open until then (inf: given up on)
+    politeness: HostState | None = None  # None: nothing kept (never throttled or failing)
 
 
 #: Upper bounds (seconds) of the latency histogram's buckets; the last one is open-ended.
@@ -704,31 +701,26 @@ class SQLiteStore:
                 " WHERE state >= 2 GROUP BY host"
             )
         }
+        politeness = {state.host: state for state in await self.host_states()}
         hosts = []
-        for row in await self._fetchall(
-            "SELECT c.host, queued, leased, done, failed, items, h.not_before, h.failures,"
-            " h.opens, h.open_until FROM host_counts c LEFT JOIN hosts h ON h.host = c.host"
-            " WHERE queued + leased + done + failed > 0 ORDER BY done + failed DESC, c.host"
-        ):
-            host, queued, leased, done, failed, items, not_before, failures, opens, open_until = row
-            size, mean, top = measured.get(host, (0, None, None))
-            hosts.append(
-                HostSummary(
-                    host,
-                    queued,
-                    leased,
-                    done,
-                    failed,
-                    items,
-                    bytes=size,
-                    mean_latency=mean,
-                    max_latency=top,
-                    not_before=not_before or 0.0,
-                    breaker_failures=failures or 0,
-                    breaker_opens=opens or 0,
-                    open_until=open_until or 0.0,
+        for host, c in (await self.host_totals()).items():
+            if c.pending or c.done or c.failed:
+                size, mean, top = measured.get(host, (0, None, None))
+                hosts.append(
+                    HostSummary(
+                        host,
+                        c.queued,
+                        c.leased,
+                        c.done,
+                        c.failed,
+                        c.items,
+                        size,
+                        mean,
+                        top,
+                        politeness.get(host),
+                    )
                 )
-            )
+        hosts.sort(key=lambda h: (-(h.done + h.failed), h.host))
         cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
         histogram = dict(
             await self._fetchall(

@@ -64,7 +64,7 @@ def test_rates_now_follow_the_last_seconds_and_average_the_run() -> None:
     assert (current, average) == (20.0, 140 / 12)
     rates.update(progress(elapsed=20.0, pages=150))
     current, _ = rates.update(progress(elapsed=22.0, pages=150))
-    assert current == pytest.approx(0.0, abs=2.0)  # the burst of 10-12 s has left the window
+    assert current == pytest.approx(0.0, abs=2.0)  # the 10-12 s burst no longer counts
 
 
 def test_the_log_line_is_plain_text() -> None:
