@@ -19,12 +19,16 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-import aiohttp
-import aiohttp.abc
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
+from . import tls
 from .errors import FetchConnectError, FetchError
+
+# aiohttp loads the system's CA bundle twice at import; see tls.py
+with tls.deferred_verify_paths():
+    import aiohttp
+    import aiohttp.abc
+    from httpx_aiohttp import AiohttpTransport
 
 #: Resolves a host name to its addresses (strings); raises OSError when it cannot.
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -173,4 +177,17 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
     # does here; an empty verifying context (it trusts no CA, so it would fail closed) saves
     # loading a certificate bundle (~80 ms of startup) for nothing.
     unused = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return GuardedTransport(AiohttpTransport(verify=unused, limits=limits, client=session), guard)
+    return GuardedTransport(_Transport(verify=unused, limits=limits, client=session), guard)
+
+
+class _Transport(AiohttpTransport):
+    """httpx-aiohttp's transport, whose first https request waits (off the event loop) for the
+    CA certificates that load beside startup (tls.py); plain http never waits."""
+
+    _certificates_loaded = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._certificates_loaded and request.url.scheme == "https":
+            await asyncio.to_thread(tls.wait_verify_paths)
+            self._certificates_loaded = True
+        return await super().handle_async_request(request)

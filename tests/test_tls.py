@@ -1,0 +1,107 @@
+"""HTTPS: certificates are checked against the system's CAs, which load beside startup
+(crawler/tls.py) instead of holding up the first request."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+
+from crawler import tls
+from tests.test_cli import SPIDER, acli
+
+
+def test_deferred_loading_ends_where_loading_at_once_does() -> None:
+    with tls.deferred_verify_paths():
+        context = ssl.create_default_context()
+        assert context.cert_store_stats()["x509_ca"] == 0  # recorded, not loaded yet
+    tls.wait_verify_paths()
+    assert context.cert_store_stats() == ssl.create_default_context().cert_store_stats()
+
+
+def test_other_threads_load_at_once() -> None:
+    seen: list[dict[str, int]] = []
+
+    def other() -> None:
+        seen.append(ssl.create_default_context().cert_store_stats())
+
+    with tls.deferred_verify_paths():
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert seen == [ssl.create_default_context().cert_store_stats()]
+
+
+def test_a_failed_load_is_raised_to_whoever_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls, "_errors", [])
+    monkeypatch.setattr(tls, "_loaders", [])
+
+    def broken(context: ssl.SSLContext) -> None:
+        raise ssl.SSLError("bad bundle")
+
+    monkeypatch.setattr(ssl.SSLContext, "set_default_verify_paths", broken)
+    with tls.deferred_verify_paths():
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).set_default_verify_paths()  # recorded
+    with pytest.raises(ssl.SSLError, match="bad bundle"):
+        tls.wait_verify_paths()
+
+
+@pytest.fixture
+async def https_site(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A two-page site on https://localhost with a certificate from a throwaway CA; yields
+    its start URL and the CA's certificate file."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def page(request: web.Request) -> web.Response:
+        link = '<a href="/next">next</a>' if request.path == "/" else ""
+        return web.Response(
+            text=f"<html><title>{request.path}</title><body>{link}</body></html>",
+            content_type="text/html",
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "localhost", 0, ssl_context=server)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"https://localhost:{port}/", ca_file
+    finally:
+        await runner.cleanup()
+
+
+async def test_https_crawl_verifies_against_the_system_cas(
+    https_site: tuple[str, Path], tmp_path: Path
+) -> None:
+    start, ca_file = https_site
+    (tmp_path / "graph.py").write_text(SPIDER)
+    args = ["run", "graph.py", "-a", f"start_urls={start}", "-s", "max_retries=0", "-q"]
+
+    # the CA is the system's (SSL_CERT_FILE): both pages are fetched
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
+    proc = await acli(*args, "--store", "trusted.db", "-o", "items.jsonl", cwd=tmp_path, env=env)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert sorted(item["title"] for item in items) == ["/", "/next"]
+
+    # a CA the system does not trust: the page fails, nothing is fetched past it
+    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "graph.py"), "SSL_CERT_DIR": ""}
+    proc = await acli(*args, "--store", "untrusted.db", cwd=tmp_path, env=env)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert "1 failed" in stderr.decode()
+    assert "certificate" in stderr.decode().lower()
