@@ -5,11 +5,13 @@ system's CA bundle: about 50 ms apiece with OpenSSL 3, a fifth of the time `pyth
 run` takes to send its first request. Imported under `deferred_verify_paths()`, those loads are
 recorded instead and then run in a background thread, where they overlap the rest of startup
 (OpenSSL parses the bundle without holding the GIL). `wait_verify_paths()` blocks until they
-are done; the transport calls it before its first connection, by which time they long are.
+are done; the transport calls it before its first https request, by which time they long are.
+A fork waits for them too, so that a child process never inherits a half-loaded context.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -54,10 +56,17 @@ def deferred_verify_paths() -> Iterator[None]:
     _loaders.append(loader)
 
 
+def _join() -> None:
+    for loader in _loaders:
+        loader.join()
+
+
 def wait_verify_paths() -> None:
     """Block until the deferred CA loading is done (at once when it is, or when nothing was
     deferred); raise its error, if it failed."""
-    for loader in _loaders:
-        loader.join()
+    _join()
     if _errors:
         raise _errors[0]
+
+
+os.register_at_fork(before=_join)

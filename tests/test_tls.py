@@ -105,3 +105,14 @@ async def test_https_crawl_verifies_against_the_system_cas(
     assert proc.returncode == 0, stderr.decode()
     assert "1 failed" in stderr.decode()
     assert "certificate" in stderr.decode().lower()
+
+
+def test_a_fork_waits_for_the_loading() -> None:
+    expected = ssl.create_default_context().cert_store_stats()
+    with tls.deferred_verify_paths():
+        context = ssl.create_default_context()
+    pid = os.fork()  # at once: the loader is still at work
+    if pid == 0:
+        os._exit(0 if context.cert_store_stats() == expected else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
