@@ -181,13 +181,10 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
 
 
 class _Transport(AiohttpTransport):
-    """httpx-aiohttp's transport, whose first https request waits (off the event loop) for the
-    CA certificates that load beside startup (tls.py); plain http never waits."""
-
-    _certificates_loaded = False
+    """httpx-aiohttp's transport, whose https requests wait for the CA certificates that load
+    beside startup (tls.py; done before nearly any request); plain http never waits."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._certificates_loaded and request.url.scheme == "https":
-            await asyncio.to_thread(tls.wait_verify_paths)
-            self._certificates_loaded = True
+        if request.url.scheme == "https":
+            await tls.verify_paths_loaded()
         return await super().handle_async_request(request)

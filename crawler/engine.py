@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from . import parser
+from . import parser, tls
 from .addresses import AddressGuard, Resolver, system_resolver
 from .errors import ConfigError, CrawlerError
 from .events import EventLog
@@ -406,6 +406,8 @@ class Crawler:
 
     async def _seed_requests(self) -> list[NewRequest]:
         """The spider's start requests, validated and canonical; they also fix the scope."""
+        if type(self.spider).start_requests is not Spider.start_requests:
+            await tls.verify_paths_loaded()  # spider code may use aiohttp's SSL contexts
         produced = self.spider.start_requests()
         requests: list[Request] = []
         try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import parser
+from . import parser, tls
 from .errors import FetchConnectError, FetchError, FetchTimeout, HTTPStatusError, SpiderError
 from .fetcher import Fetched, Fetcher
 from .models import Request, Response
@@ -265,6 +265,7 @@ class PageRunner:
         links: list[NewRequest] = []
         seen: set[str] = set()
         assert request.callback is not None
+        await tls.verify_paths_loaded()  # spider code may use aiohttp's SSL contexts
         try:
             result = request.callback(response)
             if inspect.isasyncgen(result):

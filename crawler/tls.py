@@ -4,13 +4,15 @@ aiohttp builds its two default SSL contexts when it is imported, and each one lo
 system's CA bundle: about 50 ms apiece with OpenSSL 3, a fifth of the time `python -m crawler
 run` takes to send its first request. Imported under `deferred_verify_paths()`, those loads are
 recorded instead and then run in a background thread, where they overlap the rest of startup
-(OpenSSL parses the bundle without holding the GIL). `wait_verify_paths()` blocks until they
-are done; the transport calls it before its first https request, by which time they long are.
-A fork waits for them too, so that a child process never inherits a half-loaded context.
+(OpenSSL parses the bundle without holding the GIL). Whatever may use those contexts awaits
+`verify_paths_loaded()` first: the transport before an https request, the engine before it runs
+spider code (which may call aiohttp itself). By then the loads are nearly always done. A fork
+waits for them too, so that a child process never inherits a half-loaded context.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import threading
@@ -61,10 +63,12 @@ def _join() -> None:
         loader.join()
 
 
-def wait_verify_paths() -> None:
-    """Block until the deferred CA loading is done (at once when it is, or when nothing was
-    deferred); raise its error, if it failed."""
-    _join()
+async def verify_paths_loaded() -> None:
+    """Return once the deferred CA loading is done (at once when it is, or when nothing was
+    deferred), waiting in a thread rather than on the event loop; raise its error, if it
+    failed."""
+    if any(loader.is_alive() for loader in _loaders):
+        await asyncio.to_thread(_join)
     if _errors:
         raise _errors[0]
 

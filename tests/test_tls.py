@@ -3,26 +3,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 from aiohttp import web
 
-from crawler import tls
+from crawler import Crawler, Request, Response, Settings, Spider, tls
 from tests.test_cli import SPIDER, acli
+from tests.test_engine import Handler, public_resolver
 
 
-def test_deferred_loading_ends_where_loading_at_once_does() -> None:
+async def test_deferred_loading_ends_where_loading_at_once_does() -> None:
     with tls.deferred_verify_paths():
         context = ssl.create_default_context()
         assert context.cert_store_stats()["x509_ca"] == 0  # recorded, not loaded yet
-    tls.wait_verify_paths()
+    await tls.verify_paths_loaded()
     assert context.cert_store_stats() == ssl.create_default_context().cert_store_stats()
 
 
@@ -39,7 +42,9 @@ def test_other_threads_load_at_once() -> None:
     assert seen == [ssl.create_default_context().cert_store_stats()]
 
 
-def test_a_failed_load_is_raised_to_whoever_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_load_is_raised_to_whoever_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(tls, "_errors", [])
     monkeypatch.setattr(tls, "_loaders", [])
 
@@ -50,7 +55,78 @@ def test_a_failed_load_is_raised_to_whoever_waits(monkeypatch: pytest.MonkeyPatc
     with tls.deferred_verify_paths():
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).set_default_verify_paths()  # recorded
     with pytest.raises(ssl.SSLError, match="bad bundle"):
-        tls.wait_verify_paths()
+        await tls.verify_paths_loaded()
+
+
+@pytest.fixture
+def loading(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """A CA loading still at work until the event is set (by the test, from the event loop)."""
+    done = threading.Event()
+    loader = threading.Thread(target=done.wait, daemon=True)
+    loader.start()
+    monkeypatch.setattr(tls, "_loaders", [loader])
+    yield done
+    done.set()
+
+
+def page(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, html="<html><body>ok</body></html>")
+
+
+def mock_crawler(spider: Spider, handler: Handler, store_path: Path) -> Crawler:
+    return Crawler(
+        spider,
+        Settings(obey_robots=False),
+        store_path=store_path,
+        transport=httpx.MockTransport(handler),
+        resolver=public_resolver,
+    )
+
+
+# Spider code may call aiohttp on its default SSL contexts, so it runs only once they are
+# loaded. Without the wait, these spiders would run first: nothing yields to the event loop
+# (which sets the event) between the crawl's start and start_requests, or between a mock
+# response and its callback.
+
+
+async def test_start_requests_runs_once_the_certificates_are_loaded(
+    loading: threading.Event, store_path: Path
+) -> None:
+    seen: list[bool] = []
+
+    class Seeder(Spider):
+        name = "seeder"
+
+        def start_requests(self) -> list[Request]:
+            seen.append(loading.is_set())
+            return [Request("http://a.com/")]
+
+        async def parse(self, response: Response) -> None:
+            pass
+
+    asyncio.get_running_loop().call_soon(loading.set)
+    stats = await mock_crawler(Seeder(), page, store_path).run()
+    assert (stats.pages, seen) == (1, [True])
+
+
+async def test_callbacks_run_once_the_certificates_are_loaded(
+    loading: threading.Event, store_path: Path
+) -> None:
+    seen: list[bool] = []
+
+    class Parser(Spider):
+        name = "parser"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> None:
+            seen.append(loading.is_set())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asyncio.get_running_loop().call_soon(loading.set)
+        return page(request)
+
+    stats = await mock_crawler(Parser(), handler, store_path).run()
+    assert (stats.pages, seen) == (1, [True])
 
 
 @pytest.fixture
