@@ -168,7 +168,7 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
             keepalive_timeout=limits.keepalive_expiry or 5.0,
             resolver=_PinnedResolver(guard),
             use_dns_cache=False,  # the guard pins; aiohttp must not keep answers of its own
-            ssl=True,  # aiohttp's verifying context: the system's CAs, loaded once at import
+            ssl=True,  # aiohttp's verifying context: the system's CAs (see tls.py)
         )
         # httpx keeps the cookies; aiohttp must not keep a second jar
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())

@@ -174,9 +174,8 @@ async def test_https_crawl_verifies_against_the_system_cas(
     items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
     assert sorted(item["title"] for item in items) == ["/", "/next"]
 
-    # a CA the system does not trust: the page fails, nothing is fetched past it
-    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "graph.py"), "SSL_CERT_DIR": ""}
-    proc = await acli(*args, "--store", "untrusted.db", cwd=tmp_path, env=env)
+    # the system's own CAs do not vouch for it: the page fails, nothing is fetched past it
+    proc = await acli(*args, "--store", "untrusted.db", cwd=tmp_path)
     _, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()
     assert "1 failed" in stderr.decode()
