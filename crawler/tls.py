@@ -53,7 +53,10 @@ def deferred_verify_paths() -> Iterator[None]:
         except BaseException as e:  # handed to whoever waits
             _errors.append(e)
 
-    loader = threading.Thread(target=load, name="crawler-ca-certificates", daemon=True)
+    # Not a daemon: the interpreter waits for it before tearing modules down. A daemon thread
+    # still inside OpenSSL when aiohttp's contexts are freed at exit crashed the process
+    # (SIGSEGV, about 1 exit in 100 right after the import).
+    loader = threading.Thread(target=load, name="crawler-ca-certificates", daemon=False)
     loader.start()
     _loaders.append(loader)
 
