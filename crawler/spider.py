@@ -201,10 +201,13 @@ def check_spider_class(cls: type[Spider]) -> None:
     if isinstance(cls.allowed_domains, str):
         raise ConfigError(f"spider {cls.name!r}: `allowed_domains` must be a list of domains")
     for domain in cls.allowed_domains or ():
-        if not isinstance(domain, str) or any(c in domain for c in "/:@ "):
+        if not isinstance(domain, str):
+            raise ConfigError(f"spider {cls.name!r}: allowed_domains entry {domain!r} is not text")
+        ipv6 = domain.startswith("[") and domain.endswith("]")
+        if any(c in domain for c in "/@ ") or (":" in domain and not ipv6):
             raise ConfigError(
                 f"spider {cls.name!r}: allowed_domains entry {domain!r} must be a bare domain "
-                "like 'example.com' (no scheme, port or path)"
+                "like 'example.com' or an address like '127.0.0.2' (no scheme, port or path)"
             )
     if cls.scope not in SCOPES:
         raise ConfigError(

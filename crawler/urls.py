@@ -4,8 +4,11 @@ The canonical form is the crawl's dedup key and the URL that is fetched:
 
 - surrounding spaces and control characters are stripped, tabs and newlines removed, and
   backslashes before the query read as slashes (as browsers do for http and https);
-- scheme and host are lowercased, an internationalized host is IDNA-encoded (UTS #46), and the
-  default port is dropped;
+- the host is read as browsers read it (URL Standard): percent-decoded, lowercased, an
+  internationalized host IDNA-encoded (UTS #46), an IPv4 address in any spelling written in
+  dotted decimal ("2130706434", "0x7f000002", "0177.0.0.2" and "127.2" are all "127.0.0.2"),
+  an IPv6 address compressed; a host no browser accepts makes the URL invalid;
+- the scheme is lowercased and the default port dropped;
 - dot segments are resolved ("/a/./b/../c" is "/a/c"), an empty path becomes "/";
 - percent-encoding is normalized: escapes of unreserved characters are decoded ("%7E" is "~"),
   other escapes are uppercased ("%2f" is "%2F", which stays encoded), and characters that may
@@ -23,7 +26,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import idna
 
@@ -101,14 +104,122 @@ def _remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
+class InvalidHost(ValueError):
+    """A host that no browser would accept (the message says why)."""
+
+
+def _ipv4_number(part: str) -> int:
+    """One part of an IPv4 address as the URL Standard reads it: decimal, 0x-hex or 0-octal."""
+    if not part:
+        raise InvalidHost("empty part")
+    digits, radix = part, 10
+    if part[:2] in ("0x", "0X"):
+        digits, radix = part[2:], 16
+    elif len(part) > 1 and part[0] == "0":
+        digits, radix = part[1:], 8
+    if not digits:
+        return 0
+    if any(c not in "0123456789abcdef"[:radix] for c in digits.lower()):
+        raise InvalidHost(f"{part!r} is not a number")
+    return int(digits, radix)
+
+
+def _ends_in_number(host: str) -> bool:
+    parts = host.split(".")
+    if parts[-1] == "":
+        if len(parts) == 1:
+            return False
+        parts.pop()
+    last = parts[-1]
+    if last.isascii() and last.isdigit():
+        return True
+    return last[:2] in ("0x", "0X") and all(c in "0123456789abcdefABCDEF" for c in last[2:])
+
+
+def _ipv4(host: str) -> str:
+    """Dotted-decimal form of a host that ends in a number (URL Standard, IPv4 parser):
+    "2130706434", "0x7f000002", "0177.0.0.2" and "127.2" are all "127.0.0.2"."""
+    parts = host.split(".")
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    if len(parts) > 4:
+        raise InvalidHost(f"invalid IPv4 address {host!r}: more than four parts")
+    try:
+        numbers = [_ipv4_number(part) for part in parts]
+    except InvalidHost as exc:
+        raise InvalidHost(f"invalid IPv4 address {host!r}: {exc}") from None
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise InvalidHost(f"invalid IPv4 address {host!r}: a part is out of range")
+    address = numbers[-1]
+    for i, n in enumerate(numbers[:-1]):
+        address += n * 256 ** (3 - i)
+    return str(ipaddress.IPv4Address(address))
+
+
+def _ipv6(host: str) -> str:
+    """An IPv6 address as the URL Standard serializes it: lowercase hex pieces, the first
+    longest run of two or more zero pieces compressed to "::"."""
+    try:
+        if "%" in host:  # a zone id: meaningless to another machine
+            raise ValueError
+        packed = ipaddress.IPv6Address(host).packed
+    except ValueError:
+        raise InvalidHost(f"invalid IPv6 address {host!r}") from None
+    pieces = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    start, length = -1, 1  # the first longest run of zero pieces, if longer than one
+    run = -1
+    for i, piece in enumerate([*pieces, 1]):  # a sentinel ends a trailing run
+        if piece == 0 and run < 0:
+            run = i
+        elif piece != 0 and run >= 0:
+            if i - run > length:
+                start, length = run, i - run
+            run = -1
+    hexes = [f"{piece:x}" for piece in pieces]
+    if start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:start]) + "::" + ":".join(hexes[start + length :])
+
+
+_FORBIDDEN_HOST = frozenset(" #%/:<>?@[\\]^`{|}\x7f") | frozenset(map(chr, range(0x20)))
+
+
+def canonical_host(raw: str) -> str:
+    """A URL's host as a browser reads it (URL Standard, host parser): percent-decoded,
+    lowercased, IDNA-encoded (UTS #46); IPv4 addresses in any spelling as dotted decimal, IPv6
+    addresses compressed. Raises InvalidHost for a host a browser would reject."""
+    if ":" in raw:
+        return _ipv6(raw.strip("[]"))
+    host = raw
+    if "%" in host:
+        try:
+            host = unquote_to_bytes(host).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidHost(f"host {raw!r} is not UTF-8 once percent-decoded") from None
+    host = host.lower()
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidHost(f"invalid internationalized host {raw!r}: {exc}") from None
+    if not host:
+        raise InvalidHost("empty host")
+    if any(c in _FORBIDDEN_HOST for c in host):
+        raise InvalidHost(f"host {raw!r} has a character no host may have")
+    return _ipv4(host) if _ends_in_number(host) else host
+
+
+def canonical_domain(entry: str) -> str:
+    """An `allowed_domains` entry ("Example.COM.", "0x7f000002", "[::1]") as the canonical host
+    it names. Raises InvalidHost."""
+    return canonical_host(entry.strip().strip(".").removeprefix("[").removesuffix("]"))
+
+
 @functools.lru_cache(maxsize=4096)
 def _host(raw: str) -> str | None:
-    host = raw.lower()
-    if host.isascii():
-        return host if host and not any(c in host for c in " %<>\\^`{|}") else None
     try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError:
+        return canonical_host(raw)
+    except InvalidHost:
         return None
 
 
@@ -154,6 +265,32 @@ class Canonicalizer:
             if self.strip_params or self.strip_tracking or self.sort_query:
                 query = self._clean_query(query)
         return f"{scheme}://{netloc}{path}{'?' + query if query else ''}", host
+
+    def invalid(self, url: str) -> tuple[str, str, str] | None:
+        """For an http(s) URL that `split` refuses (a host or port no browser accepts): the URL
+        as written (cleaned), its host as written (lowercased; "" when there is none) and why.
+        None for any other URL: one `split` accepts, a relative one, another scheme."""
+        url = clean_href(url)
+        scheme, colon, _ = url.partition(":")
+        if not colon or scheme.lower() not in _DEFAULT_PORTS or self.split(url) is not None:
+            return None
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            return url, "", f"invalid URL: {exc}"
+        netloc = parts.netloc.rpartition("@")[2]
+        raw_host = (parts.hostname or "").lower()
+        if not raw_host:
+            return url, "", "the URL has no host"
+        try:
+            canonical_host(raw_host)
+        except InvalidHost as exc:
+            return url, raw_host, str(exc)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            return url, raw_host, f"bad port: {exc}"
+        return url, raw_host, f"invalid URL: cannot read {netloc!r}"
 
     def _clean_query(self, query: str) -> str:
         pairs = [pair for pair in query.split("&") if pair]
@@ -231,11 +368,12 @@ class Scope:
     ) -> Scope:
         """The spider's scope: its `allowed_domains` when given, else by `strategy` from the
         start hosts: "same-host" (those hosts exactly), "same-domain" (their registrable
-        domains and subdomains), "any"."""
+        domains and subdomains), "any". Raises InvalidHost for an allowed domain no browser
+        would accept."""
         allowed = tuple(map(re.compile, allow))
         denied = tuple(map(re.compile, deny))
         if allowed_domains is not None:
-            domains = frozenset(d.lower().strip(".") for d in allowed_domains)
+            domains = frozenset(map(canonical_domain, allowed_domains))
             return cls(domains=domains, allow=allowed, deny=denied)
         if strategy == "any":
             return cls(allow=allowed, deny=denied)

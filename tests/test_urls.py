@@ -1,7 +1,16 @@
 import pytest
 
 from crawler.parser import extract_links, parse_html
-from crawler.urls import Canonicalizer, Scope, TrapGuard, canonicalize, host_of, split_url
+from crawler.urls import (
+    Canonicalizer,
+    InvalidHost,
+    Scope,
+    TrapGuard,
+    canonical_domain,
+    canonicalize,
+    host_of,
+    split_url,
+)
 
 CANONICAL = [
     # scheme and host case, default ports, empty path, fragment
@@ -54,6 +63,23 @@ CANONICAL = [
     ("http://[2001:DB8::1]/", "http://[2001:db8::1]/"),
     ("http://127.0.0.1:80/", "http://127.0.0.1/"),
     ("http://user:pw@Example.com/", "http://user:pw@example.com/"),
+    # IPv4 addresses in every spelling a browser reads (URL Standard), IPv6 compressed
+    ("http://2130706434/", "http://127.0.0.2/"),
+    ("http://0x7f000002/", "http://127.0.0.2/"),
+    ("http://0X7F.0.0.2/", "http://127.0.0.2/"),
+    ("http://0177.0.0.2/", "http://127.0.0.2/"),
+    ("http://127.2/", "http://127.0.0.2/"),
+    ("http://127.0.2/", "http://127.0.0.2/"),
+    ("http://127.0.0.2./", "http://127.0.0.2/"),
+    ("http://%31%32%37.0.0.2/", "http://127.0.0.2/"),
+    ("http://\uff11\uff12\uff17.0.0.2/", "http://127.0.0.2/"),
+    ("http://0x/", "http://0.0.0.0/"),
+    ("http://4294967295/", "http://255.255.255.255/"),
+    ("http://[0:0:0:0:0:0:0:1]/", "http://[::1]/"),
+    ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+    ("http://[1:0:0:1:0:0:0:1]/", "http://[1:0:0:1::1]/"),
+    ("http://[1:0:1:1:1:1:1:1]/", "http://[1:0:1:1:1:1:1:1]/"),
+    ("http://example.123abc/", "http://example.123abc/"),  # not a number: a name
     # not crawlable
     ("ftp://example.com/", None),
     ("mailto:a@b.c", None),
@@ -63,6 +89,15 @@ CANONICAL = [
     ("http:///nohost", None),
     ("http://example.com:99999/", None),
     ("http://exa mple.com/", None),
+    # hosts a browser rejects as IPv4 addresses
+    ("http://1.2.3.256/", None),
+    ("http://1.2.3.4.5/", None),
+    ("http://0x100000000/", None),
+    ("http://256.0.0.1/", None),
+    ("http://09.0.0.1/", None),
+    ("http://1..2/", None),
+    ("http://foo.1/", None),
+    ("http://[fe80::1%25eth0]/", None),
 ]
 
 
@@ -72,7 +107,41 @@ def test_canonicalize(url: str, canonical: str | None) -> None:
 
 
 def test_the_table_is_large_enough() -> None:
-    assert len(CANONICAL) >= 40
+    assert len(CANONICAL) >= 60
+
+
+@pytest.mark.parametrize(
+    ("url", "invalid"),
+    [
+        ("http://1.2.3.256/x", ("http://1.2.3.256/x", "1.2.3.256", "a part is out of range")),
+        ("HTTP://Foo.1/", ("HTTP://Foo.1/", "foo.1", "'foo' is not a number")),
+        ("http://0177.0.0.09/", ("http://0177.0.0.09/", "0177.0.0.09", "'09' is not a number")),
+        ("https://a.com:99999/", ("https://a.com:99999/", "a.com", "bad port")),
+        ("http:///x", ("http:///x", "", "the URL has no host")),
+        ("http://exa mple.com/", ("http://exa mple.com/", "exa mple.com", "no host may have")),
+        ("http://a.com/", None),  # fine
+        ("mailto:a@b.c", None),  # not http(s)
+        ("/relative", None),
+    ],
+)
+def test_invalid_urls_say_why(url: str, invalid: tuple[str, str, str] | None) -> None:
+    found = Canonicalizer().invalid(url)
+    if invalid is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found[:2] == invalid[:2]
+        assert invalid[2] in found[2]
+
+
+def test_allowed_domains_name_canonical_hosts() -> None:
+    assert canonical_domain("Example.COM.") == "example.com"
+    assert canonical_domain("0x7f000003") == "127.0.0.3"
+    assert canonical_domain("[0:0::1]") == "::1"
+    with pytest.raises(InvalidHost, match="out of range"):
+        canonical_domain("1.2.3.256")
+    scope = Scope.of(start_hosts=["127.0.0.2"], allowed_domains=["2130706435"])
+    assert scope.allows("http://127.0.0.3/", "127.0.0.3")
 
 
 HREFS = [
