@@ -1,9 +1,10 @@
 """Which addresses the crawler may connect to (SSRF guard): every request's host is resolved,
 checked and pinned before a connection is made, on every redirect hop.
 
-A crawl whose start URLs are public never connects to loopback, private, link-local (cloud
-metadata included), shared, multicast or reserved addresses. A start host that itself resolves
-to such an address (a local test site) may be crawled, and `allow_private` lifts the rule.
+A crawl never connects to loopback, private, link-local (cloud metadata included), shared,
+multicast or reserved addresses, except on the hosts its author named (start URLs and
+allowed domains, exactly those host names): one of those that resolves to such an address at
+its first lookup is a local site, crawlable as such. `allow_private` lifts the rule.
 
 The connection goes to exactly the address that was checked (the pin, handed to aiohttp as its
 resolver's answer), so DNS rebinding cannot slip a second, internal answer in between; URLs,
@@ -41,6 +42,7 @@ class BlockedAddress(FetchError):
     """The host resolves only to addresses the crawl may not contact."""
 
     kind = "blocked_address"
+    sent = False
 
 
 async def system_resolver(host: str) -> list[str]:
@@ -59,22 +61,23 @@ def is_public(address: str) -> bool:
 
 
 class AddressGuard:
-    """Resolves, checks and pins hosts. `start_hosts` are the crawl's own hosts."""
+    """Resolves, checks and pins hosts. `trusted_hosts` are the hosts the spider's author
+    named (canonical host names: start URLs' hosts and allowed domains)."""
 
     def __init__(
         self,
         *,
         resolve: Resolver = system_resolver,
-        start_hosts: Iterable[str] = (),
+        trusted_hosts: Iterable[str] = (),
         allow_private: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._resolve = resolve
-        self._start_hosts = frozenset(start_hosts)
+        self._trusted = frozenset(trusted_hosts)
         self._allow_private = allow_private
         self._clock = clock
         self._pins: dict[str, tuple[str, float]] = {}
-        #: Start hosts whose first answer was non-public: a local site, crawlable as such.
+        #: Trusted hosts whose first answer was non-public: a local site, crawlable as such.
         self._local_hosts: set[str] = set()
         self._decided: set[str] = set()
 
@@ -93,14 +96,21 @@ class AddressGuard:
                 addresses = await self._resolve(host)
             except OSError as exc:
                 raise FetchConnectError(url, f"cannot resolve {host}: {exc}") from None
-        if host in self._start_hosts and host not in self._decided:
+        if host in self._trusted and host not in self._decided:
             self._decided.add(host)
             if not all(is_public(a) for a in addresses):
                 self._local_hosts.add(host)
         allowed = [a for a in addresses if self._may_connect(host, a)]
         if not allowed:
+            what = (
+                f"{host} is not a public address"
+                if addresses == [host]
+                else f"{host} resolves to {', '.join(addresses) or 'nothing'}, not public"
+            )
             raise BlockedAddress(
-                url, f"{host} resolves to {', '.join(addresses) or 'nothing'}: not public"
+                url,
+                f"{what}: only hosts named in start_urls or allowed_domains may be private, "
+                "loopback or link-local; allow_private_networks=true lifts the rule",
             )
         self._pins[host] = (allowed[0], self._clock() + PIN_SECONDS)
         return allowed[0]

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .engine import Progress
+from .politeness import Circuit
 
 #: Hosts shown in the live table.
 TOP_HOSTS = 10
@@ -55,7 +56,7 @@ def eta(progress: Progress, rate: float) -> str | None:
     """Time left to reach max_pages at `rate`, when there is a max_pages."""
     if progress.max_pages is None or rate <= 0:
         return None
-    left = max(progress.max_pages - progress.run.pages, 0)
+    left = max(progress.max_pages - progress.fetched, 0)
     return _duration(left / rate)
 
 
@@ -72,7 +73,7 @@ def summary_line(progress: Progress, current: float, average: float) -> str:
         f"elapsed {_duration(progress.elapsed)}",
     ]
     if progress.max_pages is not None:
-        parts[0] = f"{run.pages}/{progress.max_pages} pages"
+        parts[0] = f"{run.pages} pages ({progress.fetched}/{progress.max_pages} fetched)"
         left = eta(progress, current or average)
         if left is not None:
             parts.append(f"ETA {left}")
@@ -94,7 +95,7 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for h in progress.hosts[:limit]:
-        circuit = Text(h.circuit, style="green" if h.circuit == "closed" else "bold red")
+        circuit = Text(h.circuit, style="green" if h.circuit is Circuit.CLOSED else "bold red")
         table.add_row(
             h.host,
             str(h.in_flight),

@@ -23,6 +23,7 @@ import httpx
 
 from . import parser, tls
 from .addresses import AddressGuard, Resolver, system_resolver
+from .clock import Clock
 from .errors import ConfigError, CrawlerError
 from .events import EventLog
 from .export import JsonlFollower, check_output, export_items
@@ -30,12 +31,12 @@ from .fetcher import Fetcher
 from .frontier import Frontier
 from .models import Request
 from .pages import PageRunner, new_request
-from .politeness import Breaker
+from .politeness import Breaker, Circuit
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
 from .store import NewRequest, Outcome, SQLiteStore, State, Store
-from .urls import Canonicalizer, Scope, TrapGuard
+from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
 
 log = logging.getLogger("crawler")
 
@@ -83,13 +84,14 @@ class HostProgress:
     failed: int
     delay: float
     wait: float
-    circuit: str
+    circuit: Circuit
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A running crawl at one moment (see `Crawler.progress`). `run` holds this run's counts
-    (pages, failed, retried, items); the totals are the store's, earlier runs included."""
+    (pages, failed, retried, items); the totals are the store's, earlier runs included
+    (`fetched`: pages a request went out for, what `max_pages` counts)."""
 
     elapsed: float
     run: CrawlStats
@@ -97,6 +99,7 @@ class Progress:
     done: int
     failed: int
     items: int
+    fetched: int
     in_flight: int
     max_pages: int | None
     hosts: list[HostProgress]
@@ -112,8 +115,10 @@ class Crawler:
     the items: a .jsonl file is kept in step with every commit (exactly once, across crashes and
     resumes), a .csv file is written whole when the run ends. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
-    address guard (tests map names to addresses with it). `events` appends a JSON-lines event
-    log to that file (see events.py). `progress()` tells where a running crawl is.
+    address guard (tests map names to addresses with it). `clock` is the time politeness
+    runs on (tests pass a fast one, so that long cooldowns and outages pass quickly). `events`
+    appends a JSON-lines event log to that file (see events.py). `progress()` tells where a
+    running crawl is.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class Crawler:
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
         events: str | Path | None = None,
+        clock: Clock | None = None,
     ) -> None:
         check_spider_class(type(spider))
         self.spider = spider
@@ -140,6 +146,7 @@ class Crawler:
         self.stats = CrawlStats()
         self._transport = transport
         self._resolver = resolver or system_resolver
+        self._clock = clock or Clock()
         self.events = Path(events) if events is not None else None
         self._frontier: Frontier | None = None
         self._store: Store | None = None
@@ -193,7 +200,7 @@ class Crawler:
                     counts.failed,
                     now.delay if now else 0.0,
                     now.wait if now else 0.0,
-                    now.circuit if now else "closed",
+                    now.circuit if now else Circuit.CLOSED,
                 )
             )
         hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
@@ -204,6 +211,7 @@ class Crawler:
             done=sum(h.done for h in hosts),
             failed=sum(h.failed for h in hosts),
             items=sum(c.items for c in totals.values()),
+            fetched=sum(c.fetched for c in totals.values()),
             in_flight=frontier.in_flight,
             max_pages=self.settings.max_pages or None,
             hosts=hosts,
@@ -233,7 +241,7 @@ class Crawler:
                 )
             budget = None
             if settings.max_pages:
-                budget = max(settings.max_pages - counts.done - counts.failed, 0)
+                budget = max(settings.max_pages - counts.fetched, 0)
             if counts.pending == 0 or budget == 0:
                 stats.ended = "already complete" if counts.pending == 0 else "max_pages"
                 await self._final_counts(store, stats)
@@ -257,7 +265,7 @@ class Crawler:
                 transport=self._transport,
                 guard=AddressGuard(
                     resolve=self._resolver,
-                    start_hosts=(seed.host for seed in seeds),
+                    trusted_hosts=self._trusted_hosts(seeds),
                     allow_private=settings.allow_private_networks,
                 ),
             )
@@ -274,8 +282,10 @@ class Crawler:
                 breaker=lambda: Breaker(
                     threshold=settings.breaker_threshold,
                     cooldown=settings.breaker_cooldown,
-                    max_opens=settings.breaker_max_opens,
+                    cooldown_max=settings.breaker_cooldown_max,
+                    max_outage=settings.max_host_outage,
                 ),
+                clock=self._clock,
             )
             stack.push_async_callback(frontier.aclose)
             await frontier.start()
@@ -292,6 +302,7 @@ class Crawler:
                     settings.robots_user_agent or agent_token(settings.user_agent),
                     ttl=settings.robots_ttl,
                     on_rules=self._crawl_delay(frontier),
+                    clock=self._clock.now,
                 )
             follower = None
             if self.output is not None and self.output.suffix.lower() == ".jsonl":
@@ -316,6 +327,7 @@ class Crawler:
                 retry_backoff=settings.retry_backoff,
                 retry_backoff_max=settings.retry_backoff_max,
                 max_retry_after=settings.max_retry_after,
+                clock=self._clock,
             )
             events = EventLog(self.events) if self.events is not None else None
             if events is not None:
@@ -430,21 +442,32 @@ class Crawler:
                 )
             split = self._canonicalizer.split(request.url)
             if split is None:
-                raise ConfigError(f"start URL {request.url!r} is not an absolute http(s) URL")
+                invalid = self._canonicalizer.invalid(request.url)
+                why = f": {invalid[2]}" if invalid else " is not an absolute http(s) URL"
+                raise ConfigError(f"start URL {request.url!r}{why}")
             if request.callback is None and type(self.spider).parse is Spider.parse:
                 raise ConfigError(
                     f"spider {self.spider.name!r}: the parse callback is not defined; write "
                     "`async def parse(self, response)` or give start requests a callback"
                 )
             seeds.append(new_request(self.spider, request, split, depth=0))
-        self._scope = Scope.of(
-            start_hosts=(seed.host for seed in seeds),
-            allowed_domains=self.spider.allowed_domains,
-            strategy=self.spider.scope,
-            allow=self.spider.allow,
-            deny=self.spider.deny,
-        )
+        try:
+            self._scope = Scope.of(
+                start_hosts=(seed.host for seed in seeds),
+                allowed_domains=self.spider.allowed_domains,
+                strategy=self.spider.scope,
+                allow=self.spider.allow,
+                deny=self.spider.deny,
+            )
+        except InvalidHost as exc:
+            raise ConfigError(f"spider {self.spider.name!r}: allowed_domains: {exc}") from None
         return seeds
+
+    def _trusted_hosts(self, seeds: list[NewRequest]) -> frozenset[str]:
+        """The hosts the spider's author named, which may be private (a local site): the
+        start requests' hosts and the allowed domains, exactly (not their subdomains)."""
+        named = map(canonical_domain, self.spider.allowed_domains or ())
+        return frozenset([*(seed.host for seed in seeds), *named])
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -2,7 +2,8 @@
 
     CrawlerError
     ├── ConfigError          bad setting, unloadable spider file, store from another spider
-    ├── FetchError           .url, .kind: a page could not be fetched
+    ├── FetchError           .url, .kind, .sent: a page could not be fetched
+    │   ├── InvalidURL
     │   ├── FetchTimeout
     │   ├── FetchConnectError
     │   ├── ResponseTooLarge
@@ -37,11 +38,20 @@ class FetchError(CrawlerError):
     kind = "fetch"
     #: Whether trying again later may succeed (connection trouble, timeouts, 5xx, 429).
     transient = False
+    #: Whether a request went out before it failed (page budgets count only those).
+    sent = True
 
     def __init__(self, url: str, message: str = "") -> None:
         super().__init__(f"{message or self.kind}: {url}")
         self.url = url
         self.message = message or self.kind
+
+
+class InvalidURL(FetchError):
+    """The URL (or a redirect's target) is not one a browser would fetch."""
+
+    kind = "invalid_url"
+    sent = False
 
 
 class FetchTimeout(FetchError):

@@ -24,6 +24,7 @@ from .errors import (
     FetchError,
     FetchTimeout,
     HTTPStatusError,
+    InvalidURL,
     RedirectOutOfScope,
     ResponseTooLarge,
     TooManyRedirects,
@@ -31,10 +32,6 @@ from .errors import (
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-
-
-class _InvalidURL(FetchError):
-    kind = "invalid_url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,23 +119,26 @@ class Fetcher:
         self,
         url: str,
         *,
-        allow: Callable[[str], bool] | None = None,
+        redirect: Callable[[str], str | None] | None = None,
         max_size: int | None = None,
         truncate: bool = False,
     ) -> Fetched:
-        """GET `url`, following redirects whose targets `allow` accepts.
+        """GET `url`, following redirects. `redirect(target)` says where a redirect may go:
+        the URL to fetch for `target` (its canonical form), or None when it is out of scope;
+        it may raise InvalidURL. Without it, redirect targets are fetched as they are.
 
         Raises FetchTimeout (the whole request, redirects included, exceeded the timeout),
         FetchConnectError, ResponseTooLarge (the decoded body is over `max_size`, default the
         fetcher's cap; never decoded further than that), ContentDecodingError,
         TooManyRedirects (too many hops, or a loop), RedirectOutOfScope, HTTPStatusError
-        (status >= 400, with Retry-After; the body is not read) or FetchError. With
-        `truncate`, a body over `max_size` is cut there instead of failing.
+        (status >= 400, with Retry-After; the body is not read), InvalidURL or FetchError;
+        `sent` on the error says whether a request went out. With `truncate`, a body over
+        `max_size` is cut there instead of failing.
         """
         limit = self._max_size if max_size is None else max_size
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._follow(url, allow, limit, truncate)
+                return await self._follow(url, redirect, limit, truncate)
         except TimeoutError:
             raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
         except httpx.TimeoutException as exc:
@@ -150,30 +150,36 @@ class Fetcher:
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
             raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise _InvalidURL(url, str(exc)) from exc
+            raise InvalidURL(url, str(exc)) from exc
         except httpx.HTTPError as exc:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
     async def _follow(
-        self, url: str, allow: Callable[[str], bool] | None, limit: int, truncate: bool
+        self, url: str, redirect: Callable[[str], str | None] | None, limit: int, truncate: bool
     ) -> Fetched:
         seen = {url}
         for hop in range(self._max_redirects + 1):
-            async with self._get(url) as response:
-                status = response.status_code
-                if status in _REDIRECTS and "location" in response.headers:
-                    target = str(response.url.join(response.headers["location"])).split("#")[0]
-                    if target in seen:
-                        raise TooManyRedirects(url, f"redirect loop back to {target}")
-                    if allow is not None and not allow(target):
-                        raise RedirectOutOfScope(url, f"redirected out of scope to {target}")
-                    seen.add(target)
-                    url = target
-                    continue
-                if status >= 400:
-                    raise HTTPStatusError(url, status, retry_after(response.headers))
-                body = await _read_capped(response, url, limit, truncate)
-                return Fetched(str(response.url), status, response.headers, body, hop)
+            try:
+                async with self._get(url) as response:
+                    status = response.status_code
+                    if status in _REDIRECTS and "location" in response.headers:
+                        location = response.headers["location"]
+                        target = str(response.url.join(location)).split("#")[0]
+                        allowed = redirect(target) if redirect is not None else target
+                        if allowed is None:
+                            raise RedirectOutOfScope(url, f"redirected out of scope to {target}")
+                        if allowed in seen:
+                            raise TooManyRedirects(url, f"redirect loop back to {allowed}")
+                        seen.add(allowed)
+                        url = allowed
+                        continue
+                    if status >= 400:
+                        raise HTTPStatusError(url, status, retry_after(response.headers))
+                    body = await _read_capped(response, url, limit, truncate)
+                    return Fetched(str(response.url), status, response.headers, body, hop)
+            except FetchError as exc:
+                exc.sent = exc.sent or hop > 0  # refused before a later hop: earlier ones went out
+                raise
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
 
 

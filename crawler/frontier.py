@@ -16,13 +16,13 @@ import contextlib
 import heapq
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .politeness import Breaker, HostSlot
+from .clock import Clock
+from .politeness import Breaker, Circuit, Health, HostSlot
 from .store import HostState, Outcome, State, Store, StoredRequest
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class _Host:
     in_heap: bool = False
     #: The breaker gave up on this host: its URLs are failed instead of fetched.
     abandoned: bool = False
-    #: Pages of this host finished (in earlier runs too) and handed out but not settled.
-    finished: int = 0
+    #: Pages of this host fetched (in earlier runs too; see `Outcome.fetched`), and handed
+    #: out but not settled.
+    fetched: int = 0
     pending: int = 0
     #: The host's page budget is spent: nothing more is leased or handed out for it.
     exhausted: bool = False
@@ -54,12 +55,12 @@ class _Host:
 class HostStatus:
     """A host's politeness right now: requests in flight, seconds between request starts
     (rate limit or Crawl-delay; 0: none), seconds left of a back-off (Retry-After), and its
-    circuit breaker's state (closed, open, half-open, dead)."""
+    circuit breaker's state."""
 
     in_flight: int
     delay: float
     wait: float
-    circuit: str
+    circuit: Circuit
 
 
 class Frontier:
@@ -81,7 +82,7 @@ class Frontier:
         breaker: Callable[[], Breaker] | None = None,
         gate_hosts: bool = False,
         host_budget: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._per_host = per_host_concurrency
@@ -89,8 +90,8 @@ class Frontier:
         self._batch = batch_size
         self._max_buffered = max_buffered
         self._budget = page_budget
-        self._clock = clock
-        self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0, max_opens=3))
+        self._clock = clock or Clock()
+        self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0))
         self._gate_hosts = gate_hosts
         self._host_budget = host_budget
         self._hosts: dict[str, _Host] = {}
@@ -101,7 +102,7 @@ class Frontier:
         self._buffered = 0
         self._refills = 0
         self._in_flight = 0  # handed out by next(), not yet settled
-        self._finished_pages = 0  # done or failed in this run
+        self._fetched_pages = 0  # done or failed in this run, after a request went out
         #: URLs failed because their host was given up, in this run.
         self.abandoned_pages = 0
         self._wakeup = asyncio.Event()
@@ -114,14 +115,14 @@ class Frontier:
 
     async def start(self) -> None:
         """Learn which hosts have queued rows, and with a host budget, how
-        many pages each host has had already."""
+        many pages each host has had fetched already."""
         if self._host_budget is not None:
-            for name, finished in (await self._store.host_counts()).items():
-                self._host(name).finished = finished
+            for name, fetched in (await self._store.fetched_per_host()).items():
+                self._host(name).fetched = fetched
         for state in await self._store.host_states():
             entry = self._host(state.host)
             entry.slot.restore(state)
-            if entry.slot.dead:
+            if entry.slot.given_up:
                 entry.abandoned = True  # its new links fail at once, as before the restart
         for name in await self._store.hosts_with_work():
             entry = self._host(name)
@@ -142,7 +143,7 @@ class Frontier:
                     raise self._error
                 if self._stopping:
                     return None
-                now = self._clock()
+                now = self._clock.now()
                 if self._budget_spent():
                     if self._in_flight == 0:
                         return None
@@ -157,27 +158,29 @@ class Frontier:
                     wait = min(wait, self._next_store_due(now))
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(None if math.isinf(wait) else max(wait, 0)):
+                    real = None if math.isinf(wait) else self._clock.real(max(wait, 0))
+                    async with asyncio.timeout(real):
                         await self._wakeup.wait()
 
     def release(
-        self, host: str, healthy: bool | None = None, wait_until: float | None = None
+        self, host: str, health: Health | None = None, wait_until: float | None = None
     ) -> None:
-        """A fetch of `host` ended: its concurrency slot is free again. `healthy` feeds the
+        """A fetch of `host` ended: its concurrency slot is free again. `health` feeds the
         host's circuit breaker (see HostSlot.release); `wait_until` (epoch seconds) holds every
-        request to the host until then (Retry-After). A host the breaker gives up on is
-        abandoned: its URLs are failed as "host_unavailable"."""
+        request to the host until then (Retry-After). A host the breaker gives up on (it has
+        not answered for too long) is abandoned: its URLs are failed as "host_unavailable"."""
         entry = self._hosts[host]
-        now = self._clock()
+        now = self._clock.now()
         before = entry.slot.snapshot(host)
-        entry.slot.release(healthy, now=now)
+        outage = entry.slot.breaker.outage(now)
+        entry.slot.release(health, now=now)
         if wait_until is not None:
             entry.slot.back_off(wait_until)
         if entry.slot.snapshot(host) != before:
             self._changed.add(host)
-        if entry.slot.dead and not entry.abandoned:
+        if entry.slot.given_up and not entry.abandoned:
             entry.abandoned = True
-            log.warning("giving up on host %s: it kept failing", host)
+            log.warning("giving up on host %s: no answer for %.1f s", host, outage)
             self._set_due(entry, now)
         self._push(entry, now)
         self._wakeup.set()
@@ -186,9 +189,10 @@ class Frontier:
         """`host`'s robots.txt is known: at least `interval` seconds between request starts
         (its Crawl-delay; 0 for none), and its full concurrency from now on."""
         entry = self._host(host)
-        entry.slot.slow_down(interval, self._clock())
+        now = self._clock.now()
+        entry.slot.slow_down(interval, now)
         entry.slot.open_gate()
-        self._push(entry, self._clock())
+        self._push(entry, now)
         self._wakeup.set()
 
     def take_changed_hosts(self) -> list[HostState]:
@@ -198,24 +202,25 @@ class Frontier:
         self._changed.clear()
         return changed
 
-    def host_state(self, host: str) -> str:
-        """The host's circuit state: closed, open, half-open or dead."""
+    def host_state(self, host: str) -> Circuit:
+        """The host's circuit state."""
         entry = self._hosts.get(host)
-        return entry.slot.breaker.state if entry else "closed"
+        return entry.slot.breaker.state if entry else Circuit.CLOSED
 
     def settle(self, outcomes: Iterable[Outcome]) -> None:
         """Outcomes of handed-out requests are committed: their hosts may have new rows in the
-        store (the links they found, now; a retry, at its not-before time)."""
-        now = self._clock()
+        store (the links they found, now; a retry, at its not-before time). Only pages
+        fetched count toward the page budgets (see `Outcome.fetched`)."""
+        now = self._clock.now()
         for outcome in outcomes:
             self._in_flight -= 1
             entry = self._hosts[outcome.request.host]
             entry.pending -= 1
             if outcome.state is State.QUEUED:
                 self.notify(outcome.request.host, outcome.not_before)
-            else:
-                self._finished_pages += 1
-                entry.finished += 1
+            elif outcome.fetched:
+                self._fetched_pages += 1
+                entry.fetched += 1
                 if self._host_spent(entry):
                     self._exhaust(entry)
             self._push(entry, now)  # it may have been set aside while its budget looked spent
@@ -257,7 +262,7 @@ class Frontier:
 
     def host_status(self) -> dict[str, HostStatus]:
         """Each known host's politeness, as of now (for progress displays)."""
-        now = self._clock()
+        now = self._clock.now()
         status = {}
         for name, entry in self._hosts.items():
             slot = entry.slot
@@ -280,7 +285,7 @@ class Frontier:
                 HostSlot(
                     self._per_host,
                     self._rate,
-                    now=self._clock(),
+                    now=self._clock.now(),
                     breaker=self._breaker(),
                     gated=self._gate_hosts,
                 ),
@@ -322,12 +327,12 @@ class Frontier:
 
     def _host_spent(self, entry: _Host) -> bool:
         budget = self._host_budget
-        return budget is not None and entry.finished + entry.pending >= budget
+        return budget is not None and entry.fetched + entry.pending >= budget
 
     def _exhaust(self, entry: _Host) -> None:
         """The host's budget is spent: hand its buffered rows back to the queue and stop
         looking for more, so the crawl can end with them queued."""
-        if entry.exhausted or entry.finished < (self._host_budget or 0):
+        if entry.exhausted or entry.fetched < (self._host_budget or 0):
             return
         entry.exhausted = True
         self._set_due(entry, None)
@@ -345,7 +350,7 @@ class Frontier:
         await self._store.release(leased)
 
     def _budget_spent(self) -> bool:
-        return self._budget is not None and self._finished_pages + self._in_flight >= self._budget
+        return self._budget is not None and self._fetched_pages + self._in_flight >= self._budget
 
     def _finished(self) -> bool:
         return (
@@ -418,7 +423,7 @@ class Frontier:
                 self._refills -= 1
                 if entry is not None:
                     entry.refilling = False
-                    self._push(entry, self._clock())
+                    self._push(entry, self._clock.now())
                 self._wakeup.set()
 
         task = asyncio.create_task(run())
@@ -435,10 +440,10 @@ class Frontier:
             entry.name,
             leased,
             error="host_unavailable",
-            message="host kept failing: its circuit breaker gave up",
+            message="the host gave no answer (connection refused, DNS failure or timeouts) "
+            "for longer than max_host_outage: given up",
         )
-        self.abandoned_pages += failed
-        self._finished_pages += failed
+        self.abandoned_pages += failed  # never fetched: the page budget does not count them
         entry.refilling = False
         self._set_due(entry, 0.0 if entry.generation != generation else None)
 

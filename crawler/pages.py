@@ -20,9 +20,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser, tls
-from .errors import FetchConnectError, FetchError, FetchTimeout, HTTPStatusError, SpiderError
+from .clock import Clock
+from .errors import (
+    FetchConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    InvalidURL,
+    SpiderError,
+)
 from .fetcher import Fetched, Fetcher
 from .models import Request, Response
+from .politeness import Health
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
 from .store import NewRequest, Outcome, State, StoredRequest
@@ -39,10 +48,12 @@ def new_request(
     request: Request,
     split: tuple[str, str],
     depth: int,
-    rejected: str | None = None,
+    error: str | None = None,
+    message: str | None = None,
 ) -> NewRequest:
-    """The stored form of a Request whose (canonical URL, host) is `split`. A callback that is
-    not the spider's own method, or meta that is not JSON, is a SpiderError."""
+    """The stored form of a Request whose (canonical URL, host) is `split`; with an `error`,
+    it is recorded as failed (see NewRequest). A callback that is not the spider's own method,
+    or meta that is not JSON, is a SpiderError."""
     if request.callback is not None and not spider.owns_callback(request.callback):
         raise SpiderError(
             request.url,
@@ -61,15 +72,17 @@ def new_request(
         depth=depth,
         meta=meta,
         any_content_type=request.any_content_type,
-        rejected=rejected,
+        error=error,
+        message=message,
     )
 
 
 class PageRunner:
-    """Processes pages for one crawl. `release(host, healthy, wait_until)` is called as soon as
-    a fetch ends, so the host's slot frees up before the callback runs; `healthy` is False for
-    timeouts, connection errors and 5xx (the circuit breaker's input), and `wait_until` holds
-    the whole host after a 429/503 Retry-After. Counts links it drops (off scope, too deep)."""
+    """Processes pages for one crawl. `release(host, health, wait_until)` is called as soon as
+    a fetch ends, so the host's slot frees up before the callback runs; `health` is what the
+    fetch says about the host (the circuit breaker's input), and `wait_until` holds the whole
+    host after a 429/503 Retry-After. Retry times are on `clock`. Counts links it drops (off
+    scope, too deep)."""
 
     def __init__(
         self,
@@ -81,13 +94,14 @@ class PageRunner:
         canonicalizer: Canonicalizer,
         traps: TrapGuard,
         obey_nofollow: bool,
-        release: Callable[[str, bool | None, float | None], None],
+        release: Callable[[str, Health | None, float | None], None],
         max_depth: int,
         max_retries: int,
         retry_statuses: Iterable[int],
         retry_backoff: float,
         retry_backoff_max: float,
         max_retry_after: float,
+        clock: Clock | None = None,
         known_urls: int = 200_000,
     ) -> None:
         self._spider = spider
@@ -104,6 +118,7 @@ class PageRunner:
         self._retry_backoff = retry_backoff
         self._retry_backoff_max = retry_backoff_max
         self._max_retry_after = max_retry_after
+        self._clock = clock or Clock()
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -113,10 +128,16 @@ class PageRunner:
         self.dropped_nofollow = 0
         self.dropped_noindex = 0
 
-    def in_scope(self, url: str) -> bool:
-        """Whether a redirect may lead to `url`."""
+    def redirect_target(self, url: str) -> str | None:
+        """Where a redirect to `url` goes: its canonical form, or None when it is out of scope.
+        Raises InvalidURL for a URL no browser would fetch."""
         split = self._canonicalizer.split(url)
-        return split is not None and self._scope.allows(*split)
+        if split is None:
+            invalid = self._canonicalizer.invalid(url)
+            if invalid is not None:
+                raise InvalidURL(url, f"redirected to an invalid URL: {invalid[2]}")
+            return None
+        return split[0] if self._scope.allows(*split) else None
 
     async def run(self, stored: StoredRequest) -> Outcome:
         """The outcome of fetching and parsing `stored`."""
@@ -133,18 +154,18 @@ class PageRunner:
                     message="disallowed by robots.txt",
                 )
             started = time.monotonic()
-            fetched = await self._fetcher.fetch(stored.url, allow=self.in_scope)
+            fetched = await self._fetcher.fetch(stored.url, redirect=self.redirect_target)
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
-            if started is not None:
+            if started is not None and exc.sent:
                 outcome.latency = time.monotonic() - started
-            self._release(stored.host, _healthy(exc), wait_until)
+            self._release(stored.host, health_of(exc), wait_until)
             return outcome
         except BaseException:
             self._release(stored.host, None, None)
             raise
         latency = time.monotonic() - started
-        self._release(stored.host, True, None)
+        self._release(stored.host, Health.OK, None)
         log.debug("%d %s", fetched.status, fetched.url)
         outcome = await self._parsed(stored, attempts, fetched)
         outcome.latency = latency
@@ -218,7 +239,7 @@ class PageRunner:
         must wait (a Retry-After), if it must."""
         status = exc.status if isinstance(exc, HTTPStatusError) else None
         transient = status in self._retry_statuses if status is not None else exc.transient
-        now = time.time()
+        now = self._clock.now()
         delay = random.uniform(
             0, min(self._retry_backoff_max, self._retry_backoff * 2 ** (attempts - 1))
         )
@@ -298,13 +319,18 @@ class PageRunner:
             if output.url in known:
                 return  # queued already (or out of scope) in this run
             split = self._canonicalizer.split(output.url)
+            error = message = None
             if split is None:
                 if not urlsplit(output.url).scheme:
                     raise SpiderError(
                         response.url,
                         f"Request URL {output.url!r} is not absolute: use response.follow()",
                     )
-                return  # another scheme: nothing to crawl
+                invalid = self._canonicalizer.invalid(output.url)
+                if invalid is None:
+                    return  # another scheme: nothing to crawl
+                url, host, message = invalid
+                split, error = (url, host), InvalidURL.kind  # recorded, never fetched
             if split[0] in seen:
                 return
             seen.add(split[0])
@@ -318,19 +344,27 @@ class PageRunner:
             if self._max_depth and depth > self._max_depth:
                 self.dropped_depth += 1  # not remembered: a shallower page may add it
                 return
-            trap = self._traps.reason(split[0])
-            links.append(new_request(self._spider, output, split, depth, rejected=trap))
+            if error is None and (message := self._traps.reason(split[0])) is not None:
+                error = "trap"
+            links.append(new_request(self._spider, output, split, depth, error, message))
             self._remember(output.url)
         elif output is not None:
             items.append(_item_json(output, response.url))
 
 
-def _healthy(exc: FetchError) -> bool | None:
-    """What a failure says about its host, for the circuit breaker: nothing for a 429 (that is
-    throttling, handled by Retry-After); bad for timeouts, connection errors and 5xx."""
+def health_of(exc: FetchError) -> Health | None:
+    """What a failure says about its host, for the circuit breaker: a struggling server for a
+    5xx or 429 (robots.txt's included), no answer for timeouts and connection errors, nothing
+    when no request went out, and a working server for any other answer."""
+    if isinstance(exc, RobotsUnavailable) and isinstance(exc.__cause__, FetchError):
+        exc = exc.__cause__  # robots.txt could not be had: what happened to its request
+    if not exc.sent:
+        return None
     if isinstance(exc, HTTPStatusError):
-        return None if exc.status == 429 else exc.status < 500
-    return not isinstance(exc, FetchTimeout | FetchConnectError | RobotsUnavailable)
+        return Health.ERROR if exc.status >= 500 or exc.status == 429 else Health.OK
+    if isinstance(exc, FetchTimeout | FetchConnectError):
+        return Health.UNANSWERED
+    return Health.OK
 
 
 def _iterable(result: Any) -> Iterable[Any]:

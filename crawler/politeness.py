@@ -7,6 +7,7 @@ asks `ready_at` and waits. Delays are therefore testable in virtual time.
 
 from __future__ import annotations
 
+import enum
 import math
 
 from .store import HostState
@@ -44,59 +45,121 @@ class TokenBucket:
             self._tokens -= 1
 
 
+class Health(enum.Enum):
+    """What the end of one request says about its host, for the circuit breaker."""
+
+    #: An HTTP answer from a working server (any status but 5xx and 429).
+    OK = "ok"
+    #: An HTTP answer from a struggling server: 5xx or 429. The host is alive.
+    ERROR = "error"
+    #: No HTTP answer at all: connection refused or reset, DNS failure, timeout.
+    UNANSWERED = "unanswered"
+
+
+class Circuit(enum.StrEnum):
+    """A host's circuit breaker state, as shown and reported."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+    GIVEN_UP = "given up"
+
+
+#: Cooldowns stop doubling after this many openings (2**40 times the first is plenty).
+_MAX_DOUBLINGS = 40
+
+
 class Breaker:
     """A per-host circuit breaker.
 
-    closed ──`threshold` consecutive failures──► open ──cooldown──► half-open (one probe)
-       ▲                                          ▲                     │
-       └────────────── probe succeeds ────────────┼─────────────────────┤
-                                                  └─── probe fails ─────┘ (cooldown doubles)
+    closed ──`threshold` failures in a row──► open ──cooldown──► half-open (one probe)
+       ▲                                       ▲                      │
+       └─────────── probe succeeds ────────────┼──────────────────────┤
+                                               └──── probe fails ─────┘ cooldown doubles,
+                                                                        up to `cooldown_max`
 
-    After `max_opens` openings in a row (no success in between) the host is `dead`.
+    A failure is an answer of a struggling server (5xx, 429) or no answer at all. A host that
+    answers, even with errors, is never given up: it is only slowed down, and each of its URLs
+    fails on its own once out of retries. A host that has not answered at all for `max_outage`
+    seconds (its failures since its last answer span that long) is given up when its circuit
+    (re)opens: `open_until` is then infinite.
     """
 
-    __slots__ = ("cooldown", "failures", "max_opens", "open_until", "opens", "probing", "threshold")
+    __slots__ = (
+        "cooldown",
+        "cooldown_max",
+        "failures",
+        "max_outage",
+        "open_until",
+        "opens",
+        "probing",
+        "silent_since",
+        "threshold",
+    )
 
-    def __init__(self, threshold: int, cooldown: float, max_opens: int) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown: float,
+        *,
+        cooldown_max: float = 60.0,
+        max_outage: float = 300.0,
+    ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
-        self.max_opens = max_opens
+        self.cooldown_max = max(cooldown, cooldown_max)
+        self.max_outage = max_outage
         self.failures = 0
         self.opens = 0
         self.open_until = 0.0
         self.probing = False
+        #: When the host last stopped answering (the first failure without an HTTP answer
+        #: since its last answer), or None while it answers. Not kept across restarts: a
+        #: resumed crawl measures an outage anew.
+        self.silent_since: float | None = None
 
     @property
     def closed(self) -> bool:
         return self.opens == 0
 
     @property
-    def dead(self) -> bool:
-        return self.opens >= self.max_opens
+    def given_up(self) -> bool:
+        return math.isinf(self.open_until)
 
-    def record(self, healthy: bool, now: float) -> None:
-        """The result of a request: `healthy` is False for timeouts, connection errors, 5xx."""
-        if healthy:
+    def record(self, health: Health, now: float) -> None:
+        """The end of a request to the host, at `now`."""
+        if health is Health.OK:
             self.failures = self.opens = 0
             self.open_until = 0.0
             self.probing = False
+            self.silent_since = None
             return
+        if health is Health.ERROR:
+            self.silent_since = None  # it answers: alive
+        elif self.silent_since is None:
+            self.silent_since = now
         self.failures += 1
-        if self.probing or (self.closed and self.failures >= self.threshold):
-            self.probing = False
-            self.opens += 1
-            if self.opens >= self.max_opens:
-                self.open_until = math.inf
-            else:
-                self.open_until = now + self.cooldown * 2 ** (self.opens - 1)
+        if self.given_up or not (self.probing or (self.closed and self.failures >= self.threshold)):
+            return
+        self.probing = False
+        self.opens += 1
+        if self.silent_since is not None and now - self.silent_since >= self.max_outage:
+            self.open_until = math.inf
+        else:
+            pause = self.cooldown * 2 ** min(self.opens - 1, _MAX_DOUBLINGS)
+            self.open_until = now + min(pause, self.cooldown_max)
+
+    def outage(self, now: float) -> float:
+        """Seconds the host has gone without answering (0 while it answers)."""
+        return 0.0 if self.silent_since is None else now - self.silent_since
 
     @property
-    def state(self) -> str:
+    def state(self) -> Circuit:
         if self.closed:
-            return "closed"
-        if self.dead:
-            return "dead"
-        return "half-open" if self.probing else "open"
+            return Circuit.CLOSED
+        if self.given_up:
+            return Circuit.GIVEN_UP
+        return Circuit.HALF_OPEN if self.probing else Circuit.OPEN
 
 
 class HostSlot:
@@ -129,23 +192,23 @@ class HostSlot:
         self.in_flight = 0
         self.bucket = TokenBucket(rate, now=now)
         self.not_before = 0.0
-        self.breaker = breaker or Breaker(threshold=5, cooldown=30.0, max_opens=3)
+        self.breaker = breaker or Breaker(threshold=5, cooldown=30.0)
 
     @property
     def full(self) -> bool:
         """No request may start now or later until one in flight ends."""
         if self.breaker.closed:
             return self.in_flight >= (1 if self.gated else self.concurrency)
-        return self.in_flight > 0 or self.breaker.dead  # open: one probe at a time
+        return self.in_flight > 0 or self.breaker.given_up  # open: one probe at a time
 
     @property
-    def dead(self) -> bool:
-        """The host failed `max_opens` times in a row: give up on it."""
-        return self.breaker.dead
+    def given_up(self) -> bool:
+        """The host has not answered for too long: give up on it."""
+        return self.breaker.given_up
 
     def ready_at(self, now: float) -> float:
         """When the next request may start: `now` if it may start now, `inf` while all
-        concurrency slots are taken (or the host is dead)."""
+        concurrency slots are taken (or the host is given up)."""
         if self.full:
             return math.inf
         return max(self.bucket.available_at(now), self.not_before, self.breaker.open_until)
@@ -157,14 +220,14 @@ class HostSlot:
         if not self.breaker.closed:
             self.breaker.probing = True
 
-    def release(self, healthy: bool | None = None, *, now: float = 0.0) -> None:
-        """A request finished. `healthy`: True if the host answered sensibly, False for a
-        timeout, connection error or 5xx, None when it says nothing about the host."""
+    def release(self, health: Health | None = None, *, now: float = 0.0) -> None:
+        """A request finished. `health` is what it says about the host, None when it says
+        nothing (no request went out: robots.txt disallowed it, the address was blocked)."""
         if self.in_flight <= 0:
             raise RuntimeError("HostSlot.release() without a matching acquire()")
         self.in_flight -= 1
-        if healthy is not None:
-            self.breaker.record(healthy, now)
+        if health is not None:
+            self.breaker.record(health, now)
         elif self.breaker.probing:
             self.breaker.probing = False  # the probe told nothing: probe again
 

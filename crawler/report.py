@@ -13,6 +13,7 @@ import json
 import math
 from typing import Any
 
+from .politeness import Circuit
 from .store import LATENCY_BOUNDS, HostSummary, Summary
 
 #: Hosts shown in per-host tables and charts.
@@ -20,13 +21,13 @@ TOP_HOSTS = 20
 
 
 def circuit(host: HostSummary, now: float) -> str:
-    """The circuit breaker's state for a host: closed, open (until when), or given up."""
+    """The circuit breaker's state for a host: closed, open (for how long), or given up."""
     open_until = host.politeness.open_until if host.politeness else 0.0
     if math.isinf(open_until):
-        return "given up"
+        return Circuit.GIVEN_UP
     if open_until > now:
-        return f"open {open_until - now:.0f} s"
-    return "closed"
+        return f"{Circuit.OPEN} {open_until - now:.0f} s"
+    return Circuit.CLOSED
 
 
 def retry_after_until(host: HostSummary, now: float) -> float | None:

@@ -30,6 +30,7 @@ class RobotsUnavailable(FetchError):
 
     kind = "robots_unavailable"
     transient = True
+    sent = False  # the page's own request never went out
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,12 +42,16 @@ class Settings:
     retry_backoff_max: float = 60.0
     #: Longest Retry-After (429/503) honoured, in seconds; a longer one fails the URL.
     max_retry_after: float = 600.0
-    #: Consecutive failures (timeouts, connection errors, 5xx) that open a host's circuit.
+    #: Consecutive failures (5xx, 429, timeouts, connection errors) that open a host's circuit.
     breaker_threshold: int = 5
     #: Seconds a host's circuit first stays open before a probe; doubles at each reopening.
     breaker_cooldown: float = 30.0
-    #: Openings of a host's circuit after which its remaining URLs fail ("host_unavailable").
-    breaker_max_opens: int = 3
+    #: Longest a host's circuit stays open before the next probe, in seconds.
+    breaker_cooldown_max: float = 60.0
+    #: Seconds a host may give no HTTP answer at all (connection refused, DNS failure,
+    #: timeouts) before it is given up: its remaining URLs fail as "host_unavailable". A host
+    #: that answers, even with errors, is never given up.
+    max_host_outage: float = 300.0
     #: Deepest link depth followed from a start URL (start URLs are depth 0); 0 means no limit.
     max_depth: int = 0
     #: Pages to fetch in the whole crawl, over all resumes; 0 means no limit.
@@ -117,7 +121,8 @@ class Settings:
         _at_least(self, "max_retry_after", 0)
         _at_least(self, "breaker_threshold", 1)
         _at_least(self, "breaker_cooldown", 0)
-        _at_least(self, "breaker_max_opens", 1)
+        _at_least(self, "breaker_cooldown_max", 0)
+        _at_least(self, "max_host_outage", 0)
         _at_least(self, "max_pages_per_host", 0)
         _at_least(self, "max_crawl_delay", 0)
         _at_least(self, "robots_ttl", 0)
@@ -140,6 +145,9 @@ class Settings:
         """A copy with `overrides` applied. Strings are parsed to the field's type
         (so `-s concurrency=8` works); an unknown name or a bad value is a ConfigError."""
         unknown = sorted(set(overrides) - _FIELD_TYPES.keys())
+        for name in unknown:
+            if name in _REPLACED:
+                raise ConfigError(f"setting {name!r} is gone: {_REPLACED[name]}")
         if unknown:
             known = ", ".join(sorted(_FIELD_TYPES))
             raise ConfigError(f"unknown setting {unknown[0]!r} (known settings: {known})")
@@ -163,7 +171,8 @@ _FIELD_TYPES: dict[str, type] = {
     "max_retry_after": float,
     "breaker_threshold": int,
     "breaker_cooldown": float,
-    "breaker_max_opens": int,
+    "breaker_cooldown_max": float,
+    "max_host_outage": float,
     "max_depth": int,
     "max_pages": int,
     "max_response_size": int,
@@ -185,6 +194,11 @@ _FIELD_TYPES: dict[str, type] = {
     "shutdown_grace": float,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
+#: Settings of earlier versions, and what took their place.
+_REPLACED = {
+    "breaker_max_opens": "a host is given up only after max_host_outage seconds without any "
+    "HTTP answer (a host that answers is never given up); set max_host_outage instead",
+}
 #: The item type of each tuple setting.
 _TUPLE_ITEMS: dict[str, type] = {"retry_statuses": int, "strip_query_params": str}
 

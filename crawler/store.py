@@ -36,7 +36,7 @@ from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class State(enum.IntEnum):
@@ -48,8 +48,9 @@ class State(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewRequest:
-    """A request to add: `url` canonical, `meta` JSON text or None. A request with a
-    `rejected` reason (a trap guard's) is recorded as failed, error "trap", never fetched."""
+    """A request to add: `url` canonical, `meta` JSON text or None. A request with an `error`
+    (a trap guard's "trap", or "invalid_url") is recorded as failed with that error and
+    `message`, never fetched."""
 
     url: str
     host: str
@@ -58,7 +59,8 @@ class NewRequest:
     depth: int = 0
     meta: str | None = None
     any_content_type: bool = False
-    rejected: str | None = None
+    error: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,9 @@ class Outcome:
 
     `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
     `items` are JSON texts; `links` are new requests (ignored when already known);
-    `final_url` is the URL a redirect ended at, marked as visited too.
+    `final_url` is the URL a redirect ended at, marked as visited too. `latency` is None when
+    no request went out for the page (robots.txt disallowed it, its address was blocked...):
+    such a page is not `fetched`, and page budgets do not count it.
     """
 
     request: StoredRequest
@@ -97,6 +101,12 @@ class Outcome:
     final_url: tuple[str, str] | None = None
     latency: float | None = None  # seconds the fetch took (all hops, body included)
     size: int | None = None  # bytes of the (decoded) body
+
+    @property
+    def fetched(self) -> bool:
+        """Whether a request went out for this page (a response, a timeout or a connection
+        error), which is what `max_pages` and `max_pages_per_host` count."""
+        return self.latency is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +123,15 @@ class HostState:
 
 @dataclass(frozen=True, slots=True)
 class Counts:
+    """Rows per state, items, and pages `fetched` (done or failed after a request went out:
+    what page budgets count)."""
+
     queued: int = 0
     leased: int = 0
     done: int = 0
     failed: int = 0
     items: int = 0
+    fetched: int = 0
 
     @property
     def pending(self) -> int:
@@ -196,12 +210,12 @@ class Store(Protocol):
         """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
         many."""
 
-    async def host_counts(self) -> dict[str, int]:
-        """Pages finished (done or failed) per host."""
+    async def fetched_per_host(self) -> dict[str, int]:
+        """Pages fetched (see `Outcome.fetched`) per host, for hosts with any."""
 
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
-        """Mark as failed the queued rows of `host` and the leased rows `leased` (buffered, not
-        in flight); returns how many."""
+        """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
+        (buffered, not in flight); returns how many."""
 
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         """Put failed rows (of `host`, of error kind `error`) back in the queue with no
@@ -298,9 +312,8 @@ _MIGRATIONS = {
     ],
 }
 
-#: Running totals kept by triggers in the transaction that changes a row, so that a store of
-#: millions of rows answers "how many queued, which hosts have work" without scanning them.
-_COUNTERS = [
+#: The running totals as schema 4 kept them (migration 5 rewrites three of the triggers).
+_COUNTERS_V4 = [
     "CREATE TABLE IF NOT EXISTS host_counts (host TEXT PRIMARY KEY,"
     " queued INTEGER NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0,"
     " done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
@@ -334,8 +347,58 @@ _COUNTERS = [
     END""",
 ]
 
+#: Running totals kept by triggers in the transaction that changes a row, so that a store of
+#: millions of rows answers "how many queued, fetched, which hosts have work" without scanning
+#: them. A row counts as fetched when it is done or failed with a latency (see Outcome.fetched).
+_COUNT_TRIGGERS = [
+    """CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON requests BEGIN
+        INSERT INTO host_counts (host, queued, leased, done, failed, fetched)
+        VALUES (NEW.host, NEW.state = 0, NEW.state = 1, NEW.state = 2, NEW.state = 3,
+            NEW.state >= 2 AND NEW.latency IS NOT NULL)
+        ON CONFLICT (host) DO UPDATE SET queued = queued + excluded.queued,
+            leased = leased + excluded.leased, done = done + excluded.done,
+            failed = failed + excluded.failed, fetched = fetched + excluded.fetched;
+        INSERT OR IGNORE INTO callbacks (name) VALUES (NEW.callback);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_moved AFTER UPDATE OF state ON requests
+    WHEN OLD.state <> NEW.state BEGIN
+        UPDATE host_counts SET queued = queued + (NEW.state = 0) - (OLD.state = 0),
+            leased = leased + (NEW.state = 1) - (OLD.state = 1),
+            done = done + (NEW.state = 2) - (OLD.state = 2),
+            failed = failed + (NEW.state = 3) - (OLD.state = 3),
+            fetched = fetched + (NEW.state >= 2 AND NEW.latency IS NOT NULL)
+                - (OLD.state >= 2 AND OLD.latency IS NOT NULL)
+        WHERE host = NEW.host;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON requests BEGIN
+        UPDATE host_counts SET queued = queued - (OLD.state = 0),
+            leased = leased - (OLD.state = 1), done = done - (OLD.state = 2),
+            failed = failed - (OLD.state = 3),
+            fetched = fetched - (OLD.state >= 2 AND OLD.latency IS NOT NULL)
+        WHERE host = OLD.host;
+    END""",
+]
+_COUNTERS = [
+    "CREATE TABLE IF NOT EXISTS host_counts (host TEXT PRIMARY KEY,"
+    " queued INTEGER NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0,"
+    " done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+    " items INTEGER NOT NULL DEFAULT 0, fetched INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    _COUNTERS_V4[1],  # callbacks
+    *_COUNT_TRIGGERS,
+    _COUNTERS_V4[-1],  # count_item
+]
+#: Errors of pages no request went out for (for stores from before `fetched` was counted).
+_NEVER_SENT = (
+    "trap",
+    "invalid_url",
+    "blocked_address",
+    "robots_disallowed",
+    "robots_unavailable",
+    "host_unavailable",
+)
+
 _MIGRATIONS[3] = [  # 4: per-host totals and the callbacks in use, kept by triggers
-    *_COUNTERS,
+    *_COUNTERS_V4,
     "INSERT INTO host_counts (host, queued, leased, done, failed)"
     " SELECT host, SUM(state = 0), SUM(state = 1), SUM(state = 2), SUM(state = 3)"
     " FROM requests GROUP BY host",
@@ -346,6 +409,19 @@ _MIGRATIONS[3] = [  # 4: per-host totals and the callbacks in use, kept by trigg
 _MIGRATIONS[4] = [  # 5: each fetch's duration and size, for stats and reports
     "ALTER TABLE requests ADD COLUMN latency REAL",
     "ALTER TABLE requests ADD COLUMN size INTEGER",
+]
+_MIGRATIONS[5] = [  # 6: pages fetched per host (what page budgets count), kept by triggers
+    "ALTER TABLE host_counts ADD COLUMN fetched INTEGER NOT NULL DEFAULT 0",
+    "DROP TRIGGER count_inserted",
+    "DROP TRIGGER count_moved",
+    "DROP TRIGGER count_deleted",
+    *_COUNT_TRIGGERS,
+    # earlier stores kept no sure sign of a request going out: every finished page counts
+    # but those failed before any request (a redirect's final URL still counts, as it did)
+    "UPDATE host_counts SET fetched = counted.n FROM (SELECT host, COUNT(*) AS n FROM requests"
+    " WHERE state >= 2 AND COALESCE(error, '') NOT IN"
+    f" ({', '.join(repr(kind) for kind in _NEVER_SENT)}) GROUP BY host) AS counted"
+    " WHERE counted.host = host_counts.host",
 ]
 
 _COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
@@ -598,25 +674,23 @@ class SQLiteStore:
                 )
             return cursor.rowcount
 
-    async def host_counts(self) -> dict[str, int]:
-        rows = await self._fetchall(
-            "SELECT host, done + failed FROM host_counts WHERE done + failed > 0"
-        )
+    async def fetched_per_host(self) -> dict[str, int]:
+        rows = await self._fetchall("SELECT host, fetched FROM host_counts WHERE fetched > 0")
         return {host: count for host, count in rows}
 
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
         now = time.time()
         async with self._transaction():
             cursor = await self._db.execute(
-                "UPDATE requests SET state = 3, error = ?, message = ?, updated = ?"
-                " WHERE host = ? AND state = 0",
+                "UPDATE requests SET state = 3, error = ?, message = ?, updated = ?,"
+                " latency = NULL, size = NULL WHERE host = ? AND state = 0",
                 (error, message, now, host),
             )
             failed = cursor.rowcount
             if leased:
                 cursor = await self._db.executemany(
                     "UPDATE requests SET state = 3, error = ?, message = ?, updated = ?,"
-                    " lease = NULL WHERE id = ? AND state = 1",
+                    " latency = NULL, size = NULL, lease = NULL WHERE id = ? AND state = 1",
                     [(error, message, now, row) for row in leased],
                 )
                 failed += cursor.rowcount
@@ -681,15 +755,15 @@ class SQLiteStore:
             )
 
     async def counts(self) -> Counts:
-        ((queued, leased, done, failed, items),) = await self._fetchall(
-            "SELECT TOTAL(queued), TOTAL(leased), TOTAL(done), TOTAL(failed), TOTAL(items)"
-            " FROM host_counts"
+        ((queued, leased, done, failed, items, fetched),) = await self._fetchall(
+            "SELECT TOTAL(queued), TOTAL(leased), TOTAL(done), TOTAL(failed), TOTAL(items),"
+            " TOTAL(fetched) FROM host_counts"
         )
-        return Counts(int(queued), int(leased), int(done), int(failed), int(items))
+        return Counts(int(queued), int(leased), int(done), int(failed), int(items), int(fetched))
 
     async def host_totals(self) -> dict[str, Counts]:
         rows = await self._fetchall(
-            "SELECT host, queued, leased, done, failed, items FROM host_counts"
+            "SELECT host, queued, leased, done, failed, items, fetched FROM host_counts"
         )
         return {host: Counts(*totals) for host, *totals in rows}
 
@@ -817,9 +891,9 @@ class SQLiteStore:
                     r.depth,
                     r.meta,
                     r.any_content_type,
-                    int(state) if r.rejected is None else int(State.FAILED),
-                    None if r.rejected is None else "trap",
-                    r.rejected,
+                    int(state) if r.error is None else int(State.FAILED),
+                    r.error,
+                    r.message,
                 )
                 for r in requests
             ],

@@ -117,17 +117,22 @@ class GraphSite:
 
 
 class FaultSite:
-    """A hostile web on two hosts. `faults` serves, from its index page, links to pages that
+    """A hostile web on three hosts. `faults` serves, from its index page, links to pages that
     fail N times then succeed, throttle with Retry-After, stall, reset the connection, redirect
-    in a loop, send a gzip bomb or an oversized body, binary or mis-encoded content; `dead`
-    has `dead_pages` pages that all answer 500. The server records every hit with its time."""
+    in a loop, send a gzip bomb or an oversized body, binary or mis-encoded content; `broken`
+    has `broken_pages` pages that all answer 500; `unreachable` has `unreachable_pages` pages
+    and resets every connection. The server records every hit with its time."""
 
     FLAKY_FAILURES = 2
     RETRY_AFTER = 1
 
-    def __init__(self, *, dead_pages: int = 40, cap: int = 1_000_000) -> None:
-        self.faults, self.dead = "127.0.0.6", "127.0.0.7"
-        self.dead_pages = dead_pages
+    def __init__(
+        self, *, broken_pages: int = 10, unreachable_pages: int = 20, cap: int = 1_000_000
+    ) -> None:
+        self.faults, self.broken = "127.0.0.6", "127.0.0.7"
+        self.unreachable = SilentHost("127.0.0.8")
+        self.broken_pages = broken_pages
+        self.unreachable_pages = unreachable_pages
         self.cap = cap
         self.ports: dict[str, int] = {}
         self.hits: dict[str, list[float]] = {}
@@ -156,7 +161,8 @@ class FaultSite:
             "/missing",
         ]
         links = [self.url(self.faults, p) for p in paths]
-        links += [self.url(self.dead, f"/d/{n}") for n in range(self.dead_pages)]
+        links += [self.url(self.broken, f"/d/{n}") for n in range(self.broken_pages)]
+        links += [self.unreachable.url(f"/u/{n}") for n in range(self.unreachable_pages)]
         return "".join(f'<a href="{u}">x</a>' for u in links)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -164,7 +170,7 @@ class FaultSite:
         self.hits.setdefault(url, []).append(time.monotonic())
         hits = len(self.hits[url])
         path = request.path
-        if request.url.host == self.dead:
+        if request.url.host == self.broken:
             return web.Response(status=500, text="down")
         if path == "/":
             return web.Response(
@@ -214,7 +220,8 @@ class FaultSite:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        for name in (self.faults, self.dead):
+        await self.unreachable.start()
+        for name in (self.faults, self.broken):
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
             await runner.setup()
             site = web.TCPSite(runner, name, 0)
@@ -228,3 +235,110 @@ class FaultSite:
         self._release.set()
         for runner in self._runners:
             await runner.cleanup()
+        await self.unreachable.stop()
+
+
+class SilentHost:
+    """A host that gives no HTTP answer: it accepts each connection, reads the request and
+    resets the connection. `requests` counts them, `paths` lists what was asked."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.port = 0
+        self.paths: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def requests(self) -> int:
+        return len(self.paths)
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    async def _reset(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.paths.append(head.split(b" ", 2)[1].decode())
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._reset, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class OverloadSite:
+    """A site in a bad minute, on `live`: its index links to `healthy` pages that answer at
+    once and `flaky` pages that answer 503 `FLAKY_FAILURES` times, then 200; plus links to
+    `struggling` pages on another host that answers 503 to everything, and to `silent` pages
+    on a host that never answers (a SilentHost). `hits` counts requests per path per host."""
+
+    FLAKY_FAILURES = 2
+
+    def __init__(self, *, healthy: int = 50, flaky: int = 10, struggling: int = 0, silent: int = 0):
+        self.live, self.struggling_host = "127.0.0.9", "127.0.0.10"
+        self.silent = SilentHost("127.0.0.11")
+        self.healthy, self.flaky, self.struggling, self.silent_pages = (
+            healthy,
+            flaky,
+            struggling,
+            silent,
+        )
+        self.ports: dict[str, int] = {}
+        self.hits: Counter[tuple[str, str]] = Counter()
+        self._runners: list[web.AppRunner] = []
+
+    def url(self, host: str, path: str) -> str:
+        return f"http://{host}:{self.ports[host]}{path}"
+
+    def live_pages(self) -> list[str]:
+        return [f"/p/{n}" for n in range(self.healthy + self.flaky)]
+
+    def requests_to(self, host: str) -> int:
+        return sum(n for (h, _), n in self.hits.items() if h == host)
+
+    def _index(self) -> str:
+        links = [self.url(self.live, path) for path in self.live_pages()]
+        links += [self.url(self.struggling_host, f"/s/{n}") for n in range(self.struggling)]
+        links += [self.silent.url(f"/q/{n}") for n in range(self.silent_pages)]
+        return "<html><body>" + "".join(f'<a href="{u}">x</a>' for u in links) + "</body></html>"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.url.host or ""
+        hits = self.hits[host, request.path] = self.hits[host, request.path] + 1
+        if request.path == "/robots.txt":
+            return web.Response(status=404)
+        if host == self.struggling_host:
+            return web.Response(status=503, text="overloaded")
+        if request.path == "/":
+            return web.Response(text=self._index(), content_type="text/html")
+        page = int(request.path.removeprefix("/p/"))
+        if page >= self.healthy and hits <= self.FLAKY_FAILURES:
+            return web.Response(status=503, text="overloaded")
+        return web.Response(text=f"<html><title>{page}</title></html>", content_type="text/html")
+
+    async def start(self) -> None:
+        await self.silent.start()
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        for name in (self.live, self.struggling_host):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, name, 0)
+            await site.start()
+            self._runners.append(runner)
+            assert site._server is not None
+            assert site._server.sockets
+            self.ports[name] = site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.silent.stop()

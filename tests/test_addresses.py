@@ -106,7 +106,8 @@ async def test_a_public_crawl_never_reaches_internal_addresses(store_path: Path)
         "SELECT message FROM requests WHERE url = ?",
         ("http://169.254.169.254/latest/meta-data/",),
     )
-    assert "not public" in str(message[0][0])
+    assert str(message[0][0]).startswith("169.254.169.254 is not a public address")
+    assert "allow_private_networks=true" in str(message[0][0])  # names what lifts the rule
 
 
 async def test_private_networks_can_be_allowed_explicitly(store_path: Path) -> None:
@@ -137,13 +138,20 @@ async def test_addresses_are_pinned_and_checked_once() -> None:
         await fresh.check("rebind.example", "http://rebind.example/")
 
 
-async def test_start_hosts_on_local_addresses_are_crawlable_but_only_them() -> None:
-    guard = AddressGuard(resolve=fake_dns, start_hosts=["internal.example"])
+async def test_named_hosts_on_local_addresses_are_crawlable_but_only_them() -> None:
+    guard = AddressGuard(resolve=fake_dns, trusted_hosts=["internal.example", "127.0.0.3"])
     assert await guard.check("internal.example", "u") == "10.1.2.3"
-    with pytest.raises(BlockedAddress):  # another local address is still off limits
-        await guard.check("127.0.0.5", "u")
+    assert await guard.check("127.0.0.3", "u") == "127.0.0.3"
+    with pytest.raises(BlockedAddress, match="allow_private_networks"):
+        await guard.check("127.0.0.5", "u")  # another local address is still off limits
+    with pytest.raises(BlockedAddress):  # a subdomain of a named host is not named
+        await AddressGuard(
+            resolve=lambda host: fake_dns("internal.example"), trusted_hosts=["example"]
+        ).check("internal.example", "u")
     with pytest.raises(BlockedAddress):
-        await AddressGuard(resolve=fake_dns, start_hosts=["public.example"]).check("10.0.0.1", "u")
+        await AddressGuard(resolve=fake_dns, trusted_hosts=["public.example"]).check(
+            "10.0.0.1", "u"
+        )
 
 
 async def test_real_connections_go_to_the_pinned_address() -> None:
@@ -162,7 +170,7 @@ async def test_real_connections_go_to_the_pinned_address() -> None:
     async def resolve(host: str) -> list[str]:
         return ["127.0.0.1"]  # a name the system resolver has never heard of
 
-    guard = AddressGuard(resolve=resolve, start_hosts=["made-up.test"])
+    guard = AddressGuard(resolve=resolve, trusted_hosts=["made-up.test"])
     try:
         async with Fetcher(
             user_agent="t",

@@ -11,15 +11,16 @@ from rich.console import Console
 
 from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
 from crawler.engine import CrawlStats, HostProgress, Progress
+from crawler.politeness import Circuit
 
 
 def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
     run = CrawlStats(pages=pages, failed=4, retried=2, items=250)
     hosts = [
-        HostProgress("busy.example", 4, 120, 200, 1, 0.0, 0.0, "closed"),
-        HostProgress("slow.example", 1, 40, 60, 0, 2.0, 0.0, "closed"),
-        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, "open"),
-        HostProgress("dead.example", 0, 0, 10, 12, 0.0, 0.0, "dead"),
+        HostProgress("busy.example", 4, 120, 200, 1, 0.0, 0.0, Circuit.CLOSED),
+        HostProgress("slow.example", 1, 40, 60, 0, 2.0, 0.0, Circuit.CLOSED),
+        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, Circuit.OPEN),
+        HostProgress("dead.example", 0, 0, 10, 12, 0.0, 0.0, Circuit.GIVEN_UP),
     ]
     return Progress(
         elapsed=elapsed,
@@ -28,6 +29,7 @@ def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = No
         done=300,
         failed=16,
         items=250,
+        fetched=310,  # earlier runs included
         in_flight=5,
         max_pages=max_pages,
         hosts=hosts,
@@ -50,8 +52,8 @@ def test_the_host_table_renders_a_given_state() -> None:
 def test_the_summary_line_and_eta() -> None:
     p = progress(max_pages=1000)
     assert summary_line(p, 12.0, 10.0) == (
-        "300/1000 pages  12.0/s now  10.0/s avg  175 queued  4 failed  250 items  5 in flight  "
-        "elapsed 30s  ETA 58s"
+        "300 pages (310/1000 fetched)  12.0/s now  10.0/s avg  175 queued  4 failed  250 items  "
+        "5 in flight  elapsed 30s  ETA 57s"
     )
     assert eta(p, 0.0) is None
     assert eta(progress(), 10.0) is None  # no max_pages, no ETA

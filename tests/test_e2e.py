@@ -141,7 +141,12 @@ async def test_robots_unavailable_hosts_are_not_crawled_and_missing_robots_allow
 ) -> None:
     graph.robots[graph.hosts[0]] = (503, "")
     settings = Settings(
-        concurrency=8, obey_robots=True, max_retries=1, retry_backoff=0.0, breaker_cooldown=0.05
+        concurrency=8,
+        obey_robots=True,
+        max_retries=1,
+        retry_backoff=0.0,
+        breaker_cooldown=0.01,
+        breaker_cooldown_max=0.02,
     )
     await Crawler(spider_for(graph), settings, store_path=store_path).run()
     assert graph.hosts[0] not in graph.times  # robots 503: not one page fetched
@@ -150,7 +155,7 @@ async def test_robots_unavailable_hosts_are_not_crawled_and_missing_robots_allow
     errors = rows(
         store_path, "SELECT DISTINCT error FROM requests WHERE host = ?", (graph.hosts[0],)
     )
-    assert set(errors) <= {("robots_unavailable",), ("host_unavailable",)}
+    assert set(errors) == {("robots_unavailable",)}  # it answers: never given up
 
 
 async def test_crawl_delay_spaces_requests_at_the_server(store_path: Path) -> None:
@@ -203,3 +208,35 @@ async def test_per_host_page_budget_holds_across_resumes(
         spider_for(graph), settings.merge({"max_pages_per_host": 12}), store_path=store_path
     ).run()
     assert more.pages == 8
+
+
+async def test_the_page_budget_counts_only_requests_that_went_out(store_path: Path) -> None:
+    graph = GraphSite(hosts=2, pages=200, links=8)
+    await graph.start()
+    try:
+        await _budget_scenario(graph, store_path)
+    finally:
+        await graph.stop()
+
+
+async def _budget_scenario(graph: GraphSite, store_path: Path) -> None:
+    spider = GraphSpider()
+    spider.start_urls = [graph.url(0, n) for n in range(0, graph.pages, 10)]
+    spider.allowed_domains = []  # any host: links to the other (unnamed, local) host are blocked
+    graph.robots[graph.hosts[0]] = (200, "User-agent: *\nDisallow: /p/*5$\n")  # 5, 15, 25...
+    settings = Settings(concurrency=8, max_pages=50)
+    stats = await Crawler(spider, settings, store_path=store_path).run()
+    assert stats.ended == "max_pages"
+    assert sum(graph.hits.values()) == 50  # at the server: exactly the budget
+    refused = dict(
+        rows(store_path, "SELECT error, COUNT(*) FROM requests WHERE state = 3 GROUP BY error")
+    )
+    assert refused["blocked_address"] > 0
+    assert refused["robots_disallowed"] > 0
+    fetched = rows(store_path, "SELECT COUNT(*) FROM requests WHERE latency IS NOT NULL")
+    assert fetched == [(50,)]
+
+    # a resume counts what went out before, not what was refused
+    more = await Crawler(spider, settings.merge({"max_pages": 60}), store_path=store_path).run()
+    assert more.ended == "max_pages"
+    assert sum(graph.hits.values()) == 60

@@ -405,3 +405,78 @@ async def test_a_full_disk_stops_the_crawl_cleanly_and_the_store_resumes(
     stats = await crawl(Big(), handler, store_path, max_pages=done + 20)
     assert stats.ended == "max_pages"
     assert rows(store_path, "SELECT COUNT(*) FROM items") == [(done + 20,)]
+
+
+class Spelled(Spider):
+    """Links to 127.0.0.2 and 127.0.0.3 in the spellings browsers accept, and to hosts they
+    reject as IPv4 addresses."""
+
+    name = "spelled"
+    start_urls = ["http://127.0.0.2/"]
+    allowed_domains: list[str] = []  # any host
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+        if response.url == "http://127.0.0.2/":
+            for host in ("2130706434", "0x7f000002", "0177.0.0.2", "127.2", "127.0.0.2."):
+                yield Request(f"http://{host}/same")
+            for host in ("0x7f000003", "2130706435"):
+                yield Request(f"http://{host}/other")
+            yield Request("http://0177.0.0.256/bad")
+            yield Request("http://127.0.0.2.5/bad")
+
+
+async def test_ipv4_hosts_in_any_spelling_are_one_host_and_invalid_ones_are_recorded(
+    store_path: Path,
+) -> None:
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return html("")
+
+    await crawl(Spelled(), handler, store_path, allow_private_networks=True)
+    assert sorted(fetched) == [
+        "http://127.0.0.2/",
+        "http://127.0.0.2/same",
+        "http://127.0.0.3/other",
+    ]
+    invalid = rows(
+        store_path, "SELECT url, host, message FROM requests WHERE error = 'invalid_url'"
+    )
+    assert {(str(u), str(h)) for u, h, _ in invalid} == {
+        ("http://0177.0.0.256/bad", "0177.0.0.256"),
+        ("http://127.0.0.2.5/bad", "127.0.0.2.5"),
+    }
+    assert all("invalid IPv4 address" in str(m) for *_, m in invalid)
+
+
+async def test_hosts_the_spider_names_may_be_private_and_no_others(store_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return html("")
+
+    await crawl(Spelled(), handler, store_path)  # only the start host is named
+    blocked = rows(store_path, "SELECT url, message FROM requests WHERE error = 'blocked_address'")
+    assert [str(u) for u, _ in blocked] == ["http://127.0.0.3/other"]
+    assert "allow_private_networks=true" in str(blocked[0][1])
+
+    named = Spelled()
+    named.allowed_domains = ["127.0.0.2", "0x7f000003"]  # 127.0.0.3, in another spelling
+    await crawl(named, handler, store_path.with_name("named.db"))
+    done = rows(store_path.with_name("named.db"), "SELECT url FROM requests WHERE state = 2")
+    assert {str(u) for (u,) in done} == {
+        "http://127.0.0.2/",
+        "http://127.0.0.2/same",
+        "http://127.0.0.3/other",
+    }
+
+
+async def test_bad_allowed_domains_are_config_errors(store_path: Path) -> None:
+    bad = Spelled()
+    bad.allowed_domains = ["1.2.3.256"]
+    with pytest.raises(ConfigError, match=r"allowed_domains: invalid IPv4 address '1\.2\.3\.256'"):
+        await crawl(bad, lambda r: html(""), store_path)
+    start = Spelled()
+    start.start_urls = ["http://0x7g.1/"]
+    with pytest.raises(ConfigError, match=r"start URL 'http://0x7g.1/': invalid IPv4 address"):
+        await crawl(start, lambda r: html(""), store_path)

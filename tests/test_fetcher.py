@@ -74,10 +74,10 @@ async def test_redirects_are_followed_and_checked_against_scope() -> None:
 
     in_scope = lambda url: url.startswith("http://a.com/")  # noqa: E731
     async with fetcher(handler) as f:
-        page = await f.fetch("http://a.com/a", allow=in_scope)
+        page = await f.fetch("http://a.com/a", redirect=lambda url: url if in_scope(url) else None)
         assert (page.url, page.redirects) == ("http://a.com/c", 2)
         with pytest.raises(RedirectOutOfScope, match=r"evil\.com"):
-            await f.fetch("http://a.com/out", allow=in_scope)
+            await f.fetch("http://a.com/out", redirect=lambda url: url if in_scope(url) else None)
 
 
 async def test_redirect_loops_and_long_chains_fail() -> None:

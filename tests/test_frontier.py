@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from crawler.frontier import Frontier
+from crawler.politeness import Circuit, Health
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
+from tests.helpers import ManualClock
 
 
 def req(host: str, n: int) -> NewRequest:
@@ -28,7 +30,7 @@ async def started(store: SQLiteStore, **kwargs: object) -> Frontier:
 async def done(
     frontier: Frontier, store: SQLiteStore, request: StoredRequest, **kw: object
 ) -> None:
-    outcome = Outcome(request, State.DONE, 1, **kw)  # type: ignore[arg-type]
+    outcome = Outcome(request, State.DONE, 1, **{"latency": 0.01, **kw})  # type: ignore[arg-type]
     frontier.release(request.host)
     await store.commit([outcome])
     frontier.settle([outcome])
@@ -79,9 +81,9 @@ async def test_links_committed_later_are_found(store: SQLiteStore) -> None:
 
 
 async def test_retry_waits_for_its_not_before_time(store: SQLiteStore) -> None:
-    clock = [100.0]
+    clock = ManualClock(100.0)
     await store.add([req("a.com", 0)])
-    frontier = await started(store, clock=lambda: clock[0])
+    frontier = await started(store, clock=clock)
     first = await frontier.next()
     assert first is not None
     retry = Outcome(first, State.QUEUED, 1, not_before=100.05)
@@ -91,7 +93,7 @@ async def test_retry_waits_for_its_not_before_time(store: SQLiteStore) -> None:
     pending = asyncio.create_task(frontier.next())
     await asyncio.sleep(0.01)
     assert not pending.done()
-    clock[0] = 100.06  # the frontier's next timed wake-up sees the new time
+    clock.t = 100.06  # the frontier's next timed wake-up sees the new time
     again = await asyncio.wait_for(pending, 5)
     assert again is not None
     assert again.attempts == 1
@@ -115,9 +117,9 @@ async def test_page_budget_and_stop(store: SQLiteStore) -> None:
 
 
 async def test_retry_after_holds_the_whole_host_but_not_others(store: SQLiteStore) -> None:
-    clock = [1000.0]
+    clock = ManualClock(1000.0)
     await store.add([req("a.com", n) for n in range(3)] + [req("b.com", 0)])
-    frontier = await started(store, clock=lambda: clock[0])
+    frontier = await started(store, clock=clock)
     first = await frontier.next()
     assert first is not None
     frontier.release(first.host, None, 1000.0 + 3600)  # a 429 with Retry-After: 3600
@@ -134,11 +136,13 @@ async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> Non
     from crawler.politeness import Breaker
 
     await store.add([req("dead.com", n) for n in range(5)])
-    frontier = await started(store, breaker=lambda: Breaker(threshold=1, cooldown=0.0, max_opens=1))
+    frontier = await started(
+        store, breaker=lambda: Breaker(threshold=1, cooldown=0.0, max_outage=0.0)
+    )
     first = await frontier.next()
     assert first is not None
-    frontier.release(first.host, False, None)  # one failure opens it, for good
-    assert frontier.host_state("dead.com") == "dead"
+    frontier.release(first.host, Health.UNANSWERED, None)  # no answer, and no patience
+    assert frontier.host_state("dead.com") is Circuit.GIVEN_UP
     outcome = Outcome(first, State.FAILED, 1, error="connect")
     await store.commit([outcome])
     frontier.settle([outcome])
@@ -153,7 +157,7 @@ async def test_host_politeness_state_survives_a_restart(
 ) -> None:
     from crawler.politeness import Breaker
 
-    clock = [1000.0]
+    clock = ManualClock(1000.0)
     await store.add(
         [req("slow.com", n) for n in range(2)]
         + [req("dead.com", n) for n in range(3)]
@@ -161,15 +165,15 @@ async def test_host_politeness_state_survives_a_restart(
     )
     frontier = await started(
         store,
-        clock=lambda: clock[0],
+        clock=clock,
         per_host_concurrency=1,
-        breaker=lambda: Breaker(threshold=1, cooldown=60, max_opens=2),
+        breaker=lambda: Breaker(threshold=1, cooldown=60),
     )
     taken = {r.host: r for r in [await frontier.next() for _ in range(3)] if r}
     assert set(taken) == {"slow.com", "dead.com", "ok.com"}
     frontier.release("slow.com", None, 1000.0 + 3600)  # Retry-After: one hour
-    frontier.release("dead.com", False, None)  # the circuit opens
-    frontier.release("ok.com", True, None)
+    frontier.release("dead.com", Health.UNANSWERED, None)  # the circuit opens
+    frontier.release("ok.com", Health.OK, None)
     changed = frontier.take_changed_hosts()
     assert {h.host for h in changed} == {"slow.com", "dead.com"}
     outcomes = [Outcome(r, State.QUEUED, 1, not_before=0.0) for r in taken.values()]
@@ -180,8 +184,8 @@ async def test_host_politeness_state_survives_a_restart(
     # a new run: the hour-long wait and the open circuit are still there
     restarted = await started(
         store,
-        clock=lambda: clock[0],
-        breaker=lambda: Breaker(threshold=1, cooldown=60, max_opens=2),
+        clock=clock,
+        breaker=lambda: Breaker(threshold=1, cooldown=60),
     )
     first = await restarted.next()
     assert first is not None

@@ -128,6 +128,7 @@ async def test_random_leases_commits_and_crashes_never_lose_or_duplicate(
                         request.attempts + 1,
                         links=links,
                         items=items if state is State.DONE else [],
+                        latency=rnd.choice([None, 0.1]),  # None: no request went out
                     )
                 )
             if op == "commit":
@@ -181,7 +182,8 @@ async def test_random_leases_commits_and_crashes_never_lose_or_duplicate(
             path,
             "SELECT host, SUM(state = 0), SUM(state = 1), SUM(state = 2), SUM(state = 3),"
             " (SELECT COUNT(*) FROM items JOIN requests r ON r.id = items.request_id"
-            "  WHERE r.host = q.host) FROM requests q GROUP BY host ORDER BY host",
+            "  WHERE r.host = q.host), SUM(state >= 2 AND latency IS NOT NULL)"
+            " FROM requests q GROUP BY host ORDER BY host",
         )
         kept = rows(path, "SELECT * FROM host_counts ORDER BY host")
         assert kept == recount

@@ -136,9 +136,9 @@ async def test_a_version_3_store_gets_its_totals_counted_once(store_path: Path) 
         drop_counters(db)
         db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     async with await SQLiteStore.open(store_path, "s") as store:
-        assert await store.counts() == Counts(queued=2, done=1, items=1)
+        assert await store.counts() == Counts(queued=2, done=1, items=1, fetched=1)
         assert await store.hosts_with_work() == ["a.com"]
-        assert await store.host_counts() == {"b.com": 1}
+        assert await store.fetched_per_host() == {"b.com": 1}
         assert await store.callbacks_pending(known=lambda name: name == "parse") == {"detail"}
         assert await store.callbacks_pending(known=lambda name: True) == set()
         await store.add([req("/3")])  # and the triggers keep them from now on
@@ -159,3 +159,33 @@ async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
         assert await store.host_states() == []
     version = rows(store_path, "SELECT value FROM meta WHERE key = 'schema_version'")
     assert version == [(str(SCHEMA_VERSION),)]
+
+
+async def test_a_version_5_store_counts_its_fetched_pages_once(store_path: Path) -> None:
+    from crawler.store import _COUNTERS_V4
+
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req(f"/{n}") for n in range(5)])
+        await store.add([NewRequest("http://a.com/t", "a.com", error="trap", message="long")])
+        leased = await store.lease("a.com", 5, now=1.0)
+        outcomes = [
+            Outcome(leased[0], State.DONE, 1, status=200, latency=0.1),
+            Outcome(leased[1], State.FAILED, 3, status=500, error="http_status", latency=0.1),
+            Outcome(leased[2], State.FAILED, 1, error="robots_disallowed"),
+            Outcome(leased[3], State.FAILED, 1, error="blocked_address"),
+        ]
+        await store.commit(outcomes)
+        assert (await store.counts()).fetched == 2
+    with sqlite3.connect(store_path) as db:  # as schema 5 kept it: no count of fetched pages
+        for trigger in ("count_inserted", "count_moved", "count_deleted"):
+            db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("ALTER TABLE host_counts DROP COLUMN fetched")
+        for statement in _COUNTERS_V4[2:5]:
+            db.execute(statement)
+        db.execute("UPDATE requests SET latency = NULL")  # schema 4 stores kept none
+        db.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    async with await SQLiteStore.open(store_path, "s") as store:
+        assert await store.fetched_per_host() == {"a.com": 2}  # not the trap, robots, blocked
+        (last,) = await store.lease("a.com", 1, now=1.0)
+        await store.commit([Outcome(last, State.DONE, 1, status=200, latency=0.1)])
+        assert (await store.counts()).fetched == 3  # the triggers count from now on
