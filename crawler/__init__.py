@@ -1,5 +1,6 @@
 """crawler: an asyncio-native web crawler framework. This module is the one public front door."""
 
+from .clock import Clock
 from .engine import Crawler, CrawlStats
 from .errors import (
     ConfigError,
@@ -9,6 +10,7 @@ from .errors import (
     FetchError,
     FetchTimeout,
     HTTPStatusError,
+    InvalidURL,
     RedirectOutOfScope,
     ResponseTooLarge,
     SpiderError,
@@ -22,6 +24,7 @@ from .spider import Spider
 __version__ = "0.1.0"
 
 __all__ = [
+    "Clock",
     "ConfigError",
     "ContentDecodingError",
     "CrawlStats",
@@ -31,6 +34,7 @@ __all__ = [
     "FetchError",
     "FetchTimeout",
     "HTTPStatusError",
+    "InvalidURL",
     "RedirectOutOfScope",
     "Request",
     "Response",

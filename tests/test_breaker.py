@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from crawler import Crawler, Request, Response, Settings, Spider
-from crawler.clock import Clock
+from crawler import Clock, Crawler, Request, Response, Settings, Spider
 from tests.conftest import rows
 from tests.sites import OverloadSite
 
