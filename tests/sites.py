@@ -11,9 +11,33 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aiohttp import web
+
+
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    hosts: Iterable[str],
+    runners: list[web.AppRunner],
+    **options: Any,
+) -> dict[str, int]:
+    """Serve `handler` for every GET on a free port of each host (runners are appended to
+    `runners`, for the caller to clean up); returns each host's port."""
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    ports = {}
+    for name in hosts:
+        runner = web.AppRunner(app, access_log=None, **options)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, name, 0)
+        await site.start()
+        assert site._server is not None
+        assert site._server.sockets
+        ports[name] = site._server.sockets[0].getsockname()[1]
+    return ports
 
 
 class GraphSite:
@@ -98,18 +122,7 @@ class GraphSite:
             self.in_flight[name] -= 1
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        for name in self.hosts:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, name, 0)
-            await site.start()
-            self._runners.append(runner)
-            server = site._server
-            assert server is not None
-            assert server.sockets
-            self.ports[name] = server.sockets[0].getsockname()[1]
+        self.ports = await serve(self._handle, self.hosts, self._runners)
 
     async def stop(self) -> None:
         for runner in self._runners:
@@ -218,18 +231,9 @@ class FaultSite:
         return web.Response(status=404)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
         await self.unreachable.start()
-        for name in (self.faults, self.broken):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-            await runner.setup()
-            site = web.TCPSite(runner, name, 0)
-            await site.start()
-            self._runners.append(runner)
-            assert site._server is not None
-            assert site._server.sockets
-            self.ports[name] = site._server.sockets[0].getsockname()[1]
+        hosts = (self.faults, self.broken)
+        self.ports = await serve(self._handle, hosts, self._runners, shutdown_timeout=1)
 
     async def stop(self) -> None:
         self._release.set()
@@ -326,17 +330,7 @@ class OverloadSite:
 
     async def start(self) -> None:
         await self.silent.start()
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        for name in (self.live, self.struggling_host):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, name, 0)
-            await site.start()
-            self._runners.append(runner)
-            assert site._server is not None
-            assert site._server.sockets
-            self.ports[name] = site._server.sockets[0].getsockname()[1]
+        self.ports = await serve(self._handle, (self.live, self.struggling_host), self._runners)
 
     async def stop(self) -> None:
         for runner in self._runners:
