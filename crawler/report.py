@@ -64,6 +64,7 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             "done": c.done,
             "failed": c.failed,
             "items": c.items,
+            "fetched": c.fetched,  # done or failed after a request went out: what max_pages counts
             "bytes": summary.bytes,
         },
         "first_page_at": summary.first,
@@ -112,7 +113,8 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
         f"crawl {'running' if running else 'not running'}; pages from {_when(summary.first)} "
         f"to {_when(summary.last)}" + (f" ({rate:.1f} pages/s)" if rate else ""),
         f"done {t['done']}  failed {t['failed']}  queued {t['queued']}  "
-        f"in flight {t['in_flight']}  items {t['items']}  {_size(t['bytes'])} fetched",
+        f"in flight {t['in_flight']}  items {t['items']}  "
+        f"{t['fetched']} pages fetched ({_size(t['bytes'])})",
     ]
     if summary.statuses:
         lines.append("status codes: " + "  ".join(f"{k}: {v}" for k, v in summary.statuses.items()))
