@@ -46,7 +46,8 @@ class Settings:
     breaker_threshold: int = 5
     #: Seconds a host's circuit first stays open before a probe; doubles at each reopening.
     breaker_cooldown: float = 30.0
-    #: Longest a host's circuit stays open before the next probe, in seconds.
+    #: Longest a host's circuit stays open before the next probe, in seconds (never shorter
+    #: than `breaker_cooldown`).
     breaker_cooldown_max: float = 60.0
     #: Seconds a host may give no HTTP answer at all (connection refused, DNS failure,
     #: timeouts) before it is given up: its remaining URLs fail as "host_unavailable". A host
