@@ -17,7 +17,7 @@ from .errors import (
     StoreError,
     TooManyRedirects,
 )
-from .models import Request, Response
+from .models import Failure, FormRequest, JsonRequest, Request, Response
 from .settings import Settings
 from .spider import Spider
 
@@ -30,11 +30,14 @@ __all__ = [
     "CrawlStats",
     "Crawler",
     "CrawlerError",
+    "Failure",
     "FetchConnectError",
     "FetchError",
     "FetchTimeout",
+    "FormRequest",
     "HTTPStatusError",
     "InvalidURL",
+    "JsonRequest",
     "RedirectOutOfScope",
     "Request",
     "Response",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urljoin
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -13,44 +15,298 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from . import parser
 from .urls import clean_href
 
+if TYPE_CHECKING:
+    from parsel import Selector, SelectorList
+
 #: A spider callback: a bound method taking a Response and yielding items and Requests.
 Callback = Callable[["Response"], Any]
+#: A spider errback: a bound method taking the failed Request and its Failure, yielding items
+#: and Requests like a callback.
+Errback = Callable[["Request", "Failure"], Any]
+
+_UNSET: Any = object()
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP method or header name
 
 
-@dataclass(slots=True)  # not frozen: that made each Request 3x slower to build (~4% of a crawl)
+@dataclass(slots=True, init=False)  # not frozen: that made each Request 3x slower to build
 class Request:
-    """A URL to crawl and the spider method that parses it.
+    """A request to make and the spider method that parses its response.
 
     `callback` defaults to the spider's `parse`; it must be a method of the spider, since it is
-    stored by name so that a resumed crawl finds it again. `priority`: higher is fetched sooner
-    among the URLs of one host. `meta` is stored with the request (it must be JSON-serializable)
-    and comes back as `response.request.meta`. Non-HTML responses reach the callback only when
-    `any_content_type` is true. `depth` is set by the crawler (start URLs are 0).
+    stored by name so that a resumed crawl finds it again (so is `errback`). `priority`: higher
+    is fetched sooner among the requests of one host. `meta` is stored with the request (it
+    must be JSON-serializable) and comes back as `response.request.meta`.
+
+    - `method`: any HTTP method; `headers` are merged over the crawl's defaults; `body` is
+      bytes, or a str sent as UTF-8.
+    - `cookies` are sent with this request and kept in its session's cookie jar; `session`
+      names the jar (None: the spider's default jar). Jars are kept in the store.
+    - `dont_filter`: fetched even when an identical request (method, URL, body) was seen.
+    - `errback(request, failure)`: called when the request finally fails (see Failure).
+    - `allow_status`: statuses >= 400 handed to the callback instead of failing the request.
+    - `any_content_type`: non-HTML responses reach the callback too (JSON ones do anyway when
+      the request's Accept header asks for JSON).
+    - `proxy`: "http://user:pass@host:port" to send this request through.
+    - `depth` is set by the crawler (start requests are 0).
+
+    Bad values are a TypeError or ValueError when the Request is built.
     """
 
     url: str
-    callback: Callback | None = None
-    priority: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
-    any_content_type: bool = field(default=False, kw_only=True)
-    depth: int = field(default=0, kw_only=True)
+    callback: Callback | None
+    priority: int
+    meta: dict[str, Any]
+    method: str
+    headers: dict[str, str] | None
+    body: bytes | None
+    cookies: dict[str, str] | None
+    session: str | None
+    dont_filter: bool
+    errback: Errback | None
+    allow_status: tuple[int, ...]
+    any_content_type: bool
+    proxy: str | None
+    depth: int
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.url, str):
-            raise TypeError(f"Request url must be a str, got {type(self.url).__name__}")
-        if self.meta is None:
-            self.meta = {}
+    def __init__(
+        self,
+        url: str,
+        callback: Callback | None = None,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        session: str | None = None,
+        dont_filter: bool = False,
+        errback: Errback | None = None,
+        allow_status: Iterable[int] = (),
+        any_content_type: bool = False,
+        proxy: str | None = None,
+        depth: int = 0,
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"Request url must be a str, got {type(url).__name__}")
+        # written out by hand: checks cost nothing for a plain GET, the common case
+        self.url = url
+        self.callback = callback
+        self.priority = priority
+        self.meta = {} if meta is None else meta
+        self.method = method if method == "GET" else _method(method)
+        self.headers = None if headers is None else _headers(headers)
+        self.body = None if body is None else _body(body)
+        self.cookies = None if cookies is None else _str_pairs(cookies, "cookies")
+        self.session = None if session is None else _session(session)
+        self.dont_filter = dont_filter
+        self.errback = errback
+        self.allow_status = _statuses(allow_status) if allow_status else ()
+        self.any_content_type = any_content_type
+        self.proxy = None if proxy is None else _proxy(proxy)
+        self.depth = depth
 
     @property
     def callback_name(self) -> str:
         """The name the callback is stored under ("parse" when none was given)."""
         return self.callback.__name__ if self.callback is not None else "parse"
 
+    @property
+    def errback_name(self) -> str | None:
+        """The name the errback is stored under, if there is one."""
+        return self.errback.__name__ if self.errback is not None else None
+
+    def header(self, name: str) -> str | None:
+        """The value of one of this request's own headers (case-insensitive), or None."""
+        if self.headers:
+            lowered = name.lower()
+            for key, value in self.headers.items():
+                if key.lower() == lowered:
+                    return value
+        return None
+
+
+def _method(method: Any) -> str:
+    if not isinstance(method, str) or not _TOKEN.match(method):
+        raise ValueError(f"Request method must be an HTTP method, got {method!r}")
+    return method.upper()
+
+
+def _body(body: Any) -> bytes:
+    if isinstance(body, str):
+        return body.encode()
+    if not isinstance(body, bytes):
+        raise TypeError(f"Request body must be bytes or str, got {type(body).__name__}")
+    return body
+
+
+def _headers(headers: Any) -> dict[str, str]:
+    checked = _str_pairs(headers, "headers")
+    for name, value in checked.items():
+        if not _TOKEN.match(name) or "\r" in value or "\n" in value:
+            raise ValueError(f"Request header {name!r}: {value!r} is not a valid header")
+    return checked
+
+
+def _session(session: Any) -> str:
+    if not isinstance(session, str) or not session:
+        raise ValueError(f"Request session must be a non-empty str, got {session!r}")
+    return session
+
+
+def _proxy(proxy: Any) -> str:
+    if not isinstance(proxy, str) or not proxy.startswith(("http://", "https://")):
+        raise ValueError(f"Request proxy must be an http:// or https:// URL: {proxy!r}")
+    return proxy
+
+
+def _str_pairs(pairs: Any, what: str) -> dict[str, str]:
+    if not isinstance(pairs, Mapping):
+        raise TypeError(f"Request {what} must be a dict of str to str, got {type(pairs).__name__}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+        raise TypeError(f"Request {what} must map str to str: {dict(pairs)!r}")
+    return dict(pairs)
+
+
+def _statuses(statuses: Any) -> tuple[int, ...]:
+    if isinstance(statuses, int) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses
+    ):
+        raise ValueError(f"allow_status must list HTTP statuses, got {statuses!r}")
+    return tuple(sorted(set(statuses)))
+
+
+#: The Accept header of a JsonRequest (as Scrapy sends it).
+JSON_ACCEPT = "application/json, text/javascript, */*; q=0.01"
+
+
+class JsonRequest(Request):
+    """A request to a JSON API: `data`, when given, is sent as a JSON body (and the method is
+    POST unless another is given), with JSON Content-Type and Accept headers. The JSON response
+    reaches the callback (`response.json()`)."""
+
+    __slots__ = ()
+
+    def __init__(self, url: str, data: Any = None, **kwargs: Any) -> None:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if data is not None:
+            if kwargs.get("body") is not None:
+                raise ValueError("JsonRequest takes `data` or `body`, not both")
+            try:
+                kwargs["body"] = json.dumps(data, ensure_ascii=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"JsonRequest data is not JSON-serializable: {exc}") from None
+            kwargs.setdefault("method", "POST")
+            _set_default(headers, "Content-Type", "application/json")
+        _set_default(headers, "Accept", JSON_ACCEPT)
+        super().__init__(url, headers=headers, **kwargs)
+
+
+class FormRequest(Request):
+    """A form submission: `formdata` (a dict, values str or lists of str, or (name, value)
+    pairs) is sent urlencoded, as the body of a POST (the default) or as the query string of
+    a GET. `FormRequest.from_response(response, ...)` submits a form found on a page."""
+
+    __slots__ = ()
+
+    def __init__(self, url: str, formdata: Any = None, **kwargs: Any) -> None:
+        headers = dict(kwargs.pop("headers", None) or {})
+        kwargs.setdefault("method", "POST")
+        if formdata is not None:
+            if kwargs.get("body") is not None:
+                raise ValueError("FormRequest takes `formdata` or `body`, not both")
+            encoded = urlencode(_form_pairs(formdata))
+            if str(kwargs["method"]).upper() == "GET":
+                url = urlunsplit(urlsplit(url)._replace(query=encoded))
+            else:
+                kwargs["body"] = encoded.encode()
+                _set_default(headers, "Content-Type", "application/x-www-form-urlencoded")
+        super().__init__(url, headers=headers or None, **kwargs)
+
+    @classmethod
+    def from_response(
+        cls,
+        response: Response,
+        formdata: Any = None,
+        formcss: str | None = None,
+        formid: str | None = None,
+        formname: str | None = None,
+        formnumber: int = 0,
+        clickdata: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> FormRequest:
+        """Submit a form of `response`, as a browser would: its hidden inputs (CSRF tokens) and
+        default values, its `action` and `method`, with `formdata` overriding fields by name
+        (None as a value removes one). The form is the first matching `formcss`, `formid` or
+        `formname`, else number `formnumber`; a ValueError lists the page's forms when there
+        is no such form. The first submit button is clicked (sent with its name and value),
+        or the one whose attributes match `clickdata`."""
+        from .forms import find_form, form_fields
+
+        form = find_form(response.tree, css=formcss, id=formid, name=formname, number=formnumber)
+        fields = form_fields(form, clickdata=clickdata)
+        names = set()
+        if formdata is not None:
+            overrides = _form_pairs(formdata, keep_none=True)
+            names = {name for name, _ in overrides}
+            fields = [(n, v) for n, v in fields if n not in names]
+            fields += [(n, v) for n, v in overrides if v is not None]
+        action = form.attributes.get("action") or ""
+        url = response.urljoin(action.strip()) if action.strip() else response.url
+        method = (form.attributes.get("method") or "GET").strip().upper()
+        kwargs.setdefault("method", "POST" if method == "POST" else "GET")
+        return cls(url.split("#", 1)[0], formdata=fields, **kwargs)
+
+
+def _set_default(headers: dict[str, str], name: str, value: str) -> None:
+    if not any(key.lower() == name.lower() for key in headers):
+        headers[name] = value
+
+
+def _form_pairs(formdata: Any, *, keep_none: bool = False) -> list[tuple[str, Any]]:
+    """(name, value) pairs from a dict (values str, or lists of str) or an iterable of pairs."""
+    items = formdata.items() if isinstance(formdata, Mapping) else formdata
+    pairs: list[tuple[str, Any]] = []
+    for name, value in items:
+        values = value if isinstance(value, list | tuple) else [value]
+        for one in values:
+            if one is None and keep_none:
+                pairs.append((str(name), None))
+            elif not isinstance(one, str | int | float) or isinstance(one, bool):
+                raise TypeError(f"form field {name!r}: values must be str, got {one!r}")
+            else:
+                pairs.append((str(name), str(one)))
+    return pairs
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a request finally failed, for its errback: the error `kind` (as recorded: "timeout",
+    "http_status", ...), a `message`, the HTTP `status` when there was one, and the `response`
+    when the server sent one (an error status: its body is there)."""
+
+    request: Request
+    kind: str
+    message: str
+    status: int | None = None
+    response: Response | None = None
+
 
 class Response:
     """A fetched page. `url` is the final URL after redirects; `headers` are case-insensitive."""
 
-    __slots__ = ("_text", "_tree", "body", "headers", "nofollow", "request", "status", "url")
+    __slots__ = (
+        "_json",
+        "_selector",
+        "_text",
+        "_tree",
+        "body",
+        "headers",
+        "nofollow",
+        "request",
+        "status",
+        "url",
+    )
 
     def __init__(
         self, *, url: str, status: int, headers: httpx.Headers, body: bytes, request: Request
@@ -64,6 +320,8 @@ class Response:
         self.nofollow = True
         self._text: str | None = None
         self._tree: LexborHTMLParser | None = None
+        self._json: Any = _UNSET
+        self._selector: Selector | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -86,6 +344,30 @@ class Response:
         if self._tree is None:
             self._tree = parser.parse_html(self.text)
         return self._tree
+
+    def json(self) -> Any:
+        """The body parsed as JSON (UTF-8, -16 or -32, as RFC 8259 allows); a ValueError when
+        it is not JSON."""
+        if self._json is _UNSET:
+            try:
+                self._json = json.loads(self.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{self.url} is not JSON: {exc}") from None
+        return self._json
+
+    @property
+    def selector(self) -> Selector:
+        """A parsel Selector over the page (built on first use): XPath, `::text` and
+        `::attr()` CSS, `.re()`, as in Scrapy. `.css()` stays selectolax, the fast path."""
+        if self._selector is None:
+            from parsel import Selector  # 70 ms to import: only for spiders that use it
+
+            self._selector = Selector(text=self.text, base_url=self.url)
+        return self._selector
+
+    def xpath(self, query: str, **variables: Any) -> SelectorList[Selector]:
+        """Every match of an XPath query (`$name` variables from keyword arguments)."""
+        return self.selector.xpath(query, **variables)
 
     def css(self, selector: str) -> list[LexborNode]:
         """Every node matching a CSS selector, in document order."""
@@ -118,19 +400,15 @@ class Response:
         callback: Callback | None = None,
         priority: int = 0,
         meta: dict[str, Any] | None = None,
-        *,
-        any_content_type: bool = False,
+        **kwargs: Any,
     ) -> Request:
-        """A Request for `url` (a string, or a node with an href) resolved against this page."""
+        """A Request for `url` (a string, or a node with an href) resolved against this page;
+        `kwargs` are Request's (method, headers, session...). The session stays this
+        request's unless another is given."""
         if isinstance(url, LexborNode):
             href = url.attributes.get("href")
             if not href:
                 raise ValueError(f"follow() got a <{url.tag}> node without an href")
             url = href
-        return Request(
-            self.urljoin(url),
-            callback=callback,
-            priority=priority,
-            meta=meta or {},
-            any_content_type=any_content_type,
-        )
+        kwargs.setdefault("session", self.request.session)
+        return Request(self.urljoin(url), callback, priority, meta or {}, **kwargs)
