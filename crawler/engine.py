@@ -24,18 +24,20 @@ import httpx
 from . import parser, tls
 from .addresses import AddressGuard, Resolver, system_resolver
 from .clock import Clock
-from .errors import ConfigError, CrawlerError
+from .cookies import Jars
+from .errors import ConfigError, CrawlerError, SpiderError, StoreError
 from .events import EventLog
 from .export import JsonlFollower, check_output, export_items
 from .fetcher import Fetcher
 from .frontier import Frontier
-from .models import Request
-from .pages import PageRunner, new_request
+from .models import Request, http_statuses
+from .pages import PageRunner
 from .politeness import Breaker, Circuit
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
 from .store import NewRequest, Outcome, SQLiteStore, State, Store
+from .stored import to_stored
 from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
 
 log = logging.getLogger("crawler")
@@ -268,6 +270,7 @@ class Crawler:
                     trusted_hosts=self._trusted_hosts(seeds),
                     allow_private=settings.allow_private_networks,
                 ),
+                jars=await self._jars(store),
             )
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = Frontier(
@@ -327,6 +330,7 @@ class Crawler:
                 retry_backoff=settings.retry_backoff,
                 retry_backoff_max=settings.retry_backoff_max,
                 max_retry_after=settings.max_retry_after,
+                allow_status=self._allow_status(),
                 clock=self._clock,
             )
             events = EventLog(self.events) if self.events is not None else None
@@ -379,6 +383,23 @@ class Crawler:
         """The one place that picks the store backend."""
         return await SQLiteStore.open(self.store_path, self.spider.name, fresh=self.fresh)
 
+    def _allow_status(self) -> tuple[int, ...]:
+        """The spider's allow_status (from the command line, its entries are strings)."""
+        try:
+            return http_statuses([int(status) for status in self.spider.allow_status])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"spider {self.spider.name!r}: allow_status must list HTTP statuses, "
+                f"got {self.spider.allow_status!r}"
+            ) from None
+
+    async def _jars(self, store: Store) -> Jars:
+        """The cookie jars as the last committed page left them."""
+        try:
+            return Jars(await store.jars())
+        except ValueError as exc:
+            raise StoreError(f"store {self.store_path}: a session's cookies: {exc}") from None
+
     async def _final_counts(self, store: Store, stats: CrawlStats) -> None:
         counts = await store.counts()
         stats.queued = counts.pending
@@ -420,9 +441,9 @@ class Crawler:
         """The spider's start requests, validated and canonical; they also fix the scope."""
         if type(self.spider).start_requests is not Spider.start_requests:
             await tls.verify_paths_loaded()  # spider code may use aiohttp's SSL contexts
-        produced = self.spider.start_requests()
         requests: list[Request] = []
         try:
+            produced = self.spider.start_requests()
             if isinstance(produced, AsyncIterator) or inspect.isasyncgen(produced):
                 requests = [r async for r in produced]
             else:
@@ -450,7 +471,14 @@ class Crawler:
                     f"spider {self.spider.name!r}: the parse callback is not defined; write "
                     "`async def parse(self, response)` or give start requests a callback"
                 )
-            seeds.append(new_request(self.spider, request, split, depth=0))
+            try:
+                seeds.append(
+                    to_stored(self.spider, request, split, 0, origin=f"start.{len(seeds)}")
+                )
+            except SpiderError as exc:
+                raise ConfigError(
+                    f"spider {self.spider.name!r}: start request: {exc.message}"
+                ) from None
         try:
             self._scope = Scope.of(
                 start_hosts=(seed.host for seed in seeds),

@@ -19,6 +19,8 @@ Only the fetcher imports httpx; it translates httpx errors into FetchError subcl
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CrawlerError(Exception):
     """Root of every error the crawler raises on purpose."""
@@ -84,15 +86,19 @@ class ContentDecodingError(FetchError):
 
 class HTTPStatusError(FetchError):
     """The server answered with a status >= 400. `retry_after` is the Retry-After header of a
-    429 or 503 in seconds from now (None when absent or unparsable)."""
+    429 or 503 in seconds from now (None when absent or unparsable); `response` is the
+    response (a fetcher's Fetched, body read) when it was asked for."""
 
     kind = "http_status"
     TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-    def __init__(self, url: str, status: int, retry_after: float | None = None) -> None:
+    def __init__(
+        self, url: str, status: int, retry_after: float | None = None, response: Any = None
+    ) -> None:
         super().__init__(url, f"HTTP {status}")
         self.status = status
         self.retry_after = retry_after
+        self.response = response
         self.transient = status in self.TRANSIENT_STATUSES
 
 

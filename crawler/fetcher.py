@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 import httpx
 
 from .addresses import AddressGuard, GuardedTransport, pinned_transport
+from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .errors import (
     ContentDecodingError,
@@ -31,25 +33,31 @@ from .errors import (
 )
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Redirects after which a browser sends a GET without a body (303 always, 301 and 302 for a
+#: POST); 307 and 308 repeat the request as it was.
+_TO_GET = {301: frozenset({"POST"}), 302: frozenset({"POST"}), 303: None}
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A final (non-redirect, status < 400) response: `url` is where the redirects ended."""
+    """A final (non-redirect) response: `url` is where the redirects ended, `method` the
+    method of that last request (a redirect may have turned a POST into a GET)."""
 
     url: str
     status: int
     headers: httpx.Headers
     body: bytes
     redirects: int = 0
+    method: str = "GET"
 
 
 class Fetcher:
-    """GET pages over one pooled httpx client. Use as an async context manager.
+    """Requests over one pooled HTTP session. Use as an async context manager.
 
     With a `guard`, every request's host is checked (and its address pinned) before any
-    connection: see addresses.py. `transport` replaces the network (tests).
+    connection: see addresses.py. `transport` replaces the network (tests). `jars` are the
+    crawl's cookie jars, one per session (see cookies.py).
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class Fetcher:
         connect_timeout: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         guard: AddressGuard | None = None,
+        jars: Jars | None = None,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
@@ -87,7 +96,7 @@ class Fetcher:
         self._extensions = {
             "timeout": httpx.Timeout(timeout, connect=connect).as_dict(),
         }
-        self._cookies = httpx.Cookies()
+        self.jars = jars or Jars()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -101,16 +110,32 @@ class Fetcher:
         await self._transport.aclose()
 
     @contextlib.asynccontextmanager
-    async def _get(self, url: str) -> AsyncIterator[httpx.Response]:
-        """One GET, its body not read yet; cookies kept across requests like a browser."""
-        request = httpx.Request("GET", url, headers=self._headers, extensions=self._extensions)
-        if self._cookies.jar:
-            self._cookies.set_cookie_header(request)
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+        session: str,
+    ) -> AsyncIterator[httpx.Response]:
+        """One request, its body not read yet; the session's cookies sent and kept, like a
+        browser's. `headers` go over the crawl's."""
+        merged = self._headers
+        if headers:
+            merged = self._headers.copy()
+            merged.update(headers)
+        request = httpx.Request(
+            method, url, headers=merged, content=body, extensions=self._extensions
+        )
+        jar = self.jars.jar(session)
+        if jar.jar:
+            jar.set_cookie_header(request)
         response = await self._transport.handle_async_request(request)
         response.request = request
         try:
             if "set-cookie" in response.headers:
-                self._cookies.extract_cookies(response)
+                jar.extract_cookies(response)
+                self.jars.changed(session)
             yield response
         finally:
             await response.aclose()
@@ -119,13 +144,25 @@ class Fetcher:
         self,
         url: str,
         *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        cookies: Mapping[str, str] | None = None,
+        session: str = "",
+        allow_status: frozenset[int] | tuple[int, ...] = (),
+        error_body: bool = False,
         redirect: Callable[[str], str | None] | None = None,
         max_size: int | None = None,
         truncate: bool = False,
     ) -> Fetched:
-        """GET `url`, following redirects. `redirect(target)` says where a redirect may go:
-        the URL to fetch for `target` (its canonical form), or None when it is out of scope;
-        it may raise InvalidURL. Without it, redirect targets are fetched as they are.
+        """Send `method` to `url` (GET by default) with `headers` over the crawl's and `body`,
+        in the cookie jar of `session` (`cookies` are added to it for the URL's host first),
+        following redirects as a browser does (a 303, or a
+        301/302 after a POST, becomes a GET without a body). `redirect(target)` says where a
+        redirect may go: the URL to fetch for `target` (its canonical form), or None when it
+        is out of scope; it may raise InvalidURL. Without it, redirect targets are fetched as
+        they are. A status in `allow_status` is returned like a success; with `error_body`,
+        an HTTPStatusError carries the response, its body read.
 
         Raises FetchTimeout (the whole request, redirects included, exceeded the timeout),
         FetchConnectError, ResponseTooLarge (the decoded body is over `max_size`, default the
@@ -136,9 +173,18 @@ class Fetcher:
         `max_size` is cut there instead of failing.
         """
         limit = self._max_size if max_size is None else max_size
+        if cookies:
+            self.jars.set(session, httpx.URL(url).host, cookies)
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._follow(url, redirect, limit, truncate)
+                return await self._follow(
+                    _Exchange(method, url, headers, body, session),
+                    frozenset(allow_status),
+                    error_body,
+                    redirect,
+                    limit,
+                    truncate,
+                )
         except TimeoutError:
             raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
         except httpx.TimeoutException as exc:
@@ -155,12 +201,19 @@ class Fetcher:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
     async def _follow(
-        self, url: str, redirect: Callable[[str], str | None] | None, limit: int, truncate: bool
+        self,
+        exchange: _Exchange,
+        allow_status: frozenset[int],
+        error_body: bool,
+        redirect: Callable[[str], str | None] | None,
+        limit: int,
+        truncate: bool,
     ) -> Fetched:
-        seen = {url}
+        method, url, headers, body, session = exchange
+        seen = {(method, url)}
         for hop in range(self._max_redirects + 1):
             try:
-                async with self._get(url) as response:
+                async with self._send(method, url, headers, body, session) as response:
                     status = response.status_code
                     if status in _REDIRECTS and "location" in response.headers:
                         location = response.headers["location"]
@@ -168,19 +221,48 @@ class Fetcher:
                         allowed = redirect(target) if redirect is not None else target
                         if allowed is None:
                             raise RedirectOutOfScope(url, f"redirected out of scope to {target}")
-                        if allowed in seen:
+                        if status in _TO_GET and method != "HEAD":
+                            methods = _TO_GET[status]
+                            if methods is None or method in methods:
+                                method, body, headers = "GET", None, _without_content(headers)
+                        if (method, allowed) in seen:
                             raise TooManyRedirects(url, f"redirect loop back to {allowed}")
-                        seen.add(allowed)
+                        seen.add((method, allowed))
                         url = allowed
                         continue
-                    if status >= 400:
-                        raise HTTPStatusError(url, status, retry_after(response.headers))
-                    body = await _read_capped(response, url, limit, truncate)
-                    return Fetched(str(response.url), status, response.headers, body, hop)
+                    if status >= 400 and status not in allow_status:
+                        fetched = None
+                        if error_body:
+                            content = await _read_capped(response, url, limit, truncate=True)
+                            fetched = Fetched(
+                                str(response.url), status, response.headers, content, hop, method
+                            )
+                        raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
+                    content = await _read_capped(response, url, limit, truncate)
+                    return Fetched(
+                        str(response.url), status, response.headers, content, hop, method
+                    )
             except FetchError as exc:
                 exc.sent = exc.sent or hop > 0  # refused before a later hop: earlier ones went out
                 raise
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
+
+
+class _Exchange(NamedTuple):
+    """A request as the fetcher sends it (on its first hop)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] | None
+    body: bytes | None
+    session: str
+
+
+def _without_content(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Headers for a request that no longer has a body (a redirect turned it into a GET)."""
+    if not headers:
+        return headers
+    return {k: v for k, v in headers.items() if not k.lower().startswith("content-")}
 
 
 async def _read_capped(

@@ -101,7 +101,7 @@ class Request:
         self.session = None if session is None else _session(session)
         self.dont_filter = dont_filter
         self.errback = errback
-        self.allow_status = _statuses(allow_status) if allow_status else ()
+        self.allow_status = http_statuses(allow_status) if allow_status else ()
         self.any_content_type = any_content_type
         self.proxy = None if proxy is None else _proxy(proxy)
         self.depth = depth
@@ -168,7 +168,8 @@ def _str_pairs(pairs: Any, what: str) -> dict[str, str]:
     return dict(pairs)
 
 
-def _statuses(statuses: Any) -> tuple[int, ...]:
+def http_statuses(statuses: Any) -> tuple[int, ...]:
+    """HTTP statuses, sorted and without duplicates; a ValueError for anything else."""
     if isinstance(statuses, int) or not all(
         isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses
     ):

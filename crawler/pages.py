@@ -30,51 +30,18 @@ from .errors import (
     SpiderError,
 )
 from .fetcher import Fetched, Fetcher
-from .models import Request, Response
+from .models import Failure, Request, Response
 from .politeness import Health
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
 from .store import NewRequest, Outcome, State, StoredRequest
+from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
 
 log = logging.getLogger("crawler")
 
 #: Statuses whose Retry-After header is honoured.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
-
-
-def new_request(
-    spider: Spider,
-    request: Request,
-    split: tuple[str, str],
-    depth: int,
-    error: str | None = None,
-    message: str | None = None,
-) -> NewRequest:
-    """The stored form of a Request whose (canonical URL, host) is `split`; with an `error`,
-    it is recorded as failed (see NewRequest). A callback that is not the spider's own method,
-    or meta that is not JSON, is a SpiderError."""
-    if request.callback is not None and not spider.owns_callback(request.callback):
-        raise SpiderError(
-            request.url,
-            f"callback {request.callback!r} is not a method of the spider "
-            "(callbacks are stored by name so that a resumed crawl finds them)",
-        )
-    try:
-        meta = json.dumps(request.meta) if request.meta else None
-    except (TypeError, ValueError) as exc:
-        raise SpiderError(request.url, f"Request meta is not JSON-serializable: {exc}") from exc
-    return NewRequest(
-        url=split[0],
-        host=split[1],
-        callback=request.callback_name,
-        priority=request.priority,
-        depth=depth,
-        meta=meta,
-        any_content_type=request.any_content_type,
-        error=error,
-        message=message,
-    )
 
 
 class PageRunner:
@@ -101,6 +68,7 @@ class PageRunner:
         retry_backoff: float,
         retry_backoff_max: float,
         max_retry_after: float,
+        allow_status: Iterable[int] = (),
         clock: Clock | None = None,
         known_urls: int = 200_000,
     ) -> None:
@@ -118,6 +86,8 @@ class PageRunner:
         self._retry_backoff = retry_backoff
         self._retry_backoff_max = retry_backoff_max
         self._max_retry_after = max_retry_after
+        #: Statuses >= 400 handed to callbacks for every request (the spider's allow_status).
+        self._allow_status = frozenset(allow_status)
         self._clock = clock or Clock()
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
@@ -140,49 +110,66 @@ class PageRunner:
         return split[0] if self._scope.allows(*split) else None
 
     async def run(self, stored: StoredRequest) -> Outcome:
-        """The outcome of fetching and parsing `stored`."""
+        """The outcome of fetching and parsing `stored` (of its errback, when it finally
+        fails), with the cookie jar its fetch changed."""
+        request = from_stored(self._spider, stored)
+        outcome = await self._run(stored, request)
+        session = request.session or ""
+        jar = self._fetcher.jars.take(session)
+        if jar is not None:
+            outcome.jars = {session: jar}
+        return outcome
+
+    async def _run(self, stored: StoredRequest, request: Request) -> Outcome:
         attempts = stored.attempts + 1
         started: float | None = None
         try:
             if self._robots is not None and not await self._robots.allowed(stored.url):
                 self._release(stored.host, None, None)
-                return Outcome(
+                outcome = Outcome(
                     stored,
                     State.FAILED,
                     attempts,
                     error="robots_disallowed",
                     message="disallowed by robots.txt",
                 )
+                return await self._errback(request, outcome, None)
             started = time.monotonic()
-            fetched = await self._fetcher.fetch(stored.url, redirect=self.redirect_target)
+            allowed = self._allow_status.union(request.allow_status)
+            fetched = await self._fetcher.fetch(
+                stored.url,
+                method=request.method,
+                headers=request.headers,
+                body=request.body,
+                cookies=request.cookies,
+                session=request.session or "",
+                allow_status=allowed,
+                error_body=request.errback is not None,
+                redirect=self.redirect_target,
+            )
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
                 outcome.latency = time.monotonic() - started
             self._release(stored.host, health_of(exc), wait_until)
+            if outcome.state is State.FAILED:
+                response = getattr(exc, "response", None)
+                return await self._errback(request, outcome, self._response(request, response))
             return outcome
         except BaseException:
             self._release(stored.host, None, None)
             raise
         latency = time.monotonic() - started
-        self._release(stored.host, Health.OK, None)
+        self._release(stored.host, _status_health(fetched.status), None)
         log.debug("%d %s", fetched.status, fetched.url)
-        outcome = await self._parsed(stored, attempts, fetched)
+        outcome = await self._parsed(stored, request, attempts, fetched)
         outcome.latency = latency
         outcome.size = len(fetched.body)
         return outcome
 
-    async def _parsed(self, stored: StoredRequest, attempts: int, fetched: Fetched) -> Outcome:
-        """The outcome of a fetched page: the callback's items and links."""
-
-        request = Request(
-            stored.url,
-            callback=self._spider.callback(stored.callback),
-            priority=stored.priority,
-            meta=json.loads(stored.meta) if stored.meta else {},
-            any_content_type=stored.any_content_type,
-            depth=stored.depth,
-        )
+    def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
+        if fetched is None:
+            return None
         response = Response(
             url=fetched.url,
             status=fetched.status,
@@ -191,20 +178,44 @@ class PageRunner:
             request=request,
         )
         response.nofollow = self._obey_nofollow
+        return response
+
+    async def _parsed(
+        self, stored: StoredRequest, request: Request, attempts: int, fetched: Fetched
+    ) -> Outcome:
+        """The outcome of a fetched page: the callback's items and links."""
+        response = self._response(request, fetched)
+        assert response is not None
         final = self._canonicalizer.split(fetched.url) if fetched.redirects else None
+        final_key = None
+        if final is not None:
+            body = request.body if fetched.method == request.method else None
+            final_key = identity(fetched.method, final[0], body, request.session)
         content_type = fetched.headers.get("content-type")
-        if not request.any_content_type and not parser.is_html(content_type):
+        if (
+            not request.any_content_type
+            and not parser.is_html(content_type)
+            and not (parser.is_json(content_type) and _asks_for_json(request))
+        ):
             return Outcome(
                 stored,
                 State.DONE,
                 attempts,
                 status=fetched.status,
                 final_url=final,
+                final_key=final_key,
                 message=f"not parsed: {parser.media_type(content_type)}",
             )
         try:
-            items, links = await self._callback(request, response)
-            if self._obey_nofollow and (items or links):
+            assert request.callback is not None
+            items, links = await self._outputs(
+                request,
+                response.url,
+                request.callback_name,
+                lambda: request.callback(response),  # type: ignore[misc]
+                stored.id,
+            )
+            if self._obey_nofollow and (items or links) and parser.is_html(content_type):
                 directives = response.robots_directives
                 if "noindex" in directives and items:
                     self.dropped_noindex += len(items)
@@ -230,7 +241,32 @@ class PageRunner:
             items=items,
             links=links,
             final_url=final,
+            final_key=final_key,
         )
+
+    async def _errback(
+        self, request: Request, outcome: Outcome, response: Response | None
+    ) -> Outcome:
+        """A request finally failed: its errback (if it has one) may yield items and requests,
+        kept with the failure. An errback that raises keeps nothing (and says so)."""
+        errback = request.errback
+        if errback is None:
+            return outcome
+        failure = Failure(
+            request, outcome.error or "", outcome.message or "", outcome.status, response
+        )
+        try:
+            outcome.items, outcome.links = await self._outputs(
+                request,
+                request.url,
+                request.errback_name or "",
+                lambda: errback(request, failure),
+                outcome.request.id,
+            )
+        except SpiderError as exc:
+            log.error("%s", exc, exc_info=exc.__cause__)
+            outcome.message = f"{outcome.message}; {exc.message}"
+        return outcome
 
     def _failed(
         self, stored: StoredRequest, attempts: int, exc: FetchError
@@ -279,51 +315,58 @@ class PageRunner:
         if len(known) > self._known_max:
             known.popitem(last=False)  # the oldest: FIFO keeps the filter bounded, in O(1)
 
-    async def _callback(
-        self, request: Request, response: Response
+    async def _outputs(
+        self, source: Request, where: str, name: str, produce: Callable[[], Any], parent: int
     ) -> tuple[list[str], list[NewRequest]]:
+        """Run a callback or errback (`produce()` calls it) and collect what it yielded:
+        items as JSON, and new requests (in scope, not seen, not too deep). `source` is the
+        request it handles, `where` the URL named in errors, `parent` its row id."""
         items: list[str] = []
         links: list[NewRequest] = []
         seen: set[str] = set()
-        assert request.callback is not None
         await tls.verify_paths_loaded()  # spider code may use aiohttp's SSL contexts
         try:
-            result = request.callback(response)
+            result = produce()
             if inspect.isasyncgen(result):
                 async for output in result:
-                    self._collect(output, response, items, links, seen)
+                    self._collect(output, source, where, parent, items, links, seen)
             else:
                 if inspect.isawaitable(result):
                     result = await result
                 for output in _iterable(result):
-                    self._collect(output, response, items, links, seen)
+                    self._collect(output, source, where, parent, items, links, seen)
         except SpiderError:
             raise
         except Exception as exc:
-            raise SpiderError(
-                response.url,
-                f"callback {request.callback_name}() raised {type(exc).__name__}: {exc}",
-            ) from exc
+            raise SpiderError(where, f"{name}() raised {type(exc).__name__}: {exc}") from exc
         return items, links
 
     def _collect(
         self,
         output: Any,
-        response: Response,
+        source: Request,
+        where: str,
+        parent: int,
         items: list[str],
         links: list[NewRequest],
         seen: set[str],
     ) -> None:
         if isinstance(output, Request):
+            plain = (
+                output.method == "GET"
+                and output.body is None
+                and output.session is None
+                and not output.dont_filter
+            )
             known = self._known
-            if output.url in known:
+            if plain and output.url in known:
                 return  # queued already (or out of scope) in this run
             split = self._canonicalizer.split(output.url)
             error = message = None
             if split is None:
                 if not urlsplit(output.url).scheme:
                     raise SpiderError(
-                        response.url,
+                        where,
                         f"Request URL {output.url!r} is not absolute: use response.follow()",
                     )
                 invalid = self._canonicalizer.invalid(output.url)
@@ -331,25 +374,29 @@ class PageRunner:
                     return  # another scheme: nothing to crawl
                 url, host, message = invalid
                 split, error = (url, host), InvalidURL.kind  # recorded, never fetched
-            if split[0] in seen:
+            origin = f"{parent}.{len(links)}"
+            identity = split[0] if plain else request_key(output, split[0], origin) or split[0]
+            if identity in seen:
                 return
-            seen.add(split[0])
+            seen.add(identity)
             if not self._scope.allows(*split):
                 self.dropped_offsite += 1
-                self._remember(output.url)
+                if plain:
+                    self._remember(output.url)
                 return
             # a sitemap lists seeds: its entries start at the sitemap's own depth
-            sitemap = response.request.callback_name == "parse_sitemap"
-            depth = response.depth + (0 if sitemap else 1)
+            sitemap = source.callback_name == "parse_sitemap"
+            depth = source.depth + (0 if sitemap else 1)
             if self._max_depth and depth > self._max_depth:
                 self.dropped_depth += 1  # not remembered: a shallower page may add it
                 return
             if error is None and (message := self._traps.reason(split[0])) is not None:
                 error = "trap"
-            links.append(new_request(self._spider, output, split, depth, error, message))
-            self._remember(output.url)
+            links.append(to_stored(self._spider, output, split, depth, error, message, origin))
+            if plain:
+                self._remember(output.url)
         elif output is not None:
-            items.append(_item_json(output, response.url))
+            items.append(_item_json(output, where))
 
 
 def health_of(exc: FetchError) -> Health | None:
@@ -361,10 +408,20 @@ def health_of(exc: FetchError) -> Health | None:
     if not exc.sent:
         return None
     if isinstance(exc, HTTPStatusError):
-        return Health.ERROR if exc.status >= 500 or exc.status == 429 else Health.OK
+        return _status_health(exc.status)
     if isinstance(exc, FetchTimeout | FetchConnectError):
         return Health.UNANSWERED
     return Health.OK
+
+
+def _status_health(status: int) -> Health:
+    """What a response's status says about its host (see health_of)."""
+    return Health.ERROR if status >= 500 or status == 429 else Health.OK
+
+
+def _asks_for_json(request: Request) -> bool:
+    accept = request.header("accept")
+    return accept is not None and "json" in accept
 
 
 def _iterable(result: Any) -> Iterable[Any]:

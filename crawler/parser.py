@@ -53,6 +53,13 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON (application/json, text/json, or a +json
+    type such as application/ld+json)."""
+    kind = media_type(content_type)
+    return kind in ("application/json", "text/json") or kind.endswith("+json")
+
+
 def is_html(content_type: str | None) -> bool:
     """Whether a Content-Type header names HTML or XHTML. A missing header counts as HTML,
     as browsers sniff such bodies as HTML."""

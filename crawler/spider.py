@@ -8,12 +8,12 @@ import inspect
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .models import Callback, Request, Response
+from .models import Callback, Request, Response, http_statuses
 from .settings import parse_value
 from .sitemaps import MAX_SITEMAP_BYTES, SitemapEntry, SitemapError
 from .sitemaps import parse as parse_sitemap_body
@@ -37,6 +37,8 @@ class Spider:
     - `sitemap_urls`: sitemaps, sitemap indexes or robots.txt files (whose `Sitemap:` lines
       are followed; gzip sitemaps too). Their page URLs start the crawl like start URLs, each
       passed through `sitemap_request()`, which filters or routes them.
+    - `allow_status`: HTTP statuses >= 400 handed to callbacks instead of failing the
+      request, for every request (a Request's own `allow_status` adds to it).
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
     - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
       line sets `self.start_urls` (lists split on commas; ints, floats and bools are parsed).
@@ -49,6 +51,7 @@ class Spider:
     scope: str = "same-host"
     allow: Sequence[str] = ()
     deny: Sequence[str] = ()
+    allow_status: Sequence[int] = ()
     custom_settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **arguments: str) -> None:
@@ -127,7 +130,7 @@ class Spider:
             return False
         return True
 
-    def owns_callback(self, callback: Callback) -> bool:
+    def owns_callback(self, callback: Callable[..., Any]) -> bool:
         """Whether `callback` is one of this spider's methods (and so can be stored by name)."""
         return (
             getattr(callback, "__self__", None) is self
@@ -224,5 +227,11 @@ def check_spider_class(cls: type[Spider]) -> None:
                 raise ConfigError(
                     f"spider {cls.name!r}: bad `{attribute}` pattern {pattern!r}: {exc}"
                 ) from None
+    try:
+        http_statuses(cls.allow_status) if cls.allow_status else None
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"spider {cls.name!r}: `allow_status` must list HTTP statuses, got {cls.allow_status!r}"
+        ) from None
     if not isinstance(cls.custom_settings, Mapping):
         raise ConfigError(f"spider {cls.name!r}: `custom_settings` must be a dict")

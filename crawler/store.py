@@ -36,7 +36,7 @@ from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class State(enum.IntEnum):
@@ -48,9 +48,11 @@ class State(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewRequest:
-    """A request to add: `url` canonical, `meta` JSON text or None. A request with an `error`
-    (a trap guard's "trap", or "invalid_url") is recorded as failed with that error and
-    `message`, never fetched."""
+    """A request to add: `url` canonical, `meta` JSON text or None. Its identity (what makes
+    two requests the same) is `key`, or `url` itself when `key` is None (a plain GET). A
+    request with an `error` (a trap guard's "trap", or "invalid_url") is recorded as failed
+    with that error and `message`, never fetched. `method` None is GET; `spec` is the JSON
+    text of the rest (headers, cookies, session, allow_status, proxy), None when empty."""
 
     url: str
     host: str
@@ -61,11 +63,16 @@ class NewRequest:
     any_content_type: bool = False
     error: str | None = None
     message: str | None = None
+    key: str | None = None
+    method: str | None = None
+    body: bytes | None = None
+    errback: str | None = None
+    spec: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRequest:
-    """A leased row, handed to a worker."""
+    """A leased row, handed to a worker (see NewRequest for `method`, `body`, `spec`)."""
 
     id: int
     url: str
@@ -76,6 +83,10 @@ class StoredRequest:
     meta: str | None
     any_content_type: bool
     attempts: int
+    method: str | None = None
+    body: bytes | None = None
+    errback: str | None = None
+    spec: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,9 +95,11 @@ class Outcome:
 
     `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
     `items` are JSON texts; `links` are new requests (ignored when already known);
-    `final_url` is the URL a redirect ended at, marked as visited too. `latency` is None when
+    `final_url` is the URL a redirect ended at, marked as visited too (as the request of
+    identity `final_key`; None: a plain GET). `latency` is None when
     no request went out for the page (robots.txt disallowed it, its address was blocked...):
-    such a page is not `fetched`, and page budgets do not count it.
+    such a page is not `fetched`, and page budgets do not count it. `jars` are the cookie jars
+    the page changed, by session name (their text), kept with the outcome.
     """
 
     request: StoredRequest
@@ -99,8 +112,10 @@ class Outcome:
     items: list[str] = field(default_factory=list)
     links: list[NewRequest] = field(default_factory=list)
     final_url: tuple[str, str] | None = None
+    final_key: str | None = None
     latency: float | None = None  # seconds the fetch took (all hops, body included)
     size: int | None = None  # bytes of the (decoded) body
+    jars: dict[str, str] | None = None
 
     @property
     def fetched(self) -> bool:
@@ -198,10 +213,13 @@ class Store(Protocol):
     async def commit(
         self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
     ) -> list[Outcome]:
-        """Commit outcomes of leased rows, and the host states they changed, in one
-        transaction: all of them or none. Returns the outcomes as committed: a redirect to a
-        URL already leased, done or failed keeps no items or links (that page is, or was,
-        crawled under its own URL)."""
+        """Commit outcomes of leased rows (with the cookie jars they changed), and the host
+        states they changed, in one transaction: all of them or none. Returns the outcomes as
+        committed: a redirect to a URL already leased, done or failed keeps no items or links
+        (that page is, or was, crawled under its own URL)."""
+
+    async def jars(self) -> dict[str, str]:
+        """Every cookie jar kept by `commit`, by session name (their text)."""
 
     async def host_states(self) -> list[HostState]:
         """Every host state kept by `commit`."""
@@ -231,8 +249,8 @@ class Store(Protocol):
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
 
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
-        """Callback names of the rows still queued or leased, except those `known` accepts
-        (only the others are looked up: that can take a scan of the queue)."""
+        """Callback and errback names of the rows still queued or leased, except those
+        `known` accepts (only the others are looked up: that can take a scan of the queue)."""
 
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
@@ -256,11 +274,12 @@ class Store(Protocol):
         """Release the store (its connection and its lock)."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+#: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
+#: plain GET (key NULL), else method, URL and a digest of the body (see pages.new_request).
+_REQUESTS = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
     host TEXT NOT NULL,
     callback TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
@@ -276,10 +295,22 @@ CREATE TABLE IF NOT EXISTS requests (
     message TEXT,
     updated REAL,
     latency REAL,
-    size INTEGER
-);
-CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS requests_leased ON requests (lease) WHERE state = 1;
+    size INTEGER,
+    key TEXT,
+    method TEXT,
+    body BLOB,
+    errback TEXT,
+    spec TEXT
+)"""
+_REQUEST_INDEXES = [
+    "CREATE UNIQUE INDEX IF NOT EXISTS requests_identity ON requests (COALESCE(key, url))",
+    "CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id)"
+    " WHERE state = 0",
+    "CREATE INDEX IF NOT EXISTS requests_leased ON requests (lease) WHERE state = 1",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY,
     request_id INTEGER NOT NULL,
@@ -297,6 +328,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     opens INTEGER NOT NULL,
     open_until REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, cookies TEXT NOT NULL) WITHOUT ROWID;
 """
 
 #: Migrations from each older schema version to the next; each runs in one transaction.
@@ -378,6 +410,11 @@ _COUNT_TRIGGERS = [
         WHERE host = OLD.host;
     END""",
 ]
+#: Errback names join the callbacks in use (schema 7).
+_ERRBACK_TRIGGER = """CREATE TRIGGER IF NOT EXISTS count_errback AFTER INSERT ON requests
+    WHEN NEW.errback IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO callbacks (name) VALUES (NEW.errback);
+    END"""
 _COUNTERS = [
     "CREATE TABLE IF NOT EXISTS host_counts (host TEXT PRIMARY KEY,"
     " queued INTEGER NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0,"
@@ -386,6 +423,7 @@ _COUNTERS = [
     _COUNTERS_V4[1],  # callbacks
     *_COUNT_TRIGGERS,
     _COUNTERS_V4[-1],  # count_item
+    _ERRBACK_TRIGGER,
 ]
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
 _NEVER_SENT = (
@@ -423,8 +461,28 @@ _MIGRATIONS[5] = [  # 6: pages fetched per host (what page budgets count), kept 
     f" ({', '.join(repr(kind) for kind in _NEVER_SENT)}) GROUP BY host) AS counted"
     " WHERE counted.host = host_counts.host",
 ]
+_MIGRATIONS[6] = [  # 7: requests beyond GET (identity key, method, body...), cookie jars
+    # the 12-step table rebuild: url is no longer unique (a GET and a POST may share it)
+    _REQUESTS.replace("requests (", "requests_v7 (", 1),
+    "INSERT INTO requests_v7 (id, url, host, callback, priority, depth, meta, any_content_type,"
+    " state, not_before, attempts, lease, status, error, message, updated, latency, size)"
+    " SELECT id, url, host, callback, priority, depth, meta, any_content_type, state,"
+    " not_before, attempts, lease, status, error, message, updated, latency, size FROM requests",
+    "DROP TRIGGER count_item",  # it names requests, which is briefly missing
+    "DROP TABLE requests",  # its own triggers and indexes go with it
+    "ALTER TABLE requests_v7 RENAME TO requests",
+    *_REQUEST_INDEXES,
+    *_COUNT_TRIGGERS,
+    _COUNTERS_V4[-1],  # count_item
+    _ERRBACK_TRIGGER,
+    "CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, cookies TEXT NOT NULL)"
+    " WITHOUT ROWID",
+]
 
-_COLUMNS = "id, url, host, callback, priority, depth, meta, any_content_type, attempts"
+_COLUMNS = (
+    "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
+    " method, body, errback, spec"
+)
 
 
 class SQLiteStore:
@@ -521,7 +579,8 @@ class SQLiteStore:
                 )
         else:
             async with self._transaction():
-                for statement in [*_SCHEMA.split(";"), *_COUNTERS]:
+                statements = [_REQUESTS, *_REQUEST_INDEXES, *_SCHEMA.split(";"), *_COUNTERS]
+                for statement in statements:
                     if statement.strip():
                         await self._db.execute(statement)
                 await self._db.executemany(
@@ -579,7 +638,22 @@ class SQLiteStore:
                 (self.run_id, host, now, limit),
             )
         leased = [
-            StoredRequest(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows
+            StoredRequest(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                bool(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
+            for r in rows
         ]
         leased.sort(key=lambda r: (-r.priority, r.id))
         return leased
@@ -596,12 +670,17 @@ class SQLiteStore:
         if not outcomes and not hosts:
             return []
         now = time.time()
+        jars = {name: text for o in outcomes if o.jars for name, text in o.jars.items()}
         async with self._transaction():
             if hosts:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO hosts (host, not_before, failures, opens, open_until)"
                     " VALUES (?, ?, ?, ?, ?)",
                     [(h.host, h.not_before, h.failures, h.opens, h.open_until) for h in hosts],
+                )
+            if jars:  # the latest state of each jar the batch changed
+                await self._db.executemany(
+                    "INSERT OR REPLACE INTO sessions (name, cookies) VALUES (?, ?)", jars.items()
                 )
             committed = [
                 outcome if outcome.final_url is None else await self._claim_final(outcome, now)
@@ -643,16 +722,18 @@ class SQLiteStore:
         or failed), the outcome keeps no items or links; a merely queued row is marked done."""
         assert outcome.final_url is not None
         url, host = outcome.final_url
+        key = outcome.final_key
         cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO requests (url, host, callback, state, status, updated)"
-            " VALUES (?, ?, ?, 2, ?, ?)",
-            (url, host, outcome.request.callback, outcome.status, now),
+            "INSERT OR IGNORE INTO requests (url, host, callback, state, status, updated, key)"
+            " VALUES (?, ?, ?, 2, ?, ?, ?)",
+            (url, host, outcome.request.callback, outcome.status, now, key),
         )
         if cursor.rowcount == 0:
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 2, status = ?, updated = ?,"
-                " message = 'fetched through a redirect' WHERE url = ? AND state = 0",
-                (outcome.status, now, url),
+                " message = 'fetched through a redirect' WHERE COALESCE(key, url) = ?"
+                " AND state = 0",
+                (outcome.status, now, key or url),
             )
         if cursor.rowcount == 1:
             return outcome
@@ -712,26 +793,32 @@ class SQLiteStore:
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Failed rows (of `host`, of error kind `error`) as dicts: url, error, status,
-        attempts, message; in the order they were discovered."""
+        attempts, message (and method, when not GET); in the order they were discovered."""
         last = 0
         while True:
             rows = await self._fetchall(
-                "SELECT id, url, error, status, attempts, message FROM requests"
+                "SELECT id, url, error, status, attempts, message, method FROM requests"
                 " WHERE state = 3 AND id > ?1 AND (?2 IS NULL OR host = ?2)"
                 " AND (?3 IS NULL OR error = ?3) ORDER BY id LIMIT 1000",
                 (last, host, error),
             )
             if not rows:
                 return
-            for _, url, kind, status, attempts, message in rows:
-                yield {
+            for _, url, kind, status, attempts, message, method in rows:
+                failure = {
                     "url": url,
                     "error": kind,
                     "status": status,
                     "attempts": attempts,
                     "message": message,
                 }
+                if method is not None:
+                    failure["method"] = method
+                yield failure
             last = rows[-1][0]
+
+    async def jars(self) -> dict[str, str]:
+        return dict(await self._fetchall("SELECT name, cookies FROM sessions"))
 
     async def host_states(self) -> list[HostState]:
         rows = await self._fetchall(
@@ -848,7 +935,9 @@ class SQLiteStore:
         pending = set()
         for (name,) in await self._fetchall("SELECT name FROM callbacks"):
             if not known(name) and await self._fetchall(
-                "SELECT 1 FROM requests WHERE callback = ? AND state <= 1 LIMIT 1", (name,)
+                "SELECT 1 FROM requests WHERE (callback = ?1 OR errback = ?1) AND state <= 1"
+                " LIMIT 1",
+                (name,),
             ):
                 pending.add(name)
         return pending
@@ -881,7 +970,8 @@ class SQLiteStore:
     async def _insert(self, requests: Sequence[NewRequest], state: State) -> None:
         await self._db.executemany(
             "INSERT OR IGNORE INTO requests (url, host, callback, priority, depth, meta,"
-            " any_content_type, state, error, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " any_content_type, state, error, message, key, method, body, errback, spec)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.url,
@@ -894,6 +984,11 @@ class SQLiteStore:
                     int(state) if r.error is None else int(State.FAILED),
                     r.error,
                     r.message,
+                    r.key,
+                    r.method,
+                    r.body,
+                    r.errback,
+                    r.spec,
                 )
                 for r in requests
             ],

@@ -116,8 +116,39 @@ async def test_not_a_store_and_other_versions_are_clear_errors(tmp_path: Path) -
     assert rows(old, "SELECT value FROM meta WHERE key = 'spider'") == [("s",)]
 
 
+_V6_COLUMNS = (
+    "id, url, host, callback, priority, depth, meta, any_content_type, state, not_before,"
+    " attempts, lease, status, error, message, updated, latency, size"
+)
+
+
+def as_version_6(db: sqlite3.Connection) -> None:
+    """Make a store look as it did before schema 7: url unique, no request details or jars."""
+    from crawler.store import _COUNT_TRIGGERS
+
+    db.execute(f"CREATE TABLE old AS SELECT {_V6_COLUMNS} FROM requests")
+    db.execute("DROP TABLE requests")
+    db.execute(
+        "CREATE TABLE requests (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE,"
+        " host TEXT NOT NULL, callback TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
+        " depth INTEGER NOT NULL DEFAULT 0, meta TEXT, any_content_type INTEGER NOT NULL"
+        " DEFAULT 0, state INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,"
+        " attempts INTEGER NOT NULL DEFAULT 0, lease TEXT, status INTEGER, error TEXT,"
+        " message TEXT, updated REAL, latency REAL, size INTEGER)"
+    )
+    db.execute(f"INSERT INTO requests ({_V6_COLUMNS}) SELECT {_V6_COLUMNS} FROM old")
+    db.execute("DROP TABLE old")
+    db.execute("CREATE INDEX requests_queued ON requests (host, priority DESC, id) WHERE state = 0")
+    db.execute("CREATE INDEX requests_leased ON requests (lease) WHERE state = 1")
+    for statement in _COUNT_TRIGGERS:
+        db.execute(statement)
+    db.execute("DROP TABLE sessions")
+    db.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+
+
 def drop_counters(db: sqlite3.Connection) -> None:
     """Make a store look as it did before schema 4 (and 5)."""
+    as_version_6(db)
     for trigger in ("count_inserted", "count_moved", "count_deleted", "count_item"):
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("DROP TABLE host_counts")
@@ -177,6 +208,7 @@ async def test_a_version_5_store_counts_its_fetched_pages_once(store_path: Path)
         await store.commit(outcomes)
         assert (await store.counts()).fetched == 2
     with sqlite3.connect(store_path) as db:  # as schema 5 kept it: no count of fetched pages
+        as_version_6(db)
         for trigger in ("count_inserted", "count_moved", "count_deleted"):
             db.execute(f"DROP TRIGGER {trigger}")
         db.execute("ALTER TABLE host_counts DROP COLUMN fetched")
@@ -189,3 +221,60 @@ async def test_a_version_5_store_counts_its_fetched_pages_once(store_path: Path)
         (last,) = await store.lease("a.com", 1, now=1.0)
         await store.commit([Outcome(last, State.DONE, 1, status=200, latency=0.1)])
         assert (await store.counts()).fetched == 3  # the triggers count from now on
+
+
+async def test_a_version_6_store_takes_requests_beyond_get(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1"), req("/2", callback="detail")])
+        (first,) = await store.lease("a.com", 1, now=1.0)
+        await store.commit(
+            [Outcome(first, State.DONE, 1, status=200, items=['{"n": 1}'], latency=0.1)]
+        )
+    with sqlite3.connect(store_path) as db:
+        as_version_6(db)
+    async with await SQLiteStore.open(store_path, "s") as store:
+        assert await store.counts() == Counts(queued=1, done=1, items=1, fetched=1)
+        assert [i async for i in store.items()] == ['{"n": 1}']
+        assert await store.callbacks_pending(known=lambda name: name == "parse") == {"detail"}
+        # a GET keeps its identity, the URL: it is known already
+        await store.add([req("/1"), req("/2")])
+        assert (await store.counts()).queued == 1
+        # a POST to the same URL is another request; so is one with another body
+        post = NewRequest(
+            "http://a.com/1", "a.com", key="POST http://a.com/1 x", method="POST", body=b"x"
+        )
+        other = NewRequest(
+            "http://a.com/1", "a.com", key="POST http://a.com/1 y", method="POST", body=b"y"
+        )
+        await store.add([post, other, post])
+        assert (await store.counts()).queued == 3
+        leased = await store.lease("a.com", 5, now=1.0)
+        assert sorted((r.method, r.body) for r in leased if r.method) == [
+            ("POST", b"x"),
+            ("POST", b"y"),
+        ]
+    version = rows(store_path, "SELECT value FROM meta WHERE key = 'schema_version'")
+    assert version == [(str(SCHEMA_VERSION),)]
+
+
+async def test_cookie_jars_commit_with_their_pages(store_path: Path) -> None:
+    async with await SQLiteStore.open(store_path, "s") as store:
+        await store.add([req("/1"), req("/2")])
+        one, two = await store.lease("a.com", 2, now=1.0)
+        await store.commit(
+            [
+                Outcome(one, State.DONE, 1, jars={"": "first", "alice": "a1"}),
+                Outcome(two, State.DONE, 1, jars={"": "second"}),  # later in the batch: wins
+            ]
+        )
+        assert await store.jars() == {"": "second", "alice": "a1"}
+        await store.add([req("/3")])
+        (three,) = await store.lease("a.com", 1, now=1.0)
+        task = asyncio.create_task(
+            store.commit([Outcome(three, State.DONE, 1, jars={"alice": "lost"})])
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await store.jars() == {"": "second", "alice": "a1"}  # with its page, or not
