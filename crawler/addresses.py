@@ -14,22 +14,25 @@ pooling, SNI and certificates keep the name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import httpx
 
 from . import tls
-from .errors import FetchConnectError, FetchError
+from .errors import FetchConnectError, FetchError, ProxyError
+from .proxies import split_credentials
 
 # aiohttp loads the system's CA bundle twice at import; see tls.py
 with tls.deferred_verify_paths():
     import aiohttp
     import aiohttp.abc
     from httpx_aiohttp import AiohttpTransport
+    from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 #: Resolves a host name to its addresses (strings); raises OSError when it cannot.
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -115,6 +118,32 @@ class AddressGuard:
         self._pins[host] = (allowed[0], self._clock() + PIN_SECONDS)
         return allowed[0]
 
+    async def check_proxied(self, host: str, url: str) -> None:
+        """Check `host` for a request that goes through a proxy, as far as this machine can:
+        the proxy resolves the name itself (nothing can be pinned), so a name that does not
+        resolve here passes, and one that resolves here only to addresses off limits is
+        refused (BlockedAddress)."""
+        with contextlib.suppress(FetchConnectError):  # the proxy may know names we do not
+            await self.check(host, url)
+
+    async def pin_proxy(self, host: str, url: str) -> None:
+        """Resolve and pin a proxy's host. The crawl's author chose the proxy: any address
+        is allowed. Raises ProxyError when the name does not resolve."""
+        pinned = self._pins.get(host)
+        if pinned is not None and pinned[1] > self._clock():
+            return
+        try:
+            ipaddress.ip_address(host)
+            addresses = [host]
+        except ValueError:
+            try:
+                addresses = await self._resolve(host)
+            except OSError as exc:
+                raise ProxyError(url, f"cannot resolve the proxy {host}: {exc}") from None
+        if not addresses:
+            raise ProxyError(url, f"the proxy {host} resolves to nothing")
+        self._pins[host] = (addresses[0], self._clock() + PIN_SECONDS)
+
     def pinned(self, host: str) -> str | None:
         """The address checked for `host`, if any."""
         pinned = self._pins.get(host)
@@ -132,7 +161,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._guard = guard
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self._guard.check(request.url.host, str(request.url))
+        proxy = request.extensions.get("proxy")
+        if proxy is None:
+            await self._guard.check(request.url.host, str(request.url))
+        else:
+            await self._guard.check_proxied(request.url.host, str(request.url))
+            await self._guard.pin_proxy(httpx.URL(proxy).host, str(request.url))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -192,9 +226,67 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
 
 class _Transport(AiohttpTransport):
     """httpx-aiohttp's transport, whose https requests wait for the CA certificates that load
-    beside startup (tls.py; done before nearly any request); plain http never waits."""
+    beside startup (tls.py; done before nearly any request); plain http never waits. A request
+    whose "proxy" extension names a proxy goes through it (https through CONNECT)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":
             await tls.verify_paths_loaded()
-        return await super().handle_async_request(request)
+        proxy = request.extensions.get("proxy")
+        if proxy is None:
+            return await super().handle_async_request(request)
+        return await self._through(request, proxy)
+
+    async def _through(self, request: httpx.Request, proxy: str) -> httpx.Response:
+        """The request sent through `proxy` (httpx-aiohttp's own call takes one proxy for
+        the whole transport; this one takes the request's)."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        bare, authorization = split_credentials(proxy)
+        headers = request.headers
+        tunnel_headers = None
+        if authorization is not None:  # to the proxy: in the request, or in its CONNECT
+            if request.url.scheme == "http":
+                headers = headers.copy()
+                headers["Proxy-Authorization"] = authorization
+            else:
+                tunnel_headers = {"Proxy-Authorization": authorization}
+        timeout = request.extensions.get("timeout", {})
+        with _proxy_errors(), map_aiohttp_exceptions():
+            response = await self.client.request(
+                method=request.method,
+                url=str(request.url),
+                headers=headers,
+                data=request.content or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                    connect=timeout.get("pool"),
+                ),
+                proxy=bare,
+                proxy_headers=tunnel_headers,
+            ).__aenter__()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=AiohttpResponseStream(response),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+
+@contextlib.contextmanager
+def _proxy_errors() -> Iterator[None]:
+    """httpx-aiohttp reports a proxy that cannot be reached as a connect timeout: tell the
+    proxy's failures from the host's."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        if isinstance(
+            exc.__cause__, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError
+        ):
+            raise httpx.ProxyError(str(exc.__cause__)) from exc.__cause__
+        raise

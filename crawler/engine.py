@@ -33,6 +33,7 @@ from .frontier import Frontier
 from .models import Request, http_statuses
 from .pages import PageRunner
 from .politeness import Breaker, Circuit
+from .proxies import ProxyPool
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
@@ -271,6 +272,7 @@ class Crawler:
                     allow_private=settings.allow_private_networks,
                 ),
                 jars=await self._jars(store),
+                proxies=ProxyPool(settings.proxies, clock=self._clock),
             )
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = Frontier(

@@ -6,6 +6,7 @@
     │   ├── InvalidURL
     │   ├── FetchTimeout
     │   ├── FetchConnectError
+    │   ├── ProxyError
     │   ├── ResponseTooLarge
     │   ├── TooManyRedirects
     │   ├── RedirectOutOfScope
@@ -64,6 +65,15 @@ class FetchTimeout(FetchError):
 class FetchConnectError(FetchError):
     kind = "connect"
     transient = True
+
+
+class ProxyError(FetchError):
+    """The proxy could not be reached, or refused to carry the request: the page's own host
+    was never asked."""
+
+    kind = "proxy"
+    transient = True
+    sent = False
 
 
 class ResponseTooLarge(FetchError):

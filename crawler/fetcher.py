@@ -27,10 +27,12 @@ from .errors import (
     FetchTimeout,
     HTTPStatusError,
     InvalidURL,
+    ProxyError,
     RedirectOutOfScope,
     ResponseTooLarge,
     TooManyRedirects,
 )
+from .proxies import ProxyPool
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Redirects after which a browser sends a GET without a body (303 always, 301 and 302 for a
@@ -57,7 +59,8 @@ class Fetcher:
 
     With a `guard`, every request's host is checked (and its address pinned) before any
     connection: see addresses.py. `transport` replaces the network (tests). `jars` are the
-    crawl's cookie jars, one per session (see cookies.py).
+    crawl's cookie jars, one per session (see cookies.py); `proxies` chooses the proxy of a
+    request that names none (see proxies.py).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         guard: AddressGuard | None = None,
         jars: Jars | None = None,
+        proxies: ProxyPool | None = None,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
@@ -97,6 +101,7 @@ class Fetcher:
             "timeout": httpx.Timeout(timeout, connect=connect).as_dict(),
         }
         self.jars = jars or Jars()
+        self._proxies = proxies
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -117,6 +122,7 @@ class Fetcher:
         headers: dict[str, str] | None,
         body: bytes | None,
         session: str,
+        proxy: str | None,
     ) -> AsyncIterator[httpx.Response]:
         """One request, its body not read yet; the session's cookies sent and kept, like a
         browser's. `headers` go over the crawl's."""
@@ -124,9 +130,8 @@ class Fetcher:
         if headers:
             merged = self._headers.copy()
             merged.update(headers)
-        request = httpx.Request(
-            method, url, headers=merged, content=body, extensions=self._extensions
-        )
+        extensions = self._extensions if proxy is None else {**self._extensions, "proxy": proxy}
+        request = httpx.Request(method, url, headers=merged, content=body, extensions=extensions)
         jar = self.jars.jar(session)
         if jar.jar:
             jar.set_cookie_header(request)
@@ -149,6 +154,7 @@ class Fetcher:
         body: bytes | None = None,
         cookies: Mapping[str, str] | None = None,
         session: str = "",
+        proxy: str | None = None,
         allow_status: frozenset[int] | tuple[int, ...] = (),
         error_body: bool = False,
         redirect: Callable[[str], str | None] | None = None,
@@ -157,7 +163,7 @@ class Fetcher:
     ) -> Fetched:
         """Send `method` to `url` (GET by default) with `headers` over the crawl's and `body`,
         in the cookie jar of `session` (`cookies` are added to it for the URL's host first),
-        following redirects as a browser does (a 303, or a
+        through `proxy` if one is given, following redirects as a browser does (a 303, or a
         301/302 after a POST, becomes a GET without a body). `redirect(target)` says where a
         redirect may go: the URL to fetch for `target` (its canonical form), or None when it
         is out of scope; it may raise InvalidURL. Without it, redirect targets are fetched as
@@ -172,19 +178,43 @@ class Fetcher:
         `sent` on the error says whether a request went out. With `truncate`, a body over
         `max_size` is cut there instead of failing.
         """
-        limit = self._max_size if max_size is None else max_size
         if cookies:
             self.jars.set(session, httpx.URL(url).host, cookies)
+        exchange = _Exchange(
+            method,
+            url,
+            headers,
+            body,
+            session,
+            proxy,
+            frozenset(allow_status),
+            error_body,
+            redirect,
+            self._max_size if max_size is None else max_size,
+            truncate,
+        )
+        if proxy is not None or self._proxies is None:
+            return await self._fetch(exchange)
+        chosen = self._proxies.choose(httpx.URL(url).host, url)
+        if chosen is None:
+            return await self._fetch(exchange)
+        try:
+            fetched = await self._fetch(exchange._replace(proxy=chosen))
+        except ProxyError:
+            self._proxies.done(chosen, ok=False)
+            raise
+        except FetchError:
+            self._proxies.done(chosen, ok=True)  # it carried the request: the host failed it
+            raise
+        self._proxies.done(chosen, ok=True)
+        return fetched
+
+    async def _fetch(self, exchange: _Exchange) -> Fetched:
+        """The exchange, redirects followed, its errors translated."""
+        url = exchange.url
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._follow(
-                    _Exchange(method, url, headers, body, session),
-                    frozenset(allow_status),
-                    error_body,
-                    redirect,
-                    limit,
-                    truncate,
-                )
+                return await self._follow(exchange)
         except TimeoutError:
             raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
         except httpx.TimeoutException as exc:
@@ -193,27 +223,22 @@ class Fetcher:
                 # the aiohttp transport reports every lost connection as a connect timeout
                 raise FetchConnectError(url, f"{type(cause).__name__}: {cause}") from exc
             raise FetchTimeout(url, f"timed out: {type(exc).__name__}") from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+        except httpx.ProxyError as exc:
+            raise ProxyError(url, f"through the proxy: {exc}".rstrip(": ")) from exc
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise InvalidURL(url, str(exc)) from exc
         except httpx.HTTPError as exc:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
-    async def _follow(
-        self,
-        exchange: _Exchange,
-        allow_status: frozenset[int],
-        error_body: bool,
-        redirect: Callable[[str], str | None] | None,
-        limit: int,
-        truncate: bool,
-    ) -> Fetched:
-        method, url, headers, body, session = exchange
+    async def _follow(self, exchange: _Exchange) -> Fetched:
+        method, url, headers, body, session, proxy = exchange[:6]
+        allow_status, error_body, redirect, limit, truncate = exchange[6:]
         seen = {(method, url)}
         for hop in range(self._max_redirects + 1):
             try:
-                async with self._send(method, url, headers, body, session) as response:
+                async with self._send(method, url, headers, body, session, proxy) as response:
                     status = response.status_code
                     if status in _REDIRECTS and "location" in response.headers:
                         location = response.headers["location"]
@@ -249,13 +274,19 @@ class Fetcher:
 
 
 class _Exchange(NamedTuple):
-    """A request as the fetcher sends it (on its first hop)."""
+    """A request as the fetcher sends it (on its first hop), and what to make of answers."""
 
     method: str
     url: str
     headers: dict[str, str] | None
     body: bytes | None
     session: str
+    proxy: str | None
+    allow_status: frozenset[int]
+    error_body: bool
+    redirect: Callable[[str], str | None] | None
+    limit: int
+    truncate: bool
 
 
 def _without_content(headers: dict[str, str] | None) -> dict[str, str] | None:

@@ -135,18 +135,7 @@ class PageRunner:
                 )
                 return await self._errback(request, outcome, None)
             started = time.monotonic()
-            allowed = self._allow_status.union(request.allow_status)
-            fetched = await self._fetcher.fetch(
-                stored.url,
-                method=request.method,
-                headers=request.headers,
-                body=request.body,
-                cookies=request.cookies,
-                session=request.session or "",
-                allow_status=allowed,
-                error_body=request.errback is not None,
-                redirect=self.redirect_target,
-            )
+            fetched = await self._fetch(stored, request)
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
@@ -166,6 +155,20 @@ class PageRunner:
         outcome.latency = latency
         outcome.size = len(fetched.body)
         return outcome
+
+    async def _fetch(self, stored: StoredRequest, request: Request) -> Fetched:
+        return await self._fetcher.fetch(
+            stored.url,
+            method=request.method,
+            headers=request.headers,
+            body=request.body,
+            cookies=request.cookies,
+            session=request.session or "",
+            proxy=request.proxy,
+            allow_status=self._allow_status.union(request.allow_status),
+            error_body=request.errback is not None,
+            redirect=self.redirect_target,
+        )
 
     def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
         if fetched is None:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -88,6 +89,8 @@ class Settings:
     max_repeated_segments: int = 3
     #: Trap guards: URLs with more query parameters than this are rejected.
     max_query_params: int = 32
+    #: Proxies ("http://user:pass@host:port"), rotated per host; none: HTTP_PROXY/HTTPS_PROXY.
+    proxies: tuple[str, ...] = ()
     #: Fetch private, loopback and link-local addresses even when the start URLs are public.
     allow_private_networks: bool = False
     #: Seconds in-flight pages get to finish after the first stop signal.
@@ -130,6 +133,12 @@ class Settings:
         _at_least(self, "max_url_length", 16)
         _at_least(self, "max_repeated_segments", 1)
         _at_least(self, "max_query_params", 1)
+        for proxy in self.proxies:
+            parts = urlsplit(proxy)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"setting 'proxies' takes http:// or https:// proxy URLs, got {proxy!r}"
+                )
         if any(not 400 <= status <= 599 for status in self.retry_statuses):
             raise ConfigError("setting 'retry_statuses' must list HTTP statuses from 400 to 599")
         _at_least(self, "max_depth", 0)
@@ -191,6 +200,7 @@ _FIELD_TYPES: dict[str, type] = {
     "max_url_length": int,
     "max_repeated_segments": int,
     "max_query_params": int,
+    "proxies": tuple,
     "allow_private_networks": bool,
     "shutdown_grace": float,
 }
@@ -201,7 +211,11 @@ _REPLACED = {
     "HTTP answer (a host that answers is never given up); set max_host_outage instead",
 }
 #: The item type of each tuple setting.
-_TUPLE_ITEMS: dict[str, type] = {"retry_statuses": int, "strip_query_params": str}
+_TUPLE_ITEMS: dict[str, type] = {
+    "retry_statuses": int,
+    "strip_query_params": str,
+    "proxies": str,
+}
 
 
 def _parse_setting(name: str, raw: str) -> Any:

@@ -336,3 +336,68 @@ class OverloadSite:
         for runner in self._runners:
             await runner.cleanup()
         await self.silent.stop()
+
+
+class ForwardProxy:
+    """An HTTP proxy on `host`: absolute-form requests are forwarded (one per connection) and
+    CONNECT opens a tunnel (https). `seen` lists (method, target, Proxy-Authorization)."""
+
+    def __init__(self, host: str = "127.0.0.30") -> None:
+        self.host = host
+        self.port = 0
+        self.seen: list[tuple[str, str, str | None]] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            line, *lines = head.split("\r\n")
+            method, target, _ = line.split(" ", 2)
+            headers = {k.title(): v for k, v in (h.split(": ", 1) for h in lines if ": " in h)}
+            self.seen.append((method, target, headers.get("Proxy-Authorization")))
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                url = target.split("://", 1)[1]
+                hostport, _, path = url.partition("/")
+                host, _, port = hostport.partition(":")
+                up_reader, up_writer = await asyncio.open_connection(host, int(port or 80))
+                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+                kept = {
+                    k: v
+                    for k, v in headers.items()
+                    if not k.lower().startswith("proxy-") and k.lower() != "connection"
+                }
+                kept["Connection"] = "close"
+                request = f"{method} /{path} HTTP/1.1\r\n"
+                request += "".join(f"{k}: {v}\r\n" for k, v in kept.items()) + "\r\n"
+                up_writer.write(request.encode("latin-1") + body)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.close()

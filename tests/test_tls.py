@@ -10,13 +10,11 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import trustme
-from aiohttp import web
 
 from crawler import Crawler, Request, Response, Settings, Spider, tls
 from tests.test_cli import SPIDER, acli
@@ -129,36 +127,6 @@ async def test_callbacks_run_once_the_certificates_are_loaded(
 
     stats = await mock_crawler(Parser(), handler, store_path).run()
     assert (stats.pages, seen) == (1, [True])
-
-
-@pytest.fixture
-async def https_site(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """A two-page site on https://localhost with a certificate from a throwaway CA; yields
-    its start URL and the CA's certificate file."""
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-
-    async def page(request: web.Request) -> web.Response:
-        link = '<a href="/next">next</a>' if request.path == "/" else ""
-        return web.Response(
-            text=f"<html><title>{request.path}</title><body>{link}</body></html>",
-            content_type="text/html",
-        )
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "localhost", 0, ssl_context=server)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"https://localhost:{port}/", ca_file
-    finally:
-        await runner.cleanup()
 
 
 async def test_https_crawl_verifies_against_the_system_cas(

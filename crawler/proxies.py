@@ -1,0 +1,92 @@
+"""Which proxy a request goes through: the request's own, else the crawl's `proxies` rotated
+per host (a proxy that keeps failing is rested, like a host's circuit), else the standard
+HTTP_PROXY / HTTPS_PROXY / NO_PROXY variables. No I/O: the fetcher sends, this room chooses.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import urllib.request
+from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from .clock import Clock
+from .politeness import Breaker, Health
+
+
+def split_credentials(proxy: str) -> tuple[str, str | None]:
+    """(the proxy URL without user:password, the Proxy-Authorization header value or None)."""
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return proxy, None
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    netloc = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit(parts._replace(netloc=netloc))
+    return bare, "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def from_environment(url: str) -> str | None:
+    """The proxy the standard variables name for `url` (none when NO_PROXY covers its host)."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parts.hostname or "", proxies):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+class ProxyPool:
+    """The crawl's proxies. `choose(host, url)` rotates through them for each host, skipping
+    proxies that are resting; with none configured, the environment's proxy (if any). Tell it
+    how each request through a proxy went with `done(proxy, ok)`: `threshold` failures in a row
+    rest a proxy for `cooldown` seconds, doubling up to `cooldown_max`."""
+
+    def __init__(
+        self,
+        proxies: Sequence[str] = (),
+        *,
+        threshold: int = 3,
+        cooldown: float = 30.0,
+        cooldown_max: float = 300.0,
+        use_environment: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        self._proxies = list(proxies)
+        self._breakers = {
+            proxy: Breaker(threshold, cooldown, cooldown_max=cooldown_max, max_outage=math.inf)
+            for proxy in self._proxies
+        }
+        self._next: dict[str, int] = {}
+        self._environment = use_environment and not self._proxies
+        self._clock = clock or Clock()
+
+    def choose(self, host: str, url: str) -> str | None:
+        """The proxy for the next request to `host` (at `url`), or None to go direct."""
+        if not self._proxies:
+            return from_environment(url) if self._environment else None
+        now = self._clock.now()
+        start = self._next.get(host, 0)
+        count = len(self._proxies)
+        for step in range(count):
+            proxy = self._proxies[(start + step) % count]
+            breaker = self._breakers[proxy]
+            if breaker.open_until <= now:
+                self._next[host] = (start + step + 1) % count
+                if not breaker.closed:
+                    breaker.probing = True  # back from a rest: its next failure rests it again
+                return proxy
+        # every proxy rests: the one that is back soonest
+        return min(self._proxies, key=lambda proxy: self._breakers[proxy].open_until)
+
+    def done(self, proxy: str, ok: bool) -> None:
+        """A request through `proxy` got through it (`ok`), or the proxy failed it."""
+        breaker = self._breakers.get(proxy)
+        if breaker is not None:
+            breaker.record(Health.OK if ok else Health.UNANSWERED, self._clock.now())
+
+    def resting(self) -> list[str]:
+        """The proxies resting now."""
+        now = self._clock.now()
+        return [proxy for proxy, breaker in self._breakers.items() if breaker.open_until > now]

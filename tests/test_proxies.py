@@ -1,0 +1,127 @@
+"""Proxies: the crawl's rotated per host and rested when they fail, a request's own, the
+environment's; https through CONNECT. At a local proxy and a local site."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from crawler import ConfigError, Crawler, Settings
+from crawler.proxies import ProxyPool, from_environment, split_credentials
+from tests.helpers import ManualClock
+from tests.sites import ForwardProxy, GraphSite
+from tests.test_cli import SPIDER, acli
+from tests.test_e2e import spider_for
+
+
+def test_the_pool_rotates_per_host_and_rests_failing_proxies() -> None:
+    clock = ManualClock(1000.0)
+    pool = ProxyPool(["http://p1:1", "http://p2:1", "http://p3:1"], threshold=2, clock=clock)
+    assert [pool.choose("a.com", "http://a.com/") for _ in range(4)] == [
+        "http://p1:1",
+        "http://p2:1",
+        "http://p3:1",
+        "http://p1:1",
+    ]
+    assert pool.choose("b.com", "http://b.com/") == "http://p1:1"  # each host rotates alone
+    pool.done("http://p2:1", ok=False)
+    pool.done("http://p2:1", ok=False)  # twice in a row: rested
+    assert pool.resting() == ["http://p2:1"]
+    assert {pool.choose("a.com", "http://a.com/") for _ in range(4)} == {
+        "http://p1:1",
+        "http://p3:1",
+    }
+    clock.t += 30  # its rest is over: tried again, and a failure rests it twice as long
+    assert "http://p2:1" in {pool.choose("a.com", "http://a.com/") for _ in range(3)}
+    pool.done("http://p2:1", ok=False)
+    clock.t += 31
+    assert pool.resting() == ["http://p2:1"]
+    for proxy in ("http://p1:1", "http://p3:1"):
+        pool.done(proxy, ok=False)
+        pool.done(proxy, ok=False)
+    assert pool.choose("a.com", "http://a.com/") == "http://p2:1"  # all rest: back soonest
+
+
+def test_credentials_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    bare, authorization = split_credentials("http://user:p%40ss@proxy.local:3128")
+    assert bare == "http://proxy.local:3128"
+    assert authorization == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert split_credentials("http://proxy.local:3128") == ("http://proxy.local:3128", None)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert from_environment("http://a.com/") == "http://proxy.local:3128"
+    assert from_environment("https://a.com/") is None  # no HTTPS_PROXY
+    assert from_environment("http://internal.example/x") is None
+    assert ProxyPool().choose("a.com", "http://a.com/") == "http://proxy.local:3128"
+    assert ProxyPool(["http://mine:1"]).choose("a.com", "http://a.com/") == "http://mine:1"
+    with pytest.raises(ConfigError, match="proxy URLs"):
+        Settings(proxies=("socks5://p:1080",))
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    forward = ForwardProxy()
+    await forward.start()
+    yield forward
+    await forward.stop()
+
+
+async def test_a_crawl_goes_through_its_proxy(
+    graph: GraphSite, proxy: ForwardProxy, store_path: Path
+) -> None:
+    with_credentials = proxy.url.replace("http://", "http://crawler:s3cret@")
+    settings = Settings(concurrency=8, obey_robots=True, proxies=(with_credentials,))
+    stats = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert stats.pages == len(graph.all_urls())
+    pages = {target for method, target, _ in proxy.seen if "/p/" in target}
+    assert pages == graph.all_urls()  # every page went through the proxy
+    assert any(target.endswith("/robots.txt") for _, target, _ in proxy.seen)  # robots.txt too
+    expected = "Basic " + base64.b64encode(b"crawler:s3cret").decode()
+    assert {auth for *_, auth in proxy.seen} == {expected}
+
+
+async def test_the_environment_proxy_is_used_when_the_crawl_names_none(
+    graph: GraphSite, proxy: ForwardProxy, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", graph.hosts[1])  # this host is reached directly
+    settings = Settings(concurrency=8, obey_robots=False)
+    await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    proxied_hosts = {target.split("/")[2].split(":")[0] for _, target, _ in proxy.seen}
+    assert proxied_hosts == set(graph.hosts) - {graph.hosts[1]}
+    assert os.environ["HTTP_PROXY"] == proxy.url
+
+
+async def test_a_dead_proxy_is_rested_and_the_crawl_goes_on(
+    graph: GraphSite, proxy: ForwardProxy, store_path: Path
+) -> None:
+    dead = "http://127.0.0.31:9"  # nothing listens there
+    settings = Settings(
+        concurrency=8, obey_robots=False, proxies=(dead, proxy.url), retry_backoff=0.01
+    )
+    stats = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert stats.failed_total == 0
+    assert stats.pages == len(graph.all_urls())
+    assert sum(1 for _, t, _ in proxy.seen if "/p/" in t) >= len(graph.all_urls())
+
+
+async def test_https_goes_through_connect(
+    https_site: tuple[str, Path], proxy: ForwardProxy, tmp_path: Path
+) -> None:
+    start, ca_file = https_site
+    (tmp_path / "graph.py").write_text(SPIDER)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
+    args = ["-a", f"start_urls={start}", "-s", f"proxies={proxy.url}", "-o", "items.jsonl", "-q"]
+    process = await acli("run", "graph.py", *args, cwd=tmp_path, env=env)
+    _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    port = start.split(":")[2].strip("/")
+    assert ("CONNECT", f"localhost:{port}", None) in proxy.seen  # a tunnel, not plain text
+    assert not any(method == "GET" for method, *_ in proxy.seen)
+    assert len((tmp_path / "items.jsonl").read_text().splitlines()) == 2
