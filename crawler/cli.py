@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
     demo.add_argument("--events", metavar="FILE", help="append a JSON-lines event log to FILE")
     demo.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="only serve the shop (login, account, JSON API too) for spiders to crawl",
+    )
+    demo.add_argument("--port", type=int, default=0, help="port to serve on (default: any)")
     return top
 
 
@@ -318,12 +326,28 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSpider, render_site, serve  # its site and server: demo only
+    from .demo import DemoShop, DemoSpider, serve  # its site and server: demo only
 
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be within 0..65535, got {args.port}")
+    if args.serve:
+        try:
+            with serve(DemoShop(args.books), port=args.port) as base:
+                print(
+                    f"demo shop at {base}: log in at {base}login (reader/secret), JSON search "
+                    f"API at POST {base}api/search; Ctrl-C stops",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                with contextlib.suppress(KeyboardInterrupt):
+                    threading.Event().wait()
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the demo shop on port {args.port}: {exc}") from None
+        return EXIT_OK
     settings = Settings().merge(_pairs(args.settings, "-s"))
     if args.output:
         check_output(args.output)
-    with serve(render_site(args.books)) as base:
+    with serve(DemoShop(args.books), port=args.port) as base:
         log.info("demo bookshop serving at %s", base)
         spider: Spider = DemoSpider(start_urls=base)
         crawler = Crawler(

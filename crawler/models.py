@@ -241,7 +241,8 @@ class FormRequest(Request):
         (None as a value removes one). The form is the first matching `formcss`, `formid` or
         `formname`, else number `formnumber`; a ValueError lists the page's forms when there
         is no such form. The first submit button is clicked (sent with its name and value),
-        or the one whose attributes match `clickdata`."""
+        or the one whose attributes match `clickdata`. The request stays in the page's session
+        unless another is given."""
         from .forms import find_form, form_fields
 
         form = find_form(response.tree, css=formcss, id=formid, name=formname, number=formnumber)
@@ -256,6 +257,7 @@ class FormRequest(Request):
         url = response.urljoin(action.strip()) if action.strip() else response.url
         method = (form.attributes.get("method") or "GET").strip().upper()
         kwargs.setdefault("method", "POST" if method == "POST" else "GET")
+        kwargs.setdefault("session", response.request.session)
         return cls(url.split("#", 1)[0], formdata=fields, **kwargs)
 
 
