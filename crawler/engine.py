@@ -272,7 +272,7 @@ class Crawler:
                     allow_private=settings.allow_private_networks,
                 ),
                 jars=await self._jars(store),
-                proxies=ProxyPool(settings.proxies, clock=self._clock),
+                proxies=self._proxies(),
             )
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = Frontier(
@@ -384,6 +384,11 @@ class Crawler:
     async def _open_store(self) -> Store:
         """The one place that picks the store backend."""
         return await SQLiteStore.open(self.store_path, self.spider.name, fresh=self.fresh)
+
+    def _proxies(self) -> ProxyPool | None:
+        """The crawl's proxies (or the environment's); None when every request goes direct."""
+        pool = ProxyPool(self.settings.proxies, clock=self._clock)
+        return pool if pool.active else None
 
     def _allow_status(self) -> tuple[int, ...]:
         """The spider's allow_status (from the command line, its entries are strings)."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -193,44 +194,40 @@ class Fetcher:
             self._max_size if max_size is None else max_size,
             truncate,
         )
-        if proxy is not None or self._proxies is None:
-            return await self._fetch(exchange)
-        chosen = self._proxies.choose(httpx.URL(url).host, url)
-        if chosen is None:
-            return await self._fetch(exchange)
+        pool, chosen = self._proxies, None  # the crawl's proxy, told how it did
+        if proxy is None and pool is not None:
+            chosen = pool.choose(urlsplit(url).hostname or "", url)
+            if chosen is not None:
+                exchange = exchange._replace(proxy=chosen)
         try:
-            fetched = await self._fetch(exchange._replace(proxy=chosen))
-        except ProxyError:
-            self._proxies.done(chosen, ok=False)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    fetched = await self._follow(exchange)
+            except TimeoutError:
+                raise FetchTimeout(
+                    url, f"no complete response within {self._timeout:g} s"
+                ) from None
+            except httpx.TimeoutException as exc:
+                cause = exc.__cause__
+                if cause is not None and not isinstance(cause, TimeoutError):
+                    # the aiohttp transport reports every lost connection as a connect timeout
+                    raise FetchConnectError(url, f"{type(cause).__name__}: {cause}") from exc
+                raise FetchTimeout(url, f"timed out: {type(exc).__name__}") from exc
+            except httpx.ProxyError as exc:
+                raise ProxyError(url, f"through the proxy: {exc}".rstrip(": ")) from exc
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise InvalidURL(url, str(exc)) from exc
+            except httpx.HTTPError as exc:
+                raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+        except FetchError as exc:
+            if pool is not None and chosen is not None:  # a proxy error is the proxy's
+                pool.done(chosen, ok=not isinstance(exc, ProxyError))  # any other, the host's
             raise
-        except FetchError:
-            self._proxies.done(chosen, ok=True)  # it carried the request: the host failed it
-            raise
-        self._proxies.done(chosen, ok=True)
+        if pool is not None and chosen is not None:
+            pool.done(chosen, ok=True)
         return fetched
-
-    async def _fetch(self, exchange: _Exchange) -> Fetched:
-        """The exchange, redirects followed, its errors translated."""
-        url = exchange.url
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._follow(exchange)
-        except TimeoutError:
-            raise FetchTimeout(url, f"no complete response within {self._timeout:g} s") from None
-        except httpx.TimeoutException as exc:
-            cause = exc.__cause__
-            if cause is not None and not isinstance(cause, TimeoutError):
-                # the aiohttp transport reports every lost connection as a connect timeout
-                raise FetchConnectError(url, f"{type(cause).__name__}: {cause}") from exc
-            raise FetchTimeout(url, f"timed out: {type(exc).__name__}") from exc
-        except httpx.ProxyError as exc:
-            raise ProxyError(url, f"through the proxy: {exc}".rstrip(": ")) from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise FetchConnectError(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise InvalidURL(url, str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
     async def _follow(self, exchange: _Exchange) -> Fetched:
         method, url, headers, body, session, proxy = exchange[:6]

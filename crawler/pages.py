@@ -135,7 +135,20 @@ class PageRunner:
                 )
                 return await self._errback(request, outcome, None)
             started = time.monotonic()
-            fetched = await self._fetch(stored, request)
+            fetched = await self._fetcher.fetch(
+                stored.url,
+                method=request.method,
+                headers=request.headers,
+                body=request.body,
+                cookies=request.cookies,
+                session=request.session or "",
+                proxy=request.proxy,
+                allow_status=self._allow_status.union(request.allow_status)
+                if request.allow_status
+                else self._allow_status,
+                error_body=request.errback is not None,
+                redirect=self.redirect_target,
+            )
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
@@ -155,20 +168,6 @@ class PageRunner:
         outcome.latency = latency
         outcome.size = len(fetched.body)
         return outcome
-
-    async def _fetch(self, stored: StoredRequest, request: Request) -> Fetched:
-        return await self._fetcher.fetch(
-            stored.url,
-            method=request.method,
-            headers=request.headers,
-            body=request.body,
-            cookies=request.cookies,
-            session=request.session or "",
-            proxy=request.proxy,
-            allow_status=self._allow_status.union(request.allow_status),
-            error_body=request.errback is not None,
-            redirect=self.redirect_target,
-        )
 
     def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
         if fetched is None:
@@ -361,8 +360,7 @@ class PageRunner:
                 and output.session is None
                 and not output.dont_filter
             )
-            known = self._known
-            if plain and output.url in known:
+            if plain and output.url in self._known:
                 return  # queued already (or out of scope) in this run
             split = self._canonicalizer.split(output.url)
             error = message = None
