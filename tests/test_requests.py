@@ -318,3 +318,62 @@ async def test_bad_requests_are_errors_when_the_crawl_starts(store_path: Path) -
         await store.add([NewRequest("http://a.example/", "a.example", errback="vanished")])
     with pytest.raises(ConfigError, match="no callback method 'vanished'"):
         await crawl(Renamed(), lambda r: html(""), store_path.with_name("e.db"))
+
+
+async def test_errbacks_allow_status_and_dont_filter_at_a_local_server(store_path: Path) -> None:
+    from aiohttp import web
+
+    hits: Counter[str] = Counter()
+
+    async def page(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path == "/missing":
+            return web.Response(status=404, text="<p>not here</p>", content_type="text/html")
+        if request.path == "/broken":
+            return web.Response(status=500, text="oops")
+        if request.path == "/status":
+            ready = hits["/status"] >= 3
+            return web.Response(text="ready" if ready else "busy", content_type="text/html")
+        links = '<a href="/missing">m</a><a href="/broken">b</a><a href="/status">s</a>'
+        return web.Response(text=links, content_type="text/html")
+
+    class Local(Spider):
+        name = "local"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            if response.url.endswith("/status"):
+                body = response.css_first("body")
+                state = body.text() if body else ""
+                yield {"status_page": state}
+                if state != "ready":
+                    yield Request(response.url, dont_filter=True)
+                return
+            if response.status == 404:
+                yield {"allowed": response.status}
+                return
+            for url in response.links():
+                yield Request(url, errback=self.failed, allow_status=[404])
+
+        async def failed(self, request: Request, failure: Failure) -> AsyncIterator[Any]:
+            assert failure.response is not None
+            yield {"failed": failure.status, "body": failure.response.body.decode()}
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        spider = Local()
+        spider.start_urls = [f"http://127.0.0.1:{port}/"]
+        settings = Settings(obey_robots=False, max_retries=1, retry_backoff=0.0)
+        await Crawler(spider, settings, store_path=store_path).run()
+    finally:
+        await runner.cleanup()
+    found = items(store_path)
+    assert {"allowed": 404} in found
+    assert {"failed": 500, "body": "oops"} in found
+    assert [i["status_page"] for i in found if "status_page" in i] == ["busy", "busy", "ready"]
+    assert (hits["/broken"], hits["/status"], hits["/missing"]) == (2, 3, 1)
