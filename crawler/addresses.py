@@ -92,13 +92,9 @@ class AddressGuard:
         if pinned is not None and pinned[1] > self._clock():
             return pinned[0]
         try:
-            ipaddress.ip_address(host)
-            addresses = [host]
-        except ValueError:
-            try:
-                addresses = await self._resolve(host)
-            except OSError as exc:
-                raise FetchConnectError(url, f"cannot resolve {host}: {exc}") from None
+            addresses = await self._lookup(host)
+        except OSError as exc:
+            raise FetchConnectError(url, f"cannot resolve {host}: {exc}") from None
         if host in self._trusted and host not in self._decided:
             self._decided.add(host)
             if not all(is_public(a) for a in addresses):
@@ -133,16 +129,21 @@ class AddressGuard:
         if pinned is not None and pinned[1] > self._clock():
             return
         try:
-            ipaddress.ip_address(host)
-            addresses = [host]
-        except ValueError:
-            try:
-                addresses = await self._resolve(host)
-            except OSError as exc:
-                raise ProxyError(url, f"cannot resolve the proxy {host}: {exc}") from None
+            addresses = await self._lookup(host)
+        except OSError as exc:
+            raise ProxyError(url, f"cannot resolve the proxy {host}: {exc}") from None
         if not addresses:
             raise ProxyError(url, f"the proxy {host} resolves to nothing")
         self._pins[host] = (addresses[0], self._clock() + PIN_SECONDS)
+
+    async def _lookup(self, host: str) -> list[str]:
+        """`host` itself when it is an IP address, else what the resolver says (OSError when
+        it cannot)."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return await self._resolve(host)
+        return [host]
 
     def pinned(self, host: str) -> str | None:
         """The address checked for `host`, if any."""

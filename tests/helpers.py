@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crawler import Crawler, CrawlStats, Settings, Spider
 from crawler.clock import Clock
 
 
@@ -14,3 +21,27 @@ class ManualClock(Clock):
 
     def now(self) -> float:
         return self.t
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+async def public_resolver(host: str) -> list[str]:
+    """Every made-up host of these tests resolves to one public address (never contacted)."""
+    return ["93.184.215.14"]
+
+
+def html(body: str) -> httpx.Response:
+    return httpx.Response(200, html=f"<html><body>{body}</body></html>")
+
+
+async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> CrawlStats:
+    options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
+    crawler = Crawler(
+        spider,
+        Settings().merge(options),
+        store_path=path,
+        transport=httpx.MockTransport(handler),
+        resolver=public_resolver,
+    )
+    return await crawler.run()

@@ -1,38 +1,16 @@
 """The engine over httpx.MockTransport: no sockets, every response scripted."""
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from crawler import ConfigError, Crawler, CrawlStats, Request, Response, Settings, Spider
+from crawler import ConfigError, Request, Response, Spider
 from tests.conftest import rows
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-async def public_resolver(host: str) -> list[str]:
-    """Every made-up host of these tests resolves to one public address (never contacted)."""
-    return ["93.184.215.14"]
-
-
-def html(body: str) -> httpx.Response:
-    return httpx.Response(200, html=f"<html><body>{body}</body></html>")
-
-
-async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> CrawlStats:
-    options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
-    crawler = Crawler(
-        spider,
-        Settings().merge(options),
-        store_path=path,
-        transport=httpx.MockTransport(handler),
-        resolver=public_resolver,
-    )
-    return await crawler.run()
+from tests.helpers import crawl, html
 
 
 class Links(Spider):

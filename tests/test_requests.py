@@ -25,19 +25,7 @@ from crawler import (
 )
 from crawler.store import SQLiteStore
 from tests.conftest import rows
-from tests.test_engine import Handler, html, public_resolver
-
-
-async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -> Any:
-    options = {"obey_robots": False, "retry_backoff": 0.0, "concurrency": 4, **settings}
-    crawler = Crawler(
-        spider,
-        Settings().merge(options),
-        store_path=path,
-        transport=httpx.MockTransport(handler),
-        resolver=public_resolver,
-    )
-    return await crawler.run()
+from tests.helpers import Handler, crawl, html
 
 
 def items(path: Path) -> list[dict[str, Any]]:

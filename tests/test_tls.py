@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from crawler import Crawler, Request, Response, Settings, Spider, tls
+from tests.helpers import Handler, public_resolver
 from tests.test_cli import SPIDER, acli
-from tests.test_engine import Handler, public_resolver
 
 
 async def test_deferred_loading_ends_where_loading_at_once_does() -> None:
