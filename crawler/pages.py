@@ -217,7 +217,7 @@ class PageRunner:
                 lambda: request.callback(response),  # type: ignore[misc]
                 stored.id,
             )
-            if self._obey_nofollow and (items or links) and parser.is_html(content_type):
+            if self._obey_nofollow and (items or links):
                 directives = response.robots_directives
                 if "noindex" in directives and items:
                     self.dropped_noindex += len(items)
@@ -375,11 +375,11 @@ class PageRunner:
                     return  # another scheme: nothing to crawl
                 url, host, message = invalid
                 split, error = (url, host), InvalidURL.kind  # recorded, never fetched
-            origin = f"{parent}.{len(links)}"
-            identity = split[0] if plain else request_key(output, split[0], origin) or split[0]
-            if identity in seen:
+            origin = None if plain else f"{parent}.{len(links)}"  # (see stored.request_key)
+            key = split[0] if plain else request_key(output, split[0], origin) or split[0]
+            if key in seen:
                 return
-            seen.add(identity)
+            seen.add(key)
             if not self._scope.allows(*split):
                 self.dropped_offsite += 1
                 if plain:
