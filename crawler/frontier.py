@@ -315,7 +315,7 @@ class Frontier:
                 continue
             if self._host_spent(entry):
                 continue  # budget spent (pages in flight may still settle it as exhausted)
-            request = entry.buffer.popleft()
+            request = self._take(entry)
             self._buffered -= 1
             entry.slot.acquire(now)
             entry.pending += 1
@@ -324,6 +324,19 @@ class Frontier:
             self._file_for_refill(entry)
             return request, 0.0
         return None, math.inf
+
+    @staticmethod
+    def _take(entry: _Host) -> StoredRequest:
+        """The host's next request. The probe of an open circuit is one that has not failed
+        yet when there is one: a URL that failed before says more about itself than about its
+        host, and one bad page must not keep a live host's circuit open."""
+        buffer = entry.buffer
+        if not entry.slot.breaker.closed and buffer[0].attempts:
+            for request in buffer:
+                if not request.attempts:
+                    buffer.remove(request)
+                    return request
+        return buffer.popleft()
 
     def _host_spent(self, entry: _Host) -> bool:
         budget = self._host_budget

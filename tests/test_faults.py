@@ -24,7 +24,7 @@ class Everything(Spider):
 
 @pytest.fixture
 async def site() -> AsyncIterator[FaultSite]:
-    fault_site = FaultSite(broken_pages=10, unreachable_pages=20, cap=1_000_000)
+    fault_site = FaultSite(broken_pages=10, unreachable_pages=0, cap=1_000_000)
     await fault_site.start()
     yield fault_site
     await fault_site.stop()
@@ -42,7 +42,9 @@ SETTINGS = Settings(
     breaker_threshold=3,
     breaker_cooldown=0.02,
     breaker_cooldown_max=0.08,
-    max_host_outage=0.3,
+    # a host that never answers is given up in test_breaker; here, timeouts of some pages must
+    # not make the host that serves them look unreachable
+    max_host_outage=3600,
 )
 
 
@@ -107,19 +109,6 @@ async def test_a_crawl_survives_a_hostile_web(site: FaultSite, store_path: Path)
             "http_status",
             3,
         )
-    # the unreachable host gives no answer at all: after max_host_outage of failed probes it
-    # is given up, far below pages x attempts (60). Up to 4 attempts open the circuit (3 in a
-    # row, 2 at a time) and up to 5 probes span the outage (0.02 + 0.04 + 0.08 + 0.08 + 0.08
-    # s); aiohttp sends a request once more when its connection is reset, so up to 2 x 9.
-    assert 4 <= site.unreachable.requests <= 18, site.unreachable.paths
-    unreachable = rows(
-        store_path,
-        "SELECT error, COUNT(*) FROM requests WHERE host = ? GROUP BY error",
-        (site.unreachable.host,),
-    )
-    assert dict(unreachable).keys() <= {"connect", "host_unavailable"}
-    assert sum(n for _, n in unreachable) == site.unreachable_pages
-
     # the crawl ended with every URL done or failed
     assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state IN (0, 1)") == [(0,)]
     assert (

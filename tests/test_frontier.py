@@ -243,3 +243,34 @@ async def test_a_refill_landing_after_the_host_budget_ran_out_gives_its_rows_bac
     await frontier.aclose()
     counts = await store.counts()
     assert (counts.done, counts.leased, counts.queued) == (2, 0, 6)
+
+
+async def test_the_probe_of_an_open_circuit_is_a_request_that_has_not_failed(
+    store: SQLiteStore,
+) -> None:
+    from crawler.politeness import Breaker
+
+    clock = ManualClock(1000.0)
+    await store.add([req("a.com", 0)])
+    frontier = await started(
+        store,
+        clock=clock,
+        per_host_concurrency=1,
+        breaker=lambda: Breaker(threshold=1, cooldown=10),
+    )
+    first = await frontier.next()
+    assert first is not None
+    frontier.release("a.com", Health.ERROR, None)  # a 503: the circuit opens
+    retry = Outcome(first, State.QUEUED, 1, not_before=0.0)  # due at once, first in line
+    await store.commit([retry], frontier.take_changed_hosts())
+    frontier.settle([retry])
+    await store.add([req("a.com", 1)])  # a page found meanwhile, never tried
+    frontier.notify("a.com", 0.0)
+    clock.t = 1010.0
+    probe = await asyncio.wait_for(frontier.next(), 5)
+    assert probe is not None
+    assert (probe.url, probe.attempts) == ("http://a.com/1", 0)  # not the page that failed
+    frontier.release("a.com", Health.OK, None)  # the host answers: closed, the retry goes next
+    again = await asyncio.wait_for(frontier.next(), 5)
+    assert again is not None
+    assert again.url == "http://a.com/0"
