@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from crawler import Crawler, Request, Response, Settings, Spider
-from crawler.demo import render_site, serve
+from crawler.demo import DemoShop, serve
 
 
 class Everything(Spider):
@@ -33,7 +33,7 @@ class Everything(Spider):
 
 
 def _serve(books: int, port: multiprocessing.Value) -> None:  # type: ignore[valid-type]
-    with serve(render_site(books)) as base:
+    with serve(DemoShop(books)) as base:
         port.value = int(base.rsplit(":", 1)[1].strip("/"))  # type: ignore[attr-defined]
         while True:
             time.sleep(3600)

@@ -305,15 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(
-    shop: DemoShop | dict[str, bytes], host: str = "127.0.0.1", port: int = 0
-) -> Iterator[str]:
-    """Serve the shop (or a dict of static pages) over HTTP in a background thread; yields its
-    base URL."""
-    if isinstance(shop, dict):
-        static = DemoShop(books=0, orders=0)
-        static.pages = shop
-        shop = static
+def serve(shop: DemoShop, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve the shop over HTTP in a background thread; yields its base URL."""
     handler = type("Handler", (_Handler,), {"shop": shop})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

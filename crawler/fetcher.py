@@ -230,8 +230,19 @@ class Fetcher:
         return fetched
 
     async def _follow(self, exchange: _Exchange) -> Fetched:
-        method, url, headers, body, session, proxy = exchange[:6]
-        allow_status, error_body, redirect, limit, truncate = exchange[6:]
+        (
+            method,
+            url,
+            headers,
+            body,
+            session,
+            proxy,
+            allow_status,
+            error_body,
+            redirect,
+            limit,
+            truncate,
+        ) = exchange
         seen = {(method, url)}
         for hop in range(self._max_redirects + 1):
             try:

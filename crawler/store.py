@@ -275,7 +275,8 @@ class Store(Protocol):
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
-#: plain GET (key NULL), else method, URL and a digest of the body (see pages.new_request).
+#: plain GET (key NULL), else method, URL, a digest of the body and the session (see
+#: stored.identity).
 _REQUESTS = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,

@@ -186,10 +186,10 @@ def test_demo_crawls_the_local_shop(tmp_path: Path) -> None:
 
 
 def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:
-    from crawler.demo import render_site, serve
+    from crawler.demo import DemoShop, serve
 
     spider = Path(__file__).parent.parent / "spiders" / "books.py"
-    with serve(render_site(45)) as base:
+    with serve(DemoShop(45)) as base:
         result = cli(
             "run", str(spider), "-a", f"start_urls={base}", "-o", "books.csv", "-q", cwd=tmp_path
         )

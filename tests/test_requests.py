@@ -26,6 +26,7 @@ from crawler import (
 from crawler.store import SQLiteStore
 from tests.conftest import rows
 from tests.helpers import Handler, crawl, html
+from tests.sites import serve
 
 
 def items(path: Path) -> list[dict[str, Any]]:
@@ -346,20 +347,16 @@ async def test_errbacks_allow_status_and_dont_filter_at_a_local_server(store_pat
             assert failure.response is not None
             yield {"failed": failure.status, "body": failure.response.body.decode()}
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runners: list[web.AppRunner] = []
+    ports = await serve(page, ["127.0.0.1"], runners)
     try:
         spider = Local()
-        spider.start_urls = [f"http://127.0.0.1:{port}/"]
+        spider.start_urls = [f"http://127.0.0.1:{ports['127.0.0.1']}/"]
         settings = Settings(obey_robots=False, max_retries=1, retry_backoff=0.0)
         await Crawler(spider, settings, store_path=store_path).run()
     finally:
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
     found = items(store_path)
     assert {"allowed": 404} in found
     assert {"failed": 500, "body": "oops"} in found
