@@ -26,6 +26,7 @@ import httpx
 from . import tls
 from .errors import FetchConnectError, FetchError, ProxyError
 from .proxies import split_credentials
+from .records import ErrorKind
 
 # aiohttp loads the system's CA bundle twice at import; see tls.py
 with tls.deferred_verify_paths():
@@ -44,7 +45,7 @@ PIN_SECONDS = 300.0
 class BlockedAddress(FetchError):
     """The host resolves only to addresses the crawl may not contact."""
 
-    kind = "blocked_address"
+    kind = ErrorKind.BLOCKED_ADDRESS
     sent = False
 
 

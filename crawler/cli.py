@@ -226,7 +226,7 @@ async def _crawl(crawler: Crawler, *, quiet: bool) -> CrawlStats:
             loop.remove_signal_handler(sig)
 
 
-def _summary(stats: CrawlStats, store: Path, resume: str) -> None:
+def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
     lines = {
         "complete": "crawl complete",
         "already complete": "crawl already complete: nothing left to fetch (--fresh starts over)",

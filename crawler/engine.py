@@ -34,10 +34,11 @@ from .models import Request, http_statuses
 from .pages import PageRunner
 from .politeness import Breaker, Circuit
 from .proxies import ProxyPool
+from .records import NewRequest, Outcome, State
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
-from .store import NewRequest, Outcome, SQLiteStore, State, Store
+from .store import Store, is_dsn, open_store
 from .stored import to_stored
 from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
 
@@ -142,7 +143,9 @@ class Crawler:
         self.spider = spider
         base = settings or Settings()
         self.settings = base.merge(type(spider).custom_settings) if settings is None else base
-        self.store_path = Path(store_path or f"{spider.name}.db")
+        location = store_path or f"{spider.name}.db"
+        #: A SQLite file, or a PostgreSQL DSN (postgresql://...) for a shared store.
+        self.store_path: str | Path = str(location) if is_dsn(location) else Path(location)
         self.fresh = fresh
         self.retry_failed = retry_failed
         self.output = check_output(output) if output is not None else None
@@ -224,31 +227,65 @@ class Crawler:
 
     async def run(self) -> CrawlStats:
         """Crawl until the frontier is exhausted, `max_pages` is reached, or `stop()`."""
-        settings = self.settings
         stats = self.stats
         stats.started = time.monotonic()
         seeds = await self._seed_requests()
         async with contextlib.AsyncExitStack() as stack:
             store = await self._open_store()
             stack.push_async_callback(store.close)
-            if self.retry_failed:
-                log.info("queued %d failed URLs again", await store.requeue_failed())
-            for name in await store.callbacks_pending(known=self.spider.has_callback):
-                self.spider.callback(name)  # an unknown name fails now, not mid-crawl
-            await store.add(seeds)
-            counts = await store.counts()
-            if not seeds and counts.pending + counts.done + counts.failed == 0:
-                raise ConfigError(
-                    f"spider {self.spider.name!r} has no start URLs: set start_urls, or pass "
-                    "-a start_urls=URL[,URL...]"
-                )
-            budget = None
-            if settings.max_pages:
-                budget = max(settings.max_pages - counts.fetched, 0)
-            if counts.pending == 0 or budget == 0:
-                stats.ended = "already complete" if counts.pending == 0 else "max_pages"
+            budget = await self._queue_seeds(store, seeds)
+            if stats.ended:  # nothing to do
                 await self._final_counts(store, stats)
                 return stats
+            fetcher = await self._make_fetcher(store, seeds)
+            stack.push_async_callback(fetcher.aclose)
+            frontier = self._frontier = self._make_frontier(store, budget)
+            stack.push_async_callback(frontier.aclose)
+            await frontier.start()
+            if self._stopping:
+                frontier.stop()
+            page = self._make_page_runner(store, fetcher, frontier)
+            follower = None
+            if self.output is not None and self.output.suffix.lower() == ".jsonl":
+                follower = JsonlFollower(store, self.output)
+                await follower.open()
+            events = EventLog(self.events) if self.events is not None else None
+            if events is not None:
+                stack.callback(events.close)
+                events.emit("start", spider=self.spider.name, store=str(self.store_path))
+            await self._crawl(
+                store, frontier, page, _Writer(store, frontier, stats, follower, events)
+            )
+            await self._finish(store, frontier, page, write_output=follower is None)
+            if events is not None:
+                events.emit("end", **dataclasses.asdict(stats))
+        return stats
+
+    async def _queue_seeds(self, store: Store, seeds: list[NewRequest]) -> int | None:
+        """Queue the failed URLs again (--retry-failed) and the start requests; check that the
+        spider still has every callback the queue names. Returns this process's page budget
+        (None: no max_pages); sets `stats.ended` when there is nothing left to do."""
+        settings, stats = self.settings, self.stats
+        if self.retry_failed:
+            log.info("queued %d failed URLs again", await store.requeue_failed())
+        for name in await store.callbacks_pending(known=self.spider.has_callback):
+            self.spider.callback(name)  # an unknown name fails now, not mid-crawl
+        await store.add(seeds)
+        counts = await store.counts()
+        if not seeds and counts.pending + counts.done + counts.failed == 0:
+            raise ConfigError(
+                f"spider {self.spider.name!r} has no start URLs: set start_urls, or pass "
+                "-a start_urls=URL[,URL...]"
+            )
+        budget = None
+        if settings.max_pages:
+            # a shared store grants pages as they are fetched, against every process's
+            budget = 0 if store.shared else max(settings.max_pages - counts.fetched, 0)
+            if counts.fetched >= settings.max_pages:
+                stats.ended = "max_pages"
+        if counts.pending == 0:
+            stats.ended = "already complete"
+        if not stats.ended:
             log.info(
                 "%s crawl of spider %r: %d queued, %d done, %d failed (store %s)",
                 "resuming" if counts.done or counts.failed else "starting",
@@ -256,134 +293,144 @@ class Crawler:
                 counts.pending,
                 counts.done,
                 counts.failed,
-                self.store_path,
+                store.location,
             )
-            fetcher = Fetcher(
-                user_agent=settings.user_agent,
-                timeout=settings.request_timeout,
-                max_size=settings.max_response_size,
-                max_redirects=settings.max_redirects,
-                max_connections=settings.concurrency,
-                connect_timeout=settings.connect_timeout,
-                transport=self._transport,
-                guard=AddressGuard(
-                    resolve=self._resolver,
-                    trusted_hosts=self._trusted_hosts(seeds),
-                    allow_private=settings.allow_private_networks,
+        return budget
+
+    async def _make_fetcher(self, store: Store, seeds: list[NewRequest]) -> Fetcher:
+        settings = self.settings
+        return Fetcher(
+            user_agent=settings.user_agent,
+            timeout=settings.request_timeout,
+            max_size=settings.max_response_size,
+            max_redirects=settings.max_redirects,
+            max_connections=settings.concurrency,
+            connect_timeout=settings.connect_timeout,
+            transport=self._transport,
+            guard=AddressGuard(
+                resolve=self._resolver,
+                trusted_hosts=self._trusted_hosts(seeds),
+                allow_private=settings.allow_private_networks,
+            ),
+            jars=await self._jars(store),
+            proxies=self._proxies(),
+        )
+
+    def _make_frontier(self, store: Store, budget: int | None) -> Frontier:
+        settings = self.settings
+        return Frontier(
+            store,
+            per_host_concurrency=settings.per_domain_concurrency,
+            rate_limit=settings.rate_limit,
+            batch_size=max(2 * settings.per_domain_concurrency, 16),
+            max_buffered=max(8 * settings.concurrency, 256),
+            page_budget=budget,
+            gate_hosts=settings.obey_robots,
+            host_budget=settings.max_pages_per_host or None,
+            breaker=lambda: Breaker(
+                threshold=settings.breaker_threshold,
+                cooldown=settings.breaker_cooldown,
+                cooldown_max=settings.breaker_cooldown_max,
+                max_outage=settings.max_host_outage,
+            ),
+            clock=self._clock,
+            max_pages=settings.max_pages or None,
+            # enough hosts to keep every worker busy, and one to spare
+            hosts_wanted=-(-settings.concurrency // settings.per_domain_concurrency) + 1,
+            heartbeat=min(1.0, settings.lease_ttl / 4),
+        )
+
+    def _make_page_runner(self, store: Store, fetcher: Fetcher, frontier: Frontier) -> PageRunner:
+        settings = self.settings
+        robots = None
+        if settings.obey_robots:
+            robots = Robots(
+                RobotsCache(
+                    fetch=self._robots_fetcher(fetcher),
+                    load=store.robots_get,
+                    save=store.robots_put,
                 ),
-                jars=await self._jars(store),
-                proxies=self._proxies(),
+                settings.robots_user_agent or agent_token(settings.user_agent),
+                ttl=settings.robots_ttl,
+                on_rules=self._crawl_delay(frontier),
+                clock=self._clock.now,
             )
-            stack.push_async_callback(fetcher.aclose)
-            frontier = self._frontier = Frontier(
-                store,
-                per_host_concurrency=settings.per_domain_concurrency,
-                rate_limit=settings.rate_limit,
-                batch_size=max(2 * settings.per_domain_concurrency, 16),
-                max_buffered=max(8 * settings.concurrency, 256),
-                page_budget=budget,
-                gate_hosts=settings.obey_robots,
-                host_budget=settings.max_pages_per_host or None,
-                breaker=lambda: Breaker(
-                    threshold=settings.breaker_threshold,
-                    cooldown=settings.breaker_cooldown,
-                    cooldown_max=settings.breaker_cooldown_max,
-                    max_outage=settings.max_host_outage,
-                ),
-                clock=self._clock,
-            )
-            stack.push_async_callback(frontier.aclose)
-            await frontier.start()
-            if self._stopping:
-                frontier.stop()
-            robots = None
-            if settings.obey_robots:
-                robots = Robots(
-                    RobotsCache(
-                        fetch=self._robots_fetcher(fetcher),
-                        load=store.robots_get,
-                        save=store.robots_put,
-                    ),
-                    settings.robots_user_agent or agent_token(settings.user_agent),
-                    ttl=settings.robots_ttl,
-                    on_rules=self._crawl_delay(frontier),
-                    clock=self._clock.now,
-                )
-            follower = None
-            if self.output is not None and self.output.suffix.lower() == ".jsonl":
-                follower = JsonlFollower(store, self.output)
-                await follower.open()
-            page = PageRunner(
-                spider=self.spider,
-                fetcher=fetcher,
-                robots=robots,
-                scope=self._scope,
-                canonicalizer=self._canonicalizer,
-                traps=TrapGuard(
-                    max_length=settings.max_url_length,
-                    max_repeats=settings.max_repeated_segments,
-                    max_params=settings.max_query_params,
-                ),
-                obey_nofollow=settings.obey_nofollow,
-                release=frontier.release,
-                max_depth=settings.max_depth,
-                max_retries=settings.max_retries,
-                retry_statuses=settings.retry_statuses,
-                retry_backoff=settings.retry_backoff,
-                retry_backoff_max=settings.retry_backoff_max,
-                max_retry_after=settings.max_retry_after,
-                allow_status=self._allow_status(),
-                clock=self._clock,
-            )
-            events = EventLog(self.events) if self.events is not None else None
-            if events is not None:
-                stack.callback(events.close)
-                events.emit("start", spider=self.spider.name, store=str(self.store_path))
-            writer = _Writer(store, frontier, stats, follower, events)
-            self._store = store
-            try:
-                async with asyncio.TaskGroup() as group:
-                    writer_task = group.create_task(writer.run())
-                    self._workers = [
-                        group.create_task(self._worker(frontier, page, writer))
-                        for _ in range(settings.concurrency)
-                    ]
-                    await asyncio.gather(*self._workers, return_exceptions=True)
-                    writer.close()
-                    await writer_task
-            except BaseExceptionGroup as group:
-                # One failure (say, the store's disk is full) surfaces in the writer and in
-                # every worker waiting on it: report it once, as itself.
-                raise _first_error(group) from None
-            finally:
-                self._store = None
-                if self._grace_timer is not None:
-                    self._grace_timer.cancel()
-                await frontier.aclose()
-                released = await store.release()
-                if released:
-                    log.debug("returned %d leased URLs to the queue", released)
-            if self._stopping:
-                stats.ended = "stopped"
-            elif frontier.budget_spent:
-                stats.ended = "max_pages"
-            else:
-                stats.ended = "complete"
-            if self.output is not None and follower is None:
-                count = await export_items(store.items, self.output)
-                log.info("wrote %d items to %s", count, self.output)
-            stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
-            stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
-            stats.pages += frontier.abandoned_pages
-            stats.failed += frontier.abandoned_pages
-            await self._final_counts(store, stats)
-            if events is not None:
-                events.emit("end", **dataclasses.asdict(stats))
-        return stats
+        return PageRunner(
+            spider=self.spider,
+            fetcher=fetcher,
+            robots=robots,
+            scope=self._scope,
+            canonicalizer=self._canonicalizer,
+            traps=TrapGuard(
+                max_length=settings.max_url_length,
+                max_repeats=settings.max_repeated_segments,
+                max_params=settings.max_query_params,
+            ),
+            obey_nofollow=settings.obey_nofollow,
+            release=frontier.release,
+            max_depth=settings.max_depth,
+            max_retries=settings.max_retries,
+            retry_statuses=settings.retry_statuses,
+            retry_backoff=settings.retry_backoff,
+            retry_backoff_max=settings.retry_backoff_max,
+            max_retry_after=settings.max_retry_after,
+            allow_status=self._allow_status(),
+            clock=self._clock,
+        )
+
+    async def _crawl(
+        self, store: Store, frontier: Frontier, page: PageRunner, writer: _Writer
+    ) -> None:
+        """Run the worker pool and the writer until the frontier is done or the crawl stops;
+        leased URLs not fetched go back to the queue."""
+        self._store = store
+        try:
+            async with asyncio.TaskGroup() as group:
+                writer_task = group.create_task(writer.run())
+                self._workers = [
+                    group.create_task(self._worker(frontier, page, writer))
+                    for _ in range(self.settings.concurrency)
+                ]
+                await asyncio.gather(*self._workers, return_exceptions=True)
+                writer.close()
+                await writer_task
+        except BaseExceptionGroup as group:
+            # One failure (say, the store's disk is full) surfaces in the writer and in
+            # every worker waiting on it: report it once, as itself.
+            raise _first_error(group) from None
+        finally:
+            self._store = None
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+            await frontier.aclose()
+            released = await store.release()
+            if released:
+                log.debug("returned %d leased URLs to the queue", released)
+
+    async def _finish(
+        self, store: Store, frontier: Frontier, page: PageRunner, *, write_output: bool
+    ) -> None:
+        """How the run ended, the output file (a .csv is written whole now), final counts."""
+        stats = self.stats
+        if self._stopping:
+            stats.ended = "stopped"
+        elif frontier.budget_spent:
+            stats.ended = "max_pages"
+        else:
+            stats.ended = "complete"
+        if self.output is not None and write_output:
+            count = await export_items(store.items, self.output)
+            log.info("wrote %d items to %s", count, self.output)
+        stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
+        stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
+        stats.pages += frontier.abandoned_pages
+        stats.failed += frontier.abandoned_pages
+        await self._final_counts(store, stats)
 
     async def _open_store(self) -> Store:
-        """The one place that picks the store backend."""
-        return await SQLiteStore.open(self.store_path, self.spider.name, fresh=self.fresh)
+        return await open_store(
+            self.store_path, self.spider.name, fresh=self.fresh, lease_ttl=self.settings.lease_ttl
+        )
 
     def _proxies(self) -> ProxyPool | None:
         """The crawl's proxies (or the environment's); None when every request goes direct."""
@@ -405,7 +452,7 @@ class Crawler:
         try:
             return Jars(await store.jars())
         except ValueError as exc:
-            raise StoreError(f"store {self.store_path}: a session's cookies: {exc}") from None
+            raise StoreError(f"store {store.location}: a session's cookies: {exc}") from None
 
     async def _final_counts(self, store: Store, stats: CrawlStats) -> None:
         counts = await store.counts()

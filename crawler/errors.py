@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .records import ErrorKind
+
 
 class CrawlerError(Exception):
     """Root of every error the crawler raises on purpose."""
@@ -38,7 +40,7 @@ class StoreError(CrawlerError):
 class FetchError(CrawlerError):
     """A page could not be fetched. `kind` is a short stable name recorded in the store."""
 
-    kind = "fetch"
+    kind = ErrorKind.FETCH
     #: Whether trying again later may succeed (connection trouble, timeouts, 5xx, 429).
     transient = False
     #: Whether a request went out before it failed (page budgets count only those).
@@ -53,17 +55,17 @@ class FetchError(CrawlerError):
 class InvalidURL(FetchError):
     """The URL (or a redirect's target) is not one a browser would fetch."""
 
-    kind = "invalid_url"
+    kind = ErrorKind.INVALID_URL
     sent = False
 
 
 class FetchTimeout(FetchError):
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
     transient = True
 
 
 class FetchConnectError(FetchError):
-    kind = "connect"
+    kind = ErrorKind.CONNECT
     transient = True
 
 
@@ -71,27 +73,27 @@ class ProxyError(FetchError):
     """The proxy could not be reached, or refused to carry the request: the page's own host
     was never asked."""
 
-    kind = "proxy"
+    kind = ErrorKind.PROXY
     transient = True
     sent = False
 
 
 class ResponseTooLarge(FetchError):
-    kind = "too_large"
+    kind = ErrorKind.TOO_LARGE
 
 
 class TooManyRedirects(FetchError):
-    kind = "too_many_redirects"
+    kind = ErrorKind.TOO_MANY_REDIRECTS
 
 
 class RedirectOutOfScope(FetchError):
-    kind = "redirect_out_of_scope"
+    kind = ErrorKind.REDIRECT_OUT_OF_SCOPE
 
 
 class ContentDecodingError(FetchError):
     """The body's Content-Encoding is unsupported or its compressed data is corrupt."""
 
-    kind = "decoding"
+    kind = ErrorKind.DECODING
 
 
 class HTTPStatusError(FetchError):
@@ -99,7 +101,7 @@ class HTTPStatusError(FetchError):
     429 or 503 in seconds from now (None when absent or unparsable); `response` is the
     response (a fetcher's Fetched, body read) when it was asked for."""
 
-    kind = "http_status"
+    kind = ErrorKind.HTTP_STATUS
     TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
     def __init__(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import ConfigError
-from .store import Outcome, State
+from .records import Outcome, State
 
 
 class EventLog:

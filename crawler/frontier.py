@@ -7,6 +7,12 @@ memory grows with the number of hosts, not with the number of queued URLs.
 
 It separates "nothing ready right now" (hosts cooling down: `next()` waits) from "finished"
 (nothing queued, buffered or in flight: `next()` returns None).
+
+On a shared store (many processes, see store/__init__) the frontier serves only the hosts it
+holds a lease on: one holder per host makes per-host politeness global. A heartbeat renews the
+leases, takes more hosts while workers idle, hands hosts back when other processes go hungry
+or a host runs dry, and stops serving a host whose lease it could not renew in time (another
+process may hold it now). The crawl is finished when the store says so for every process.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import heapq
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +30,8 @@ from typing import Any
 
 from .clock import Clock
 from .politeness import Breaker, Circuit, Health, HostSlot
-from .store import HostState, Outcome, State, Store, StoredRequest
+from .records import ErrorKind, HostLease, HostState, Outcome, State, StoredRequest
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,13 @@ class _Host:
     exhausted: bool = False
     #: The due time this host is filed under in the refill heap, if it is.
     filed_due: float | None = None
+    #: This process may fetch from the host (always, on a store of one process), under the
+    #: lease of this fencing token, until `deadline` (time.monotonic()).
+    held: bool = True
+    fence: int = 0
+    deadline: float = math.inf
+    #: Handed back to the store once nothing of it is in flight (another process wants it).
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +98,21 @@ class Frontier:
         gate_hosts: bool = False,
         host_budget: int | None = None,
         clock: Clock | None = None,
+        max_pages: int | None = None,
+        hosts_wanted: int = 1,
+        heartbeat: float = 1.0,
     ) -> None:
         self._store = store
+        self._shared = store.shared
+        #: A shared store: the crawl's max_pages (granted to this process in chunks, as
+        #: `page_budget` grows), hosts to hold when they have work, seconds between heartbeats.
+        self._max_pages = max_pages
+        self._grants_over = False
+        self._hosts_wanted = hosts_wanted
+        self._heartbeat = heartbeat
+        self._crawl_over = False
+        self._grant_pending = False
+        self._beat_task: asyncio.Task[None] | None = None
         self._per_host = per_host_concurrency
         self._rate = rate_limit
         self._batch = batch_size
@@ -114,23 +142,47 @@ class Frontier:
         self._changed: set[str] = set()
 
     async def start(self) -> None:
-        """Learn which hosts have queued rows, and with a host budget, how
-        many pages each host has had fetched already."""
-        if self._host_budget is not None:
-            for name, fetched in (await self._store.fetched_per_host()).items():
-                self._host(name).fetched = fetched
-        for state in await self._store.host_states():
-            entry = self._host(state.host)
-            entry.slot.restore(state)
-            if entry.slot.given_up:
-                entry.abandoned = True  # its new links fail at once, as before the restart
-        for name in await self._store.hosts_with_work():
-            entry = self._host(name)
-            if self._host_spent(entry):
-                entry.exhausted = True  # spent in earlier runs: its rows stay queued
-            else:
-                self._set_due(entry, 0.0)  # a lease finds out when its rows are due
+        """Take the hosts with queued rows (on a shared store, a fair share of those no other
+        process holds) with their politeness state and pages fetched so far."""
+        if not self._shared:
+            for state in await self._store.host_states():
+                entry = self._host(state.host)
+                entry.slot.restore(state)  # links to them follow its rules
+                entry.abandoned = entry.slot.given_up  # its new links fail at once
+        await self._acquire()
+        if self._shared:
+            self._beat_task = asyncio.create_task(self._beat())
         self._wakeup.set()
+
+    async def _acquire(self) -> None:
+        """Lease hosts with work from the store (on a shared store, up to `hosts_wanted`)."""
+        want = self._hosts_wanted - sum(
+            1 for e in self._hosts.values() if e.held and e.store_due is not None
+        )
+        if self._shared and want <= 0:
+            return
+        sent = time.monotonic()
+        for lease in await self._store.acquire_hosts(max(want, 0), self._host_budget):
+            self._take_lease(lease, sent)
+
+    def _take_lease(self, lease: HostLease, sent: float) -> None:
+        entry = self._host(lease.host)
+        now = self._clock.now()
+        if self._shared:
+            entry.held, entry.fence, entry.draining = True, lease.fence, False
+            entry.deadline = sent + self._store.lease_ttl * 0.75
+            entry.exhausted = False
+            if lease.start_in > 0:  # the previous holder's rate limit carries over
+                entry.slot.back_off(now + lease.start_in)
+            if lease.state is not None:
+                entry.slot.restore(lease.state)
+        entry.abandoned = entry.slot.given_up  # new links fail at once, as before the restart
+        if self._host_budget is not None:
+            entry.fetched = lease.fetched
+        if self._host_spent(entry):
+            entry.exhausted = True  # spent in earlier runs: its rows stay queued
+        else:
+            self._set_due(entry, 0.0)  # a lease finds out when its rows are due
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -144,8 +196,12 @@ class Frontier:
                 if self._stopping:
                     return None
                 now = self._clock.now()
+                if self._crawl_over and self._in_flight == 0:
+                    return None
                 if self._budget_spent():
-                    if self._in_flight == 0:
+                    if self._shared and not self._grants_over:
+                        self._ask_grant()
+                    elif self._in_flight == 0:
                         return None
                     wait = math.inf
                 else:
@@ -153,7 +209,7 @@ class Frontier:
                     request, wait = self._pop_ready(now)
                     if request is not None:
                         return request
-                    if self._finished():
+                    if self._finished() and not self._shared:
                         return None
                     wait = min(wait, self._next_store_due(now))
                 self._wakeup.clear()
@@ -216,6 +272,8 @@ class Frontier:
             self._in_flight -= 1
             entry = self._hosts[outcome.request.host]
             entry.pending -= 1
+            if outcome.lost:
+                continue  # another process holds the host: its outcome was refused
             if outcome.state is State.QUEUED:
                 self.notify(outcome.request.host, outcome.not_before)
             elif outcome.fetched:
@@ -231,8 +289,8 @@ class Frontier:
     def notify(self, host: str, due: float) -> None:
         """Rows of `host` due at `due` may have been added to the store."""
         entry = self._host(host)
-        if entry.exhausted:
-            return
+        if entry.exhausted or not entry.held:
+            return  # not ours: its holder (or the next one) finds them
         entry.generation += 1
         self._set_due(entry, due if entry.store_due is None else min(entry.store_due, due))
         self._wakeup.set()
@@ -244,6 +302,9 @@ class Frontier:
 
     async def aclose(self) -> None:
         """Wait for refills under way (their rows stay leased; the store releases them)."""
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            await asyncio.gather(self._beat_task, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -254,7 +315,7 @@ class Frontier:
 
     @property
     def budget_spent(self) -> bool:
-        return self._budget_spent()
+        return self._budget_spent() and (not self._shared or self._grants_over)
 
     def host_in_flight(self, host: str) -> int:
         entry = self._hosts.get(host)
@@ -289,8 +350,105 @@ class Frontier:
                     breaker=self._breaker(),
                     gated=self._gate_hosts,
                 ),
+                held=not self._shared,
             )
         return entry
+
+    # -- a shared store: leases, heartbeats, grants ----------------------------------------
+
+    async def _beat(self) -> None:
+        """Every `heartbeat` seconds: renew the leases, hand back hosts that ran dry or that
+        hungry processes should get, take more hosts when workers idle, and find out whether
+        the crawl is over for everyone. A failing store ends the crawl loudly."""
+        started = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat)  # a timer: leases are renewed in time
+                await self._beat_once(started)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._error = exc
+            self._wakeup.set()
+
+    async def _beat_once(self, started: float) -> None:
+        held = [e for e in self._hosts.values() if e.held]
+        sent = time.monotonic()
+        hungry = self._hungry()
+        rate = self._fetched_pages / max(sent - started, 1e-9)
+        kept, share = await self._store.heartbeat(
+            [(e.name, e.fence) for e in held], self._fetched_pages, rate, hungry
+        )
+        now = self._clock.now()
+        for entry in held:
+            if entry.name in kept:
+                entry.deadline = sent + self._store.lease_ttl * 0.75
+                self._push(entry, now)
+            else:
+                log.warning("lost the lease on host %s: another process holds it", entry.name)
+                self._drop(entry)
+        mine = [e for e in self._hosts.values() if e.held and not e.draining]
+        if share is not None and len(mine) > share:
+            mine.sort(key=lambda e: (e.store_due is not None, e.pending, len(e.buffer)))
+            for entry in mine[: len(mine) - share]:
+                entry.draining = True  # handed back once nothing of it is in flight
+        await self._hand_back()
+        if hungry and not self._stopping:
+            await self._acquire()
+        if self._finished() and not any(e.held for e in self._hosts.values()):
+            budget = self._max_pages
+            if await self._store.crawl_done(self._host_budget, budget):
+                self._crawl_over = True
+        self._wakeup.set()
+
+    def _hungry(self) -> bool:
+        """Whether this process could serve more hosts than it holds with work."""
+        working = sum(1 for e in self._hosts.values() if e.held and e.store_due is not None)
+        return working < self._hosts_wanted and not self._budget_spent()
+
+    async def _hand_back(self) -> None:
+        """Release the held hosts that are draining or ran dry, with nothing in flight."""
+        done = [
+            e
+            for e in self._hosts.values()
+            if e.held
+            and e.pending == 0
+            and not e.refilling
+            and (e.draining or e.exhausted or (e.store_due is None and not e.buffer))
+        ]
+        if not done:
+            return
+        now = self._clock.now()
+        releases = []
+        for entry in done:
+            start_in = max(0.0, entry.slot.ready_at(now) - now) if not entry.slot.full else 0.0
+            releases.append((entry.name, entry.fence, 0.0 if math.isinf(start_in) else start_in))
+            self._drop(entry)
+        await self._store.release_hosts(releases)
+
+    def _drop(self, entry: _Host) -> None:
+        """Serve the host no more (its lease was lost or handed back): forget its buffer."""
+        entry.held = entry.draining = False
+        self._buffered -= len(entry.buffer)
+        entry.buffer.clear()
+        self._set_due(entry, None)
+
+    def _ask_grant(self) -> None:
+        """Ask the store for more of the crawl's max_pages (one request at a time)."""
+        if self._grant_pending:
+            return
+        self._grant_pending = True
+
+        async def grant() -> None:
+            try:
+                more = await self._store.grant_pages(max(self._batch, 16), self._max_pages or 0)
+                if more == 0:
+                    self._grants_over = True
+                self._budget = (self._budget or 0) + more
+            finally:
+                self._grant_pending = False
+
+        self._spawn(grant(), None)
 
     def _push(self, entry: _Host, now: float) -> None:
         if entry.in_heap or not entry.buffer or entry.slot.full or entry.abandoned:
@@ -309,6 +467,8 @@ class Frontier:
             entry.in_heap = False
             if not entry.buffer or entry.slot.full or entry.abandoned:
                 continue
+            if not entry.held or entry.draining or time.monotonic() > entry.deadline:
+                continue  # not ours (any more), or not sure it still is: the heartbeat tells
             ready = entry.slot.ready_at(now)
             if ready > now:  # a back-off arrived since it was pushed
                 self._push(entry, now)
@@ -452,7 +612,7 @@ class Frontier:
         failed = await self._store.fail_host(
             entry.name,
             leased,
-            error="host_unavailable",
+            error=ErrorKind.HOST_UNAVAILABLE,
             message="the host gave no answer (connection refused, DNS failure or timeouts) "
             "for longer than max_host_outage: given up",
         )
@@ -464,6 +624,9 @@ class Frontier:
         generation = entry.generation
         want = self._batch - len(entry.buffer)
         rows = await self._store.lease(entry.name, want, now)
+        if not entry.held:  # lost meanwhile: those rows are the next holder's
+            entry.refilling = False
+            return
         entry.buffer.extend(rows)
         self._buffered += len(rows)
         if entry.exhausted:  # its budget ran out while this refill was under way

@@ -32,9 +32,9 @@ from .errors import (
 from .fetcher import Fetched, Fetcher
 from .models import Failure, Request, Response
 from .politeness import Health
+from .records import ErrorKind, NewRequest, Outcome, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
-from .store import NewRequest, Outcome, State, StoredRequest
 from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
 
@@ -130,7 +130,7 @@ class PageRunner:
                     stored,
                     State.FAILED,
                     attempts,
-                    error="robots_disallowed",
+                    error=ErrorKind.ROBOTS_DISALLOWED,
                     message="disallowed by robots.txt",
                 )
                 return await self._errback(request, outcome, None)
@@ -232,7 +232,7 @@ class PageRunner:
                 State.FAILED,
                 attempts,
                 status=fetched.status,
-                error="spider",
+                error=ErrorKind.SPIDER,
                 message=exc.message,
             )
         return Outcome(
@@ -392,7 +392,7 @@ class PageRunner:
                 self.dropped_depth += 1  # not remembered: a shallower page may add it
                 return
             if error is None and (message := self._traps.reason(split[0])) is not None:
-                error = "trap"
+                error = ErrorKind.TRAP
             links.append(to_stored(self._spider, output, split, depth, error, message, origin))
             if plain:
                 self._remember(output.url)

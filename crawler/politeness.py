@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 
-from .store import HostState
+from .records import HostState
 
 
 class TokenBucket:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from .politeness import Circuit
-from .store import LATENCY_BOUNDS, HostSummary, Summary
+from .records import LATENCY_BOUNDS, HostSummary, Summary
 
 #: Hosts shown in per-host tables and charts.
 TOP_HOSTS = 20

@@ -18,6 +18,7 @@ from protego import Protego
 
 from .addresses import BlockedAddress
 from .errors import FetchError, HTTPStatusError
+from .records import ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ MAX_ROBOTS_BYTES = 500 * 1024
 class RobotsUnavailable(FetchError):
     """robots.txt answered 5xx or could not be fetched: the origin is off limits for now."""
 
-    kind = "robots_unavailable"
+    kind = ErrorKind.ROBOTS_UNAVAILABLE
     transient = True
     sent = False  # the page's own request never went out
 

@@ -95,6 +95,9 @@ class Settings:
     allow_private_networks: bool = False
     #: Seconds in-flight pages get to finish after the first stop signal.
     shutdown_grace: float = 10.0
+    #: A shared (PostgreSQL) store: seconds a process holds a host without renewing its lease.
+    #: After a kill, its hosts pass to other processes within this time.
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -133,6 +136,7 @@ class Settings:
         _at_least(self, "max_url_length", 16)
         _at_least(self, "max_repeated_segments", 1)
         _at_least(self, "max_query_params", 1)
+        _at_least(self, "lease_ttl", 1)
         for proxy in self.proxies:
             parts = urlsplit(proxy)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -203,6 +207,7 @@ _FIELD_TYPES: dict[str, type] = {
     "proxies": tuple,
     "allow_private_networks": bool,
     "shutdown_grace": float,
+    "lease_ttl": float,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
 #: Settings of earlier versions, and what took their place.

@@ -17,8 +17,8 @@ from typing import Any
 
 from .errors import SpiderError
 from .models import Request
+from .records import ErrorKind, NewRequest, StoredRequest
 from .spider import Spider
-from .store import NewRequest, StoredRequest
 
 
 def identity(method: str, url: str, body: bytes | None, session: str | None) -> str | None:
@@ -45,7 +45,7 @@ def to_stored(
     request: Request,
     split: tuple[str, str],
     depth: int,
-    error: str | None = None,
+    error: ErrorKind | None = None,
     message: str | None = None,
     origin: str | None = None,
 ) -> NewRequest:

@@ -124,7 +124,7 @@ _V6_COLUMNS = (
 
 def as_version_6(db: sqlite3.Connection) -> None:
     """Make a store look as it did before schema 7: url unique, no request details or jars."""
-    from crawler.store import _COUNT_TRIGGERS
+    from crawler.store.sqlite import _COUNT_TRIGGERS
 
     db.execute(f"CREATE TABLE old AS SELECT {_V6_COLUMNS} FROM requests")
     db.execute("DROP TABLE requests")
@@ -193,7 +193,7 @@ async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
 
 
 async def test_a_version_5_store_counts_its_fetched_pages_once(store_path: Path) -> None:
-    from crawler.store import _COUNTERS_V4
+    from crawler.store.sqlite import _COUNTERS_V4
 
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req(f"/{n}") for n in range(5)])

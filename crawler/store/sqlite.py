@@ -1,277 +1,41 @@
-"""The crawl's durable state: frontier rows, visited marks, failures and items.
-
-The engine talks to the `Store` protocol only, so a PostgreSQL backend can follow without
-touching it. Every URL the crawl discovers is one row in one of four states:
-
-    QUEUED ──lease──► LEASED ──commit──► DONE | FAILED
-       ▲                 │
-       └──commit(retry)──┤   (a retry is re-queued with a not-before time)
-       └──release / reclaim after a crash
-
-A page's outcome (its items, the links it found, its final state) is committed in one
-transaction together with the other outcomes of its batch: after a crash it is all there or
-not at all, so an item is never stored without its page's mark, nor twice.
-"""
+"""The Store on one SQLite file: the default, for a crawl of one process (see store/__init__)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import fcntl
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import aiosqlite
 
-from .errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError
+from ..records import (
+    LATENCY_BOUNDS,
+    NEVER_SENT,
+    Counts,
+    HostLease,
+    HostState,
+    HostSummary,
+    NewRequest,
+    Outcome,
+    State,
+    StoredRequest,
+    Summary,
+    WorkerInfo,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 7
-
-
-class State(enum.IntEnum):
-    QUEUED = 0
-    LEASED = 1
-    DONE = 2
-    FAILED = 3
-
-
-@dataclass(slots=True)  # not frozen: 7x faster to build (2.1 -> 0.3 us), one per new link
-class NewRequest:
-    """A request to add: `url` canonical, `meta` JSON text or None. Its identity (what makes
-    two requests the same) is `key`, or `url` itself when `key` is None (a plain GET). A
-    request with an `error` (a trap guard's "trap", or "invalid_url") is recorded as failed
-    with that error and `message`, never fetched. `method` None is GET; `spec` is the JSON
-    text of the rest (headers, cookies, session, allow_status, proxy), None when empty."""
-
-    url: str
-    host: str
-    callback: str = "parse"
-    priority: int = 0
-    depth: int = 0
-    meta: str | None = None
-    any_content_type: bool = False
-    error: str | None = None
-    message: str | None = None
-    key: str | None = None
-    method: str | None = None
-    body: bytes | None = None
-    errback: str | None = None
-    spec: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRequest:
-    """A leased row, handed to a worker (see NewRequest for `method`, `body`, `spec`)."""
-
-    id: int
-    url: str
-    host: str
-    callback: str
-    priority: int
-    depth: int
-    meta: str | None
-    any_content_type: bool
-    attempts: int
-    method: str | None = None
-    body: bytes | None = None
-    errback: str | None = None
-    spec: str | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one leased request, committed as one unit.
-
-    `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
-    `items` are JSON texts; `links` are new requests (ignored when already known);
-    `final_url` is the URL a redirect ended at, marked as visited too (as the request of
-    identity `final_key`; None: a plain GET). `latency` is None when
-    no request went out for the page (robots.txt disallowed it, its address was blocked...):
-    such a page is not `fetched`, and page budgets do not count it. `jars` are the cookie jars
-    the page changed, by session name (their text), kept with the outcome.
-    """
-
-    request: StoredRequest
-    state: State
-    attempts: int
-    status: int | None = None
-    error: str | None = None
-    message: str | None = None
-    not_before: float = 0.0
-    items: list[str] = field(default_factory=list)
-    links: list[NewRequest] = field(default_factory=list)
-    final_url: tuple[str, str] | None = None
-    final_key: str | None = None
-    latency: float | None = None  # seconds the fetch took (all hops, body included)
-    size: int | None = None  # bytes of the (decoded) body
-    jars: dict[str, str] | None = None
-
-    @property
-    def fetched(self) -> bool:
-        """Whether a request went out for this page (a response, a timeout or a connection
-        error), which is what `max_pages` and `max_pages_per_host` count."""
-        return self.latency is not None
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    """A host's politeness state worth surviving a crash: no request before `not_before`
-    (a Retry-After), and its circuit breaker (`open_until` may be inf: given up on)."""
-
-    host: str
-    not_before: float = 0.0
-    failures: int = 0
-    opens: int = 0
-    open_until: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Rows per state, items, and pages `fetched` (done or failed after a request went out:
-    what page budgets count)."""
-
-    queued: int = 0
-    leased: int = 0
-    done: int = 0
-    failed: int = 0
-    items: int = 0
-    fetched: int = 0
-
-    @property
-    def pending(self) -> int:
-        return self.queued + self.leased
-
-
-@dataclass(frozen=True, slots=True)
-class HostSummary:
-    """One host's totals, fetch measurements and politeness state."""
-
-    host: str
-    queued: int
-    leased: int
-    done: int
-    failed: int
-    items: int
-    bytes: int = 0
-    mean_latency: float | None = None
-    max_latency: float | None = None
-    politeness: HostState | None = None  # None: nothing kept (never throttled or failing)
-
-
-#: Upper bounds (seconds) of the latency histogram's buckets; the last one is open-ended.
-LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What a crawl did, for `stats` and `report`: totals, per host, and over time.
-
-    `timeline` holds (bucket start, pages done, pages failed) per `bucket` seconds from
-    `first` (epoch seconds of the first finished page); `latencies` counts fetches per
-    LATENCY_BOUNDS bucket (one more for slower ones)."""
-
-    counts: Counts
-    hosts: list[HostSummary]
-    statuses: dict[int, int]
-    errors: dict[str, int]
-    depths: dict[int, int]
-    latencies: list[int]
-    timeline: list[tuple[float, int, int]]
-    bucket: float
-    first: float | None
-    last: float | None
-    bytes: int
-
-
-class Store(Protocol):
-    """What the engine needs from a store. Methods are safe to call from one event loop."""
-
-    async def add(self, requests: Sequence[NewRequest]) -> None:
-        """Queue requests; those whose URL is already known (in any state) are ignored."""
-
-    async def hosts_with_work(self) -> list[str]:
-        """Every host with queued rows (due now or later: see `next_due`), by name."""
-
-    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
-        """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
-        then oldest first. Fewer than `limit` (maybe none) when the host has no more due."""
-
-    async def next_due(self, host: str) -> float | None:
-        """The earliest not-before time of `host`'s queued rows, or None when it has none."""
-
-    async def commit(
-        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
-    ) -> list[Outcome]:
-        """Commit outcomes of leased rows (with the cookie jars they changed), and the host
-        states they changed, in one transaction: all of them or none. Returns the outcomes as
-        committed: a redirect to a URL already leased, done or failed keeps no items or links
-        (that page is, or was, crawled under its own URL)."""
-
-    async def jars(self) -> dict[str, str]:
-        """Every cookie jar kept by `commit`, by session name (their text)."""
-
-    async def host_states(self) -> list[HostState]:
-        """Every host state kept by `commit`."""
-
-    async def release(self, ids: Sequence[int] | None = None) -> int:
-        """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
-        many."""
-
-    async def fetched_per_host(self) -> dict[str, int]:
-        """Pages fetched (see `Outcome.fetched`) per host, for hosts with any."""
-
-    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
-        """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
-        (buffered, not in flight); returns how many."""
-
-    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
-        """Put failed rows (of `host`, of error kind `error`) back in the queue with no
-        attempts used, and forget the politeness state of their hosts; returns how many."""
-
-    async def counts(self) -> Counts:
-        """Rows per state and items stored."""
-
-    async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
-        """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
-
-    async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
-        """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
-
-    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
-        """Callback and errback names of the rows still queued or leased, except those
-        `known` accepts (only the others are looked up: that can take a scan of the queue)."""
-
-    def items(self) -> AsyncIterator[str]:
-        """Every stored item as JSON text, in the order they were committed."""
-
-    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
-        """Up to `limit` (id, JSON text) items committed after item `item_id`, in order."""
-
-    async def get_mark(self, key: str) -> str | None:
-        """A bookmark kept in the store (e.g. how far an export file got)."""
-
-    async def set_mark(self, key: str, value: str) -> None:
-        """Keep a bookmark, in a transaction of its own."""
-
-    async def host_totals(self) -> dict[str, Counts]:
-        """Rows per state and items stored, per host (kept as the crawl goes: cheap)."""
-
-    async def summary(self) -> Summary:
-        """The crawl's summary (reads every row: seconds for millions)."""
-
-    async def close(self) -> None:
-        """Release the store (its connection and its lock)."""
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -427,14 +191,7 @@ _COUNTERS = [
     _ERRBACK_TRIGGER,
 ]
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
-_NEVER_SENT = (
-    "trap",
-    "invalid_url",
-    "blocked_address",
-    "robots_disallowed",
-    "robots_unavailable",
-    "host_unavailable",
-)
+_NEVER_SENT = sorted(NEVER_SENT)
 
 _MIGRATIONS[3] = [  # 4: per-host totals and the callbacks in use, kept by triggers
     *_COUNTERS_V4,
@@ -459,7 +216,7 @@ _MIGRATIONS[5] = [  # 6: pages fetched per host (what page budgets count), kept 
     # but those failed before any request (a redirect's final URL still counts, as it did)
     "UPDATE host_counts SET fetched = counted.n FROM (SELECT host, COUNT(*) AS n FROM requests"
     " WHERE state >= 2 AND COALESCE(error, '') NOT IN"
-    f" ({', '.join(repr(kind) for kind in _NEVER_SENT)}) GROUP BY host) AS counted"
+    f" ({', '.join(repr(str(kind)) for kind in _NEVER_SENT)}) GROUP BY host) AS counted"
     " WHERE counted.host = host_counts.host",
 ]
 _MIGRATIONS[6] = [  # 7: requests beyond GET (identity key, method, body...), cookie jars
@@ -494,11 +251,16 @@ class SQLiteStore:
     again. A lock file next to the store keeps a second crawl off a store in use.
     """
 
+    #: One process at a time (a lock file): every host is this process's, for good.
+    shared = False
+    lease_ttl = float("inf")
+
     def __init__(
         self, db: aiosqlite.Connection, path: Path, run_id: str, lock: IO[str] | None
     ) -> None:
         self._db = db
         self.path = path
+        self.location = str(path)
         self.run_id = run_id
         self._lock_file = lock
         self._tx_lock = asyncio.Lock()
@@ -627,8 +389,44 @@ class SQLiteStore:
                 await self._insert(requests, State.QUEUED)
 
     async def hosts_with_work(self) -> list[str]:
+        """Every host with queued rows, by name."""
         rows = await self._fetchall("SELECT host FROM host_counts WHERE queued ORDER BY host")
         return [host for (host,) in rows]
+
+    async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
+        fetched = await self.fetched_per_host() if host_budget is not None else {}
+        states = {state.host: state for state in await self.host_states()}
+        return [
+            HostLease(host, 0, states.get(host), fetched.get(host, 0))
+            for host in await self.hosts_with_work()
+        ]
+
+    async def heartbeat(
+        self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
+    ) -> tuple[set[str], int | None]:
+        return {host for host, _ in held}, None
+
+    async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
+        await self.release()
+
+    async def crawl_done(self, host_budget: int | None, max_pages: int | None) -> bool:
+        if max_pages is not None and (await self.counts()).fetched >= max_pages:
+            return True
+        if host_budget is None:
+            return (await self.counts()).pending == 0
+        return all(
+            c.pending == 0 or c.fetched >= host_budget for c in (await self.host_totals()).values()
+        )
+
+    async def grant_pages(self, want: int, max_pages: int) -> int:
+        return max(0, min(want, max_pages - (await self.counts()).fetched))
+
+    async def workers(self) -> list[WorkerInfo]:
+        return []
+
+    async def in_use(self) -> bool:
+        """Whether a crawl holds this store right now."""
+        return store_in_use(self.path)
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
         async with self._transaction():

@@ -1,0 +1,232 @@
+"""The records the rooms pass around: requests to add and leased, page outcomes, host states,
+counts and summaries, and the kinds of errors a page is recorded with. Plain data, no I/O:
+pure modules import these without importing a database driver."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a page failed, as recorded in the store and shown by `failures` and `stats`."""
+
+    FETCH = "fetch"
+    INVALID_URL = "invalid_url"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    PROXY = "proxy"
+    TOO_LARGE = "too_large"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    REDIRECT_OUT_OF_SCOPE = "redirect_out_of_scope"
+    DECODING = "decoding"
+    HTTP_STATUS = "http_status"
+    ROBOTS_UNAVAILABLE = "robots_unavailable"
+    ROBOTS_DISALLOWED = "robots_disallowed"
+    BLOCKED_ADDRESS = "blocked_address"
+    HOST_UNAVAILABLE = "host_unavailable"
+    TRAP = "trap"
+    SPIDER = "spider"
+
+
+#: Errors of pages no request went out for.
+NEVER_SENT = frozenset(
+    {
+        ErrorKind.TRAP,
+        ErrorKind.INVALID_URL,
+        ErrorKind.BLOCKED_ADDRESS,
+        ErrorKind.ROBOTS_DISALLOWED,
+        ErrorKind.ROBOTS_UNAVAILABLE,
+        ErrorKind.HOST_UNAVAILABLE,
+    }
+)
+
+
+class State(enum.IntEnum):
+    QUEUED = 0
+    LEASED = 1
+    DONE = 2
+    FAILED = 3
+
+
+@dataclass(slots=True)  # not frozen: 7x faster to build (2.1 -> 0.3 us), one per new link
+class NewRequest:
+    """A request to add: `url` canonical, `meta` JSON text or None. Its identity (what makes
+    two requests the same) is `key`, or `url` itself when `key` is None (a plain GET). A
+    request with an `error` (a trap guard's "trap", or "invalid_url") is recorded as failed
+    with that error and `message`, never fetched. `method` None is GET; `spec` is the JSON
+    text of the rest (headers, cookies, session, allow_status, proxy), None when empty."""
+
+    url: str
+    host: str
+    callback: str = "parse"
+    priority: int = 0
+    depth: int = 0
+    meta: str | None = None
+    any_content_type: bool = False
+    error: ErrorKind | None = None
+    message: str | None = None
+    key: str | None = None
+    method: str | None = None
+    body: bytes | None = None
+    errback: str | None = None
+    spec: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """A leased row, handed to a worker (see NewRequest for `method`, `body`, `spec`)."""
+
+    id: int
+    url: str
+    host: str
+    callback: str
+    priority: int
+    depth: int
+    meta: str | None
+    any_content_type: bool
+    attempts: int
+    method: str | None = None
+    body: bytes | None = None
+    errback: str | None = None
+    spec: str | None = None
+    #: The fencing token of the host lease it was leased under (0: a store of one process).
+    fence: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one leased request, committed as one unit.
+
+    `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
+    `items` are JSON texts; `links` are new requests (ignored when already known);
+    `final_url` is the URL a redirect ended at, marked as visited too (as the request of
+    identity `final_key`; None: a plain GET). `latency` is None when
+    no request went out for the page (robots.txt disallowed it, its address was blocked...):
+    such a page is not `fetched`, and page budgets do not count it. `jars` are the cookie jars
+    the page changed, by session name (their text), kept with the outcome.
+    """
+
+    request: StoredRequest
+    state: State
+    attempts: int
+    status: int | None = None
+    error: ErrorKind | None = None
+    message: str | None = None
+    not_before: float = 0.0
+    items: list[str] = field(default_factory=list)
+    links: list[NewRequest] = field(default_factory=list)
+    final_url: tuple[str, str] | None = None
+    final_key: str | None = None
+    latency: float | None = None  # seconds the fetch took (all hops, body included)
+    size: int | None = None  # bytes of the (decoded) body
+    jars: dict[str, str] | None = None
+    #: The store refused it: another worker holds the host now (its lease lapsed).
+    lost: bool = False
+
+    @property
+    def fetched(self) -> bool:
+        """Whether a request went out for this page (a response, a timeout or a connection
+        error), which is what `max_pages` and `max_pages_per_host` count."""
+        return self.latency is not None
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """A host's politeness state worth surviving a crash: no request before `not_before`
+    (a Retry-After), and its circuit breaker (`open_until` may be inf: given up on)."""
+
+    host: str
+    not_before: float = 0.0
+    failures: int = 0
+    opens: int = 0
+    open_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Rows per state, items, and pages `fetched` (done or failed after a request went out:
+    what page budgets count)."""
+
+    queued: int = 0
+    leased: int = 0
+    done: int = 0
+    failed: int = 0
+    items: int = 0
+    fetched: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.leased
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """One host's totals, fetch measurements and politeness state."""
+
+    host: str
+    queued: int
+    leased: int
+    done: int
+    failed: int
+    items: int
+    bytes: int = 0
+    mean_latency: float | None = None
+    max_latency: float | None = None
+    politeness: HostState | None = None  # None: nothing kept (never throttled or failing)
+
+
+#: Upper bounds (seconds) of the latency histogram's buckets; the last one is open-ended.
+LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a crawl did, for `stats` and `report`: totals, per host, and over time.
+
+    `timeline` holds (bucket start, pages done, pages failed) per `bucket` seconds from
+    `first` (epoch seconds of the first finished page); `latencies` counts fetches per
+    LATENCY_BOUNDS bucket (one more for slower ones)."""
+
+    counts: Counts
+    hosts: list[HostSummary]
+    statuses: dict[int, int]
+    errors: dict[str, int]
+    depths: dict[int, int]
+    latencies: list[int]
+    timeline: list[tuple[float, int, int]]
+    bucket: float
+    first: float | None
+    last: float | None
+    bytes: int
+    #: The processes of the crawl (a shared store only: one process keeps no such record).
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HostLease:
+    """A host granted to this process by `Store.acquire_hosts`: only its holder fetches from it,
+    which makes its politeness global. `fence` grows with every grant; a commit under an older
+    fence is refused. `state` is the politeness state kept for the host (None: none), `fetched`
+    its pages fetched by every worker, `start_in` seconds before its next request may start
+    (the rate limit of the previous holder, carried over)."""
+
+    host: str
+    fence: int = 0
+    state: HostState | None = None
+    fetched: int = 0
+    start_in: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One process of a crawl, as its heartbeat last left it (`seen`, epoch seconds)."""
+
+    id: str
+    machine: str
+    pid: int
+    started: float
+    seen: float
+    pages: int
+    rate: float
+    alive: bool

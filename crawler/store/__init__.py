@@ -1,0 +1,227 @@
+"""The crawl's durable state: frontier rows, visited marks, failures and items.
+
+The engine talks to the `Store` protocol only: `sqlite.SQLiteStore` (the default, one process, a
+file) and `postgres.PostgresStore` (many processes on many machines) implement it, and
+`tests/test_store_contract.py` holds both to it. Every URL the crawl discovers is one row in
+one of four states:
+
+    QUEUED ──lease──► LEASED ──commit──► DONE | FAILED
+       ▲                 │
+       └──commit(retry)──┤   (a retry is re-queued with a not-before time)
+       └──release / reclaim after a crash
+
+A page's outcome (its items, the links it found, its final state) is committed in one
+transaction together with the other outcomes of its batch: after a crash it is all there or
+not at all, so an item is never stored without its page's mark, nor twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ConfigError
+from ..records import (
+    LATENCY_BOUNDS,
+    Counts,
+    HostLease,
+    HostState,
+    HostSummary,
+    NewRequest,
+    Outcome,
+    State,
+    StoredRequest,
+    Summary,
+    WorkerInfo,
+)
+from .sqlite import SCHEMA_VERSION, SQLiteStore, store_in_use
+
+__all__ = [
+    "LATENCY_BOUNDS",
+    "SCHEMA_VERSION",
+    "Counts",
+    "HostLease",
+    "HostState",
+    "HostSummary",
+    "NewRequest",
+    "Outcome",
+    "ReadableStore",
+    "SQLiteStore",
+    "State",
+    "Store",
+    "StoredRequest",
+    "Summary",
+    "WorkerInfo",
+    "is_dsn",
+    "open_readonly",
+    "open_store",
+    "store_in_use",
+]
+
+
+class Store(Protocol):
+    """What the engine needs from a store. Methods are safe to call from one event loop.
+
+    A store is `shared` when other processes may crawl from it at the same time. Then a process
+    fetches only from the hosts it holds a lease on (`acquire_hosts`, kept alive by `heartbeat`),
+    and `commit` refuses the outcomes of a host whose lease went to another process. A store of
+    one process grants every host at once, for good."""
+
+    shared: bool
+    #: Seconds a host lease lasts without a heartbeat (a shared store).
+    lease_ttl: float
+    #: Where the store is, for messages (a path, or a DSN without its password).
+    location: str
+
+    async def add(self, requests: Sequence[NewRequest]) -> None:
+        """Queue requests; those whose URL is already known (in any state) are ignored."""
+
+    async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
+        """Lease up to `limit` hosts with queued rows that no live process holds (and whose
+        pages fetched are under `host_budget`). Rows another holder had leased are queued
+        again. A store of one process returns every host with queued rows, whatever `limit`."""
+
+    async def heartbeat(
+        self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
+    ) -> tuple[set[str], int | None]:
+        """Renew the leases `held` (host, fence) and this process's record (pages done in
+        this run, pages per second, whether it could serve more hosts). Returns the hosts
+        still held (the others were lost) and how many hosts this process should hold at
+        most, so that hungry processes get some (None: no limit)."""
+
+    async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
+        """Give up the leases (host, fence, seconds before its next request may start) of
+        hosts with nothing in flight; their leased rows are queued again."""
+
+    async def crawl_done(self, host_budget: int | None, max_pages: int | None) -> bool:
+        """Whether no host has rows queued or leased (but hosts whose pages fetched reached
+        `host_budget`), or the crawl fetched `max_pages`: the crawl is over for every process."""
+
+    async def grant_pages(self, want: int, max_pages: int) -> int:
+        """Up to `want` more pages this process may fetch under the crawl's `max_pages` (what
+        the crawl fetched, and what live processes were granted and not fetched yet, count)."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes of the crawl (none for a store of one process)."""
+
+    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
+        """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
+        then oldest first. Fewer than `limit` (maybe none) when the host has no more due."""
+
+    async def next_due(self, host: str) -> float | None:
+        """The earliest not-before time of `host`'s queued rows, or None when it has none."""
+
+    async def commit(
+        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+    ) -> list[Outcome]:
+        """Commit outcomes of leased rows (with the cookie jars they changed), and the host
+        states they changed, in one transaction: all of them or none. Returns the outcomes as
+        committed: a redirect to a URL already leased, done or failed keeps no items or links
+        (that page is, or was, crawled under its own URL)."""
+
+    async def jars(self) -> dict[str, str]:
+        """Every cookie jar kept by `commit`, by session name (their text)."""
+
+    async def host_states(self) -> list[HostState]:
+        """Every host state kept by `commit`."""
+
+    async def release(self, ids: Sequence[int] | None = None) -> int:
+        """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
+        many."""
+
+    async def fetched_per_host(self) -> dict[str, int]:
+        """Pages fetched (see `Outcome.fetched`) per host, for hosts with any."""
+
+    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
+        """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
+        (buffered, not in flight); returns how many."""
+
+    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
+        """Put failed rows (of `host`, of error kind `error`) back in the queue with no
+        attempts used, and forget the politeness state of their hosts; returns how many."""
+
+    async def counts(self) -> Counts:
+        """Rows per state and items stored."""
+
+    async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
+        """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
+
+    async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
+        """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
+
+    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
+        """Callback and errback names of the rows still queued or leased, except those
+        `known` accepts (only the others are looked up: that can take a scan of the queue)."""
+
+    def items(self) -> AsyncIterator[str]:
+        """Every stored item as JSON text, in the order they were committed."""
+
+    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` (id, JSON text) items committed after item `item_id`, in order."""
+
+    async def get_mark(self, key: str) -> str | None:
+        """A bookmark kept in the store (e.g. how far an export file got)."""
+
+    async def set_mark(self, key: str, value: str) -> None:
+        """Keep a bookmark, in a transaction of its own."""
+
+    async def host_totals(self) -> dict[str, Counts]:
+        """Rows per state and items stored, per host (kept as the crawl goes: cheap)."""
+
+    async def summary(self) -> Summary:
+        """The crawl's summary (reads every row: seconds for millions)."""
+
+    async def close(self) -> None:
+        """Release the store (its connection and its lock)."""
+
+
+class ReadableStore(Protocol):
+    """What `stats`, `export`, `failures` and `report` read (beside a running crawl)."""
+
+    location: str
+    schema_version: int
+
+    def items(self) -> AsyncIterator[str]: ...
+
+    def failures(
+        self, host: str | None = None, error: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def summary(self) -> Summary: ...
+
+    async def workers(self) -> list[WorkerInfo]: ...
+
+    async def in_use(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def is_dsn(location: str | Path) -> bool:
+    """Whether `location` names a PostgreSQL database rather than a SQLite file."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+async def open_store(
+    location: str | Path, spider_name: str, *, fresh: bool = False, lease_ttl: float = 10.0
+) -> Store:
+    """The one place that picks the store backend: a PostgreSQL DSN or a SQLite file path."""
+    if is_dsn(location):
+        from .postgres import PostgresStore
+
+        return await PostgresStore.open(
+            str(location), spider_name, fresh=fresh, lease_ttl=lease_ttl
+        )
+    return await SQLiteStore.open(location, spider_name, fresh=fresh)
+
+
+async def open_readonly(location: str | Path, spider_name: str | None = None) -> ReadableStore:
+    """A store to read beside a running crawl. A PostgreSQL database holds a crawl per spider:
+    `spider_name` says which (required there)."""
+    if is_dsn(location):
+        if not spider_name:
+            raise ConfigError("a PostgreSQL store holds one crawl per spider: pass --spider NAME")
+        from .postgres import PostgresStore
+
+        return await PostgresStore.open_readonly(str(location), spider_name)
+    return await SQLiteStore.open_readonly(location)
