@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import ssl
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,54 @@ async def https_site(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         yield f"https://localhost:{port}/", ca_file
     finally:
         await runner.cleanup()
+
+
+#: The PostgreSQL server tests use (the project's machines run one; see the README).
+POSTGRES_DSN = os.environ.get("CRAWLER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """The test server's DSN. In CI (CI=true) an unreachable server fails the tests that need
+    it; elsewhere they are skipped with a one-line reason."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(POSTGRES_DSN)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 5).close()
+    except OSError as exc:
+        message = f"PostgreSQL at {POSTGRES_DSN} is unreachable ({exc}); set CRAWLER_TEST_POSTGRES"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_DSN
+
+
+@pytest.fixture
+def pg_spider(postgres_dsn: str) -> Iterator[str]:
+    """A spider name whose PostgreSQL schema is this test's own (dropped afterwards)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    drop_schema(postgres_dsn, name)
+
+
+def drop_schema(dsn: str, spider: str) -> None:
+    """Drop a spider's crawl from the test server (from any thread, loop or none)."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    from crawler.store.postgres import schema_name
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name(spider)}" CASCADE')
+        finally:
+            await connection.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(drop(),))
+    thread.start()
+    thread.join()

@@ -691,7 +691,7 @@ class SQLiteStore:
         ((first, last),) = await self._fetchall(
             "SELECT MIN(updated), MAX(updated) FROM requests WHERE state >= 2"
         )
-        bucket = _bucket_seconds((last or 0) - (first or 0))
+        bucket = bucket_seconds((last or 0) - (first or 0))
         timeline = [
             (first + n * bucket, done, failed)
             for n, done, failed in await self._fetchall(
@@ -817,7 +817,7 @@ class SQLiteStore:
                 raise
 
 
-def _bucket_seconds(span: float) -> float:
+def bucket_seconds(span: float) -> float:
     """A round bucket size that splits `span` seconds into at most ~120 buckets."""
     for size in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
         if span / size <= 120:

@@ -1,0 +1,1025 @@
+"""The Store on PostgreSQL: one crawl shared by many processes on many machines.
+
+Each spider's crawl lives in a schema of its own (`crawler_<spider>`), so several spiders share
+one database. Processes divide the crawl by host: a process leases a host row (`hosts.owner`,
+`lease_until`, a fencing token `fence` that grows with every grant) and is then the only one
+fetching from that host, so per-host concurrency, rate limit, Crawl-delay, Retry-After and the
+circuit breaker, kept in one process, hold for the whole crawl. A lease lasts `lease_ttl`
+seconds of the database's clock unless renewed (by every commit and a heartbeat), so the hosts of
+a killed process pass to the others within that time.
+
+Every commit first renews the leases of its hosts `WHERE fence = <the fence its pages were
+leased under>` in the same transaction: the outcomes of a host that went to another process
+(this one was paused or cut off past its lease) are refused, and only rows closed by that
+transaction (`state = 1 -> 2|3`) get their items, so every item is stored exactly once.
+
+No statement per page: a batch of outcomes is one transaction of about six statements with
+array parameters (`unnest`), whatever its size. Running totals are rows per (host, process)
+that only their process writes (summed on read), so there is no shared hot row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from ..errors import ConfigError, StoreError
+from ..records import (
+    LATENCY_BOUNDS,
+    Counts,
+    HostLease,
+    HostState,
+    HostSummary,
+    NewRequest,
+    Outcome,
+    State,
+    StoredRequest,
+    Summary,
+    WorkerInfo,
+)
+from .sqlite import bucket_seconds as _bucket_seconds
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Db = PoolConnectionProxy[asyncpg.Record]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+#: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+_TABLES = [
+    "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
+    """CREATE TABLE requests (
+        id bigserial PRIMARY KEY,
+        url text NOT NULL,
+        host text NOT NULL,
+        callback text NOT NULL,
+        priority int NOT NULL DEFAULT 0,
+        depth int NOT NULL DEFAULT 0,
+        meta text,
+        any_content_type bool NOT NULL DEFAULT false,
+        state smallint NOT NULL DEFAULT 0,
+        not_before float8 NOT NULL DEFAULT 0,
+        attempts int NOT NULL DEFAULT 0,
+        lease text,
+        status int,
+        error text,
+        message text,
+        updated float8,
+        latency float8,
+        size int,
+        key text,
+        method text,
+        body bytea,
+        errback text,
+        spec text
+    ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02,
+            autovacuum_vacuum_insert_scale_factor = 0.05)""",
+    "CREATE UNIQUE INDEX requests_identity ON requests ((COALESCE(key, url)))",
+    "CREATE INDEX requests_queued ON requests (host, priority DESC, id) WHERE state = 0",
+    "CREATE INDEX requests_leased ON requests (host) WHERE state = 1",
+    "CREATE TABLE items (id bigserial PRIMARY KEY, request_id bigint NOT NULL, data text NOT NULL)",
+    "CREATE TABLE robots (origin text PRIMARY KEY, fetched_at float8 NOT NULL, body text)",
+    """CREATE TABLE hosts (
+        host text PRIMARY KEY,
+        owner text,
+        fence bigint NOT NULL DEFAULT 0,
+        lease_until float8,
+        start_at float8 NOT NULL DEFAULT 0,
+        kept bool NOT NULL DEFAULT false,
+        not_before float8 NOT NULL DEFAULT 0,
+        failures int NOT NULL DEFAULT 0,
+        opens int NOT NULL DEFAULT 0,
+        open_until float8 NOT NULL DEFAULT 0
+    ) WITH (autovacuum_vacuum_scale_factor = 0.01)""",
+    "CREATE INDEX hosts_owned ON hosts (lease_until) WHERE owner IS NOT NULL",
+    """CREATE TABLE counts (
+        host text NOT NULL,
+        writer text NOT NULL,
+        added bigint NOT NULL DEFAULT 0,
+        done bigint NOT NULL DEFAULT 0,
+        failed bigint NOT NULL DEFAULT 0,
+        items bigint NOT NULL DEFAULT 0,
+        fetched bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (host, writer)
+    )""",
+    "CREATE TABLE sessions (name text PRIMARY KEY, cookies text NOT NULL)",
+    "CREATE TABLE callbacks (name text PRIMARY KEY)",
+    """CREATE TABLE workers (
+        id text PRIMARY KEY,
+        machine text NOT NULL,
+        pid int NOT NULL,
+        started float8 NOT NULL,
+        seen float8 NOT NULL,
+        pages bigint NOT NULL DEFAULT 0,
+        rate float8 NOT NULL DEFAULT 0,
+        hungry bool NOT NULL DEFAULT false,
+        granted bigint NOT NULL DEFAULT 0,
+        closed bool NOT NULL DEFAULT false
+    )""",
+]
+
+_COLUMNS = (
+    "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
+    " method, body, errback, spec"
+)
+
+#: Errors worth running a transaction again for (two commits inserting the same new URLs).
+_RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+def schema_name(spider_name: str) -> str:
+    """The schema holding `spider_name`'s crawl (an identifier PostgreSQL keeps as it is)."""
+    return "crawler_" + re.sub(r"[^a-z0-9_]", "_", spider_name.lower())[:50]
+
+
+def safe_dsn(dsn: str) -> str:
+    """`dsn` without its password, for messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class PostgresStore:
+    """The Store on a PostgreSQL database, shared by every process of a crawl (see above)."""
+
+    shared = True
+
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, schema: str, *, lease_ttl: float, readonly: bool
+    ) -> None:
+        self._pool = pool
+        self.location = safe_dsn(dsn)
+        self.schema = schema
+        self.lease_ttl = lease_ttl
+        self.schema_version = SCHEMA_VERSION
+        self._readonly = readonly
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns() % 10**9:09d}"
+        self._fences: dict[str, int] = {}  # hosts this process holds, by fence
+        self._known_hosts: set[str] = set()
+        self._known_callbacks: set[str] = set()
+        self._commit_lock = asyncio.Lock()
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, dsn: str, spider_name: str, *, fresh: bool = False, lease_ttl: float = 10.0
+    ) -> PostgresStore:
+        """Open (creating it when missing) the crawl of `spider_name` in the database `dsn`,
+        and register this process as one of its workers. `fresh` deletes the crawl first,
+        refused while another process of it is alive."""
+        schema = schema_name(spider_name)
+        pool = await _connect(dsn, schema)
+        store = cls(pool, dsn, schema, lease_ttl=lease_ttl, readonly=False)
+        try:
+            await store._prepare(spider_name, fresh)
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    @classmethod
+    async def open_readonly(cls, dsn: str, spider_name: str) -> PostgresStore:
+        """Open an existing crawl for reading (stats, export, failures, report)."""
+        schema = schema_name(spider_name)
+        pool = await _connect(dsn, schema, size=2)
+        store = cls(pool, dsn, schema, lease_ttl=10.0, readonly=True)
+        try:
+            found = await store._val(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'meta'",
+                schema,
+            )
+            if not found:
+                raise ConfigError(f"no crawl of spider {spider_name!r} in {store.location}")
+            version = await store._val("SELECT value FROM meta WHERE key = 'schema_version'")
+            ttl = await store._val("SELECT value FROM meta WHERE key = 'lease_ttl'")
+            store.lease_ttl = float(ttl or 10.0)
+            if version != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"{store.location} holds spider {spider_name!r} in store schema version "
+                    f"{version}, this crawler uses {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def _prepare(self, spider_name: str, fresh: bool) -> None:
+        async with self._tx() as db:
+            # one process at a time creates (or deletes) the schema
+            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.schema)
+            exists = await db.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'meta'",
+                self.schema,
+            )
+            if exists and fresh:
+                alive = await db.fetchval(
+                    f"SELECT count(*) FROM workers WHERE NOT closed AND seen > {_NOW} - $1",
+                    self.lease_ttl,
+                )
+                if alive:
+                    raise ConfigError(
+                        f"--fresh refused: {alive} process(es) of spider {spider_name!r} are "
+                        f"crawling from {self.location}; stop them first"
+                    )
+                await db.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+                exists = 0
+            if not exists:
+                await db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                for statement in _TABLES:
+                    await db.execute(statement)
+                await db.executemany(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("spider", spider_name),
+                        ("lease_ttl", str(self.lease_ttl)),
+                    ],
+                )
+            meta = {row[0]: row[1] for row in await db.fetch("SELECT key, value FROM meta")}
+            if meta.get("schema_version") != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"{self.location} holds spider {spider_name!r} in store schema version "
+                    f"{meta.get('schema_version')}, this crawler uses {SCHEMA_VERSION}: "
+                    "start over with --fresh"
+                )
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES ('lease_ttl', $1)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(self.lease_ttl),
+            )
+            await db.execute(
+                f"INSERT INTO workers (id, machine, pid, started, seen)"
+                f" VALUES ($1, $2, $3, {_NOW}, {_NOW})",
+                self.worker,
+                socket.gethostname(),
+                os.getpid(),
+            )
+
+    async def close(self) -> None:
+        """Hand back this process's hosts and leased rows, mark it gone, disconnect."""
+        try:
+            if not self._readonly:
+                with contextlib.suppress(asyncpg.PostgresError, OSError, StoreError):
+                    async with self._tx() as db:
+                        await db.execute(
+                            "UPDATE requests SET state = 0, lease = NULL"
+                            " WHERE state = 1 AND lease = $1",
+                            self.worker,
+                        )
+                        await db.execute(
+                            "UPDATE hosts SET owner = NULL, lease_until = NULL WHERE owner = $1",
+                            self.worker,
+                        )
+                        await db.execute(
+                            f"UPDATE workers SET closed = true, seen = {_NOW} WHERE id = $1",
+                            self.worker,
+                        )
+        finally:
+            await self._pool.close()
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
+        if limit <= 0:
+            return []
+        async with self._tx() as db:
+            rows = await db.fetch(
+                f"""WITH c AS (
+                    SELECT h.host FROM hosts h
+                    WHERE (h.owner IS NULL OR h.lease_until < {_NOW})
+                      AND (EXISTS (SELECT 1 FROM requests r WHERE r.host = h.host AND r.state = 0)
+                        OR EXISTS (SELECT 1 FROM requests r WHERE r.host = h.host AND r.state = 1))
+                      AND ($3::bigint IS NULL OR COALESCE(
+                        (SELECT sum(fetched) FROM counts n WHERE n.host = h.host), 0) < $3)
+                    LIMIT $2 FOR UPDATE OF h SKIP LOCKED)
+                UPDATE hosts h SET owner = $1, lease_until = {_NOW} + $4, fence = h.fence + 1
+                FROM c WHERE h.host = c.host
+                RETURNING h.host, h.fence, h.kept, h.not_before, h.failures, h.opens,
+                    h.open_until, greatest(h.start_at - {_NOW}, 0)""",
+                self.worker,
+                limit,
+                host_budget,
+                self.lease_ttl,
+            )
+            if not rows:
+                return []
+            hosts = sorted(row[0] for row in rows)
+            # rows a previous holder had leased are queued again
+            await db.execute(
+                "UPDATE requests SET state = 0, lease = NULL WHERE host = ANY($1) AND state = 1",
+                hosts,
+            )
+            fetched: dict[str, int] = {
+                row[0]: int(row[1])
+                for row in await db.fetch(
+                    "SELECT host, sum(fetched) FROM counts WHERE host = ANY($1) GROUP BY host",
+                    hosts,
+                )
+            }
+        leases = []
+        for host, fence, kept, not_before, failures, opens, open_until, start_in in rows:
+            self._fences[host] = fence
+            self._known_hosts.add(host)
+            state = HostState(host, not_before, failures, opens, open_until) if kept else None
+            leases.append(HostLease(host, fence, state, fetched.get(host, 0), start_in))
+        return leases
+
+    async def heartbeat(
+        self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
+    ) -> tuple[set[str], int | None]:
+        kept: set[str] = set()
+        async with self._connection() as db:
+            if held:
+                rows = await db.fetch(
+                    f"UPDATE hosts h SET lease_until = {_NOW} + $3"
+                    " FROM unnest($1::text[], $2::bigint[]) u(host, fence)"
+                    " WHERE h.host = u.host AND h.fence = u.fence AND h.owner = $4"
+                    " RETURNING h.host",
+                    [host for host, _ in held],
+                    [fence for _, fence in held],
+                    self.lease_ttl,
+                    self.worker,
+                )
+                kept = {row[0] for row in rows}
+            for host, _ in held:
+                if host not in kept:
+                    self._fences.pop(host, None)
+            await db.execute(
+                f"UPDATE workers SET seen = {_NOW}, pages = $2, rate = $3, hungry = $4,"
+                " closed = false WHERE id = $1",
+                self.worker,
+                pages,
+                rate,
+                hungry,
+            )
+            live = await db.fetchrow(
+                "SELECT count(*) FILTER (WHERE hungry AND id <> $1), count(*) FROM workers"
+                f" WHERE NOT closed AND seen > {_NOW} - $2",
+                self.worker,
+                self.lease_ttl,
+            )
+            others_hungry, alive = (live[0], live[1]) if live is not None else (0, 1)
+            share = None
+            if others_hungry:
+                held_total = await db.fetchval(
+                    f"SELECT count(*) FROM hosts WHERE owner IS NOT NULL AND lease_until > {_NOW}"
+                )
+                share = max(1, math.ceil(held_total / max(alive, 1)))
+        return kept, share
+
+    async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
+        if not hosts:
+            return
+        ordered = sorted(hosts)
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE requests SET state = 0, lease = NULL"
+                " WHERE host = ANY($1) AND state = 1 AND lease = $2",
+                [host for host, _, _ in ordered],
+                self.worker,
+            )
+            await db.execute(
+                f"UPDATE hosts h SET owner = NULL, lease_until = NULL,"
+                f" start_at = {_NOW} + u.start_in"
+                " FROM unnest($1::text[], $2::bigint[], $3::float8[]) u(host, fence, start_in)"
+                " WHERE h.host = u.host AND h.fence = u.fence AND h.owner = $4",
+                [host for host, _, _ in ordered],
+                [fence for _, fence, _ in ordered],
+                [start_in for _, _, start_in in ordered],
+                self.worker,
+            )
+        for host, fence, _ in ordered:
+            if self._fences.get(host) == fence:
+                del self._fences[host]
+
+    async def crawl_done(self, host_budget: int | None, max_pages: int | None) -> bool:
+        if max_pages is not None:
+            fetched = await self._val("SELECT COALESCE(sum(fetched), 0) FROM counts")
+            if fetched >= max_pages:
+                return True
+        if host_budget is None:
+            return bool(
+                await self._val(
+                    "SELECT NOT EXISTS (SELECT 1 FROM requests WHERE state = 0)"
+                    " AND NOT EXISTS (SELECT 1 FROM requests WHERE state = 1)"
+                )
+            )
+        return bool(
+            await self._val(
+                "SELECT NOT EXISTS (SELECT 1 FROM requests r WHERE r.state <= 1 AND COALESCE("
+                "(SELECT sum(fetched) FROM counts n WHERE n.host = r.host), 0) < $1)",
+                host_budget,
+            )
+        )
+
+    async def grant_pages(self, want: int, max_pages: int) -> int:
+        async with self._tx() as db:
+            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.schema + ":grant")
+            fetched = await db.fetchval("SELECT COALESCE(sum(fetched), 0) FROM counts")
+            outstanding = await db.fetchval(
+                "SELECT COALESCE(sum(greatest(w.granted - COALESCE(f.n, 0), 0)), 0)"
+                " FROM workers w LEFT JOIN (SELECT writer, sum(fetched) AS n FROM counts"
+                " GROUP BY writer) f ON f.writer = w.id"
+                f" WHERE w.id = $1 OR (NOT w.closed AND w.seen > {_NOW} - $2)",
+                self.worker,
+                self.lease_ttl,
+            )
+            give = max(0, min(want, max_pages - int(fetched) - int(outstanding)))
+            if give:
+                await db.execute(
+                    "UPDATE workers SET granted = granted + $2 WHERE id = $1", self.worker, give
+                )
+        return give
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._fetch(
+            f"SELECT id, machine, pid, started, seen, pages, rate,"
+            f" NOT closed AND seen > {_NOW} - $1 FROM workers ORDER BY started",
+            self.lease_ttl,
+        )
+        return [WorkerInfo(*row) for row in rows]
+
+    async def in_use(self) -> bool:
+        """Whether a process of the crawl is alive (its heartbeat is recent)."""
+        return any(worker.alive for worker in await self.workers())
+
+    # -- the frontier rows -----------------------------------------------------------------
+
+    async def add(self, requests: Sequence[NewRequest]) -> None:
+        if requests:
+            async with self._tx() as db:
+                counts: dict[str, list[int]] = {}
+                await self._insert(db, requests, counts)
+                await self._count(db, counts)
+
+    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
+        fence = self._fences.get(host)
+        if fence is None:
+            return []
+        rows = await self._fetch(
+            f"UPDATE requests SET state = 1, lease = $1 WHERE id IN ("
+            f" SELECT id FROM requests WHERE state = 0 AND host = $2 AND not_before <= $3"
+            f" ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            f" AND EXISTS (SELECT 1 FROM hosts WHERE host = $2 AND owner = $1 AND fence = $5)"
+            f" RETURNING {_COLUMNS}",
+            self.worker,
+            host,
+            now,
+            limit,
+            fence,
+        )
+        leased = [StoredRequest(*tuple(row), fence=fence) for row in rows]  # type: ignore[misc]
+        leased.sort(key=lambda r: (-r.priority, r.id))
+        return leased
+
+    async def next_due(self, host: str) -> float | None:
+        due = await self._val(
+            "SELECT min(not_before) FROM requests WHERE state = 0 AND host = $1", host
+        )
+        return None if due is None else float(due)
+
+    async def commit(
+        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+    ) -> list[Outcome]:
+        if not outcomes and not hosts:
+            return []
+        for attempt in range(5):
+            try:
+                async with self._commit_lock, self._tx() as db:
+                    return await self._commit(db, outcomes, hosts)
+            except _RETRY as exc:  # two batches inserting the same new URLs: run it again
+                if attempt == 4:
+                    raise StoreError(f"store {self.location}: {exc}") from exc
+                log.debug("commit retried: %s", exc)
+        raise AssertionError("unreachable")
+
+    async def _commit(
+        self, db: Db, outcomes: Sequence[Outcome], hosts: Sequence[HostState]
+    ) -> list[Outcome]:
+        now = time.time()
+        # 1. the fence: renew the leases the outcomes were fetched under, keep host states
+        states = {state.host: state for state in hosts}
+        fences = sorted(
+            {(o.request.host, o.request.fence) for o in outcomes}
+            | {(h, self._fences[h]) for h in states if h in self._fences}
+        )
+        kept: set[tuple[str, int]] = set()
+        if fences:
+            rows = await db.fetch(
+                f"""UPDATE hosts h SET lease_until = {_NOW} + $9,
+                    kept = h.kept OR u.has_state,
+                    not_before = CASE WHEN u.has_state THEN u.not_before ELSE h.not_before END,
+                    failures = CASE WHEN u.has_state THEN u.failures ELSE h.failures END,
+                    opens = CASE WHEN u.has_state THEN u.opens ELSE h.opens END,
+                    open_until = CASE WHEN u.has_state THEN u.open_until ELSE h.open_until END
+                FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::float8[], $5::int[],
+                    $6::int[], $7::float8[]) u(host, fence, has_state, not_before, failures,
+                    opens, open_until)
+                WHERE h.host = u.host AND h.fence = u.fence AND h.owner = $8
+                RETURNING h.host, h.fence""",
+                [h for h, _ in fences],
+                [f for _, f in fences],
+                [h in states for h, _ in fences],
+                [states[h].not_before if h in states else 0.0 for h, _ in fences],
+                [states[h].failures if h in states else 0 for h, _ in fences],
+                [states[h].opens if h in states else 0 for h, _ in fences],
+                [states[h].open_until if h in states else 0.0 for h, _ in fences],
+                self.worker,
+                self.lease_ttl,
+            )
+            kept = {(row[0], row[1]) for row in rows}
+        accepted = [o for o in outcomes if (o.request.host, o.request.fence) in kept]
+        jars = {name: text for o in accepted if o.jars for name, text in o.jars.items()}
+        if jars:
+            await db.executemany(
+                "INSERT INTO sessions (name, cookies) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO UPDATE SET cookies = excluded.cookies",
+                sorted(jars.items()),
+            )
+        # 2. close the pages: only rows this transaction closes keep their items
+        closed: set[int] = set()
+        if accepted:
+            rows = await db.fetch(
+                """UPDATE requests r SET state = u.state, attempts = u.attempts,
+                    not_before = u.not_before, status = u.status, error = u.error,
+                    message = u.message, updated = $10, latency = u.latency, size = u.size,
+                    lease = NULL
+                FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
+                    $6::text[], $7::text[], $8::float8[], $9::int[])
+                    u(id, state, attempts, not_before, status, error, message, latency, size)
+                WHERE r.id = u.id AND r.state = 1
+                RETURNING r.id""",
+                [o.request.id for o in accepted],
+                [int(o.state) for o in accepted],
+                [o.attempts for o in accepted],
+                [o.not_before for o in accepted],
+                [o.status for o in accepted],
+                [o.error for o in accepted],
+                [o.message for o in accepted],
+                [o.latency for o in accepted],
+                [o.size for o in accepted],
+                now,
+            )
+            closed = {row[0] for row in rows}
+        counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
+        committed: list[Outcome] = []
+        for outcome in outcomes:
+            if outcome.request.id not in closed:
+                committed.append(
+                    dataclasses.replace(
+                        outcome, items=[], links=[], jars=None, lost=True, message="lost lease"
+                    )
+                )
+                continue
+            if outcome.final_url is not None:
+                outcome = await self._claim_final(db, outcome, now, counts)
+            committed.append(outcome)
+            row = counts.setdefault(outcome.request.host, [0, 0, 0, 0, 0])
+            row[1] += outcome.state is State.DONE
+            row[2] += outcome.state is State.FAILED
+            row[3] += len(outcome.items)
+            row[4] += outcome.state is not State.QUEUED and outcome.fetched
+        lost = len(outcomes) - len(closed)
+        if lost:
+            log.warning("%d page outcomes refused: their hosts went to another process", lost)
+        # 3. items, then the links found
+        items = [(o.request.id, item) for o in committed if not o.lost for item in o.items]
+        if items:
+            await db.execute(
+                "INSERT INTO items (request_id, data)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[])",
+                [request_id for request_id, _ in items],
+                [data for _, data in items],
+            )
+        links = [link for o in committed for link in o.links]
+        if links:
+            await self._insert(db, links, counts)
+        await self._count(db, counts)
+        return committed
+
+    async def _claim_final(
+        self, db: Db, outcome: Outcome, now: float, counts: dict[str, list[int]]
+    ) -> Outcome:
+        """Mark a redirect's final URL visited (see SQLiteStore._claim_final)."""
+        assert outcome.final_url is not None
+        url, host = outcome.final_url
+        key = outcome.final_key
+        await self._add_hosts(db, [host])
+        inserted = await db.fetchval(
+            "INSERT INTO requests (url, host, callback, state, status, updated, key)"
+            " VALUES ($1, $2, $3, 2, $4, $5, $6) ON CONFLICT ((COALESCE(key, url))) DO NOTHING"
+            " RETURNING id",
+            url,
+            host,
+            outcome.request.callback,
+            outcome.status,
+            now,
+            key,
+        )
+        if inserted is not None:
+            row = counts.setdefault(host, [0, 0, 0, 0, 0])
+            row[0] += 1
+            row[1] += 1
+            return outcome
+        claimed = await db.fetchval(
+            "UPDATE requests SET state = 2, status = $1, updated = $2,"
+            " message = 'fetched through a redirect' WHERE COALESCE(key, url) = $3"
+            " AND state = 0 RETURNING host",
+            outcome.status,
+            now,
+            key or url,
+        )
+        if claimed is not None:
+            counts.setdefault(claimed, [0, 0, 0, 0, 0])[1] += 1
+            return outcome
+        return dataclasses.replace(
+            outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
+        )
+
+    async def _insert(
+        self, db: Db, requests: Sequence[NewRequest], counts: dict[str, list[int]]
+    ) -> None:
+        # one order for every process: two commits adding the same URLs never deadlock
+        ordered = sorted(requests, key=lambda r: r.key or r.url)
+        await self._add_hosts(db, sorted({r.host for r in ordered}))
+        names = {r.callback for r in ordered} | {r.errback for r in ordered if r.errback}
+        new_names = sorted(names - self._known_callbacks)
+        if new_names:
+            await db.execute(
+                "INSERT INTO callbacks (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                new_names,
+            )
+            self._known_callbacks.update(new_names)
+        rows = await db.fetch(
+            """INSERT INTO requests (url, host, callback, priority, depth, meta,
+                any_content_type, state, error, message, key, method, body, errback, spec)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
+                $6::text[], $7::bool[], $8::smallint[], $9::text[], $10::text[], $11::text[],
+                $12::text[], $13::bytea[], $14::text[], $15::text[])
+            ON CONFLICT ((COALESCE(key, url))) DO NOTHING
+            RETURNING host, state""",
+            [r.url for r in ordered],
+            [r.host for r in ordered],
+            [r.callback for r in ordered],
+            [r.priority for r in ordered],
+            [r.depth for r in ordered],
+            [r.meta for r in ordered],
+            [r.any_content_type for r in ordered],
+            [int(State.QUEUED if r.error is None else State.FAILED) for r in ordered],
+            [r.error for r in ordered],
+            [r.message for r in ordered],
+            [r.key for r in ordered],
+            [r.method for r in ordered],
+            [r.body for r in ordered],
+            [r.errback for r in ordered],
+            [r.spec for r in ordered],
+        )
+        for host, state in rows:
+            row = counts.setdefault(host, [0, 0, 0, 0, 0])
+            row[0] += 1
+            row[2] += state == State.FAILED
+
+    async def _add_hosts(self, db: Db, hosts: Sequence[str]) -> None:
+        new = [host for host in hosts if host not in self._known_hosts]
+        if new:
+            await db.execute(
+                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", new
+            )
+            self._known_hosts.update(new)
+
+    async def _count(self, db: Db, counts: dict[str, list[int]]) -> None:
+        """Add to this process's running totals (rows no other process writes)."""
+        rows = sorted((host, *row) for host, row in counts.items() if any(row))
+        if rows:
+            await db.execute(
+                """INSERT INTO counts (host, writer, added, done, failed, items, fetched)
+                SELECT u.host, $1, u.added, u.done, u.failed, u.items, u.fetched
+                FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                    $7::bigint[]) u(host, added, done, failed, items, fetched)
+                ON CONFLICT (host, writer) DO UPDATE SET added = counts.added + excluded.added,
+                    done = counts.done + excluded.done, failed = counts.failed + excluded.failed,
+                    items = counts.items + excluded.items,
+                    fetched = counts.fetched + excluded.fetched""",
+                self.worker,
+                *([row[i] for row in rows] for i in range(6)),
+            )
+
+    async def release(self, ids: Sequence[int] | None = None) -> int:
+        if ids is None:
+            result = await self._execute(
+                "UPDATE requests SET state = 0, lease = NULL WHERE state = 1 AND lease = $1",
+                self.worker,
+            )
+        else:
+            result = await self._execute(
+                "UPDATE requests SET state = 0, lease = NULL"
+                " WHERE id = ANY($1) AND state = 1 AND lease = $2",
+                list(ids),
+                self.worker,
+            )
+        return int(result.rsplit(" ", 1)[1])
+
+    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
+        now = time.time()
+        async with self._tx() as db:
+            failed = await db.fetchval(
+                "WITH f AS (UPDATE requests SET state = 3, error = $1, message = $2,"
+                " updated = $3, latency = NULL, size = NULL, lease = NULL"
+                " WHERE host = $4 AND (state = 0 OR (state = 1 AND id = ANY($5)))"
+                " RETURNING 1) SELECT count(*) FROM f",
+                error,
+                message,
+                now,
+                host,
+                list(leased),
+            )
+            await self._count(db, {host: [0, 0, int(failed), 0, 0]})
+        return int(failed)
+
+    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE hosts SET kept = false, not_before = 0, failures = 0, opens = 0,"
+                " open_until = 0 WHERE $1::text IS NULL OR host = $1",
+                host,
+            )
+            rows = await db.fetch(
+                "WITH r AS (UPDATE requests SET state = 0, attempts = 0, not_before = 0,"
+                " error = NULL, message = NULL, status = NULL WHERE state = 3"
+                " AND ($1::text IS NULL OR host = $1) AND ($2::text IS NULL OR error = $2)"
+                " RETURNING host, latency IS NOT NULL AS fetched)"
+                " SELECT host, count(*), count(*) FILTER (WHERE fetched) FROM r GROUP BY host",
+                host,
+                error,
+            )
+            await self._count(db, {h: [0, 0, -int(n), 0, -int(f)] for h, n, f in rows})
+        return sum(int(n) for _, n, _ in rows)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def failures(
+        self, host: str | None = None, error: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Failed rows as dicts (see SQLiteStore.failures)."""
+        last = 0
+        while True:
+            rows = await self._fetch(
+                "SELECT id, url, error, status, attempts, message, method FROM requests"
+                " WHERE state = 3 AND id > $1 AND ($2::text IS NULL OR host = $2)"
+                " AND ($3::text IS NULL OR error = $3) ORDER BY id LIMIT 1000",
+                last,
+                host,
+                error,
+            )
+            if not rows:
+                return
+            for _, url, kind, status, attempts, message, method in rows:
+                failure: dict[str, Any] = {
+                    "url": url,
+                    "error": kind,
+                    "status": status,
+                    "attempts": attempts,
+                    "message": message,
+                }
+                if method is not None:
+                    failure["method"] = method
+                yield failure
+            last = rows[-1][0]
+
+    async def jars(self) -> dict[str, str]:
+        return {
+            name: text for name, text in await self._fetch("SELECT name, cookies FROM sessions")
+        }
+
+    async def host_states(self) -> list[HostState]:
+        rows = await self._fetch(
+            "SELECT host, not_before, failures, opens, open_until FROM hosts WHERE kept"
+        )
+        return [HostState(*row) for row in rows]
+
+    async def fetched_per_host(self) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT host, sum(fetched)::bigint FROM counts GROUP BY host HAVING sum(fetched) > 0"
+        )
+        return {host: int(n) for host, n in rows}
+
+    async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
+        row = await self._fetch("SELECT fetched_at, body FROM robots WHERE origin = $1", origin)
+        return (row[0][0], row[0][1]) if row else None
+
+    async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
+        await self._execute(
+            "INSERT INTO robots (origin, fetched_at, body) VALUES ($1, $2, $3)"
+            " ON CONFLICT (origin) DO UPDATE SET fetched_at = excluded.fetched_at,"
+            " body = excluded.body",
+            origin,
+            fetched_at,
+            body,
+        )
+
+    async def counts(self) -> Counts:
+        row = (
+            await self._fetch(
+                "SELECT COALESCE(sum(added), 0), COALESCE(sum(done), 0),"
+                " COALESCE(sum(failed), 0), COALESCE(sum(items), 0),"
+                " COALESCE(sum(fetched), 0) FROM counts"
+            )
+        )[0]
+        added, done, failed, items, fetched = (int(v) for v in row)
+        return Counts(added - done - failed, 0, done, failed, items, fetched)
+
+    async def host_totals(self) -> dict[str, Counts]:
+        rows = await self._fetch(
+            "SELECT host, sum(added), sum(done), sum(failed), sum(items), sum(fetched)"
+            " FROM counts GROUP BY host"
+        )
+        totals = {}
+        for host, *values in rows:
+            added, done, failed, items, fetched = (int(v) for v in values)
+            totals[host] = Counts(added - done - failed, 0, done, failed, items, fetched)
+        return totals
+
+    async def summary(self) -> Summary:
+        measured = {
+            host: (int(size or 0), mean, top)
+            for host, size, mean, top in await self._fetch(
+                "SELECT host, sum(size), avg(latency), max(latency) FROM requests"
+                " WHERE state >= 2 GROUP BY host"
+            )
+        }
+        politeness = {state.host: state for state in await self.host_states()}
+        hosts = []
+        for host, c in (await self.host_totals()).items():
+            if c.pending or c.done or c.failed:
+                size, mean, top = measured.get(host, (0, None, None))
+                hosts.append(
+                    HostSummary(
+                        host,
+                        c.queued,
+                        c.leased,
+                        c.done,
+                        c.failed,
+                        c.items,
+                        size,
+                        mean,
+                        top,
+                        politeness.get(host),
+                    )
+                )
+        hosts.sort(key=lambda h: (-(h.done + h.failed), h.host))
+        cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
+        histogram = {
+            bucket: int(n)
+            for bucket, n in await self._fetch(
+                f"SELECT CASE {cases} ELSE {len(LATENCY_BOUNDS)} END, count(*) FROM requests"
+                " WHERE latency IS NOT NULL GROUP BY 1"
+            )
+        }
+        ((first, last),) = await self._fetch(
+            "SELECT min(updated), max(updated) FROM requests WHERE state >= 2"
+        )
+        bucket = _bucket_seconds((last or 0) - (first or 0))
+        timeline = [
+            (first + n * bucket, int(done), int(failed))
+            for n, done, failed in await self._fetch(
+                "SELECT floor((updated - $1) / $2)::int, count(*) FILTER (WHERE state = 2),"
+                " count(*) FILTER (WHERE state = 3) FROM requests WHERE state >= 2"
+                " GROUP BY 1 ORDER BY 1",
+                first or 0.0,
+                bucket,
+            )
+        ]
+
+        async def grouped(sql: str) -> dict[Any, int]:
+            return {key: int(n) for key, n in await self._fetch(sql)}
+
+        return Summary(
+            counts=await self.counts(),
+            hosts=hosts,
+            statuses=await grouped(
+                "SELECT status, count(*) FROM requests WHERE status IS NOT NULL"
+                " AND state >= 2 GROUP BY status ORDER BY status"
+            ),
+            errors=await grouped(
+                "SELECT error, count(*) FROM requests WHERE state = 3"
+                " GROUP BY error ORDER BY 2 DESC"
+            ),
+            depths=await grouped(
+                "SELECT depth, count(*) FROM requests WHERE state >= 2"
+                " GROUP BY depth ORDER BY depth"
+            ),
+            latencies=[histogram.get(i, 0) for i in range(len(LATENCY_BOUNDS) + 1)],
+            timeline=timeline,
+            bucket=bucket,
+            first=first,
+            last=last,
+            bytes=sum(h.bytes for h in hosts),
+            workers=await self.workers(),
+        )
+
+    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
+        pending = set()
+        for (name,) in await self._fetch("SELECT name FROM callbacks"):
+            self._known_callbacks.add(name)
+            if not known(name) and await self._fetch(
+                "SELECT 1 FROM requests WHERE (callback = $1 OR errback = $1) AND state <= 1"
+                " LIMIT 1",
+                name,
+            ):
+                pending.add(name)
+        return pending
+
+    async def items(self) -> AsyncIterator[str]:
+        last = 0
+        while rows := await self.items_after(last, 1000):
+            for _, data in rows:
+                yield data
+            last = rows[-1][0]
+
+    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._fetch(
+            "SELECT id, data FROM items WHERE id > $1 ORDER BY id LIMIT $2", item_id, limit
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def get_mark(self, key: str) -> str | None:
+        value = await self._val("SELECT value FROM meta WHERE key = $1", f"mark:{key}")
+        return None if value is None else str(value)
+
+    async def set_mark(self, key: str, value: str) -> None:
+        await self._execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            f"mark:{key}",
+            value,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Db]:
+        try:
+            async with self._pool.acquire() as db:
+                yield db
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if isinstance(exc, _RETRY):
+                raise
+            raise StoreError(f"store {self.location}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Db]:
+        """One transaction, committed whole or rolled back (cancellation included)."""
+        async with self._connection() as db, db.transaction():
+            yield db
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        async with self._connection() as db:
+            return list(await db.fetch(sql, *args))
+
+    async def _val(self, sql: str, *args: object) -> Any:
+        async with self._connection() as db:
+            return await db.fetchval(sql, *args)
+
+    async def _execute(self, sql: str, *args: object) -> str:
+        async with self._connection() as db:
+            return str(await db.execute(sql, *args))
+
+
+async def _connect(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
+    """A small pool of connections whose tables are the crawl's schema."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            server_settings={
+                "search_path": f'"{schema}"',
+                "idle_in_transaction_session_timeout": "60s",
+            },
+            timeout=10,
+        )
+    except (TimeoutError, asyncpg.PostgresError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot open the PostgreSQL store {safe_dsn(dsn)}: {exc}") from None
+    assert pool is not None
+    return pool

@@ -1,0 +1,302 @@
+"""The Store protocol, held against every backend: SQLite (a file, one process) and PostgreSQL
+(shared by many processes). A third backend passes these tests to be a store.
+
+The PostgreSQL cases need a server (CRAWLER_TEST_POSTGRES, default the project machines' one):
+in CI an unreachable server fails them, elsewhere they are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from crawler import ConfigError
+from crawler.records import ErrorKind, HostState, NewRequest, Outcome, State
+from crawler.store import Store, open_store
+from crawler.store.postgres import PostgresStore, schema_name
+
+Opener = Callable[..., Awaitable[Store]]
+
+
+def req(path: str, host: str = "a.com", priority: int = 0, **kw: object) -> NewRequest:
+    return NewRequest(url=f"http://{host}{path}", host=host, priority=priority, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens the store of one crawl on the backend under test (each call: a new process's
+    view of it, as far as a store can tell)."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+        location = str(tmp_path / "crawl.db")
+        spider = "s"
+    else:
+        location = request.getfixturevalue("postgres_dsn")
+        spider = request.getfixturevalue("pg_spider")
+
+    async def open_(*, fresh: bool = False, lease_ttl: float = 30.0) -> Store:
+        store = await open_store(location, spider, fresh=fresh, lease_ttl=lease_ttl)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+async def test_add_ignores_known_requests_and_lease_orders_by_priority(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2", priority=5), req("/3"), req("/x", host="b.com")])
+    await store.add([req("/1"), req("/2"), req("/1", key="POST http://a.com/1", method="POST")])
+    leases = await store.acquire_hosts(10, None)
+    assert sorted(lease.host for lease in leases) == ["a.com", "b.com"]
+    leased = await store.lease("a.com", 2, now=1.0)
+    assert [r.url for r in leased] == ["http://a.com/2", "http://a.com/1"]
+    rest = await store.lease("a.com", 5, now=1.0)
+    assert sorted((r.url, r.method) for r in rest) == [
+        ("http://a.com/1", "POST"),
+        ("http://a.com/3", None),
+    ]
+    assert await store.lease("a.com", 5, now=1.0) == []
+    assert (await store.counts()).pending == 5
+
+
+async def test_commit_is_one_unit_with_items_links_and_retries(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2")])
+    await store.acquire_hosts(10, None)
+    one, two = await store.lease("a.com", 2, now=1.0)
+    committed = await store.commit(
+        [
+            Outcome(
+                one,
+                State.DONE,
+                1,
+                status=200,
+                items=['{"n": 1}', '{"n": 2}'],
+                links=[req("/2"), req("/3", host="c.com")],
+                latency=0.1,
+            ),
+            Outcome(two, State.QUEUED, 1, error=ErrorKind.TIMEOUT, not_before=50.0),
+        ]
+    )
+    assert [o.lost for o in committed] == [False, False]
+    assert [i async for i in store.items()] == ['{"n": 1}', '{"n": 2}']
+    counts = await store.counts()
+    assert (counts.done, counts.pending, counts.items, counts.fetched) == (1, 2, 2, 1)
+    assert await store.lease("a.com", 5, now=10.0) == []  # the retry is not due yet
+    assert await store.next_due("a.com") == 50.0
+    assert [r.attempts for r in await store.lease("a.com", 5, now=50.0)] == [1]
+    totals = await store.host_totals()
+    assert (totals["a.com"].done, totals["c.com"].pending) == (1, 1)
+    assert await store.fetched_per_host() == {"a.com": 1}
+
+
+async def test_cancelled_commit_leaves_nothing_behind(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    task = asyncio.create_task(
+        store.commit([Outcome(one, State.DONE, 1, items=['{"a": 1}'], links=[req("/9")])])
+    )
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    counts = await store.counts()
+    assert (counts.items, counts.done, counts.pending) == (0, 0, 1)
+
+
+async def test_released_and_abandoned_leases_are_queued_again(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2")])
+    await store.acquire_hosts(10, None)
+    await store.lease("a.com", 1, now=1.0)
+    assert await store.release() == 1
+    assert len(await store.lease("a.com", 2, now=1.0)) == 2
+    await store.close()  # as if the process died holding two leased rows
+    again = await opener()
+    (lease,) = await again.acquire_hosts(10, None)
+    assert len(await again.lease(lease.host, 5, now=1.0)) == 2
+
+
+async def test_a_redirect_claims_its_final_url_once(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/a"), req("/b"), req("/final")])
+    await store.acquire_hosts(10, None)
+    a, b, final = await store.lease("a.com", 3, now=1.0)
+    await store.release([final.id])
+    to = ("http://a.com/final", "a.com")
+    (first,) = await store.commit([Outcome(a, State.DONE, 1, items=["1"], final_url=to)])
+    (second,) = await store.commit([Outcome(b, State.DONE, 1, items=["2"], final_url=to)])
+    assert (first.items, second.items) == (["1"], [])
+    assert "crawled on its own" in (second.message or "")
+    assert [i async for i in store.items()] == ["1"]
+    counts = await store.counts()
+    assert (counts.done, counts.pending) == (3, 0)
+
+
+async def test_failing_a_host_and_retrying_failures(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2"), req("/3"), req("/t", error=ErrorKind.TRAP)])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    failed = await store.fail_host(
+        "a.com", [one.id], error=ErrorKind.HOST_UNAVAILABLE, message="gone"
+    )
+    assert failed == 3
+    listed = [f async for f in store.failures()]  # type: ignore[attr-defined]
+    assert sorted(f["error"] for f in listed) == ["host_unavailable"] * 3 + ["trap"]
+    await store.commit([], [HostState("a.com", 5.0, 3, 2, math.inf)])
+    assert await store.requeue_failed(error=ErrorKind.HOST_UNAVAILABLE) == 3
+    counts = await store.counts()
+    assert (counts.pending, counts.failed) == (3, 1)
+    assert await store.host_states() == [] or all(
+        s.open_until == 0 for s in await store.host_states()
+    )
+
+
+async def test_host_states_robots_cookies_and_marks_are_kept(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    state = HostState("a.com", 7.5, 4, 1, 99.0)
+    await store.commit([Outcome(one, State.DONE, 1, jars={"alice": "[]"})], [state])
+    await store.robots_put("http://a.com", 3.0, "User-agent: *\nDisallow: /x")
+    await store.robots_put("http://b.com", 4.0, None)
+    await store.set_mark("out", "12")
+    await store.close()
+    again = await opener()
+    assert await again.host_states() == [state]
+    assert await again.robots_get("http://a.com") == (3.0, "User-agent: *\nDisallow: /x")
+    assert await again.robots_get("http://b.com") == (4.0, None)
+    assert await again.robots_get("http://c.com") is None
+    assert await again.jars() == {"alice": "[]"}
+    assert await again.get_mark("out") == "12"
+    assert await again.get_mark("other") is None
+
+
+async def test_summary_and_pending_callbacks(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1", callback="parse_item"), req("/2", errback="on_error")])
+    await store.acquire_hosts(10, None)
+    one, two = await store.lease("a.com", 2, now=1.0)
+    await store.commit(
+        [
+            Outcome(one, State.DONE, 1, status=200, items=["{}"], latency=0.2, size=10),
+            Outcome(two, State.FAILED, 1, status=404, error=ErrorKind.HTTP_STATUS, latency=0.1),
+        ]
+    )
+    summary = await store.summary()  # type: ignore[attr-defined]
+    assert (summary.counts.done, summary.counts.failed, summary.counts.items) == (1, 1, 1)
+    assert summary.statuses == {200: 1, 404: 1}
+    assert summary.errors == {"http_status": 1}
+    assert summary.bytes == 10
+    assert sum(summary.latencies) == 2
+    await store.add([req("/3", callback="gone")])
+    assert await store.callbacks_pending(known=lambda name: name == "parse") == {"gone"}
+
+
+async def test_page_grants_and_the_end_of_the_crawl(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req(f"/{n}") for n in range(5)])
+    assert not await store.crawl_done(None, None)
+    assert await store.grant_pages(3, max_pages=4) == 3
+    (lease,) = await store.acquire_hosts(10, None)
+    rows = await store.lease(lease.host, 5, now=1.0)
+    await store.commit([Outcome(r, State.DONE, 1, latency=0.1) for r in rows[:4]])
+    assert await store.crawl_done(None, 4)  # max_pages fetched
+    assert not await store.crawl_done(None, None)
+    assert await store.crawl_done(4, None)  # the only host's budget is spent
+    await store.commit([Outcome(rows[4], State.DONE, 1, latency=0.1)])
+    assert await store.crawl_done(None, None)
+
+
+# -- a shared store: leases and fencing (PostgreSQL) ----------------------------------------
+
+
+@pytest.fixture
+async def shared(postgres_dsn: str, pg_spider: str) -> AsyncIterator[Opener]:
+    opened: list[Store] = []
+
+    async def open_(*, fresh: bool = False, lease_ttl: float = 30.0) -> Store:
+        store = await PostgresStore.open(postgres_dsn, pg_spider, fresh=fresh, lease_ttl=lease_ttl)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+async def expire_leases(dsn: str, spider: str) -> None:
+    """As if every lease had run out (a holder paused or cut off for longer than its TTL)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'UPDATE "{schema_name(spider)}".hosts SET lease_until = 0')
+    finally:
+        await connection.close()
+
+
+async def test_one_holder_per_host(shared: Opener) -> None:
+    a, b = await shared(), await shared()
+    await a.add([req("/1"), req("/1", host="b.com"), req("/1", host="c.com")])
+    first = await a.acquire_hosts(2, None)
+    second = await b.acquire_hosts(5, None)
+    assert len(first) == 2 and len(second) == 1
+    assert {x.host for x in first} | {x.host for x in second} == {"a.com", "b.com", "c.com"}
+    assert await a.acquire_hosts(5, None) == []  # nothing left: every host is held
+    assert await b.lease(first[0].host, 5, now=1.0) == []  # not b's host
+
+
+async def test_a_stale_holder_cannot_commit_over_the_new_one(
+    shared: Opener, postgres_dsn: str, pg_spider: str
+) -> None:
+    a, b = await shared(), await shared()
+    await a.add([req(f"/{n}") for n in range(3)])
+    (lease_a,) = await a.acquire_hosts(5, None)
+    rows = await a.lease("a.com", 3, now=1.0)
+    await expire_leases(postgres_dsn, pg_spider)  # a is paused past its lease...
+    (lease_b,) = await b.acquire_hosts(5, None)  # ...and b takes the host over
+    assert lease_b.fence == lease_a.fence + 1
+    again = await b.lease("a.com", 5, now=1.0)  # a's leased rows are b's now
+    assert sorted(r.id for r in again) == sorted(r.id for r in rows)
+    late = await a.commit([Outcome(r, State.DONE, 1, items=["a"]) for r in rows])
+    assert all(o.lost and not o.items for o in late)
+    assert [i async for i in a.items()] == []
+    kept, _ = await a.heartbeat([("a.com", lease_a.fence)], 0, 0.0, False)
+    assert kept == set()  # a learns it lost the host
+    done = await b.commit([Outcome(r, State.DONE, 1, items=["b"]) for r in again])
+    assert not any(o.lost for o in done)
+    assert [i async for i in b.items()] == ["b"] * 3
+
+
+async def test_heartbeats_keep_leases_and_share_hosts_with_hungry_workers(
+    shared: Opener, postgres_dsn: str, pg_spider: str
+) -> None:
+    a, b = await shared(), await shared()
+    await a.add([req("/1", host=f"h{n}.com") for n in range(6)])
+    leases = await a.acquire_hosts(10, None)
+    assert len(leases) == 6
+    held = [(x.host, x.fence) for x in leases]
+    kept, share = await a.heartbeat(held, 0, 0.0, False)
+    assert kept == {x.host for x in leases} and share is None
+    await b.heartbeat([], 0, 0.0, True)  # b has nothing and says so
+    _, share = await a.heartbeat(held, 0, 0.0, False)
+    assert share == 3
+    await a.release_hosts([(host, fence, 2.0) for host, fence in held[3:]])
+    taken = await b.acquire_hosts(10, None)
+    assert len(taken) == 3 and all(1.0 < x.start_in <= 2.0 for x in taken)
+    assert not [w for w in await a.workers() if not w.alive]
+
+
+async def test_fresh_is_refused_while_another_process_crawls(shared: Opener) -> None:
+    await shared()
+    with pytest.raises(ConfigError, match="--fresh refused"):
+        await shared(fresh=True)
