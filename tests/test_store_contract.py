@@ -249,7 +249,8 @@ async def test_one_holder_per_host(shared: Opener) -> None:
     await a.add([req("/1"), req("/1", host="b.com"), req("/1", host="c.com")])
     first = await a.acquire_hosts(2, None)
     second = await b.acquire_hosts(5, None)
-    assert len(first) == 2 and len(second) == 1
+    assert len(first) == 2
+    assert len(second) == 1
     assert {x.host for x in first} | {x.host for x in second} == {"a.com", "b.com", "c.com"}
     assert await a.acquire_hosts(5, None) == []  # nothing left: every host is held
     assert await b.lease(first[0].host, 5, now=1.0) == []  # not b's host
@@ -286,13 +287,15 @@ async def test_heartbeats_keep_leases_and_share_hosts_with_hungry_workers(
     assert len(leases) == 6
     held = [(x.host, x.fence) for x in leases]
     kept, share = await a.heartbeat(held, 0, 0.0, False)
-    assert kept == {x.host for x in leases} and share is None
+    assert kept == {x.host for x in leases}
+    assert share is None
     await b.heartbeat([], 0, 0.0, True)  # b has nothing and says so
     _, share = await a.heartbeat(held, 0, 0.0, False)
     assert share == 3
     await a.release_hosts([(host, fence, 2.0) for host, fence in held[3:]])
     taken = await b.acquire_hosts(10, None)
-    assert len(taken) == 3 and all(1.0 < x.start_in <= 2.0 for x in taken)
+    assert len(taken) == 3
+    assert all(1.0 < x.start_in <= 2.0 for x in taken)
     assert not [w for w in await a.workers() if not w.alive]
 
 

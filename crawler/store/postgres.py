@@ -436,15 +436,17 @@ class PostgresStore:
     async def grant_pages(self, want: int, max_pages: int) -> int:
         async with self._tx() as db:
             await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.schema + ":grant")
-            fetched = await db.fetchval("SELECT COALESCE(sum(fetched), 0) FROM counts")
-            outstanding = await db.fetchval(
-                "SELECT COALESCE(sum(greatest(w.granted - COALESCE(f.n, 0), 0)), 0)"
-                " FROM workers w LEFT JOIN (SELECT writer, sum(fetched) AS n FROM counts"
-                " GROUP BY writer) f ON f.writer = w.id"
-                f" WHERE w.id = $1 OR (NOT w.closed AND w.seen > {_NOW} - $2)",
+            # one statement, one snapshot: a commit landing between two reads would count
+            # its pages as neither granted nor fetched
+            fetched, outstanding = await db.fetchrow(
+                "WITH f AS (SELECT writer, sum(fetched) AS n FROM counts GROUP BY writer)"
+                " SELECT (SELECT COALESCE(sum(n), 0) FROM f),"
+                " (SELECT COALESCE(sum(greatest(w.granted - COALESCE(f.n, 0), 0)), 0)"
+                " FROM workers w LEFT JOIN f ON f.writer = w.id"
+                f" WHERE w.id = $1 OR (NOT w.closed AND w.seen > {_NOW} - $2))",
                 self.worker,
                 self.lease_ttl,
-            )
+            ) or (0, 0)
             give = max(0, min(want, max_pages - int(fetched) - int(outstanding)))
             if give:
                 await db.execute(
