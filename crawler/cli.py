@@ -14,6 +14,7 @@ import json
 import logging
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ from .errors import ConfigError, CrawlerError
 from .export import check_output, export_items
 from .settings import Settings
 from .spider import Spider, load_spider_class
-from .store import SCHEMA_VERSION, SQLiteStore, Summary, store_in_use
+from .store import SCHEMA_VERSION, Summary, is_dsn, open_readonly, open_store
 
 log = logging.getLogger("crawler")
 
@@ -60,7 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("spider_file", metavar="SPIDER_FILE", help="Python file defining a Spider")
     run.add_argument("--spider", metavar="NAME", help="which spider, when the file has several")
-    run.add_argument("--store", metavar="PATH", help="store file (default: <spider name>.db)")
+    run.add_argument(
+        "--store",
+        metavar="PATH|DSN",
+        help="store file (default: <spider name>.db), or postgresql://... shared by processes",
+    )
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="crawl with N processes (a PostgreSQL store)",
+    )
     run.add_argument("--fresh", action="store_true", help="discard the store and start over")
     run.add_argument(
         "--retry-failed",
@@ -89,25 +102,29 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
-    export.add_argument("--store", metavar="PATH", required=True)
+    export.add_argument("--store", metavar="PATH|DSN", required=True)
+    export.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
     export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
 
     stats = commands.add_parser(
         "stats", parents=[verbosity], help="summarize a crawl (running or not) from its store"
     )
-    stats.add_argument("--store", metavar="PATH", required=True)
+    stats.add_argument("--store", metavar="PATH|DSN", required=True)
+    stats.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
     stats.add_argument("--json", action="store_true", help="print JSON for other tools")
 
     report = commands.add_parser(
         "report", parents=[verbosity], help="write a self-contained HTML report with charts"
     )
-    report.add_argument("--store", metavar="PATH", required=True)
+    report.add_argument("--store", metavar="PATH|DSN", required=True)
+    report.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
     report.add_argument("-o", "--output", metavar="FILE", required=True, help="an .html file")
 
     failures = commands.add_parser(
         "failures", parents=[verbosity], help="list failed URLs as JSON lines"
     )
-    failures.add_argument("--store", metavar="PATH", required=True)
+    failures.add_argument("--store", metavar="PATH|DSN", required=True)
+    failures.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
     failures.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
     failures.add_argument("--host", help="only this host's failures")
     failures.add_argument(
@@ -176,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    if args.jobs != 1:
+        return _run_jobs(args, list(argv or sys.argv[1:]))
     spider_cls = load_spider_class(args.spider_file, args.spider)
     spider = spider_cls(**_pairs(args.arguments, "-a"))
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
@@ -193,6 +212,71 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+
+
+def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
+    """`run -j N`: N processes crawl from one shared store; `--fresh` is applied once, first,
+    and `-o` written once, when all are done."""
+    if args.jobs < 1:
+        raise ConfigError(f"-j takes a number of processes, at least 1, got {args.jobs}")
+    spider_cls = load_spider_class(args.spider_file, args.spider)
+    spider = spider_cls(**_pairs(args.arguments, "-a"))
+    store = args.store or f"{spider.name}.db"
+    if not is_dsn(store):
+        raise ConfigError(
+            f"-j {args.jobs} needs a store that processes share: a SQLite file is written by "
+            "one process at a time. Use --store postgresql://user@host/db (see the README)"
+        )
+    output = check_output(args.output) if args.output else None
+    settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+    if args.fresh:
+        asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
+    child = _without(argv, {"-j": 1, "--jobs": 1, "--fresh": 0, "-o": 1, "--output": 1})
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "crawler", *child, "-q"]) for _ in range(args.jobs)
+    ]
+    log.info("crawling with %d processes from %s", args.jobs, store)
+    codes = []
+    for process in processes:
+        while True:
+            try:
+                codes.append(process.wait())
+                break
+            except KeyboardInterrupt:  # the processes got the Ctrl-C too: wait for them
+                continue
+    if output is not None and all(code == EXIT_OK for code in codes):
+
+        async def export() -> int:
+            reader = await open_readonly(store, spider.name)
+            try:
+                return await export_items(reader.items, output)
+            finally:
+                await reader.close()
+
+        print(f"wrote {asyncio.run(export())} items to {output}", file=sys.stderr)
+    return max(codes, key=lambda code: (code != EXIT_OK, code))
+
+
+async def _start_over(dsn: str, spider: str, lease_ttl: float) -> None:
+    store = await open_store(dsn, spider, fresh=True, lease_ttl=lease_ttl)
+    await store.close()
+
+
+def _without(argv: list[str], options: dict[str, int]) -> list[str]:
+    """`argv` less the given options (each with its number of values; --opt=value too)."""
+    kept, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = options[name] if "=" not in arg else 0
+            continue
+        if arg.startswith("-j") and arg[2:].isdigit():  # -j4
+            continue
+        kept.append(arg)
+    return kept
 
 
 async def _crawl(crawler: Crawler, *, quiet: bool) -> CrawlStats:
@@ -247,7 +331,7 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     async def export() -> int:
-        store = await SQLiteStore.open_readonly(args.store)
+        store = await open_readonly(args.store, args.spider)
         try:
             return await export_items(store.items, args.output)
         finally:
@@ -262,22 +346,22 @@ def _export(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from .report import render_html, stats_text, summary_dict
 
-    async def summarize() -> Summary:
-        store = await SQLiteStore.open_readonly(args.store)
+    async def summarize() -> tuple[Summary, bool]:
+        store = await open_readonly(args.store, args.spider)
         try:
-            if store.schema_version < SCHEMA_VERSION:
+            if not is_dsn(args.store) and store.schema_version < SCHEMA_VERSION:
                 raise ConfigError(
                     f"{args.store} was written by an older version of the crawler: resume the "
                     "crawl once (python -m crawler run ...) to bring it up to date"
                 )
-            return await store.summary()
+            return await store.summary(), await store.in_use()
         finally:
             await store.close()
 
     if args.command == "report" and not args.output.lower().endswith((".html", ".htm")):
         raise ConfigError(f"cannot write {args.output}: the report is an .html file")
-    summary = asyncio.run(summarize())
-    running, now = store_in_use(args.store), time.time()
+    summary, running = asyncio.run(summarize())
+    now = time.time()
     if args.command == "stats":
         if args.json:
             print(json.dumps(summary_dict(summary, running=running, now=now), indent=2))
@@ -295,7 +379,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _failures(args: argparse.Namespace) -> int:
     async def listing(out: TextIO) -> int:
-        store = await SQLiteStore.open_readonly(args.store)
+        store = await open_readonly(args.store, args.spider)
         count = 0
         try:
             async for failure in store.failures(host=args.host, error=args.error):

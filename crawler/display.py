@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TextIO
@@ -111,8 +112,32 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
     return table
 
 
+def worker_table(progress: Progress) -> Table:
+    """The processes of a crawl on a shared store: pages, pages/s, when last heard of."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("worker", "machine", "pid", "pages", "pages/s", "last seen"):
+        table.add_column(name)
+    now = time.time()
+    for w in progress.workers:
+        table.add_row(
+            w.id,
+            w.machine,
+            str(w.pid),
+            str(w.pages),
+            f"{w.rate:.1f}",
+            Text(f"{max(now - w.seen, 0):.0f}s ago", style="" if w.alive else "red"),
+        )
+    return table
+
+
 def render(progress: Progress, current: float, average: float) -> RenderableType:
-    return Group(Text(summary_line(progress, current, average), style="bold"), host_table(progress))
+    parts: list[RenderableType] = [
+        Text(summary_line(progress, current, average), style="bold"),
+        host_table(progress),
+    ]
+    if any(w.alive for w in progress.workers):
+        parts.append(worker_table(progress))
+    return Group(*parts)
 
 
 def log_line(progress: Progress, current: float, average: float) -> str:

@@ -34,7 +34,7 @@ from .models import Request, http_statuses
 from .pages import PageRunner
 from .politeness import Breaker, Circuit
 from .proxies import ProxyPool
-from .records import NewRequest, Outcome, State
+from .records import NewRequest, Outcome, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .spider import Spider, check_spider_class
@@ -107,6 +107,8 @@ class Progress:
     in_flight: int
     max_pages: int | None
     hosts: list[HostProgress]
+    #: The processes of the crawl, on a shared store (none otherwise).
+    workers: list[WorkerInfo] = field(default_factory=list)
 
 
 class Crawler:
@@ -221,6 +223,7 @@ class Crawler:
             in_flight=frontier.in_flight,
             max_pages=self.settings.max_pages or None,
             hosts=hosts,
+            workers=await store.workers() if store.shared else [],
         )
 
     # -- the run ---------------------------------------------------------------------------

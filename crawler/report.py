@@ -101,7 +101,36 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             }
             for h in summary.hosts
         ],
+        "workers": [
+            {
+                "id": w.id,
+                "machine": w.machine,
+                "pid": w.pid,
+                "pages": w.pages,
+                "pages_per_second": w.rate,
+                "last_seen": w.seen,
+                "alive": w.alive,
+            }
+            for w in summary.workers
+        ],
     }
+
+
+def _worker_rows(summary: Summary, now: float) -> list[tuple[str, ...]]:
+    return [
+        (
+            w.id,
+            w.machine,
+            str(w.pid),
+            str(w.pages),
+            f"{w.rate:.1f}",
+            f"{max(now - w.seen, 0):.0f} s ago" + ("" if w.alive else " (gone)"),
+        )
+        for w in summary.workers
+    ]
+
+
+_WORKER_HEADER = ("worker", "machine", "pid", "pages", "pages/s", "last seen")
 
 
 def stats_text(summary: Summary, *, running: bool, now: float) -> str:
@@ -130,6 +159,13 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
     if points:
         lines.append("")
         lines.append(f"pages/s per {summary.bucket:g} s: " + _sparkline([r for _, r in points]))
+    if summary.workers:
+        rows = [_WORKER_HEADER, *_worker_rows(summary, now)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_WORKER_HEADER))]
+        lines.append("")
+        lines.extend(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+        )
     return "\n".join(lines)
 
 
@@ -285,6 +321,11 @@ def render_html(summary: Summary, *, store: str, running: bool, now: float) -> s
                 for h in slow
             ],
             "slowest-hosts",
+        ),
+        *(
+            ["<h2>Workers</h2>", _html_table(_WORKER_HEADER, _worker_rows(summary, now), "workers")]
+            if summary.workers
+            else []
         ),
         "<h2>Failing hosts</h2>",
         _html_table(
