@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,135 @@ async def test_stats_show_the_workers(graph: GraphSite, postgres_dsn: str, pg_sp
     finally:
         await connection.close()
     assert lost == 0
+
+
+SPIDER = """
+from crawler import Request, Spider
+
+class Graph(Spider):
+    name = "NAME"
+    custom_settings = {"concurrency": 4, "per_domain_concurrency": 2, "lease_ttl": 1.0}
+
+    async def parse(self, response):
+        yield {"url": response.url}
+        for url in response.links():
+            yield Request(url)
+"""
+
+
+async def start_worker(spider: Path, dsn: str, site: GraphSite) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "run",
+        str(spider),
+        "--store",
+        dsn,
+        "-a",
+        f"start_urls={','.join(site.start_urls)}",
+        "-q",
+        cwd=spider.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_kill_9_of_a_worker_three_times_loses_nothing_and_stores_items_once(
+    postgres_dsn: str, pg_spider: str, tmp_path: Path
+) -> None:
+    spider = tmp_path / "graph.py"
+    spider.write_text(SPIDER.replace("NAME", pg_spider))
+    site = GraphSite(hosts=6, pages=80, links=4, delay=0.03)
+    await site.start()
+    kills: list[int] = []
+    victims: list[asyncio.subprocess.Process] = []
+    spawning: set[asyncio.Task[None]] = set()
+    try:
+        others = [await start_worker(spider, postgres_dsn, site) for _ in range(2)]
+        victims.append(await start_worker(spider, postgres_dsn, site))
+
+        async def restart() -> None:
+            victims.append(await start_worker(spider, postgres_dsn, site))
+
+        def on_hit(hits: int) -> None:
+            # kill -9 the victim in the middle of its pages at 80, 200 and 320 pages served
+            # (or as soon after as it runs again), then start it again
+            if len(kills) < 3 and hits >= (80, 200, 320)[len(kills)] and not spawning:
+                victims[-1].send_signal(signal.SIGKILL)
+                kills.append(hits)
+                task = asyncio.ensure_future(restart())
+                spawning.add(task)
+                task.add_done_callback(spawning.discard)
+
+        site.on_hit = on_hit
+        codes = [await asyncio.wait_for(w.wait(), 120) for w in others]
+        while spawning:
+            await asyncio.gather(*spawning)
+        ends = [await asyncio.wait_for(v.wait(), 120) for v in victims]
+        stderr = (await victims[-1].stderr.read()).decode() if victims[-1].stderr else ""
+    finally:
+        await site.stop()
+    assert len(kills) == 3
+    assert ends == [-signal.SIGKILL] * 3 + [0], stderr
+    assert codes == [0, 0]
+    items = await stored_items(postgres_dsn, pg_spider)
+    urls = [i["url"] for i in items]
+    assert len(urls) == len(set(urls))  # each item exactly once
+    assert set(urls) == site.all_urls()
+    pages = Counter(h for h in site.hits.elements() if "/p/" in h)
+    refetched = sum(n - 1 for n in pages.values())
+    assert refetched <= 3 * 4  # per kill, at most the killed worker's concurrency
+
+
+async def crawler_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_run_j_2_then_stats_export_and_failures(
+    graph: GraphSite, postgres_dsn: str, pg_spider: str, tmp_path: Path
+) -> None:
+    spider = tmp_path / "graph.py"
+    spider.write_text(SPIDER.replace("NAME", pg_spider))
+    start = f"start_urls={','.join(graph.start_urls)}"
+    store = ("--store", postgres_dsn)
+    code, _, err = await crawler_cli(
+        "run", "graph.py", *store, "-j", "2", "-a", start, "-o", "items.jsonl", cwd=tmp_path
+    )
+    assert code == 0, err
+    lines = (tmp_path / "items.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["url"] for line in lines) == sorted(graph.all_urls())
+    code, out, err = await crawler_cli(
+        "stats", *store, "--spider", pg_spider, "--json", cwd=tmp_path
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["totals"]["done"] == len(graph.all_urls())
+    assert len(summary["workers"]) == 2
+    assert not summary["running"]
+    code, out, err = await crawler_cli("stats", *store, "--spider", pg_spider, cwd=tmp_path)
+    assert "worker" in out
+    code, _, err = await crawler_cli(
+        "export", *store, "--spider", pg_spider, "-o", "again.csv", cwd=tmp_path
+    )
+    assert (code, err.strip()) == (0, f"wrote {len(graph.all_urls())} items to again.csv")
+    code, out, err = await crawler_cli("failures", *store, "--spider", pg_spider, cwd=tmp_path)
+    assert (code, out) == (0, "")
+    code, _, err = await crawler_cli("stats", *store, cwd=tmp_path)
+    assert code == 2
+    assert "--spider" in err
+    code, _, err = await crawler_cli(
+        "run", "graph.py", "-j", "2", "-a", start, "--store", "x.db", cwd=tmp_path
+    )
+    assert code == 2
+    assert "postgresql://" in err
