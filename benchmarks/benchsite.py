@@ -40,8 +40,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(hosts: int = 10, pages: int = 500) -> Iterator[tuple[list[str], str]]:
-    """Serve the site; yields (start URLs, server name)."""
+def serve(
+    hosts: int = 10, pages: int = 500, access_log: Path | None = None
+) -> Iterator[tuple[list[str], str]]:
+    """Serve the site; yields (start URLs, server name). With nginx, `access_log` receives a
+    line per request: its arrival time (epoch seconds, ms) and its host."""
     names = [f"127.0.0.{i + 2}" for i in range(hosts)]
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
@@ -64,7 +67,12 @@ def serve(hosts: int = 10, pages: int = 500) -> Iterator[tuple[list[str], str]]:
             f"worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"
             f"{' user root;' if os.geteuid() == 0 else ''}\n"
             "events { worker_connections 4096; }\n"
-            "http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;"
+            + (
+                f"http {{ log_format t '$msec $host'; access_log {access_log} t; sendfile on;"
+                if access_log
+                else "http { access_log off; sendfile on;"
+            )
+            + " tcp_nopush on; keepalive_requests 1000000;"
             " default_type text/html; types { text/html html; text/plain txt; }\n"
             f"{servers}}}\n"
         )

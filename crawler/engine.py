@@ -338,8 +338,9 @@ class Crawler:
             ),
             clock=self._clock,
             max_pages=settings.max_pages or None,
-            # enough hosts to keep every worker busy, and one to spare
-            hosts_wanted=-(-settings.concurrency // settings.per_domain_concurrency) + 1,
+            # enough hosts to keep every worker busy, twice over (hosts run dry, or wait out
+            # their rate limits), and one to spare
+            hosts_wanted=2 * -(-settings.concurrency // settings.per_domain_concurrency) + 1,
             heartbeat=min(1.0, settings.lease_ttl / 4),
         )
 

@@ -113,6 +113,8 @@ class Frontier:
         self._crawl_over = False
         self._grant_pending = False
         self._beat_task: asyncio.Task[None] | None = None
+        #: Set when workers idle for want of hosts: the heartbeat comes early.
+        self._beat_now = asyncio.Event()
         self._per_host = per_host_concurrency
         self._rate = rate_limit
         self._batch = batch_size
@@ -211,6 +213,8 @@ class Frontier:
                         return request
                     if self._finished() and not self._shared:
                         return None
+                    if self._shared and not self._heap and self._hungry():
+                        self._beat_now.set()  # nothing ready here: look for more hosts now
                     wait = min(wait, self._next_store_due(now))
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
@@ -363,7 +367,12 @@ class Frontier:
         started = time.monotonic()
         try:
             while True:
-                await asyncio.sleep(self._heartbeat)  # a timer: leases are renewed in time
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._heartbeat):  # leases renewed in time
+                        await self._beat_now.wait()
+                    # poked: workers idle for want of hosts; ask the store at most 10x a second
+                    await asyncio.sleep(0.1)
+                self._beat_now.clear()
                 await self._beat_once(started)
         except asyncio.CancelledError:
             raise

@@ -178,6 +178,9 @@ class PostgresStore:
         self._known_hosts: set[str] = set()
         self._known_callbacks: set[str] = set()
         self._commit_lock = asyncio.Lock()
+        #: Statements this process sent, and pages it committed (logged at close).
+        self.statements = 0
+        self.pages = 0
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -189,7 +192,13 @@ class PostgresStore:
         and register this process as one of its workers. `fresh` deletes the crawl first,
         refused while another process of it is alive."""
         schema = schema_name(spider_name)
-        pool = await _connect(dsn, schema)
+        store: PostgresStore | None = None
+
+        def count(_: object) -> None:
+            if store is not None:
+                store.statements += 1
+
+        pool = await _connect(dsn, schema, logger=count)
         store = cls(pool, dsn, schema, lease_ttl=lease_ttl, readonly=False)
         try:
             await store._prepare(spider_name, fresh)
@@ -295,6 +304,13 @@ class PostgresStore:
                             f"UPDATE workers SET closed = true, seen = {_NOW} WHERE id = $1",
                             self.worker,
                         )
+            if self.pages:
+                log.info(
+                    "PostgreSQL store: %d statements for %d pages (%.2f per page)",
+                    self.statements,
+                    self.pages,
+                    self.statements / self.pages,
+                )
         finally:
             await self._pool.close()
 
@@ -602,6 +618,7 @@ class PostgresStore:
             row[2] += outcome.state is State.FAILED
             row[3] += len(outcome.items)
             row[4] += outcome.state is not State.QUEUED and outcome.fetched
+        self.pages += len(closed)
         lost = len(outcomes) - len(closed)
         if lost:
             log.warning("%d page outcomes refused: their hosts went to another process", lost)
@@ -1008,8 +1025,16 @@ class PostgresStore:
             return str(await db.execute(sql, *args))
 
 
-async def _connect(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
-    """A small pool of connections whose tables are the crawl's schema."""
+async def _connect(
+    dsn: str, schema: str, size: int = 4, logger: Callable[[object], None] | None = None
+) -> asyncpg.Pool:
+    """A small pool of connections whose tables are the crawl's schema (`logger` hears of
+    every statement sent)."""
+
+    async def init(connection: asyncpg.Connection) -> None:
+        if logger is not None:
+            connection.add_query_logger(logger)
+
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -1020,6 +1045,7 @@ async def _connect(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
                 "idle_in_transaction_session_timeout": "60s",
             },
             timeout=10,
+            init=init,
         )
     except (TimeoutError, asyncpg.PostgresError, OSError, ValueError) as exc:
         raise ConfigError(f"cannot open the PostgreSQL store {safe_dsn(dsn)}: {exc}") from None
