@@ -149,15 +149,20 @@ def main() -> None:
                     drop(args.dsn, spider)
                     since = time.time()
                     run = crawl(
-                        f"PostgreSQL, -j {jobs}, rate_limit=5", args.dsn, starts, jobs,
+                        f"PostgreSQL, -j {jobs}, rate_limit=5",
+                        args.dsn,
+                        starts,
+                        jobs,
                         "rate_limit=5",
                     )
                     run.peak, mean = peak_per_second(log, since)
                     runs.append(run)
         drop(args.dsn, spider)
     base = runs[0].rate if runs else 0
-    print("| run | pages | seconds | pages/s | vs SQLite | crawler CPU s | statements/page |"
-          " DB CPU share | server peak req/s |")
+    print(
+        "| run | pages | seconds | pages/s | vs SQLite | crawler CPU s | statements/page |"
+        " DB CPU share | server peak req/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         share = r.db_cpu / (r.db_cpu + r.cpu) if r.db_cpu else 0.0

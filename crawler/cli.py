@@ -232,8 +232,10 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     if args.fresh:
         asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
     child = _without(argv, {"-j": 1, "--jobs": 1, "--fresh": 0, "-o": 1, "--output": 1})
+    if sys.stderr.isatty():
+        child.append("-q")  # N live views would draw over each other: the summary follows
     processes = [
-        subprocess.Popen([sys.executable, "-m", "crawler", *child, "-q"]) for _ in range(args.jobs)
+        subprocess.Popen([sys.executable, "-m", "crawler", *child]) for _ in range(args.jobs)
     ]
     log.info("crawling with %d processes from %s", args.jobs, store)
     codes = []
@@ -244,16 +246,25 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
                 break
             except KeyboardInterrupt:  # the processes got the Ctrl-C too: wait for them
                 continue
-    if output is not None and all(code == EXIT_OK for code in codes):
 
-        async def export() -> int:
-            reader = await open_readonly(store, spider.name)
-            try:
-                return await export_items(reader.items, output)
-            finally:
-                await reader.close()
+    async def finish() -> Summary:
+        reader = await open_readonly(store, spider.name)
+        try:
+            if output is not None and all(code == EXIT_OK for code in codes):
+                count = await export_items(reader.items, output)
+                print(f"wrote {count} items to {output}", file=sys.stderr)
+            return await reader.summary()
+        finally:
+            await reader.close()
 
-        print(f"wrote {asyncio.run(export())} items to {output}", file=sys.stderr)
+    summary = asyncio.run(finish())
+    c = summary.counts
+    print(
+        f"{args.jobs} processes: {sum(1 for code in codes if code == EXIT_OK)} ended well; "
+        f"store {store.split('@')[-1]}: {c.done} done, {c.failed} failed, {c.pending} queued, "
+        f"{c.items} items",
+        file=sys.stderr,
+    )
     return max(codes, key=lambda code: (code != EXIT_OK, code))
 
 

@@ -1043,6 +1043,7 @@ async def _connect(
             server_settings={
                 "search_path": f'"{schema}"',
                 "idle_in_transaction_session_timeout": "60s",
+                "synchronous_commit": "off",
             },
             timeout=10,
             init=init,
