@@ -155,7 +155,7 @@ def main() -> None:
                         jobs,
                         "rate_limit=5",
                     )
-                    run.peak, mean = peak_per_second(log, since)
+                    run.peak, _mean = peak_per_second(log, since)
                     runs.append(run)
         drop(args.dsn, spider)
     base = runs[0].rate if runs else 0
