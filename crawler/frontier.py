@@ -174,10 +174,10 @@ class Frontier:
             entry.held, entry.fence, entry.draining = True, lease.fence, False
             entry.deadline = sent + self._store.lease_ttl * 0.75
             entry.exhausted = False
-            if lease.start_in > 0:  # the previous holder's rate limit carries over
-                entry.slot.back_off(now + lease.start_in)
             if lease.state is not None:
                 entry.slot.restore(lease.state)
+            if lease.start_in > 0:  # the previous holder's rate limit carries over
+                entry.slot.back_off(now + lease.start_in)
         entry.abandoned = entry.slot.given_up  # new links fail at once, as before the restart
         if self._host_budget is not None:
             entry.fetched = lease.fetched

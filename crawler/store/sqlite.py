@@ -407,7 +407,12 @@ class SQLiteStore:
         return {host for host, _ in held}, None
 
     async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
-        await self.release()
+        async with self._transaction():
+            await self._db.executemany(
+                "UPDATE requests SET state = 0, lease = NULL"
+                " WHERE host = ? AND state = 1 AND lease = ?",
+                [(host, self.run_id) for host, _, _ in hosts],
+            )
 
     async def crawl_done(self, host_budget: int | None, max_pages: int | None) -> bool:
         if max_pages is not None and (await self.counts()).fetched >= max_pages:
