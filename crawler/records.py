@@ -176,6 +176,35 @@ class HostSummary:
     politeness: HostState | None = None  # None: nothing kept (never throttled or failing)
 
 
+def host_summaries(
+    totals: dict[str, Counts],
+    measured: dict[str, tuple[int, float | None, float | None]],
+    politeness: dict[str, HostState],
+) -> list[HostSummary]:
+    """Per-host summaries of the hosts with any rows, busiest first: their `totals`, what was
+    `measured` of their fetches (bytes, mean and max latency) and their kept `politeness`."""
+    hosts = []
+    for host, c in totals.items():
+        if c.pending or c.done or c.failed:
+            size, mean, top = measured.get(host, (0, None, None))
+            hosts.append(
+                HostSummary(
+                    host,
+                    c.queued,
+                    c.leased,
+                    c.done,
+                    c.failed,
+                    c.items,
+                    size,
+                    mean,
+                    top,
+                    politeness.get(host),
+                )
+            )
+    hosts.sort(key=lambda h: (-(h.done + h.failed), h.host))
+    return hosts
+
+
 #: Upper bounds (seconds) of the latency histogram's buckets; the last one is open-ended.
 LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

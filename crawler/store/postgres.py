@@ -41,13 +41,13 @@ from ..records import (
     Counts,
     HostLease,
     HostState,
-    HostSummary,
     NewRequest,
     Outcome,
     State,
     StoredRequest,
     Summary,
     WorkerInfo,
+    host_summaries,
 )
 from .sqlite import bucket_seconds as _bucket_seconds
 
@@ -888,25 +888,7 @@ class PostgresStore:
             )
         }
         politeness = {state.host: state for state in await self.host_states()}
-        hosts = []
-        for host, c in (await self.host_totals()).items():
-            if c.pending or c.done or c.failed:
-                size, mean, top = measured.get(host, (0, None, None))
-                hosts.append(
-                    HostSummary(
-                        host,
-                        c.queued,
-                        c.leased,
-                        c.done,
-                        c.failed,
-                        c.items,
-                        size,
-                        mean,
-                        top,
-                        politeness.get(host),
-                    )
-                )
-        hosts.sort(key=lambda h: (-(h.done + h.failed), h.host))
+        hosts = host_summaries(await self.host_totals(), measured, politeness)
         cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
         histogram = {
             bucket: int(n)
