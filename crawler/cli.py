@@ -28,7 +28,7 @@ from .errors import ConfigError, CrawlerError
 from .export import check_output, export_items
 from .settings import Settings
 from .spider import Spider, load_spider_class
-from .store import SCHEMA_VERSION, Summary, is_dsn, open_readonly, open_store
+from .store import Summary, is_dsn, open_readonly, open_store
 
 log = logging.getLogger("crawler")
 
@@ -247,21 +247,21 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
             except KeyboardInterrupt:  # the processes got the Ctrl-C too: wait for them
                 continue
 
-    async def finish() -> Summary:
+    async def finish() -> tuple[Summary, str]:
         reader = await open_readonly(store, spider.name)
         try:
             if output is not None and all(code == EXIT_OK for code in codes):
                 count = await export_items(reader.items, output)
                 print(f"wrote {count} items to {output}", file=sys.stderr)
-            return await reader.summary()
+            return await reader.summary(), reader.location
         finally:
             await reader.close()
 
-    summary = asyncio.run(finish())
+    summary, location = asyncio.run(finish())
     c = summary.counts
     print(
         f"{args.jobs} processes: {sum(1 for code in codes if code == EXIT_OK)} ended well; "
-        f"store {store.split('@')[-1]}: {c.done} done, {c.failed} failed, {c.pending} queued, "
+        f"store {location}: {c.done} done, {c.failed} failed, {c.pending} queued, "
         f"{c.items} items",
         file=sys.stderr,
     )
@@ -360,7 +360,7 @@ def _stats(args: argparse.Namespace) -> int:
     async def summarize() -> tuple[Summary, bool]:
         store = await open_readonly(args.store, args.spider)
         try:
-            if not is_dsn(args.store) and store.schema_version < SCHEMA_VERSION:
+            if store.outdated:
                 raise ConfigError(
                     f"{args.store} was written by an older version of the crawler: resume the "
                     "crawl once (python -m crawler run ...) to bring it up to date"

@@ -223,7 +223,7 @@ class Crawler:
             in_flight=frontier.in_flight,
             max_pages=self.settings.max_pages or None,
             hosts=hosts,
-            workers=await store.workers() if store.shared else [],
+            workers=await store.workers(),
         )
 
     # -- the run ---------------------------------------------------------------------------

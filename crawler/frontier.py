@@ -158,9 +158,7 @@ class Frontier:
 
     async def _acquire(self) -> None:
         """Lease hosts with work from the store (on a shared store, up to `hosts_wanted`)."""
-        want = self._hosts_wanted - sum(
-            1 for e in self._hosts.values() if e.held and e.store_due is not None
-        )
+        want = self._hosts_wanted - self._working_hosts()
         if self._shared and want <= 0:
             return
         sent = time.monotonic()
@@ -404,16 +402,21 @@ class Frontier:
         await self._hand_back()
         if hungry and not self._stopping:
             await self._acquire()
-        if self._finished() and not any(e.held for e in self._hosts.values()):
-            budget = self._max_pages
-            if await self._store.crawl_done(self._host_budget, budget):
-                self._crawl_over = True
+        if (
+            self._finished()
+            and not any(e.held for e in self._hosts.values())
+            and await self._store.crawl_done(self._host_budget, self._max_pages)
+        ):
+            self._crawl_over = True
         self._wakeup.set()
+
+    def _working_hosts(self) -> int:
+        """Hosts held with rows in the store."""
+        return sum(1 for e in self._hosts.values() if e.held and e.store_due is not None)
 
     def _hungry(self) -> bool:
         """Whether this process could serve more hosts than it holds with work."""
-        working = sum(1 for e in self._hosts.values() if e.held and e.store_due is not None)
-        return working < self._hosts_wanted and not self._budget_spent()
+        return self._working_hosts() < self._hosts_wanted and not self._budget_spent()
 
     async def _hand_back(self) -> None:
         """Release the held hosts that are draining or ran dry, with nothing in flight."""
@@ -430,8 +433,9 @@ class Frontier:
         now = self._clock.now()
         releases = []
         for entry in done:
-            start_in = max(0.0, entry.slot.ready_at(now) - now) if not entry.slot.full else 0.0
-            releases.append((entry.name, entry.fence, 0.0 if math.isinf(start_in) else start_in))
+            ready = entry.slot.ready_at(now)  # inf: given up, nothing to pace
+            start_in = 0.0 if math.isinf(ready) else max(0.0, ready - now)
+            releases.append((entry.name, entry.fence, start_in))
             self._drop(entry)
         await self._store.release_hosts(releases)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ErrorKind(enum.StrEnum):
@@ -71,6 +72,55 @@ class NewRequest:
     body: bytes | None = None
     errback: str | None = None
     spec: str | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        """Its values in the order of `NEW_REQUEST_COLUMNS` (the state: queued, or failed
+        when it has an error)."""
+        return (
+            self.url,
+            self.host,
+            self.callback,
+            self.priority,
+            self.depth,
+            self.meta,
+            self.any_content_type,
+            int(State.QUEUED if self.error is None else State.FAILED),
+            self.error,
+            self.message,
+            self.key,
+            self.method,
+            self.body,
+            self.errback,
+            self.spec,
+        )
+
+
+#: The requests columns a new request fills, in the order of `NewRequest.row()`.
+NEW_REQUEST_COLUMNS = (
+    "url, host, callback, priority, depth, meta, any_content_type, state, error, message,"
+    " key, method, body, errback, spec"
+)
+
+
+def failure_dict(
+    url: str,
+    error: str | None,
+    status: int | None,
+    attempts: int,
+    message: str | None,
+    method: str | None,
+) -> dict[str, Any]:
+    """A failed row as `failures` lists it (`method` only when not GET)."""
+    failure: dict[str, Any] = {
+        "url": url,
+        "error": error,
+        "status": status,
+        "attempts": attempts,
+        "message": message,
+    }
+    if method is not None:
+        failure["method"] = method
+    return failure
 
 
 @dataclass(frozen=True, slots=True)

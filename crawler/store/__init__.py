@@ -180,7 +180,10 @@ class ReadableStore(Protocol):
     """What `stats`, `export`, `failures` and `report` read (beside a running crawl)."""
 
     location: str
-    schema_version: int
+
+    @property
+    def outdated(self) -> bool:
+        """Written by an older crawler: resuming the crawl brings it up to date."""
 
     def items(self) -> AsyncIterator[str]: ...
 

@@ -38,6 +38,7 @@ import asyncpg
 from ..errors import ConfigError, StoreError
 from ..records import (
     LATENCY_BOUNDS,
+    NEW_REQUEST_COLUMNS,
     Counts,
     HostLease,
     HostState,
@@ -47,6 +48,7 @@ from ..records import (
     StoredRequest,
     Summary,
     WorkerInfo,
+    failure_dict,
     host_summaries,
 )
 from .sqlite import bucket_seconds as _bucket_seconds
@@ -163,6 +165,8 @@ class PostgresStore:
     """The Store on a PostgreSQL database, shared by every process of a crawl (see above)."""
 
     shared = True
+    #: Another schema version is refused at opening: never outdated once open.
+    outdated = False
 
     def __init__(
         self, pool: asyncpg.Pool, dsn: str, schema: str, *, lease_ttl: float, readonly: bool
@@ -691,28 +695,13 @@ class PostgresStore:
             )
             self._known_callbacks.update(new_names)
         rows = await db.fetch(
-            """INSERT INTO requests (url, host, callback, priority, depth, meta,
-                any_content_type, state, error, message, key, method, body, errback, spec)
+            f"""INSERT INTO requests ({NEW_REQUEST_COLUMNS})
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
                 $6::text[], $7::bool[], $8::smallint[], $9::text[], $10::text[], $11::text[],
                 $12::text[], $13::bytea[], $14::text[], $15::text[])
             ON CONFLICT ((COALESCE(key, url))) DO NOTHING
             RETURNING host, state""",
-            [r.url for r in ordered],
-            [r.host for r in ordered],
-            [r.callback for r in ordered],
-            [r.priority for r in ordered],
-            [r.depth for r in ordered],
-            [r.meta for r in ordered],
-            [r.any_content_type for r in ordered],
-            [int(State.QUEUED if r.error is None else State.FAILED) for r in ordered],
-            [r.error for r in ordered],
-            [r.message for r in ordered],
-            [r.key for r in ordered],
-            [r.method for r in ordered],
-            [r.body for r in ordered],
-            [r.errback for r in ordered],
-            [r.spec for r in ordered],
+            *(list(column) for column in zip(*(r.row() for r in ordered), strict=True)),
         )
         for host, state in rows:
             row = counts.setdefault(host, [0, 0, 0, 0, 0])
@@ -813,17 +802,8 @@ class PostgresStore:
             )
             if not rows:
                 return
-            for _, url, kind, status, attempts, message, method in rows:
-                failure: dict[str, Any] = {
-                    "url": url,
-                    "error": kind,
-                    "status": status,
-                    "attempts": attempts,
-                    "message": message,
-                }
-                if method is not None:
-                    failure["method"] = method
-                yield failure
+            for _, *failure in rows:
+                yield failure_dict(*failure)
             last = rows[-1][0]
 
     async def jars(self) -> dict[str, str]:

@@ -21,15 +21,16 @@ from ..errors import ConfigError, StoreError
 from ..records import (
     LATENCY_BOUNDS,
     NEVER_SENT,
+    NEW_REQUEST_COLUMNS,
     Counts,
     HostLease,
     HostState,
     NewRequest,
     Outcome,
-    State,
     StoredRequest,
     Summary,
     WorkerInfo,
+    failure_dict,
     host_summaries,
 )
 
@@ -386,7 +387,7 @@ class SQLiteStore:
     async def add(self, requests: Sequence[NewRequest]) -> None:
         if requests:
             async with self._transaction():
-                await self._insert(requests, State.QUEUED)
+                await self._insert(requests)
 
     async def hosts_with_work(self) -> list[str]:
         """Every host with queued rows, by name."""
@@ -428,6 +429,11 @@ class SQLiteStore:
 
     async def workers(self) -> list[WorkerInfo]:
         return []
+
+    @property
+    def outdated(self) -> bool:
+        """Written by an older crawler (a read-only store is not migrated)."""
+        return self.schema_version < SCHEMA_VERSION
 
     async def in_use(self) -> bool:
         """Whether a crawl holds this store right now."""
@@ -508,7 +514,7 @@ class SQLiteStore:
                 for o in committed
             ]
             if links:
-                await self._insert(links, State.QUEUED)
+                await self._insert(links)
             if items:
                 await self._db.executemany(
                     "INSERT INTO items (request_id, data) VALUES (?, ?)", items
@@ -608,17 +614,8 @@ class SQLiteStore:
             )
             if not rows:
                 return
-            for _, url, kind, status, attempts, message, method in rows:
-                failure = {
-                    "url": url,
-                    "error": kind,
-                    "status": status,
-                    "attempts": attempts,
-                    "message": message,
-                }
-                if method is not None:
-                    failure["method"] = method
-                yield failure
+            for _, *failure in rows:
+                yield failure_dict(*failure)
             last = rows[-1][0]
 
     async def jars(self) -> dict[str, str]:
@@ -753,31 +750,12 @@ class SQLiteStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _insert(self, requests: Sequence[NewRequest], state: State) -> None:
+    async def _insert(self, requests: Sequence[NewRequest]) -> None:
+        """Queue `requests` (failed at once: those with an error), unless already known."""
         await self._db.executemany(
-            "INSERT OR IGNORE INTO requests (url, host, callback, priority, depth, meta,"
-            " any_content_type, state, error, message, key, method, body, errback, spec)"
+            f"INSERT OR IGNORE INTO requests ({NEW_REQUEST_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.url,
-                    r.host,
-                    r.callback,
-                    r.priority,
-                    r.depth,
-                    r.meta,
-                    r.any_content_type,
-                    int(state) if r.error is None else int(State.FAILED),
-                    r.error,
-                    r.message,
-                    r.key,
-                    r.method,
-                    r.body,
-                    r.errback,
-                    r.spec,
-                )
-                for r in requests
-            ],
+            [r.row() for r in requests],
         )
 
     async def _fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
