@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,17 +29,20 @@ from .clock import Clock
 from .cookies import Jars
 from .errors import ConfigError, CrawlerError, SpiderError, StoreError
 from .events import EventLog
-from .export import JsonlFollower, check_output, export_items
+from .export import check_output, file_sink
 from .fetcher import Fetcher
 from .frontier import Frontier
+from .hooks import Hooks, check_hooks
 from .models import Request, http_statuses
 from .pages import PageRunner
+from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit
 from .proxies import ProxyPool
-from .records import NewRequest, Outcome, State, WorkerInfo
+from .records import STATE_MARK, NewRequest, Outcome, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
-from .spider import Spider, check_spider_class
+from .sinks import Delivery, Sink, check_sinks
+from .spider import Spider, check_spider_class, load_object
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
 from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
@@ -118,8 +123,8 @@ class Crawler:
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
     held; `retry_failed` puts the URLs that failed back in the queue first. `output` receives
-    the items: a .jsonl file is kept in step with every commit (exactly once, across crashes and
-    resumes), a .csv file is written whole when the run ends. `transport` replaces
+    the items: a .jsonl or .csv file kept in step with the commits (exactly once, across
+    crashes and resumes), like every other sink. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
     address guard (tests map names to addresses with it). `clock` is the time politeness
     runs on (tests pass a fast one, so that long cooldowns and outages pass quickly). `events`
@@ -232,14 +237,21 @@ class Crawler:
         """Crawl until the frontier is exhausted, `max_pages` is reached, or `stop()`."""
         stats = self.stats
         stats.started = time.monotonic()
+        pipelines, hooks, sinks = self._extensions()
         seeds = await self._seed_requests()
         async with contextlib.AsyncExitStack() as stack:
             store = await self._open_store()
             stack.push_async_callback(store.close)
+            await self._restore_state(store)
             budget = await self._queue_seeds(store, seeds)
+            delivery = Delivery(store, sinks, self.spider)
+            await delivery.open()
             if stats.ended:  # nothing to do
+                await delivery.finish()
                 await self._final_counts(store, stats)
                 return stats
+            delivering = asyncio.create_task(delivery.run())
+            stack.callback(delivering.cancel)
             fetcher = await self._make_fetcher(store, seeds)
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = self._make_frontier(store, budget)
@@ -247,22 +259,91 @@ class Crawler:
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            page = self._make_page_runner(store, fetcher, frontier)
-            follower = None
-            if self.output is not None and self.output.suffix.lower() == ".jsonl":
-                follower = JsonlFollower(store, self.output)
-                await follower.open()
+            page = self._make_page_runner(store, fetcher, frontier, hooks)
             events = EventLog(self.events) if self.events is not None else None
             if events is not None:
                 stack.callback(events.close)
                 events.emit("start", spider=self.spider.name, store=str(self.store_path))
-            await self._crawl(
-                store, frontier, page, _Writer(store, frontier, stats, follower, events)
-            )
-            await self._finish(store, frontier, page, write_output=follower is None)
+            writer = _Writer(store, frontier, stats, self.spider, pipelines, delivery, events)
+            ended = "error"
+            try:
+                await pipelines.open()
+                await self._lifecycle("opened")
+                await self._crawl(store, frontier, page, writer)
+                await self._finish(store, frontier, page)
+                ended = stats.ended
+            finally:
+                await self._close(store, pipelines, writer, ended)
+            await delivery.finish()
+            for sink in sinks:
+                if delivery.written.get(sink.key):
+                    log.info("%s: %d items delivered", sink.key, delivery.written[sink.key])
+            await self._final_counts(store, stats)
             if events is not None:
                 events.emit("end", **dataclasses.asdict(stats))
         return stats
+
+    def _extensions(self) -> tuple[Pipelines, Hooks, list[Sink]]:
+        """The spider's pipelines, hooks and sinks, then those the settings name: each checked
+        (or loaded) now, so that a bad one is a one-line error before anything runs."""
+        spider, settings = self.spider, self.settings
+        where = f"spider {spider.name!r}"
+        pipelines = check_pipelines(spider.pipelines, f"{where}: pipelines")
+        pipelines += check_pipelines(
+            [load_object(spec, "setting 'pipelines'") for spec in settings.pipelines],
+            "setting 'pipelines'",
+        )
+        hooks = check_hooks(spider.hooks, f"{where}: hooks")
+        hooks += check_hooks(
+            [load_object(spec, "setting 'hooks'") for spec in settings.hooks], "setting 'hooks'"
+        )
+        sinks = [file_sink(self.output)] if self.output is not None else []
+        sinks += check_sinks(spider.sinks, f"{where}: sinks")
+        sinks += check_sinks(
+            [load_object(spec, "setting 'sinks'") for spec in settings.sinks], "setting 'sinks'"
+        )
+        check_sinks(sinks, f"{where}: sinks")  # one bookmark each
+        return Pipelines(pipelines, spider), Hooks(hooks, spider), sinks
+
+    async def _restore_state(self, store: Store) -> None:
+        """Give the spider the state the last commit kept."""
+        text = await store.get_mark(STATE_MARK)
+        if text is None:
+            return
+        try:
+            state = json.loads(text)
+        except ValueError:
+            state = None
+        if not isinstance(state, dict):
+            raise StoreError(f"store {store.location}: the spider's saved state is not a dict")
+        self.spider.state = state
+
+    async def _lifecycle(self, name: str, *args: str) -> None:
+        """Run the spider's `opened()` or `closed(reason)`; an error in it is a SpiderError."""
+        try:
+            await getattr(self.spider, name)(*args)
+        except Exception as exc:
+            raise SpiderError(
+                self.spider.name, f"{name}() raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _close(self, store: Store, pipelines: Pipelines, writer: _Writer, ended: str) -> None:
+        """The end of a run, however it ended: the spider's `closed(reason)`, the pipelines'
+        `close`, then the state and counters they left, committed. When the run failed, errors
+        here are logged (the run's own error is the one raised)."""
+        failing = ended == "error"
+        steps: list[Callable[[], Awaitable[None]]] = [
+            functools.partial(self._lifecycle, "closed", ended),
+            pipelines.close,
+            writer.flush,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                if not failing:
+                    raise
+                log.error("while closing: %s", exc)
 
     async def _queue_seeds(self, store: Store, seeds: list[NewRequest]) -> int | None:
         """Queue the failed URLs again (--retry-failed) and the start requests; check that the
@@ -344,7 +425,9 @@ class Crawler:
             heartbeat=min(1.0, settings.lease_ttl / 4),
         )
 
-    def _make_page_runner(self, store: Store, fetcher: Fetcher, frontier: Frontier) -> PageRunner:
+    def _make_page_runner(
+        self, store: Store, fetcher: Fetcher, frontier: Frontier, hooks: Hooks
+    ) -> PageRunner:
         settings = self.settings
         robots = None
         if settings.obey_robots:
@@ -380,6 +463,7 @@ class Crawler:
             max_retry_after=settings.max_retry_after,
             allow_status=self._allow_status(),
             clock=self._clock,
+            hooks=hooks if hooks.on_request or hooks.on_response else None,
         )
 
     async def _crawl(
@@ -411,10 +495,8 @@ class Crawler:
             if released:
                 log.debug("returned %d leased URLs to the queue", released)
 
-    async def _finish(
-        self, store: Store, frontier: Frontier, page: PageRunner, *, write_output: bool
-    ) -> None:
-        """How the run ended, the output file (a .csv is written whole now), final counts."""
+    async def _finish(self, store: Store, frontier: Frontier, page: PageRunner) -> None:
+        """How the run ended, and what this run dropped."""
         stats = self.stats
         if self._stopping:
             stats.ended = "stopped"
@@ -422,14 +504,10 @@ class Crawler:
             stats.ended = "max_pages"
         else:
             stats.ended = "complete"
-        if self.output is not None and write_output:
-            count = await export_items(store.items, self.output)
-            log.info("wrote %d items to %s", count, self.output)
         stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
         stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
         stats.pages += frontier.abandoned_pages
         stats.failed += frontier.abandoned_pages
-        await self._final_counts(store, stats)
 
     async def _open_store(self) -> Store:
         return await open_store(
@@ -577,14 +655,19 @@ class _Writer:
         store: Store,
         frontier: Frontier,
         stats: CrawlStats,
-        follower: JsonlFollower | None = None,
+        spider: Spider,
+        pipelines: Pipelines,
+        delivery: Delivery,
         events: EventLog | None = None,
     ) -> None:
         self._store = store
         self._frontier = frontier
         self._stats = stats
-        self._follower = follower
+        self._spider = spider
+        self._pipelines = pipelines
+        self._delivery = delivery
         self._events = events
+        self._state: str | None = None  # the state as last committed
         self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
 
     async def commit(self, outcome: Outcome) -> None:
@@ -611,8 +694,14 @@ class _Writer:
                     break
                 batch.append(entry)
             try:
+                # pipelines run here, page by page in commit order, so that the state saved
+                # with this commit reflects exactly the pages it commits
+                outcomes = [await self._pipelines.process(outcome) for outcome, _ in batch]
                 outcomes = await self._store.commit(
-                    [outcome for outcome, _ in batch], self._frontier.take_changed_hosts()
+                    outcomes,
+                    self._frontier.take_changed_hosts(),
+                    state=self._changed_state(),
+                    counters=self._spider.stats.take(),
                 )
             except BaseException as exc:
                 for _, done in batch:
@@ -626,8 +715,30 @@ class _Writer:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
-            if self._follower is not None:
-                await self._follower.catch_up()
+            self._delivery.poke()
+
+    async def flush(self) -> None:
+        """Commit the state and the counters changed since the last batch (the run is over)."""
+        state, counters = self._changed_state(), self._spider.stats.take()
+        if state is not None or counters:
+            await self._store.commit([], state=state, counters=counters)
+            self._delivery.poke()
+
+    def _changed_state(self) -> str | None:
+        """The spider's state as JSON text, when it changed since the last commit."""
+        state = self._spider.state
+        if not state and self._state is None:
+            return None
+        try:
+            text = json.dumps(state, ensure_ascii=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"spider {self._spider.name!r}: self.state must be JSON-serializable: {exc}"
+            ) from None
+        if text == self._state:
+            return None
+        self._state = text
+        return text
 
     def _settled(self, batch: list[Outcome]) -> None:
         stats = self._stats

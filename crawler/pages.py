@@ -6,11 +6,7 @@ escape. Takes plain values; reads no settings and writes no store.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
 import inspect
-import json
 import logging
 import random
 import time
@@ -30,11 +26,14 @@ from .errors import (
     SpiderError,
 )
 from .fetcher import Fetched, Fetcher
+from .hooks import Hooks, Retry
 from .models import Failure, Request, Response
+from .pipelines import is_item
 from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
+from .stats import counting
 from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
 
@@ -71,6 +70,7 @@ class PageRunner:
         allow_status: Iterable[int] = (),
         clock: Clock | None = None,
         known_urls: int = 200_000,
+        hooks: Hooks | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -89,6 +89,7 @@ class PageRunner:
         #: Statuses >= 400 handed to callbacks for every request (the spider's allow_status).
         self._allow_status = frozenset(allow_status)
         self._clock = clock or Clock()
+        self._hooks = hooks
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -113,7 +114,10 @@ class PageRunner:
         """The outcome of fetching and parsing `stored` (of its errback, when it finally
         fails), with the cookie jar its fetch changed."""
         request = from_stored(self._spider, stored)
-        outcome = await self._run(stored, request)
+        counters: dict[str, int] = {}
+        with counting(counters):  # the spider's stats.inc() while the page runs count with it
+            outcome = await self._run(stored, request)
+        outcome.counters = counters or None
         session = request.session or ""
         jar = self._fetcher.jars.take(session)
         if jar is not None:
@@ -123,8 +127,18 @@ class PageRunner:
     async def _run(self, stored: StoredRequest, request: Request) -> Outcome:
         attempts = stored.attempts + 1
         started: float | None = None
+        if self._hooks is not None and self._hooks.on_request:
+            try:
+                changed = await self._request_hooks(request, stored)
+            except BaseException:
+                self._release(stored.host, None, None)
+                raise
+            if not isinstance(changed, Request):
+                self._release(stored.host, None, None)
+                return await self._errback(request, changed, None)
+            request = changed
         try:
-            if self._robots is not None and not await self._robots.allowed(stored.url):
+            if self._robots is not None and not await self._robots.allowed(request.url):
                 self._release(stored.host, None, None)
                 outcome = Outcome(
                     stored,
@@ -136,7 +150,7 @@ class PageRunner:
                 return await self._errback(request, outcome, None)
             started = time.monotonic()
             fetched = await self._fetcher.fetch(
-                stored.url,
+                request.url,
                 method=request.method,
                 headers=request.headers,
                 body=request.body,
@@ -162,9 +176,37 @@ class PageRunner:
             self._release(stored.host, None, None)
             raise
         latency = time.monotonic() - started
+        response = self._response(request, fetched)
+        assert response is not None
+        if self._hooks is not None and self._hooks.on_response:
+            try:
+                response = await self._hooks.response(request, response)
+            except Retry as exc:
+                outcome, _ = self._failed(stored, attempts, _RetryAsked(stored.url, exc.reason))
+                outcome.status, outcome.latency = fetched.status, latency
+                self._release(stored.host, Health.ERROR, None)
+                if outcome.state is State.FAILED:
+                    return await self._errback(request, outcome, response)
+                return outcome
+            except Exception as exc:
+                self._release(stored.host, _status_health(fetched.status), None)
+                message = f"process_response raised {type(exc).__name__}: {exc}"
+                log.error("%s: %s", stored.url, message, exc_info=exc)
+                return Outcome(
+                    stored,
+                    State.FAILED,
+                    attempts,
+                    status=fetched.status,
+                    error=ErrorKind.SPIDER,
+                    message=message,
+                    latency=latency,
+                )
+            except BaseException:
+                self._release(stored.host, None, None)
+                raise
         self._release(stored.host, _status_health(fetched.status), None)
         log.debug("%d %s", fetched.status, fetched.url)
-        outcome = await self._parsed(stored, request, attempts, fetched)
+        outcome = await self._parsed(stored, request, attempts, fetched, response)
         outcome.latency = latency
         outcome.size = len(fetched.body)
         return outcome
@@ -182,18 +224,52 @@ class PageRunner:
         response.nofollow = self._obey_nofollow
         return response
 
+    async def _request_hooks(self, request: Request, stored: StoredRequest) -> Request | Outcome:
+        """The request the process_request hooks make of `request`, or the outcome of a
+        request they dropped (or failed on)."""
+        assert self._hooks is not None
+        attempts = stored.attempts + 1
+        try:
+            changed = await self._hooks.request(request)
+            if changed is not None and changed.url != request.url:
+                split = self._canonicalizer.split(changed.url)
+                if split is None or split[1] != stored.host:
+                    raise ValueError(
+                        f"it moved the request to {changed.url!r}: a hook may change a request's "
+                        "URL within its host only (politeness is kept per host)"
+                    )
+        except Exception as exc:
+            message = f"process_request raised {type(exc).__name__}: {exc}"
+            log.error("%s: %s", stored.url, message, exc_info=exc)
+            return Outcome(stored, State.FAILED, attempts, error=ErrorKind.SPIDER, message=message)
+        if changed is None:
+            log.debug("dropped by process_request: %s", stored.url)
+            return Outcome(
+                stored,
+                State.FAILED,
+                attempts,
+                error=ErrorKind.IGNORED,
+                message="dropped by process_request",
+            )
+        if changed is not request and changed.callback is None:
+            changed.callback = request.callback  # a new Request for the same page
+        return changed
+
     async def _parsed(
-        self, stored: StoredRequest, request: Request, attempts: int, fetched: Fetched
+        self,
+        stored: StoredRequest,
+        request: Request,
+        attempts: int,
+        fetched: Fetched,
+        response: Response,
     ) -> Outcome:
         """The outcome of a fetched page: the callback's items and links."""
-        response = self._response(request, fetched)
-        assert response is not None
         final = self._canonicalizer.split(fetched.url) if fetched.redirects else None
         final_key = None
         if final is not None:
             body = request.body if fetched.method == request.method else None
             final_key = identity(fetched.method, final[0], body, request.session)
-        content_type = fetched.headers.get("content-type")
+        content_type = response.headers.get("content-type")
         if (
             not request.any_content_type
             and not parser.is_html(content_type)
@@ -210,18 +286,18 @@ class PageRunner:
             )
         try:
             assert request.callback is not None
-            items, links = await self._outputs(
+            produced, links = await self._outputs(
                 request,
                 response.url,
                 request.callback_name,
                 lambda: request.callback(response),  # type: ignore[misc]
                 stored.id,
             )
-            if self._obey_nofollow and (items or links):
+            if self._obey_nofollow and (produced or links):
                 directives = response.robots_directives
-                if "noindex" in directives and items:
-                    self.dropped_noindex += len(items)
-                    items = []
+                if "noindex" in directives and produced:
+                    self.dropped_noindex += len(produced)
+                    produced = []
                 if "nofollow" in directives and links:
                     self.dropped_nofollow += len(links)
                     links = []
@@ -240,7 +316,7 @@ class PageRunner:
             State.DONE,
             attempts,
             status=fetched.status,
-            items=items,
+            produced=produced,
             links=links,
             final_url=final,
             final_key=final_key,
@@ -258,7 +334,7 @@ class PageRunner:
             request, outcome.error or "", outcome.message or "", outcome.status, response
         )
         try:
-            outcome.items, outcome.links = await self._outputs(
+            outcome.produced, outcome.links = await self._outputs(
                 request,
                 request.url,
                 request.errback_name or "",
@@ -319,11 +395,12 @@ class PageRunner:
 
     async def _outputs(
         self, source: Request, where: str, name: str, produce: Callable[[], Any], parent: int
-    ) -> tuple[list[str], list[NewRequest]]:
+    ) -> tuple[list[Any], list[NewRequest]]:
         """Run a callback or errback (`produce()` calls it) and collect what it yielded:
-        items as JSON, and new requests (in scope, not seen, not too deep). `source` is the
-        request it handles, `where` the URL named in errors, `parent` its row id."""
-        items: list[str] = []
+        items (as they are: the pipelines see them next), and new requests (in scope, not
+        seen, not too deep). `source` is the request it handles, `where` the URL named in
+        errors, `parent` its row id."""
+        items: list[Any] = []
         links: list[NewRequest] = []
         seen: set[str] = set()
         await tls.verify_paths_loaded()  # spider code may use aiohttp's SSL contexts
@@ -349,7 +426,7 @@ class PageRunner:
         source: Request,
         where: str,
         parent: int,
-        items: list[str],
+        items: list[Any],
         links: list[NewRequest],
         seen: set[str],
     ) -> None:
@@ -397,7 +474,13 @@ class PageRunner:
             if plain:
                 self._remember(output.url)
         elif output is not None:
-            items.append(_item_json(output, where))
+            if not is_item(output):
+                raise SpiderError(
+                    where,
+                    f"callback yielded a {type(output).__name__}: yield items (dicts, "
+                    "dataclasses, attrs or pydantic objects) or Requests",
+                )
+            items.append(output)
 
 
 def health_of(exc: FetchError) -> Health | None:
@@ -428,30 +511,13 @@ def _asks_for_json(request: Request) -> bool:
 def _iterable(result: Any) -> Iterable[Any]:
     if result is None:
         return ()
-    if isinstance(result, Request | dict) or not isinstance(result, Iterable):
+    if isinstance(result, Request) or is_item(result) or not isinstance(result, Iterable):
         return (result,)
     return result
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+class _RetryAsked(FetchError):
+    """A process_response hook raised Retry: retried like a transient fetch error."""
 
-
-def _item_json(item: Any, url: str) -> str:
-    """An item (a dict or dataclass instance) as JSON text; anything else is a SpiderError."""
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        item = dataclasses.asdict(item)
-    if not isinstance(item, dict):
-        raise SpiderError(
-            url, f"callback yielded a {type(item).__name__}: yield dicts (items) or Requests"
-        )
-    try:
-        return json.dumps(item, ensure_ascii=False, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SpiderError(url, f"item is not JSON-serializable: {exc}") from exc
+    kind = ErrorKind.RETRY
+    transient = True

@@ -28,7 +28,14 @@ class ErrorKind(enum.StrEnum):
     HOST_UNAVAILABLE = "host_unavailable"
     TRAP = "trap"
     SPIDER = "spider"
+    #: A process_request hook dropped the request.
+    IGNORED = "ignored"
+    #: A process_response hook asked for a retry (say, a ban page) and none was left.
+    RETRY = "retry"
 
+
+#: The bookmark name under which a commit keeps the spider's state (`Spider.state`).
+STATE_MARK = "spider-state"
 
 #: Errors of pages no request went out for.
 NEVER_SENT = frozenset(
@@ -39,6 +46,7 @@ NEVER_SENT = frozenset(
         ErrorKind.ROBOTS_DISALLOWED,
         ErrorKind.ROBOTS_UNAVAILABLE,
         ErrorKind.HOST_UNAVAILABLE,
+        ErrorKind.IGNORED,
     }
 )
 
@@ -149,7 +157,9 @@ class Outcome:
     """What became of one leased request, committed as one unit.
 
     `state` is DONE, FAILED, or QUEUED for a retry at `not_before` (epoch seconds).
-    `items` are JSON texts; `links` are new requests (ignored when already known);
+    `produced` are the items the callback yielded, as it yielded them; the writer runs them
+    through the pipelines into `items`, JSON texts. `links` are new requests (ignored when
+    already known);
     `final_url` is the URL a redirect ended at, marked as visited too (as the request of
     identity `final_key`; None: a plain GET). `latency` is None when
     no request went out for the page (robots.txt disallowed it, its address was blocked...):
@@ -173,6 +183,9 @@ class Outcome:
     jars: dict[str, str] | None = None
     #: The store refused it: another worker holds the host now (its lease lapsed).
     lost: bool = False
+    produced: list[Any] = field(default_factory=list)
+    #: Counters bumped while the page was processed (see stats.py), kept with it.
+    counters: dict[str, int] | None = None
 
     @property
     def fetched(self) -> bool:
@@ -280,6 +293,8 @@ class Summary:
     bytes: int
     #: The processes of the crawl (a shared store only: one process keeps no such record).
     workers: list[WorkerInfo] = field(default_factory=list)
+    #: The spider's own counters and its items dropped by pipelines, by reason (stats.py).
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

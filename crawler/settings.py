@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,13 @@ class Settings:
     #: A shared (PostgreSQL) store: seconds a process holds a host without renewing its lease.
     #: After a kill, its hosts pass to other processes within this time.
     lease_ttl: float = 10.0
+    #: Item pipelines ("module:Class", made with no arguments), run after the spider's own
+    #: `pipelines`, in order.
+    pipelines: tuple[str, ...] = ()
+    #: Request/response hooks ("module:Class"), run before the spider's own methods, in order.
+    hooks: tuple[str, ...] = ()
+    #: Item sinks ("module:Class"), fed beside the spider's own `sinks`.
+    sinks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -143,6 +151,10 @@ class Settings:
                 raise ConfigError(
                     f"setting 'proxies' takes http:// or https:// proxy URLs, got {proxy!r}"
                 )
+        for name in ("pipelines", "hooks", "sinks"):
+            for spec in getattr(self, name):
+                if not _OBJECT_PATH.match(spec):
+                    raise ConfigError(f"setting {name!r} takes 'module:Class' names, got {spec!r}")
         if any(not 400 <= status <= 599 for status in self.retry_statuses):
             raise ConfigError("setting 'retry_statuses' must list HTTP statuses from 400 to 599")
         _at_least(self, "max_depth", 0)
@@ -165,8 +177,12 @@ class Settings:
         if unknown:
             known = ", ".join(sorted(_FIELD_TYPES))
             raise ConfigError(f"unknown setting {unknown[0]!r} (known settings: {known})")
-        parsed = {
-            name: _parse_setting(name, value) if isinstance(value, str) else value
+        parsed: dict[str, Any] = {
+            name: _parse_setting(name, value)
+            if isinstance(value, str)
+            else tuple(value)
+            if isinstance(value, list) and _FIELD_TYPES[name] is tuple
+            else value
             for name, value in overrides.items()
         }
         return dataclasses.replace(self, **parsed)
@@ -208,6 +224,9 @@ _FIELD_TYPES: dict[str, type] = {
     "allow_private_networks": bool,
     "shutdown_grace": float,
     "lease_ttl": float,
+    "pipelines": tuple,
+    "hooks": tuple,
+    "sinks": tuple,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
 #: Settings of earlier versions, and what took their place.
@@ -220,7 +239,12 @@ _TUPLE_ITEMS: dict[str, type] = {
     "retry_statuses": int,
     "strip_query_params": str,
     "proxies": str,
+    "pipelines": str,
+    "hooks": str,
+    "sinks": str,
 }
+#: A "module:Class" name of a pipeline, hook or sink class.
+_OBJECT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def _parse_setting(name: str, raw: str) -> Any:

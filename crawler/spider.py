@@ -17,10 +17,11 @@ from .models import Callback, Request, Response, http_statuses
 from .settings import parse_value
 from .sitemaps import MAX_SITEMAP_BYTES, SitemapEntry, SitemapError
 from .sitemaps import parse as parse_sitemap_body
+from .stats import SpiderStats
 
 log = logging.getLogger(__name__)
 
-_NOT_ARGUMENTS = frozenset({"custom_settings"})
+_NOT_ARGUMENTS = frozenset({"custom_settings", "pipelines", "hooks", "sinks", "state", "stats"})
 #: The values of `Spider.scope`.
 SCOPES = ("same-host", "same-domain", "any")
 
@@ -40,6 +41,14 @@ class Spider:
     - `allow_status`: HTTP statuses >= 400 handed to callbacks instead of failing the
       request, for every request (a Request's own `allow_status` adds to it).
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
+    - `pipelines`: objects whose `process_item(item, spider)` each item goes through before
+      it is stored (see pipelines.py); `hooks`: objects with `process_request(request,
+      spider)` / `process_response(request, response, spider)` (see hooks.py), or define
+      those methods on the spider; `sinks`: where committed items are delivered (sinks.py).
+    - `self.state`: a JSON-serializable dict saved with every commit and restored on resume;
+      `self.stats.inc(name, n=1)`: counters shown by `stats`, the live view and the report.
+    - `async def opened(self)` runs before the first request, `async def closed(self,
+      reason)` after the last commit ("complete", "max_pages", "stopped" or "error").
     - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
       line sets `self.start_urls` (lists split on commas; ints, floats and bools are parsed).
     """
@@ -53,6 +62,40 @@ class Spider:
     deny: Sequence[str] = ()
     allow_status: Sequence[int] = ()
     custom_settings: ClassVar[Mapping[str, Any]] = {}
+    pipelines: Sequence[Any] = ()
+    hooks: Sequence[Any] = ()
+    sinks: Sequence[Any] = ()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The spider's state: a JSON-serializable dict, saved with every commit and restored
+        when the crawl resumes. Change it in pipelines to keep it exactly in step with the items
+        stored (pipelines run in commit order); changes made in callbacks are saved with the
+        next commit, which may come before their own page's."""
+        state: dict[str, Any] | None = self.__dict__.get("_state")
+        if state is None:
+            state = self.__dict__["_state"] = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"spider.state must be a dict, got {type(value).__name__}")
+        self.__dict__["_state"] = value
+
+    @property
+    def stats(self) -> SpiderStats:
+        """The spider's own counters: `self.stats.inc("name", n=1)`."""
+        stats: SpiderStats | None = self.__dict__.get("_stats")
+        if stats is None:
+            stats = self.__dict__["_stats"] = SpiderStats()
+        return stats
+
+    async def opened(self) -> None:
+        """Called once the store is open and the state restored, before the first request."""
+
+    async def closed(self, reason: str) -> None:
+        """Called after the last commit of a run, with how it ended."""
 
     def __init__(self, **arguments: str) -> None:
         cls = type(self)
@@ -235,3 +278,30 @@ def check_spider_class(cls: type[Spider]) -> None:
         ) from None
     if not isinstance(cls.custom_settings, Mapping):
         raise ConfigError(f"spider {cls.name!r}: `custom_settings` must be a dict")
+    for hook in ("opened", "closed"):
+        if not inspect.iscoroutinefunction(getattr(cls, hook)):
+            raise ConfigError(
+                f"spider {cls.name!r}: `{hook}` must be an async method (async def {hook}...)"
+            )
+
+
+def load_object(spec: str, what: str) -> Any:
+    """An instance of the class named by `spec` ("module:Class", made with no arguments); a
+    ConfigError with a one-line message when it cannot be had. `what` names the setting."""
+    module_name, _, qualname = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"{what}: cannot import {module_name!r} for {spec!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in qualname.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"{what}: module {module_name!r} has no {qualname!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ConfigError(f"{what}: {spec!r} is not a class")
+    try:
+        return target()
+    except Exception as exc:
+        raise ConfigError(f"{what}: {spec}() raised {type(exc).__name__}: {exc}") from None

@@ -238,12 +238,12 @@ async def test_a_failing_store_stops_the_crawl_with_a_store_error(
     real_commit = SQLiteStore.commit
     commits = 0
 
-    async def failing_commit(self: SQLiteStore, *args: Any) -> Any:
+    async def failing_commit(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
         nonlocal commits
         commits += 1
         if commits > 2:
             raise StoreError("store crawl.db: database or disk is full")
-        return await real_commit(self, *args)
+        return await real_commit(self, *args, **kwargs)
 
     monkeypatch.setattr(SQLiteStore, "commit", failing_commit)
     endless = lambda request: html(f'<a href="{request.url.path}x">next</a>')  # noqa: E731

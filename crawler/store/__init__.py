@@ -17,13 +17,14 @@ not at all, so an item is never stored without its page's mark, nor twice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..records import (
     LATENCY_BOUNDS,
+    STATE_MARK,
     Counts,
     HostLease,
     HostState,
@@ -40,6 +41,7 @@ from .sqlite import SCHEMA_VERSION, SQLiteStore, store_in_use
 __all__ = [
     "LATENCY_BOUNDS",
     "SCHEMA_VERSION",
+    "STATE_MARK",
     "Counts",
     "HostLease",
     "HostState",
@@ -113,12 +115,19 @@ class Store(Protocol):
         """The earliest not-before time of `host`'s queued rows, or None when it has none."""
 
     async def commit(
-        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+        self,
+        outcomes: Sequence[Outcome],
+        hosts: Sequence[HostState] = (),
+        *,
+        state: str | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[Outcome]:
-        """Commit outcomes of leased rows (with the cookie jars they changed), and the host
-        states they changed, in one transaction: all of them or none. Returns the outcomes as
-        committed: a redirect to a URL already leased, done or failed keeps no items or links
-        (that page is, or was, crawled under its own URL)."""
+        """Commit outcomes of leased rows (with the cookie jars they changed, and their
+        counters), the host states they changed, the spider's `state` (JSON text, kept as the
+        bookmark STATE_MARK) and `counters` bumped outside any page, in one transaction: all
+        of them or none. Returns the outcomes as committed: a redirect to a URL already
+        leased, done or failed keeps no items or links (that page is, or was, crawled under
+        its own URL); a lost outcome keeps nothing, its counters included."""
 
     async def jars(self) -> dict[str, str]:
         """Every cookie jar kept by `commit`, by session name (their text)."""
@@ -157,8 +166,15 @@ class Store(Protocol):
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
 
-    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
-        """Up to `limit` (id, JSON text) items committed after item `item_id`, in order."""
+    async def items_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[int, str]], str | None]:
+        """Up to `limit` (id, JSON text) items committed after the bookmark `cursor` (None:
+        from the first), in commit order, and the bookmark after them. No item committed
+        after `cursor` is ever left out of a later call (what sinks rely on)."""
+
+    async def counters(self) -> dict[str, int]:
+        """The spider's counters and drop reasons (see stats.py), summed."""
 
     async def get_mark(self, key: str) -> str | None:
         """A bookmark kept in the store (e.g. how far an export file got)."""
@@ -192,6 +208,8 @@ class ReadableStore(Protocol):
     ) -> AsyncIterator[dict[str, Any]]: ...
 
     async def summary(self) -> Summary: ...
+
+    async def counters(self) -> dict[str, int]: ...
 
     async def workers(self) -> list[WorkerInfo]: ...
 

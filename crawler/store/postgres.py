@@ -29,7 +29,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +39,7 @@ from ..errors import ConfigError, StoreError
 from ..records import (
     LATENCY_BOUNDS,
     NEW_REQUEST_COLUMNS,
+    STATE_MARK,
     Counts,
     HostLease,
     HostState,
@@ -51,6 +52,7 @@ from ..records import (
     failure_dict,
     host_summaries,
 )
+from ..stats import add as add_counters
 from .sqlite import bucket_seconds as _bucket_seconds
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -96,7 +98,13 @@ _TABLES = [
     "CREATE UNIQUE INDEX requests_identity ON requests ((COALESCE(key, url)))",
     "CREATE INDEX requests_queued ON requests (host, priority DESC, id) WHERE state = 0",
     "CREATE INDEX requests_leased ON requests (host) WHERE state = 1",
-    "CREATE TABLE items (id bigserial PRIMARY KEY, request_id bigint NOT NULL, data text NOT NULL)",
+    # tx: the transaction that stored the item; those below the oldest transaction still
+    # running are final, which makes (tx, id) a bookmark that never skips an item
+    """CREATE TABLE items (id bigserial PRIMARY KEY, request_id bigint NOT NULL,
+        data text NOT NULL, tx xid8 NOT NULL DEFAULT pg_current_xact_id())""",
+    "CREATE INDEX items_tx ON items (tx, id)",
+    """CREATE TABLE counters (name text NOT NULL, writer text NOT NULL,
+        value bigint NOT NULL DEFAULT 0, PRIMARY KEY (name, writer))""",
     "CREATE TABLE robots (origin text PRIMARY KEY, fetched_at float8 NOT NULL, body text)",
     """CREATE TABLE hosts (
         host text PRIMARY KEY,
@@ -136,6 +144,16 @@ _TABLES = [
         closed bool NOT NULL DEFAULT false
     )""",
 ]
+
+#: Migrations from each older schema version to the next.
+_MIGRATIONS = {
+    1: [  # 2: items carry their transaction (sink bookmarks); the spider's counters
+        "ALTER TABLE items ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()",
+        "CREATE INDEX items_tx ON items (tx, id)",
+        """CREATE TABLE counters (name text NOT NULL, writer text NOT NULL,
+            value bigint NOT NULL DEFAULT 0, PRIMARY KEY (name, writer))""",
+    ],
+}
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
@@ -227,11 +245,12 @@ class PostgresStore:
             version = await store._val("SELECT value FROM meta WHERE key = 'schema_version'")
             ttl = await store._val("SELECT value FROM meta WHERE key = 'lease_ttl'")
             store.lease_ttl = float(ttl or 10.0)
-            if version != str(SCHEMA_VERSION):
+            if version not in {str(v) for v in (*_MIGRATIONS, SCHEMA_VERSION)}:
                 raise StoreError(
                     f"{store.location} holds spider {spider_name!r} in store schema version "
                     f"{version}, this crawler uses {SCHEMA_VERSION}"
                 )
+            store.schema_version = int(version)
         except BaseException:
             await pool.close()
             raise
@@ -270,6 +289,13 @@ class PostgresStore:
                     ],
                 )
             meta = {row[0]: row[1] for row in await db.fetch("SELECT key, value FROM meta")}
+            version = meta.get("schema_version", "")
+            while version.isdigit() and int(version) in _MIGRATIONS:
+                for statement in _MIGRATIONS[int(version)]:
+                    await db.execute(statement)
+                version = meta["schema_version"] = str(int(version) + 1)
+                await db.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", version)
+                log.info("migrated %s to store schema version %s", self.location, version)
             if meta.get("schema_version") != str(SCHEMA_VERSION):
                 raise StoreError(
                     f"{self.location} holds spider {spider_name!r} in store schema version "
@@ -522,14 +548,25 @@ class PostgresStore:
         return None if due is None else float(due)
 
     async def commit(
-        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+        self,
+        outcomes: Sequence[Outcome],
+        hosts: Sequence[HostState] = (),
+        *,
+        state: str | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[Outcome]:
-        if not outcomes and not hosts:
+        if not outcomes and not hosts and state is None and not counters:
             return []
         for attempt in range(5):
             try:
                 async with self._commit_lock, self._tx() as db:
-                    return await self._commit(db, outcomes, hosts)
+                    committed = await self._commit(db, outcomes, hosts)
+                    total = dict(counters or {})
+                    for outcome in committed:
+                        if not outcome.lost:
+                            add_counters(total, outcome.counters)
+                    await self._keep(db, state, total)
+                    return committed
             except _RETRY as exc:  # two batches inserting the same new URLs: run it again
                 if attempt == 4:
                     raise StoreError(f"store {self.location}: {exc}") from exc
@@ -640,6 +677,32 @@ class PostgresStore:
             await self._insert(db, links, counts)
         await self._count(db, counts)
         return committed
+
+    async def _keep(self, db: Db, state: str | None, counters: dict[str, int]) -> None:
+        """Keep the spider's state and add to this process's rows of its counters."""
+        if state is not None:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                f"mark:{STATE_MARK}",
+                state,
+            )
+        if counters:
+            names = sorted(counters)
+            await db.execute(
+                """INSERT INTO counters (name, writer, value)
+                SELECT u.name, $1, u.value FROM unnest($2::text[], $3::bigint[]) u(name, value)
+                ON CONFLICT (name, writer) DO UPDATE SET value = counters.value + excluded.value""",
+                self.worker,
+                names,
+                [counters[name] for name in names],
+            )
+
+    async def counters(self) -> dict[str, int]:
+        if self.schema_version < 2:  # read-only, before a resume migrated it
+            return {}
+        rows = await self._fetch("SELECT name, sum(value) FROM counters GROUP BY name")
+        return {row[0]: int(row[1]) for row in rows}
 
     async def _claim_final(
         self, db: Db, outcome: Outcome, now: float, counts: dict[str, list[int]]
@@ -917,6 +980,7 @@ class PostgresStore:
             last=last,
             bytes=sum(h.bytes for h in hosts),
             workers=await self.workers(),
+            counters=await self.counters(),
         )
 
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
@@ -933,16 +997,32 @@ class PostgresStore:
 
     async def items(self) -> AsyncIterator[str]:
         last = 0
-        while rows := await self.items_after(last, 1000):
-            for _, data in rows:
-                yield data
+        while rows := await self._fetch(
+            "SELECT id, data FROM items WHERE id > $1 ORDER BY id LIMIT 1000", last
+        ):
+            for row in rows:
+                yield row[1]
             last = rows[-1][0]
 
-    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+    async def items_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[int, str]], str | None]:
+        # Ids are not in commit order across processes. Items of transactions older than the
+        # oldest one still running are final: read those in (tx, id) order; the cursor is
+        # the last (tx, id) read.
+        tx, _, last = (cursor or "0:0").partition(":")
         rows = await self._fetch(
-            "SELECT id, data FROM items WHERE id > $1 ORDER BY id LIMIT $2", item_id, limit
+            """SELECT id, data, tx::text FROM items
+            WHERE (tx, id) > ($1::text::xid8, $2::bigint)
+                AND tx < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY tx, id LIMIT $3""",
+            tx,
+            int(last),
+            limit,
         )
-        return [(row[0], row[1]) for row in rows]
+        if not rows:
+            return [], cursor
+        return [(row[0], row[1]) for row in rows], f"{rows[-1][2]}:{rows[-1][0]}"
 
     async def get_mark(self, key: str) -> str | None:
         value = await self._val("SELECT value FROM meta WHERE key = $1", f"mark:{key}")

@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -22,6 +22,7 @@ from ..records import (
     LATENCY_BOUNDS,
     NEVER_SENT,
     NEW_REQUEST_COLUMNS,
+    STATE_MARK,
     Counts,
     HostLease,
     HostState,
@@ -33,10 +34,11 @@ from ..records import (
     failure_dict,
     host_summaries,
 )
+from ..stats import add as add_counters
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -95,6 +97,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     open_until REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, cookies TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 #: Migrations from each older schema version to the next; each runs in one transaction.
@@ -235,6 +238,10 @@ _MIGRATIONS[6] = [  # 7: requests beyond GET (identity key, method, body...), co
     _COUNTERS_V4[-1],  # count_item
     _ERRBACK_TRIGGER,
     "CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, cookies TEXT NOT NULL)"
+    " WITHOUT ROWID",
+]
+_MIGRATIONS[7] = [  # 8: the spider's counters and drop reasons (its state is a bookmark)
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
     " WITHOUT ROWID",
 ]
 
@@ -475,13 +482,32 @@ class SQLiteStore:
         return rows[0][0] if rows else None
 
     async def commit(
-        self, outcomes: Sequence[Outcome], hosts: Sequence[HostState] = ()
+        self,
+        outcomes: Sequence[Outcome],
+        hosts: Sequence[HostState] = (),
+        *,
+        state: str | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[Outcome]:
-        if not outcomes and not hosts:
+        total = dict(counters or {})
+        for outcome in outcomes:
+            add_counters(total, outcome.counters)
+        if not outcomes and not hosts and state is None and not total:
             return []
         now = time.time()
         jars = {name: text for o in outcomes if o.jars for name, text in o.jars.items()}
         async with self._transaction():
+            if state is not None:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (f"mark:{STATE_MARK}", state),
+                )
+            if total:
+                await self._db.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    sorted(total.items()),
+                )
             if hosts:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO hosts (host, not_before, failures, opens, open_until)"
@@ -712,6 +738,7 @@ class SQLiteStore:
             first=first,
             last=last,
             bytes=sum(h.bytes for h in hosts),
+            counters=await self.counters(),
         )
 
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
@@ -726,17 +753,28 @@ class SQLiteStore:
         return pending
 
     async def items(self) -> AsyncIterator[str]:
-        last = 0
-        while rows := await self.items_after(last, 1000):
+        cursor = None
+        while True:
+            rows, cursor = await self.items_since(cursor, 1000)
+            if not rows:
+                return
             for _, data in rows:
                 yield data
-            last = rows[-1][0]
 
-    async def items_after(self, item_id: int, limit: int) -> list[tuple[int, str]]:
+    async def items_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[int, str]], str | None]:
+        # one writer commits items in id order: the last id read is a complete bookmark
+        last = int(cursor) if cursor else 0
         rows = await self._fetchall(
-            "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT ?", (item_id, limit)
+            "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT ?", (last, limit)
         )
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1]) for row in rows], str(rows[-1][0]) if rows else cursor
+
+    async def counters(self) -> dict[str, int]:
+        if self.schema_version < 8:
+            return {}
+        return dict(await self._fetchall("SELECT name, value FROM counters"))
 
     async def get_mark(self, key: str) -> str | None:
         rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
