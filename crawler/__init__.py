@@ -17,8 +17,11 @@ from .errors import (
     StoreError,
     TooManyRedirects,
 )
+from .hooks import Retry
 from .models import Failure, FormRequest, JsonRequest, Request, Response
+from .pipelines import DropItem
 from .settings import Settings
+from .sinks import CsvSink, JsonlSink, PostgresSink, Sink, StoredItem
 from .spider import Spider
 
 __version__ = "0.1.0"
@@ -30,6 +33,8 @@ __all__ = [
     "CrawlStats",
     "Crawler",
     "CrawlerError",
+    "CsvSink",
+    "DropItem",
     "Failure",
     "FetchConnectError",
     "FetchError",
@@ -38,14 +43,19 @@ __all__ = [
     "HTTPStatusError",
     "InvalidURL",
     "JsonRequest",
+    "JsonlSink",
+    "PostgresSink",
     "RedirectOutOfScope",
     "Request",
     "Response",
     "ResponseTooLarge",
+    "Retry",
     "Settings",
+    "Sink",
     "Spider",
     "SpiderError",
     "StoreError",
+    "StoredItem",
     "TooManyRedirects",
     "__version__",
 ]

@@ -250,8 +250,8 @@ class Crawler:
                 await delivery.finish()
                 await self._final_counts(store, stats)
                 return stats
-            delivering = asyncio.create_task(delivery.run())
-            stack.callback(delivering.cancel)
+            delivery.start()
+            stack.callback(delivery.cancel)
             fetcher = await self._make_fetcher(store, seeds)
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = self._make_frontier(store, budget)

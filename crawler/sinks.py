@@ -281,8 +281,8 @@ class SinkFailed(CrawlerError):
 
 
 class Delivery:
-    """Feeds sinks from the store: `poke()` after each commit, `run()` as a task while the
-    crawl runs, `finish()` once it ended (the last items, then each sink's close)."""
+    """Feeds sinks from the store: `start()` once open, `poke()` after each commit, `finish()`
+    once the crawl ended (the last items, then each sink's close); `cancel()` on an error."""
 
     def __init__(self, store: Store, sinks: Sequence[Sink], spider: Any) -> None:
         self._store = store
@@ -292,6 +292,7 @@ class Delivery:
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._opened: list[Sink] = []
+        self._task: asyncio.Task[None] | None = None
         #: Items written to each sink in this run, by key.
         self.written: dict[str, int] = {}
 
@@ -321,9 +322,18 @@ class Delivery:
         """New items were committed."""
         self._wake.set()
 
-    async def run(self) -> None:
-        """Deliver as items are committed, until `finish()`. A failing sink is tried again
-        after a back-off (1, 2, 4... up to 60 s) while the crawl goes on."""
+    def start(self) -> None:
+        """Deliver in a task of its own as items are committed, until `finish()`."""
+        if self._sinks:
+            self._task = asyncio.create_task(self._run(), name="delivery")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        """A failing sink is tried again after a back-off (1, 2, 4... up to 60 s) while the
+        crawl goes on."""
         backoff = 1.0
         while not self._closing.is_set():
             await self._wake.wait()
@@ -343,6 +353,9 @@ class Delivery:
         take its items (they are delivered on the next run)."""
         self._closing.set()
         self._wake.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task  # its last pass ends; the one below is the final one
         error: BaseException | None = None
         try:
             await self._catch_up()

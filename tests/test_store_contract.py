@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from crawler import ConfigError
-from crawler.records import ErrorKind, HostState, NewRequest, Outcome, State
+from crawler.records import STATE_MARK, ErrorKind, HostState, NewRequest, Outcome, State
 from crawler.store import Store, open_store
 from crawler.store.postgres import PostgresStore, schema_name
 
@@ -221,6 +221,41 @@ async def test_page_grants_and_the_end_of_the_crawl(opener: Opener) -> None:
 # -- a shared store: leases and fencing (PostgreSQL) ----------------------------------------
 
 
+async def test_state_counters_and_items_since_a_bookmark(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2"), req("/3")])
+    await store.acquire_hosts(10, None)
+    one, two, three = await store.lease("a.com", 3, now=1.0)
+    await store.commit(
+        [
+            Outcome(one, State.DONE, 1, items=['{"n": 1}', '{"n": 2}'], counters={"stat:x": 2}),
+            Outcome(two, State.FAILED, 1, error=ErrorKind.SPIDER, counters={"dropped:bad": 1}),
+        ],
+        state='{"seen": 1}',
+        counters={"stat:x": 1, "stat:opened": 1},
+    )
+    assert await store.counters() == {"stat:x": 3, "stat:opened": 1, "dropped:bad": 1}
+    assert await store.get_mark(STATE_MARK) == '{"seen": 1}'
+    assert (await store.summary()).counters == await store.counters()
+    rows, cursor = await store.items_since(None, 1)
+    assert [text for _, text in rows] == ['{"n": 1}']
+    rest, cursor = await store.items_since(cursor, 10)
+    assert [text for _, text in rest] == ['{"n": 2}']
+    assert await store.items_since(cursor, 10) == ([], cursor)
+    # a commit of only state and counters (what the end of a run leaves) is one too
+    await store.commit([], state='{"seen": 2}', counters={"stat:closed": 1})
+    assert await store.get_mark(STATE_MARK) == '{"seen": 2}'
+    assert (await store.counters())["stat:closed"] == 1
+    await store.commit([Outcome(three, State.DONE, 1, items=['{"n": 3}'])])
+    later, after = await store.items_since(cursor, 10)
+    assert [text for _, text in later] == ['{"n": 3}']
+    assert [item_id for item_id, _ in rows + rest] < [item_id for item_id, _ in later]
+    await store.close()
+    reopened = await opener()  # a resumed run (or another process) reads the same
+    assert await reopened.items_since(cursor, 10) == (later, after)
+    assert await reopened.get_mark(STATE_MARK) == '{"seen": 2}'
+
+
 @pytest.fixture
 async def shared(postgres_dsn: str, pg_spider: str) -> AsyncIterator[Opener]:
     opened: list[Store] = []
@@ -303,3 +338,31 @@ async def test_fresh_is_refused_while_another_process_crawls(shared: Opener) -> 
     await shared()
     with pytest.raises(ConfigError, match="--fresh refused"):
         await shared(fresh=True)
+
+
+async def test_a_bookmark_never_skips_an_item_committed_late(
+    shared: Opener, postgres_dsn: str, pg_spider: str
+) -> None:
+    """Ids are handed out when items are inserted, not when they commit: an item with a lower
+    id may commit after one with a higher id. The bookmark waits for it."""
+    store = await shared()
+    await store.add([req("/1")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    schema = schema_name(pg_spider)
+    late = await asyncpg.connect(postgres_dsn)
+    try:
+        transaction = late.transaction()
+        await transaction.start()
+        await late.execute(
+            f'INSERT INTO "{schema}".items (request_id, data) VALUES (0, \'{{"late": 1}}\')'
+        )
+        await store.commit([Outcome(one, State.DONE, 1, items=['{"early": 1}'])])
+        # the early item commits first, but its transaction is younger than the open one
+        assert await store.items_since(None, 10) == ([], None)
+        await transaction.commit()
+    finally:
+        await late.close()
+    rows, _ = await store.items_since(None, 10)
+    assert [text for _, text in rows] == ['{"late": 1}', '{"early": 1}']
+    assert rows[0][0] < rows[1][0]
