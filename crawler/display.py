@@ -137,7 +137,18 @@ def render(progress: Progress, current: float, average: float) -> RenderableType
     ]
     if any(w.alive for w in progress.workers):
         parts.append(worker_table(progress))
+    if progress.stats or progress.dropped_items:
+        parts.append(Text(counters_line(progress), style="dim"))
     return Group(*parts)
+
+
+def counters_line(progress: Progress) -> str:
+    """The spider's own counters and the items dropped, on one line (empty when none)."""
+    parts = [f"{name} {value}" for name, value in progress.stats.items()]
+    if progress.dropped_items:
+        reasons = ", ".join(f"{k} {v}" for k, v in list(progress.dropped_items.items())[:3])
+        parts.append(f"dropped {sum(progress.dropped_items.values())} ({reasons})")
+    return "; ".join(parts)
 
 
 def log_line(progress: Progress, current: float, average: float) -> str:
@@ -145,7 +156,12 @@ def log_line(progress: Progress, current: float, average: float) -> str:
     busiest = ", ".join(
         f"{h.host} {h.in_flight} in flight/{h.queued} queued" for h in progress.hosts[:3]
     )
-    return summary_line(progress, current, average) + (f"; busiest: {busiest}" if busiest else "")
+    counters = counters_line(progress)
+    return (
+        summary_line(progress, current, average)
+        + (f"; busiest: {busiest}" if busiest else "")
+        + (f"; {counters}" if counters else "")
+    )
 
 
 @contextlib.asynccontextmanager

@@ -43,6 +43,7 @@ from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
+from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
 from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
@@ -114,6 +115,9 @@ class Progress:
     hosts: list[HostProgress]
     #: The processes of the crawl, on a shared store (none otherwise).
     workers: list[WorkerInfo] = field(default_factory=list)
+    #: The spider's own counters and the items its pipelines dropped, by reason (committed).
+    stats: dict[str, int] = field(default_factory=dict)
+    dropped_items: dict[str, int] = field(default_factory=dict)
 
 
 class Crawler:
@@ -217,6 +221,7 @@ class Crawler:
                 )
             )
         hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
+        own, dropped = split_counters(await store.counters())
         return Progress(
             elapsed=time.monotonic() - self.stats.started,
             run=dataclasses.replace(self.stats),
@@ -229,6 +234,8 @@ class Crawler:
             max_pages=self.settings.max_pages or None,
             hosts=hosts,
             workers=await store.workers(),
+            stats=own,
+            dropped_items=dropped,
         )
 
     # -- the run ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from .politeness import Circuit
 from .records import LATENCY_BOUNDS, HostSummary, Summary
+from .stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
 TOP_HOSTS = 20
@@ -56,6 +57,7 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
     """The summary as plain JSON-ready data (`stats --json`, and the report's embedded data)."""
     c = summary.counts
     elapsed = (summary.last or 0) - (summary.first or 0)
+    own, dropped = split_counters(summary.counters)
     return {
         "running": running,
         "totals": {
@@ -113,6 +115,8 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             }
             for w in summary.workers
         ],
+        "stats": own,
+        "dropped_items": dropped,
     }
 
 
@@ -149,6 +153,14 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
         lines.append("status codes: " + "  ".join(f"{k}: {v}" for k, v in summary.statuses.items()))
     if summary.errors:
         lines.append("failures: " + "  ".join(f"{k}: {v}" for k, v in summary.errors.items()))
+    if data["dropped_items"]:
+        dropped = data["dropped_items"]
+        lines.append(
+            f"items dropped ({sum(dropped.values())}): "
+            + "  ".join(f"{k}: {v}" for k, v in dropped.items())
+        )
+    if data["stats"]:
+        lines.append("spider stats: " + "  ".join(f"{k}: {v}" for k, v in data["stats"].items()))
     hosts = summary.hosts[:TOP_HOSTS]
     if hosts:
         lines.append("")
@@ -244,6 +256,7 @@ _BLUE, _RED, _GREY = "#3b6fd8", "#d84a3b", "#c9cfdb"
 def render_html(summary: Summary, *, store: str, running: bool, now: float) -> str:
     """The report page for `summary` (of the store at `store`)."""
     data = summary_dict(summary, running=running, now=now)
+    own, dropped = data["stats"], data["dropped_items"]
     t = data["totals"]
     rate = data["pages_per_second"]
     cards = [
@@ -325,6 +338,22 @@ def render_html(summary: Summary, *, store: str, running: bool, now: float) -> s
         *(
             ["<h2>Workers</h2>", _html_table(_WORKER_HEADER, _worker_rows(summary, now), "workers")]
             if summary.workers
+            else []
+        ),
+        *(
+            [
+                "<h2>Items dropped</h2>",
+                _html_table(("reason", "items"), list(dropped.items()), "dropped-items"),
+            ]
+            if dropped
+            else []
+        ),
+        *(
+            [
+                "<h2>Spider stats</h2>",
+                _html_table(("counter", "value"), list(own.items()), "spider-stats"),
+            ]
+            if own
             else []
         ),
         "<h2>Failing hosts</h2>",

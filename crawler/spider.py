@@ -198,6 +198,9 @@ def load_spider_class(path: str | Path, name: str | None = None) -> type[Spider]
         raise ConfigError(f"cannot load {file} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    folder = str(file.parent.resolve())
+    if folder not in sys.path:  # modules beside the spider (pipelines.py...) can be imported
+        sys.path.append(folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
