@@ -236,3 +236,22 @@ async def test_failures_are_listed_filtered_and_retried(
     items = [json.loads(x) for x in (tmp_path / "items.jsonl").read_text().splitlines()]
     assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
     assert cli("failures", "--store", "graph.db", cwd=tmp_path).stdout == ""
+
+
+def test_shop_example_spider_cleans_validates_and_dedups(tmp_path: Path) -> None:
+    from crawler.demo import DemoShop, serve
+
+    spider = Path(__file__).parent.parent / "spiders" / "shop.py"
+    with serve(DemoShop(45)) as base:
+        result = cli(
+            "run", str(spider), "-a", f"start_urls={base}", "-o", "books.jsonl", "-q", cwd=tmp_path
+        )
+    assert result.returncode == 0, result.stderr
+    books = [json.loads(line) for line in (tmp_path / "books.jsonl").read_text().splitlines()]
+    assert len(books) == 45
+    assert len({book["upc"] for book in books}) == 45
+    assert all(isinstance(book["price"], float) and book["price"] > 0 for book in books)
+    assert all(book["rating"] in range(1, 6) for book in books)
+    stats = json.loads(cli("stats", "--store", "shop.db", "--json", cwd=tmp_path).stdout)
+    assert stats["stats"] == {"book pages": 45}
+    assert stats["dropped_items"] == {}
