@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ log = logging.getLogger("crawler")
 
 #: Items read from the store and written per batch.
 BATCH = 1000
+#: Seconds a process ending waits for the process feeding a sink to let go of it.
+CLAIM_WAIT = 10.0
 #: Longest wait before a failing sink is tried again, in seconds.
 MAX_BACKOFF = 60.0
 
@@ -293,6 +296,7 @@ class Delivery:
         self._closing = asyncio.Event()
         self._opened: list[Sink] = []
         self._task: asyncio.Task[None] | None = None
+        self._tried: dict[str, float] = {}  # when each sink was last claimed, by key
         #: Items written to each sink in this run, by key.
         self.written: dict[str, int] = {}
 
@@ -300,23 +304,34 @@ class Delivery:
         return bool(self._sinks)
 
     async def open(self) -> None:
-        """Restore each sink's bookmark and open it (errors are ConfigErrors: bad setup)."""
+        """Claim each sink (on a shared store, another process may be feeding it), restore
+        its bookmark and open it (errors are ConfigErrors: bad setup)."""
         for sink in self._sinks:
-            mark = await self._store.get_mark(sink.key)
-            saved = json.loads(mark) if mark else {}
-            cursor = saved.get("cursor")
-            if not sink.resume(saved.get("position") if mark else None):
-                cursor = None
-            self._cursors[sink.key] = cursor
             self.written[sink.key] = 0
-            try:
-                await sink.open(self._spider)
-            except Exception as exc:
-                raise ConfigError(
-                    f"sink {type(sink).__name__} could not open: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._opened.append(sink)
+            await self._claim(sink)
         self.poke()
+
+    async def _claim(self, sink: Sink, wait: float = 0.0) -> None:
+        """Open `sink` from its bookmark if this process may feed it now (after waiting up to
+        `wait` seconds for the process feeding it)."""
+        key = sink.key
+        self._tried[key] = time.monotonic()
+        if not await self._store.claim(key, wait):
+            log.debug("sink %s is fed by another process of the crawl", key)
+            return
+        mark = await self._store.get_mark(key)
+        saved = json.loads(mark) if mark else {}
+        cursor = saved.get("cursor")
+        if not sink.resume(saved.get("position") if mark else None):
+            cursor = None
+        self._cursors[key] = cursor
+        try:
+            await sink.open(self._spider)
+        except Exception as exc:
+            raise ConfigError(
+                f"sink {type(sink).__name__} could not open: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._opened.append(sink)
 
     def poke(self) -> None:
         """New items were committed."""
@@ -358,7 +373,7 @@ class Delivery:
             await task  # its last pass ends; the one below is the final one
         error: BaseException | None = None
         try:
-            await self._catch_up()
+            await self._catch_up(last=True)
         except SinkFailed as exc:
             error = exc
         for sink in self._opened:
@@ -372,7 +387,12 @@ class Delivery:
         if error is not None:
             raise error
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, *, last: bool = False) -> None:
+        for sink in self._sinks:  # one another process fed may be this one's now
+            if sink not in self._opened and (last or time.monotonic() - self._tried[sink.key] > 1):
+                # at the end, wait a little: the process feeding it may be ending too (and
+                # have missed this one's last items); one that goes on feeds them later
+                await self._claim(sink, CLAIM_WAIT if last else 0.0)
         for sink in self._opened:
             key = sink.key
             while True:

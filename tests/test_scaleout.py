@@ -254,3 +254,25 @@ async def test_run_j_2_then_stats_export_and_failures(
     )
     assert code == 2
     assert "postgresql://" in err
+
+
+async def test_three_processes_feed_one_file_sink_one_at_a_time(
+    postgres_dsn: str, pg_spider: str, tmp_path: Path
+) -> None:
+    """A sink is fed by one process at a time (the others take over when it ends), so a file
+    sink of the crawl gets every item exactly once, however the processes' commits interleave
+    (the PostgreSQL bookmark never skips an item that commits late)."""
+    from crawler import JsonlSink
+
+    site = GraphSite(hosts=6, pages=60, links=4, delay=0.003)
+    await site.start()
+    try:
+        crawlers = [crawler_for(site, postgres_dsn, pg_spider) for _ in range(3)]
+        for crawler in crawlers:
+            crawler.spider.sinks = [JsonlSink(tmp_path / "items.jsonl")]
+        results = await asyncio.gather(*(c.run() for c in crawlers))
+    finally:
+        await site.stop()
+    assert [r.ended for r in results] == ["complete"] * 3
+    lines = (tmp_path / "items.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["url"] for line in lines) == sorted(site.all_urls())

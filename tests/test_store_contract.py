@@ -366,3 +366,14 @@ async def test_a_bookmark_never_skips_an_item_committed_late(
     rows, _ = await store.items_since(None, 10)
     assert [text for _, text in rows] == ['{"late": 1}', '{"early": 1}']
     assert rows[0][0] < rows[1][0]
+
+
+async def test_one_process_at_a_time_feeds_a_sink(shared: Opener) -> None:
+    a, b = await shared(), await shared()
+    assert await a.claim("sink:x")
+    assert await a.claim("sink:x")  # still its own
+    assert not await b.claim("sink:x")
+    assert await b.claim("sink:y")
+    waiting = asyncio.create_task(b.claim("sink:x", wait=30.0))
+    await a.close()  # (or dies): its claims go with its connection
+    assert await waiting

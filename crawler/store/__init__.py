@@ -176,6 +176,11 @@ class Store(Protocol):
     async def counters(self) -> dict[str, int]:
         """The spider's counters and drop reasons (see stats.py), summed."""
 
+    async def claim(self, key: str, wait: float = 0.0) -> bool:
+        """Whether this process may feed the sink `key`: on a shared store one process at a
+        time does (until it closes the store, or dies), so that two never write one file.
+        `wait`: seconds to wait for the process feeding it to let go."""
+
     async def get_mark(self, key: str) -> str | None:
         """A bookmark kept in the store (e.g. how far an export file got)."""
 

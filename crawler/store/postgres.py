@@ -200,6 +200,8 @@ class PostgresStore:
         self._known_hosts: set[str] = set()
         self._known_callbacks: set[str] = set()
         self._commit_lock = asyncio.Lock()
+        self._claims: asyncpg.pool.PoolConnectionProxy[Any] | None = None  # holds sink claims
+        self._claimed: set[str] = set()
         #: Statements this process sent, and pages it committed (logged at close).
         self.statements = 0
         self.pages = 0
@@ -342,7 +344,35 @@ class PostgresStore:
                     self.statements / self.pages,
                 )
         finally:
+            if self._claims is not None:
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await self._pool.release(self._claims)  # its advisory locks go with it
             await self._pool.close()
+
+    async def claim(self, key: str, wait: float = 0.0) -> bool:
+        # a session advisory lock, on a connection held for the store's lifetime: it is let go
+        # when this process closes the store or dies
+        if key in self._claimed:
+            return True
+        if self._claims is None:
+            self._claims = await self._pool.acquire()
+        lock = f"{self.schema}:{key}"
+        self.statements += 1
+        if wait <= 0:
+            claimed = bool(
+                await self._claims.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock)
+            )
+        else:
+            try:
+                async with self._claims.transaction():
+                    await self._claims.execute(f"SET LOCAL lock_timeout = {int(wait * 1000)}")
+                    await self._claims.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+                claimed = True
+            except asyncpg.exceptions.LockNotAvailableError:
+                claimed = False
+        if claimed:
+            self._claimed.add(key)
+        return claimed
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -771,6 +771,9 @@ class SQLiteStore:
         )
         return [(row[0], row[1]) for row in rows], str(rows[-1][0]) if rows else cursor
 
+    async def claim(self, key: str, wait: float = 0.0) -> bool:
+        return True  # one process: the sinks are its own
+
     async def counters(self) -> dict[str, int]:
         if self.schema_version < 8:
             return {}
