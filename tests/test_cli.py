@@ -79,6 +79,20 @@ def spider_file(tmp_path: Path) -> Path:
         (SPIDER, ("-o", "items.xml"), "must end in .jsonl or .csv"),
         (SPIDER, (), "has no start URLs"),
         (SPIDER, ("-a", "start_urls=example.com/x"), "is not an absolute http(s) URL"),
+        (SPIDER, ("-s", "pipelines=nowhere:Thing"), "cannot import 'nowhere'"),
+        (SPIDER, ("-s", "hooks=graph"), "takes 'module:Class' names"),
+        (
+            SPIDER.replace('    name = "graph"', '    name = "graph"\n    pipelines = [dict]'),
+            (),
+            "dict is a class: list instances",
+        ),
+        (
+            SPIDER.replace(
+                "    async def parse", "    def opened(self):\n        pass\n\n    async def parse"
+            ),
+            (),
+            "`opened` must be an async method",
+        ),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(

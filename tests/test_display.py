@@ -111,3 +111,19 @@ class _Capture:
 
     def isatty(self) -> bool:
         return False
+
+
+def test_the_spiders_counters_and_dropped_items_show_in_the_view_and_the_lines() -> None:
+    import dataclasses
+
+    p = dataclasses.replace(
+        progress(), stats={"ban pages": 3}, dropped_items={"duplicate": 7, "invalid price": 2}
+    )
+    line = log_line(p, 12.0, 10.0)
+    assert line.endswith("; ban pages 3; dropped 9 (duplicate 7, invalid price 2)")
+    console = Console(record=True, width=120, color_system=None)
+    from crawler.display import render
+
+    console.print(render(p, 12.0, 10.0))
+    assert "ban pages 3; dropped 9 (duplicate 7, invalid price 2)" in console.export_text()
+    assert "dropped" not in log_line(progress(), 12.0, 10.0)

@@ -216,3 +216,32 @@ async def test_the_report_renders_in_a_real_browser(crawled: tuple[Path, GraphSi
     assert drawn.returncode == 0, drawn.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000  # drawn, not a blank page
+
+
+def test_dropped_items_and_spider_stats_in_stats_and_the_report() -> None:
+    from crawler.records import LATENCY_BOUNDS, Counts
+
+    summary = Summary(
+        counts=Counts(0, 0, 10, 0, 7, 10),
+        hosts=[],
+        statuses={200: 10},
+        errors={},
+        depths={0: 10},
+        latencies=[0] * (len(LATENCY_BOUNDS) + 1),
+        timeline=[],
+        bucket=1.0,
+        first=None,
+        last=None,
+        bytes=0,
+        counters={"dropped:duplicate": 2, "dropped:Book.price: bad": 1, "stat:ban pages": 4},
+    )
+    data = summary_dict(summary, running=False, now=0.0)
+    assert data["dropped_items"] == {"duplicate": 2, "Book.price: bad": 1}
+    assert data["stats"] == {"ban pages": 4}
+    text = stats_text(summary, running=False, now=0.0)
+    assert "items dropped (3): duplicate: 2  Book.price: bad: 1" in text
+    assert "spider stats: ban pages: 4" in text
+    page = render_html(summary, store="x.db", running=False, now=0.0)
+    assert "<h2>Items dropped</h2>" in page
+    assert "<td>Book.price: bad</td>" in page
+    assert "<h2>Spider stats</h2>" in page
