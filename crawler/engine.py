@@ -43,6 +43,7 @@ from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
+from .stats import DROPPED
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
@@ -66,6 +67,8 @@ class CrawlStats:
     dropped_depth: int = 0
     #: Links of nofollow pages and items of noindex pages left out.
     dropped_nofollow: int = 0
+    #: Items the pipelines dropped in this run.
+    dropped_items: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     #: How the run ended: "complete", "already complete", "max_pages", or "stopped".
@@ -277,7 +280,7 @@ class Crawler:
                 await pipelines.open()
                 await self._lifecycle("opened")
                 await self._crawl(store, frontier, page, writer)
-                await self._finish(store, frontier, page)
+                self._finish(frontier, page)
                 ended = stats.ended
             finally:
                 await self._close(store, pipelines, writer, ended)
@@ -502,7 +505,7 @@ class Crawler:
             if released:
                 log.debug("returned %d leased URLs to the queue", released)
 
-    async def _finish(self, store: Store, frontier: Frontier, page: PageRunner) -> None:
+    def _finish(self, frontier: Frontier, page: PageRunner) -> None:
         """How the run ended, and what this run dropped."""
         stats = self.stats
         if self._stopping:
@@ -756,4 +759,8 @@ class _Writer:
                 stats.pages += 1
                 stats.failed += outcome.state is State.FAILED
                 stats.items += len(outcome.items)
+            if outcome.counters and not outcome.lost:
+                stats.dropped_items += sum(
+                    n for name, n in outcome.counters.items() if name.startswith(DROPPED)
+                )
         self._frontier.settle(batch)
