@@ -274,5 +274,12 @@ async def test_three_processes_feed_one_file_sink_one_at_a_time(
     finally:
         await site.stop()
     assert [r.ended for r in results] == ["complete"] * 3
+    stored = sorted(i["url"] for i in await stored_items(postgres_dsn, pg_spider))
+    assert stored == sorted(site.all_urls()), Counter(stored).most_common(3)
     lines = (tmp_path / "items.jsonl").read_text().splitlines()
-    assert sorted(json.loads(line)["url"] for line in lines) == sorted(site.all_urls())
+    written = sorted(json.loads(line)["url"] for line in lines)
+    assert written == stored, (
+        len(written),
+        [r.pages for r in results],
+        Counter(written).most_common(3),
+    )
