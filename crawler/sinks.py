@@ -297,6 +297,7 @@ class Delivery:
         self._opened: list[Sink] = []
         self._task: asyncio.Task[None] | None = None
         self._tried: dict[str, float] = {}  # when each sink was last claimed, by key
+        self._marks: dict[str, str | None] = {}  # each sink's bookmark as this process left it
         #: Items written to each sink in this run, by key.
         self.written: dict[str, int] = {}
 
@@ -320,6 +321,7 @@ class Delivery:
             log.debug("sink %s is fed by another process of the crawl", key)
             return
         mark = await self._store.get_mark(key)
+        self._marks[key] = mark
         saved = json.loads(mark) if mark else {}
         cursor = saved.get("cursor")
         if not sink.resume(saved.get("position") if mark else None):
@@ -393,7 +395,7 @@ class Delivery:
                 # at the end, wait a little: the process feeding it may be ending too (and
                 # have missed this one's last items); one that goes on feeds them later
                 await self._claim(sink, CLAIM_WAIT if last else 0.0)
-        for sink in self._opened:
+        for sink in list(self._opened):
             key = sink.key
             while True:
                 rows, cursor = await self._store.items_since(self._cursors[key], BATCH)
@@ -408,5 +410,15 @@ class Delivery:
                     ) from exc
                 self._cursors[key] = cursor
                 self.written[key] += len(rows)
-                mark = {"cursor": cursor, "position": sink.position()}
-                await self._store.set_mark(key, json.dumps(mark))
+                mark = json.dumps({"cursor": cursor, "position": sink.position()})
+                if not await self._store.move_mark(key, self._marks[key], mark):
+                    # never expected (one process feeds a sink at a time): say so, and leave
+                    # the sink to the process that moved its bookmark
+                    log.error(
+                        "sink %s: another process moved its bookmark; this one stops feeding it",
+                        key,
+                    )
+                    self._opened.remove(sink)
+                    await sink.close()
+                    break
+                self._marks[key] = mark

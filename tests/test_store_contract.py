@@ -180,6 +180,12 @@ async def test_host_states_robots_cookies_and_marks_are_kept(opener: Opener) -> 
     assert await again.jars() == {"alice": "[]"}
     assert await again.get_mark("out") == "12"
     assert await again.get_mark("other") is None
+    # a bookmark moves only from where its mover last saw it
+    assert await again.move_mark("sink", None, "a")
+    assert not await again.move_mark("sink", None, "b")
+    assert not await again.move_mark("sink", "b", "c")
+    assert await again.move_mark("sink", "a", "c")
+    assert await again.get_mark("sink") == "c"
 
 
 async def test_summary_and_pending_callbacks(opener: Opener) -> None:

@@ -184,6 +184,10 @@ class Store(Protocol):
     async def get_mark(self, key: str) -> str | None:
         """A bookmark kept in the store (e.g. how far an export file got)."""
 
+    async def move_mark(self, key: str, old: str | None, new: str) -> bool:
+        """Replace the bookmark `key` if it still reads `old` (None: there is none yet), in a
+        transaction of its own; whether it did (no: another process moved it)."""
+
     async def set_mark(self, key: str, value: str) -> None:
         """Keep a bookmark, in a transaction of its own."""
 

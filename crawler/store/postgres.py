@@ -1058,6 +1058,19 @@ class PostgresStore:
         value = await self._val("SELECT value FROM meta WHERE key = $1", f"mark:{key}")
         return None if value is None else str(value)
 
+    async def move_mark(self, key: str, old: str | None, new: str) -> bool:
+        if old is None:
+            result = await self._execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                f"mark:{key}",
+                new,
+            )
+        else:
+            result = await self._execute(
+                "UPDATE meta SET value = $3 WHERE key = $1 AND value = $2", f"mark:{key}", old, new
+            )
+        return result.endswith(" 1")
+
     async def set_mark(self, key: str, value: str) -> None:
         await self._execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2)"

@@ -783,6 +783,16 @@ class SQLiteStore:
         rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
         return str(rows[0][0]) if rows else None
 
+    async def move_mark(self, key: str, old: str | None, new: str) -> bool:
+        async with self._transaction():
+            rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
+            if (rows[0][0] if rows else None) != old:
+                return False
+            await self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"mark:{key}", new)
+            )
+        return True
+
     async def set_mark(self, key: str, value: str) -> None:
         async with self._transaction():
             await self._db.execute(
