@@ -29,8 +29,8 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     Db = PoolConnectionProxy[asyncpg.Record]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 
@@ -424,7 +425,13 @@ class PostgresStore:
     async def heartbeat(
         self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
     ) -> tuple[set[str], int | None]:
+        return await _retried(self.location, lambda: self._heartbeat(held, pages, rate, hungry))
+
+    async def _heartbeat(
+        self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
+    ) -> tuple[set[str], int | None]:
         kept: set[str] = set()
+        held = sorted(held)
         async with self._connection() as db:
             if held:
                 rows = await db.fetch(
@@ -465,8 +472,10 @@ class PostgresStore:
         return kept, share
 
     async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
-        if not hosts:
-            return
+        if hosts:
+            await _retried(self.location, lambda: self._release_hosts(hosts))
+
+    async def _release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
         ordered = sorted(hosts)
         async with self._tx() as db:
             await db.execute(
@@ -1108,6 +1117,20 @@ class PostgresStore:
     async def _execute(self, sql: str, *args: object) -> str:
         async with self._connection() as db:
             return str(await db.execute(sql, *args))
+
+
+async def _retried(location: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, run again when PostgreSQL broke a deadlock by failing it: statements of
+    two processes can wait on host rows the other holds (a lease taken over while its old
+    holder renews it), and PostgreSQL cancels one of them."""
+    for tries in range(5):
+        try:
+            return await attempt()
+        except _RETRY as exc:
+            if tries == 4:
+                raise StoreError(f"store {location}: {exc}") from exc
+            log.debug("retried after %s", exc)
+    raise AssertionError("unreachable")
 
 
 async def _connect(
