@@ -346,8 +346,10 @@ class PostgresStore:
                 )
         finally:
             if self._claims is not None:
+                claims, self._claims = self._claims, None
+                self._claimed.clear()
                 with contextlib.suppress(asyncpg.PostgresError, OSError):
-                    await self._pool.release(self._claims)  # its advisory locks go with it
+                    await self._pool.release(claims)  # its advisory locks go with it
             await self._pool.close()
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
