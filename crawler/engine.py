@@ -706,7 +706,8 @@ class _Writer:
             try:
                 # pipelines run here, page by page in commit order, so that the state saved
                 # with this commit reflects exactly the pages it commits
-                outcomes = [await self._pipelines.process(outcome) for outcome, _ in batch]
+                outcomes = await self._redirects_kept([outcome for outcome, _ in batch])
+                outcomes = [await self._pipelines.process(outcome) for outcome in outcomes]
                 outcomes = await self._store.commit(
                     outcomes,
                     self._frontier.take_changed_hosts(),
@@ -726,6 +727,24 @@ class _Writer:
                 if not done.done():
                     done.set_result(None)
             self._delivery.poke()
+
+    async def _redirects_kept(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """The outcomes, without the items of redirects whose final URL is crawled on its own
+        (the commit would drop them): the pipelines must not see them, or a dedup pipeline
+        would take the page's own items, committed later, for duplicates."""
+        finals = {
+            o.final_key or o.final_url[0]
+            for o in outcomes
+            if o.final_url is not None and o.produced and o.state is not State.QUEUED
+        }
+        if not finals:
+            return outcomes
+        taken = await self._store.taken(sorted(finals))
+        for outcome in outcomes:
+            final = outcome.final_url
+            if final is not None and (outcome.final_key or final[0]) in taken:
+                outcome.produced = []
+        return outcomes
 
     async def flush(self) -> None:
         """Commit the state and the counters changed since the last batch (the run is over)."""

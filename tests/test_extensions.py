@@ -405,3 +405,55 @@ async def test_a_state_that_is_not_json_stops_the_crawl_with_a_clear_error(
     with pytest.raises(ConfigError, match=r"self\.state must be JSON-serializable"):
         await crawl(Unsaveable(), lambda r: html(""), store_path)
     assert rows(store_path, "SELECT COUNT(*) FROM items") == [(0,)]
+
+
+async def test_a_redirect_to_a_page_in_flight_does_not_fool_a_dedup_pipeline(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/a redirects to /b while /b itself is being fetched: the store keeps /b's own items,
+    not the redirect's, so the pipelines must not see the redirect's (a dedup pipeline would
+    take /b's own for duplicates and nothing of /b would be stored)."""
+    import asyncio
+
+    redirect_committed = asyncio.Event()
+    real_commit = SQLiteStore.commit
+
+    async def commit(self: SQLiteStore, outcomes: Any, *args: Any, **kwargs: Any) -> Any:
+        committed = await real_commit(self, outcomes, *args, **kwargs)
+        if any(o.request.url.endswith("/a") for o in outcomes):
+            redirect_committed.set()
+        return committed
+
+    monkeypatch.setattr(SQLiteStore, "commit", commit)
+    direct_b = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal direct_b
+        path = request.url.path
+        if path == "/":
+            return html('<a href="/b">b</a><a href="/a">a</a>')
+        if path == "/a":
+            return httpx.Response(302, headers={"Location": "/b"})
+        direct_b += 1
+        if direct_b == 1:  # /b's own fetch: held until the redirect to it is committed
+            await redirect_committed.wait()
+        return html("<h1> Product 7 </h1><b class='price'>7</b><i>7</i>")
+
+    class Redirected(Shop):
+        name = "redirected"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            if response.url.endswith("/"):
+                for url in response.links():
+                    yield Request(url)
+                return
+            yield {
+                "name": response.css_first("h1").text(),
+                "price": response.css_first(".price").text(),
+                "sku": response.css_first("i").text(),
+            }
+
+    await crawl(Redirected(), handler, store_path, concurrency=2)  # type: ignore[arg-type]
+    assert direct_b == 2
+    assert [i["sku"] for i in stored_items(store_path)] == [7]
+    assert "dropped:duplicate sku" not in await counters(store_path)

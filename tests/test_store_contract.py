@@ -132,7 +132,9 @@ async def test_a_redirect_claims_its_final_url_once(opener: Opener) -> None:
     a, b, final = await store.lease("a.com", 3, now=1.0)
     await store.release([final.id])
     to = ("http://a.com/final", "a.com")
+    assert await store.taken(["http://a.com/final", "http://a.com/b"]) == {"http://a.com/b"}
     (first,) = await store.commit([Outcome(a, State.DONE, 1, items=["1"], final_url=to)])
+    assert await store.taken(["http://a.com/final", "http://a.com/x"]) == {"http://a.com/final"}
     (second,) = await store.commit([Outcome(b, State.DONE, 1, items=["2"], final_url=to)])
     assert (first.items, second.items) == (["1"], [])
     assert "crawled on its own" in (second.message or "")

@@ -129,6 +129,10 @@ class Store(Protocol):
         leased, done or failed keeps no items or links (that page is, or was, crawled under
         its own URL); a lost outcome keeps nothing, its counters included."""
 
+    async def taken(self, identities: Sequence[str]) -> set[str]:
+        """Which of these request identities (canonical URL, or `key`) are leased, done or
+        failed: a redirect to one of them keeps no items (see `commit`)."""
+
     async def jars(self) -> dict[str, str]:
         """Every cookie jar kept by `commit`, by session name (their text)."""
 

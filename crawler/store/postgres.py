@@ -739,6 +739,16 @@ class PostgresStore:
                 [counters[name] for name in names],
             )
 
+    async def taken(self, identities: Sequence[str]) -> set[str]:
+        if not identities:
+            return set()
+        rows = await self._fetch(
+            "SELECT COALESCE(key, url) FROM requests"
+            " WHERE COALESCE(key, url) = ANY($1::text[]) AND state > 0",
+            list(identities),
+        )
+        return {row[0] for row in rows}
+
     async def counters(self) -> dict[str, int]:
         if self.schema_version < 2:  # read-only, before a resume migrated it
             return {}

@@ -771,6 +771,16 @@ class SQLiteStore:
         )
         return [(row[0], row[1]) for row in rows], str(rows[-1][0]) if rows else cursor
 
+    async def taken(self, identities: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for identity in identities:
+            rows = await self._fetchall(
+                "SELECT 1 FROM requests WHERE COALESCE(key, url) = ? AND state > 0", (identity,)
+            )
+            if rows:
+                found.add(identity)
+        return found
+
     async def claim(self, key: str, wait: float = 0.0) -> bool:
         return True  # one process: the sinks are its own
 
