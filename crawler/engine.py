@@ -252,7 +252,7 @@ class Crawler:
         async with contextlib.AsyncExitStack() as stack:
             store = await self._open_store()
             stack.push_async_callback(store.close)
-            await self._restore_state(store)
+            saved_state = await self._restore_state(store)
             budget = await self._queue_seeds(store, seeds)
             delivery = Delivery(store, sinks, self.spider)
             await delivery.open()
@@ -274,7 +274,9 @@ class Crawler:
             if events is not None:
                 stack.callback(events.close)
                 events.emit("start", spider=self.spider.name, store=str(self.store_path))
-            writer = _Writer(store, frontier, stats, self.spider, pipelines, delivery, events)
+            writer = _Writer(
+                store, frontier, stats, self.spider, pipelines, delivery, events, saved_state
+            )
             ended = "error"
             try:
                 await pipelines.open()
@@ -315,11 +317,11 @@ class Crawler:
         check_sinks(sinks, f"{where}: sinks")  # one bookmark each
         return Pipelines(pipelines, spider), Hooks(hooks, spider), sinks
 
-    async def _restore_state(self, store: Store) -> None:
-        """Give the spider the state the last commit kept."""
+    async def _restore_state(self, store: Store) -> str | None:
+        """Give the spider the state the last commit kept; returns its text."""
         text = await store.get_mark(STATE_MARK)
         if text is None:
-            return
+            return None
         try:
             state = json.loads(text)
         except ValueError:
@@ -327,6 +329,7 @@ class Crawler:
         if not isinstance(state, dict):
             raise StoreError(f"store {store.location}: the spider's saved state is not a dict")
         self.spider.state = state
+        return text
 
     async def _lifecycle(self, name: str, *args: str) -> None:
         """Run the spider's `opened()` or `closed(reason)`; an error in it is a SpiderError."""
@@ -669,6 +672,7 @@ class _Writer:
         pipelines: Pipelines,
         delivery: Delivery,
         events: EventLog | None = None,
+        state: str | None = None,
     ) -> None:
         self._store = store
         self._frontier = frontier
@@ -677,7 +681,9 @@ class _Writer:
         self._pipelines = pipelines
         self._delivery = delivery
         self._events = events
-        self._state: str | None = None  # the state as last committed
+        #: The state as last committed (as restored, at first): a process that leaves it as it
+        #: found it never writes it over another's.
+        self._state = state
         self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
 
     async def commit(self, outcome: Outcome) -> None:

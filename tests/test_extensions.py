@@ -457,3 +457,39 @@ async def test_a_redirect_to_a_page_in_flight_does_not_fool_a_dedup_pipeline(
     assert direct_b == 2
     assert [i["sku"] for i in stored_items(store_path)] == [7]
     assert "dropped:duplicate sku" not in await counters(store_path)
+
+
+async def test_a_run_that_leaves_the_state_as_it_found_it_never_writes_it(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a shared store, a process idle since it restored the state must not write that old
+    state over the one another process committed since."""
+
+    class Stateful(Spider):
+        name = "stateful"
+        start_urls = ["http://a.com/"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            self.state["seen"] = self.state.get("seen", 0) + 1
+            yield {"n": 1}
+
+    await crawl(Stateful(), lambda r: html(""), store_path)
+    written: list[Any] = []
+    real_commit = SQLiteStore.commit
+
+    async def commit(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        written.append(kwargs.get("state"))
+        return await real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteStore, "commit", commit)
+    class Idle(Stateful):
+        start_urls = ["http://a.com/other"]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"n": 2}
+
+    resumed = Idle()
+    await crawl(resumed, lambda r: html(""), store_path)
+    assert resumed.state == {"seen": 1}
+    assert written
+    assert set(written) == {None}
