@@ -231,6 +231,8 @@ class PageRunner:
         attempts = stored.attempts + 1
         try:
             changed = await self._hooks.request(request)
+            if changed is not None:
+                changed = _checked(changed)
             if changed is not None and changed.url != request.url:
                 split = self._canonicalizer.split(changed.url)
                 if split is None or split[1] != stored.host:
@@ -481,6 +483,28 @@ class PageRunner:
                     "dataclasses, attrs or pydantic objects) or Requests",
                 )
             items.append(output)
+
+
+def _checked(request: Request) -> Request:
+    """`request` as hooks left it, its fields checked as a new Request's are (hooks set them
+    directly): a ValueError or TypeError names the first bad one."""
+    return Request(
+        request.url,
+        request.callback,
+        request.priority,
+        request.meta,
+        method=request.method,
+        headers=request.headers,
+        body=request.body,
+        cookies=request.cookies,
+        session=request.session,
+        dont_filter=request.dont_filter,
+        errback=request.errback,
+        allow_status=request.allow_status,
+        any_content_type=request.any_content_type,
+        proxy=request.proxy,
+        depth=request.depth,
+    )
 
 
 def health_of(exc: FetchError) -> Health | None:

@@ -482,6 +482,7 @@ async def test_a_run_that_leaves_the_state_as_it_found_it_never_writes_it(
         return await real_commit(self, *args, **kwargs)
 
     monkeypatch.setattr(SQLiteStore, "commit", commit)
+
     class Idle(Stateful):
         start_urls = ["http://a.com/other"]
 
@@ -493,3 +494,28 @@ async def test_a_run_that_leaves_the_state_as_it_found_it_never_writes_it(
     assert resumed.state == {"seen": 1}
     assert written
     assert set(written) == {None}
+
+
+async def test_a_hook_that_breaks_a_request_fails_that_page_only(store_path: Path) -> None:
+    class Broken(Spider):
+        name = "broken"
+        start_urls = ["http://a.com/"]
+
+        def process_request(self, request: Request) -> Request:
+            if request.url.endswith("/bad"):
+                request.headers = {"X-Bad": "line\nbreak"}
+            return request
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            for url in response.links():
+                yield Request(url)
+
+    await crawl(Broken(), lambda r: html('<a href="/bad">b</a><a href="/ok">o</a>'), store_path)
+    assert sorted(i["url"] for i in stored_items(store_path)) == [
+        "http://a.com/",
+        "http://a.com/ok",
+    ]
+    ((message,),) = rows(store_path, "SELECT message FROM requests WHERE state = 3")
+    assert "process_request raised ValueError" in str(message)
+    assert "X-Bad" in str(message)
