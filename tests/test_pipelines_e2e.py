@@ -13,7 +13,9 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from crawler.store.postgres import schema_name
 from tests.conftest import rows
 from tests.sites import GraphSite
 from tests.test_cli import acli, cli, run_args
@@ -63,17 +65,29 @@ def expected_keys(site: GraphSite) -> set[str]:
     }
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_kill_9_at_random_moments_keeps_pipelines_state_and_sinks_exact(
-    graph: GraphSite, tmp_path: Path, postgres_dsn: str
+    graph: GraphSite,
+    tmp_path: Path,
+    postgres_dsn: str,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    (tmp_path / "graph.py").write_text(SPIDER)
+    if backend == "sqlite":
+        name, store = "graph", ["--store", "graph.db"]
+    else:
+        name = request.getfixturevalue("pg_spider")
+        store = ["--store", postgres_dsn, "--spider", name]
+    (tmp_path / "graph.py").write_text(SPIDER.replace('name = "graph"', f'name = "{name}"'))
     table = f"sink_{uuid.uuid4().hex[:10]}"
     env = {**os.environ, "SINK_DSN": postgres_dsn, "SINK_TABLE": table}
     seed = random.randrange(1_000_000)
     rnd = random.Random(seed)
     total = len(graph.all_urls())
     moments = sorted(rnd.sample(range(20, total - 20), 3))
-    args = run_args(graph, "-o", "items.jsonl")
+    args = run_args(graph, "-o", "items.jsonl", *store[:2])
+    if backend == "postgres":  # a killed process's hosts pass on when its leases run out
+        args += ["-s", "lease_ttl=2"]
     codes = []
     for moment in moments:
         reached = asyncio.Event()
@@ -96,7 +110,7 @@ async def test_kill_9_at_random_moments_keeps_pipelines_state_and_sinks_exact(
     assert -signal.SIGKILL in codes, f"seed {seed}: no run was killed ({codes})"
 
     # the store: one item per dedup key, transformed, none of the dropped pages
-    result = cli("export", "--store", "graph.db", "-o", "all.jsonl", cwd=tmp_path)
+    result = cli("export", *store, "-o", "all.jsonl", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     items = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     keys = [item["key"] for item in items]
@@ -106,7 +120,7 @@ async def test_kill_9_at_random_moments_keeps_pipelines_state_and_sinks_exact(
     assert all("title" not in item for item in items)
 
     # the counters, each page counted once across the kills
-    stats = json.loads(cli("stats", "--store", "graph.db", "--json", cwd=tmp_path).stdout)
+    stats = json.loads(cli("stats", *store, "--json", cwd=tmp_path).stdout)
     unlucky = sum(1 for _ in range(len(graph.hosts)) for p in range(graph.pages) if p % 7 == 3)
     assert stats["dropped_items"] == {
         "duplicate": total - unlucky - len(items),
@@ -123,8 +137,16 @@ async def test_kill_9_at_random_moments_keeps_pipelines_state_and_sinks_exact(
     try:
         found = await connection.fetch(f'SELECT id, data FROM "{table}" ORDER BY id')
         await connection.execute(f'DROP TABLE "{table}"')
+        if backend == "postgres":
+            ids = [
+                r["id"]
+                for r in await connection.fetch(
+                    f'SELECT id FROM "{schema_name(name)}".items ORDER BY id'
+                )
+            ]
     finally:
         await connection.close()
-    ids = [int(str(i)) for (i,) in rows(tmp_path / "graph.db", "SELECT id FROM items ORDER BY id")]
+    if backend == "sqlite":
+        ids = [int(str(i)) for (i,) in rows(tmp_path / "graph.db", "SELECT id FROM items")]
     assert [r["id"] for r in found] == ids
     assert [json.loads(r["data"]) for r in found] == items, f"seed {seed}"
