@@ -519,3 +519,28 @@ async def test_a_hook_that_breaks_a_request_fails_that_page_only(store_path: Pat
     ((message,),) = rows(store_path, "SELECT message FROM requests WHERE state = 3")
     assert "process_request raised ValueError" in str(message)
     assert "X-Bad" in str(message)
+
+
+async def test_hooks_named_by_the_setting_run_before_the_spiders_own(store_path: Path) -> None:
+    seen: list[str | None] = []
+
+    class Own(Spider):
+        name = "own"
+        start_urls = ["http://a.com/"]
+
+        def process_request(self, request: Request) -> Request:
+            seen.append(request.header("authorization"))
+            return request
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {}
+
+    headers: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers.append(request.headers.get("authorization"))
+        return html("")
+
+    await crawl(Own(), handler, store_path, hooks="tests.test_extensions:Auth")
+    assert seen == ["Bearer t0k3n"]  # the setting's Auth ran first
+    assert headers == ["Bearer t0k3n"]
