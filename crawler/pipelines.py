@@ -75,9 +75,6 @@ class Pipelines:
         self._spider = spider
         self._opened: list[Any] = []
 
-    def __bool__(self) -> bool:
-        return bool(self._pipelines)
-
     async def open(self) -> None:
         """Call each pipeline's `open(spider)`, in order."""
         for pipeline in self._pipelines:

@@ -301,9 +301,6 @@ class Delivery:
         #: Items written to each sink in this run, by key.
         self.written: dict[str, int] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self._sinks)
-
     async def open(self) -> None:
         """Claim each sink (on a shared store, another process may be feeding it), restore
         its bookmark and open it (errors are ConfigErrors: bad setup)."""
