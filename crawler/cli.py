@@ -1,4 +1,5 @@
-"""The command line: `run`, `export`, `failures`, `demo`. The only place that calls asyncio.run.
+"""The command line: `run`, `export`, `failures`, `stats`, `report`, `fetch`, `parse`, `bench`,
+`demo`. The only place that calls asyncio.run.
 
 Exit status: 0 when a crawl completes (failed pages are recorded, not fatal), 130 after a
 stop by Ctrl-C or SIGTERM, 2 for usage and configuration errors (a one-line message, no
@@ -20,12 +21,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .engine import Crawler, CrawlStats
 from .errors import ConfigError, CrawlerError
 from .export import check_output, export_items
+from .models import Request, Response
 from .settings import Settings
 from .spider import Spider, load_spider_class
 from .store import Summary, is_dsn, open_readonly, open_store
@@ -138,6 +140,54 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--pages", type=int, default=500, help="pages per host (default 500)")
     bench.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
 
+    spider_options = argparse.ArgumentParser(add_help=False)
+    spider_options.add_argument(
+        "-a",
+        dest="arguments",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a spider argument",
+    )
+    spider_options.add_argument(
+        "-s",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting",
+    )
+    fetch = commands.add_parser(
+        "fetch",
+        parents=[verbosity, spider_options],
+        help="fetch one URL as a crawl would (robots.txt, address guard, settings, hooks)",
+    )
+    fetch.add_argument("url", metavar="URL")
+    fetch.add_argument("--spider", metavar="FILE", help="use this spider's settings and hooks")
+    fetch.add_argument("--name", metavar="NAME", help="which spider, when the file has several")
+    fetch.add_argument("--headers", action="store_true", help="print the response's headers")
+    fetch.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE")
+
+    parse = commands.add_parser(
+        "parse",
+        parents=[verbosity, spider_options],
+        help="run one callback on one URL and print what it yields (no store)",
+    )
+    parse.add_argument("spider_file", metavar="SPIDER_FILE")
+    parse.add_argument("url", metavar="URL")
+    parse.add_argument("--spider", metavar="NAME", help="which spider, when the file has several")
+    parse.add_argument("-c", "--callback", metavar="NAME", help="the callback (default: parse)")
+    parse.add_argument("--meta", metavar="JSON", help="the request's meta, a JSON object")
+    parse.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also follow the requests it yields, N levels deep",
+    )
+    parse.add_argument("--pipelines", action="store_true", help="run the items through pipelines")
+    parse.add_argument("--json", action="store_true", help="print JSON lines for other tools")
+
     demo = commands.add_parser(
         "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
     )
@@ -177,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command in ("stats", "report"):
             return _stats(args)
+        if args.command == "fetch":
+            return _fetch(args)
+        if args.command == "parse":
+            return _parse(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,6 +266,153 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+
+
+def _spider_and_settings(
+    file: str | None, name: str | None, args: argparse.Namespace
+) -> tuple[Spider, Settings]:
+    """The spider of `file` (a plain one without), made with `-a`, and its settings with `-s`."""
+    spider_cls: type[Spider] = load_spider_class(file, name) if file else _Plain
+    spider = spider_cls(**_pairs(args.arguments, "-a"))
+    settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+    return spider, settings
+
+
+class _Plain(Spider):
+    """The spider of `fetch` without --spider: the default settings, no hooks."""
+
+    name = "fetch"
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    """`fetch URL`: the body to stdout (or -o), the status (and headers) to stderr."""
+    spider, settings = _spider_and_settings(args.spider, args.name, args)
+
+    async def get() -> Response:
+        async with Crawler(spider, settings).requester([args.url]) as requester:
+            return await requester.fetch(args.url)
+
+    response = asyncio.run(get())
+    print(
+        f"{response.status} {response.url} ({len(response.body)} bytes)",
+        file=sys.stderr,
+    )
+    if args.headers:
+        for key, value in response.headers.multi_items():
+            print(f"{key}: {value}", file=sys.stderr)
+    if args.output:
+        Path(args.output).write_bytes(response.body)
+    else:
+        sys.stdout.buffer.write(response.body)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _parse(args: argparse.Namespace) -> int:
+    """`parse SPIDER_FILE URL`: one callback on one URL (and, with --depth, on what it yields),
+    printed; nothing is stored."""
+    from .devtools import Requester
+
+    spider, settings = _spider_and_settings(args.spider_file, args.spider, args)
+    meta = _meta(args.meta)
+    if args.depth < 0:
+        raise ConfigError(f"--depth takes a number of levels, at least 0, got {args.depth}")
+    if args.callback:
+        spider.callback(args.callback)  # an unknown name fails now, before any request
+    out = sys.stdout
+
+    def show(kind: str, page: Response, value: Any) -> None:
+        if args.json:
+            if kind == "item":
+                record = {"type": "item", "page": page.url, "item": value}
+            else:
+                record = {"type": "request", "page": page.url, **_request_record(value)}
+            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        elif kind == "item":
+            out.write(f"  item {json.dumps(value, ensure_ascii=False, default=str)}\n")
+        else:
+            r = _request_record(value)
+            out.write(f"  request {r['method']} {r['url']} -> {r['callback']}\n")
+
+    async def crawl_from(requester: Requester) -> int:
+        level = [Request(args.url, meta=meta)]
+        first = True
+        seen: set[tuple[str, str]] = set()
+        pages = 0
+        for depth in range(args.depth + 1):
+            following: list[Request] = []
+            for request in level:
+                if (request.method, request.url) in seen:
+                    continue
+                seen.add((request.method, request.url))
+                callback = requester.callback(args.callback if first else None, request)
+                first = False
+                response = await requester.fetch(request)
+                pages += 1
+                skipped = requester.wants(request, response)
+                if not args.json:
+                    name = getattr(callback, "__name__", "callback")
+                    out.write(f"{response.status} {response.url} (depth {depth}, {name})\n")
+                if skipped is not None:
+                    log.warning("%s: the callback is not run (%s)", response.url, skipped)
+                    continue
+                items, requests, counters = await requester.run(
+                    callback, response, pipelines=args.pipelines
+                )
+                for item in items:
+                    show("item", response, _plain(item))
+                for yielded in requests:
+                    show("request", response, yielded)
+                    if not requester.in_scope(yielded):
+                        log.info("not followed (out of scope): %s", yielded.url)
+                        continue
+                    following.append(yielded)
+                for name, n in counters.items():
+                    log.info("%s: %s %d", response.url, name, n)
+            level = following
+        return pages
+
+    async def go() -> int:
+        async with Crawler(spider, settings).requester([args.url]) as requester:
+            if args.pipelines:
+                await requester.open_pipelines()
+            try:
+                return await crawl_from(requester)
+            finally:
+                if args.pipelines:
+                    await requester.close_pipelines()
+
+    asyncio.run(go())
+    return EXIT_OK
+
+
+def _meta(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--meta must be a JSON object: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"--meta must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _plain(item: Any) -> Any:
+    """An item as JSON-ready data."""
+    from .pipelines import item_json
+
+    return item if isinstance(item, dict) else json.loads(item_json(item, ""))
+
+
+def _request_record(request: Request) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "url": request.url,
+        "callback": request.callback_name,
+        "meta": request.meta,
+        "depth": request.depth,
+    }
 
 
 def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:

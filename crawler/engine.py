@@ -17,7 +17,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from . import parser, tls
 from .addresses import AddressGuard, Resolver, system_resolver
 from .clock import Clock
 from .cookies import Jars
+from .devtools import Requester
 from .errors import ConfigError, CrawlerError, SpiderError, StoreError
 from .events import EventLog
 from .export import check_output, file_sink
@@ -395,6 +396,9 @@ class Crawler:
         return budget
 
     async def _make_fetcher(self, store: Store, seeds: list[NewRequest]) -> Fetcher:
+        return self._fetcher(self._trusted_hosts(seeds), await self._jars(store))
+
+    def _fetcher(self, trusted_hosts: frozenset[str], jars: Jars) -> Fetcher:
         settings = self.settings
         return Fetcher(
             user_agent=settings.user_agent,
@@ -406,10 +410,10 @@ class Crawler:
             transport=self._transport,
             guard=AddressGuard(
                 resolve=self._resolver,
-                trusted_hosts=self._trusted_hosts(seeds),
+                trusted_hosts=trusted_hosts,
                 allow_private=settings.allow_private_networks,
             ),
-            jars=await self._jars(store),
+            jars=jars,
             proxies=self._proxies(),
         )
 
@@ -442,19 +446,12 @@ class Crawler:
         self, store: Store, fetcher: Fetcher, frontier: Frontier, hooks: Hooks
     ) -> PageRunner:
         settings = self.settings
-        robots = None
-        if settings.obey_robots:
-            robots = Robots(
-                RobotsCache(
-                    fetch=self._robots_fetcher(fetcher),
-                    load=store.robots_get,
-                    save=store.robots_put,
-                ),
-                settings.robots_user_agent or agent_token(settings.user_agent),
-                ttl=settings.robots_ttl,
-                on_rules=self._crawl_delay(frontier),
-                clock=self._clock.now,
-            )
+        robots = self._robots(
+            RobotsCache(
+                fetch=self._robots_fetcher(fetcher), load=store.robots_get, save=store.robots_put
+            ),
+            self._crawl_delay(frontier),
+        )
         return PageRunner(
             spider=self.spider,
             fetcher=fetcher,
@@ -560,6 +557,65 @@ class Crawler:
     async def _worker(self, frontier: Frontier, page: PageRunner, writer: _Writer) -> None:
         while (stored := await frontier.next()) is not None:
             await writer.commit(await page.run(stored))
+
+    def _robots(
+        self, cache: RobotsCache, on_rules: Callable[[str, float], None] | None
+    ) -> Robots | None:
+        """What robots.txt allows (None: the crawl does not obey it)."""
+        settings = self.settings
+        if not settings.obey_robots:
+            return None
+        return Robots(
+            cache,
+            settings.robots_user_agent or agent_token(settings.user_agent),
+            ttl=settings.robots_ttl,
+            on_rules=on_rules,
+            clock=self._clock.now,
+        )
+
+    @contextlib.asynccontextmanager
+    async def requester(self, urls: Iterable[str] = ()) -> AsyncIterator[Requester]:
+        """One request at a time through this crawl's fetcher, robots.txt, address guard and
+        hooks, with no store (the `fetch`, `parse` and `shell` commands). `urls` stand for the
+        start URLs: their hosts are trusted (they may be private addresses) and set the scope."""
+        pipelines, hooks, _ = self._extensions()
+        given = [split[1] for url in urls if (split := self._canonicalizer.split(url))]
+        started = [
+            split[1] for url in self.spider.start_urls if (split := self._canonicalizer.split(url))
+        ]
+        try:
+            scope = Scope.of(
+                start_hosts=given or started,
+                allowed_domains=self.spider.allowed_domains,
+                strategy=self.spider.scope,
+                allow=self.spider.allow,
+                deny=self.spider.deny,
+            )
+        except InvalidHost as exc:
+            raise ConfigError(f"spider {self.spider.name!r}: allowed_domains: {exc}") from None
+        fetcher = self._fetcher(self._trusted_hosts([]) | {*given, *started}, Jars({}))
+        kept: dict[str, tuple[float, str | None]] = {}
+
+        async def load(origin: str) -> tuple[float, str | None] | None:
+            return kept.get(origin)
+
+        async def save(origin: str, fetched_at: float, body: str | None) -> None:
+            kept[origin] = (fetched_at, body)
+
+        robots = self._robots(RobotsCache(self._robots_fetcher(fetcher), load, save), None)
+        try:
+            yield Requester(
+                self.spider,
+                fetcher,
+                robots,
+                hooks,
+                pipelines,
+                self._canonicalizer,
+                scope,
+                allow_status=self._allow_status(),
+            )
+        finally:
+            await fetcher.aclose()
 
     def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
         async def fetch_text(url: str) -> str:

@@ -272,11 +272,7 @@ class PageRunner:
             body = request.body if fetched.method == request.method else None
             final_key = identity(fetched.method, final[0], body, request.session)
         content_type = response.headers.get("content-type")
-        if (
-            not request.any_content_type
-            and not parser.is_html(content_type)
-            and not (parser.is_json(content_type) and _asks_for_json(request))
-        ):
+        if not parses(request, content_type):
             return Outcome(
                 stored,
                 State.DONE,
@@ -414,7 +410,7 @@ class PageRunner:
             else:
                 if inspect.isawaitable(result):
                     result = await result
-                for output in _iterable(result):
+                for output in outputs_of(result):
                     self._collect(output, source, where, parent, items, links, seen)
         except SpiderError:
             raise
@@ -527,12 +523,17 @@ def _status_health(status: int) -> Health:
     return Health.ERROR if status >= 500 or status == 429 else Health.OK
 
 
-def _asks_for_json(request: Request) -> bool:
+def parses(request: Request, content_type: str | None) -> bool:
+    """Whether a response of `content_type` reaches `request`'s callback: HTML, JSON when the
+    request's Accept asks for it, anything with `any_content_type`."""
+    if request.any_content_type or parser.is_html(content_type):
+        return True
     accept = request.header("accept")
-    return accept is not None and "json" in accept
+    return parser.is_json(content_type) and accept is not None and "json" in accept
 
 
-def _iterable(result: Any) -> Iterable[Any]:
+def outputs_of(result: Any) -> Iterable[Any]:
+    """What a callback that is not a generator returned, as outputs (one, many or none)."""
     if result is None:
         return ()
     if isinstance(result, Request) or is_item(result) or not isinstance(result, Iterable):
