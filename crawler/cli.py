@@ -188,6 +188,15 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("--pipelines", action="store_true", help="run the items through pipelines")
     parse.add_argument("--json", action="store_true", help="print JSON lines for other tools")
 
+    shell = commands.add_parser(
+        "shell",
+        parents=[verbosity, spider_options],
+        help="an interactive console to try selectors on live pages (await fetch(url))",
+    )
+    shell.add_argument("url", metavar="URL", nargs="?")
+    shell.add_argument("--spider", metavar="FILE", help="use this spider's settings and hooks")
+    shell.add_argument("--name", metavar="NAME", help="which spider, when the file has several")
+
     demo = commands.add_parser(
         "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
     )
@@ -231,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "parse":
             return _parse(args)
+        if args.command == "shell":
+            return _shell(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -383,6 +394,17 @@ def _parse(args: argparse.Namespace) -> int:
                     await requester.close_pipelines()
 
     asyncio.run(go())
+    return EXIT_OK
+
+
+def _shell(args: argparse.Namespace) -> int:
+    """`shell [URL]`: the console (see shell.py), with the spider's settings and hooks."""
+    from . import shell
+
+    spider, settings = _spider_and_settings(args.spider, args.name, args)
+    # what is fetched here is typed by the user, who may name a local site at any time
+    crawler = Crawler(spider, settings.merge({"allow_private_networks": True}))
+    shell.run(lambda: crawler.requester([args.url] if args.url else []), args.url)
     return EXIT_OK
 
 

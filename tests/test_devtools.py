@@ -4,6 +4,8 @@ them against the local demo shop."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,51 @@ def test_parse_runs_the_pipelines_when_asked(shop: str, tmp_path: Path) -> None:
     assert isinstance(before["price"], str)
     assert isinstance(after["price"], float)
     assert after["upc"] == before["upc"]
+
+
+def test_shell_runs_statements_with_top_level_await(shop: str, tmp_path: Path) -> None:
+    book = f"{shop}catalogue/book-3_3/index.html"
+    script = "\n".join(
+        [
+            "print('status', response.status, len(response.css('article.product_pod')))",
+            f"page = await fetch({book!r})",
+            "print('same', page is response, request.url)",
+            "print('title', response.xpath('//h1/text()').get())",
+            "1 / 0",
+            "print('viewed', open(view()).read() == response.text)",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "crawler", "shell", f"{shop}catalogue/page-1.html"],
+        input=script + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "status 200 20" in out
+    assert f"same True {book}" in out
+    assert "title Book 3" in out
+    assert "viewed True" in out  # an error in one statement does not end the shell
+    assert "ZeroDivisionError" in result.stderr
+    assert "During handling" not in result.stderr
+
+
+def test_shell_without_a_url_and_with_a_bad_one(shop: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crawler", "shell"],
+        input=f"print(response)\nawait fetch({shop!r})\nprint(response.status)\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "None" in result.stdout
+    assert "200" in result.stdout
+    bad = cli("shell", "example.com/x", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "cannot fetch 'example.com/x'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
