@@ -555,6 +555,7 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         f"{lines.get(stats.ended, stats.ended)}: {stats.pages} pages ({stats.failed} failed, "
         f"{stats.retried} retries), {stats.items} items"
         + (f" ({stats.dropped_items} dropped by pipelines)" if stats.dropped_items else "")
+        + (f", {stats.cached} pages from the HTTP cache" if stats.cached else "")
         + f" in {stats.elapsed:.1f} s "
         f"({stats.pages_per_second:.1f} pages/s)\n"
         f"store {store}: {stats.done_total} done, {stats.failed_total} failed, "

@@ -44,7 +44,7 @@ from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
-from .stats import DROPPED
+from .stats import CACHE_HITS, DROPPED
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
@@ -70,6 +70,8 @@ class CrawlStats:
     dropped_nofollow: int = 0
     #: Items the pipelines dropped in this run.
     dropped_items: int = 0
+    #: Pages the HTTP cache answered in this run.
+    cached: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     #: How the run ended: "complete", "already complete", "max_pages", or "stopped".
@@ -415,6 +417,9 @@ class Crawler:
             ),
             jars=jars,
             proxies=self._proxies(),
+            cache_dir=Path(settings.http_cache_dir) if settings.http_cache else None,
+            cache_ttl=settings.http_cache_ttl or None,
+            cache_rfc=settings.http_cache_policy == "rfc9111",
         )
 
     def _make_frontier(self, store: Store, budget: int | None) -> Frontier:
@@ -474,6 +479,7 @@ class Crawler:
             allow_status=self._allow_status(),
             clock=self._clock,
             hooks=hooks if hooks.on_request or hooks.on_response else None,
+            refund=frontier.refund,
         )
 
     async def _crawl(
@@ -844,4 +850,5 @@ class _Writer:
                 stats.dropped_items += sum(
                     n for name, n in outcome.counters.items() if name.startswith(DROPPED)
                 )
+                stats.cached += outcome.counters.get(CACHE_HITS, 0)
         self._frontier.settle(batch)

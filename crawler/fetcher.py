@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +24,7 @@ from .addresses import AddressGuard, GuardedTransport, pinned_transport
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .errors import (
+    ConfigError,
     ContentDecodingError,
     FetchConnectError,
     FetchError,
@@ -53,6 +56,8 @@ class Fetched:
     body: bytes
     redirects: int = 0
     method: str = "GET"
+    #: Answered by the HTTP cache (no request went out for the last hop).
+    cached: bool = False
 
 
 class Fetcher:
@@ -61,7 +66,10 @@ class Fetcher:
     With a `guard`, every request's host is checked (and its address pinned) before any
     connection: see addresses.py. `transport` replaces the network (tests). `jars` are the
     crawl's cookie jars, one per session (see cookies.py); `proxies` chooses the proxy of a
-    request that names none (see proxies.py).
+    request that names none (see proxies.py). With `cache_dir`, responses are kept in an HTTP
+    cache there (hishel's SQLite storage) and answered from it: every successful GET for
+    `cache_ttl` seconds (None: as long as it is kept), or by HTTP's caching rules with
+    `cache_rfc`.
     """
 
     def __init__(
@@ -77,6 +85,9 @@ class Fetcher:
         guard: AddressGuard | None = None,
         jars: Jars | None = None,
         proxies: ProxyPool | None = None,
+        cache_dir: Path | None = None,
+        cache_ttl: float | None = None,
+        cache_rfc: bool = False,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
@@ -94,6 +105,10 @@ class Fetcher:
         # per-request layers (URL merging, auth, redirects, event hooks, a cookie jar parsed
         # on every response) were a fifth of the crawler's CPU, and we follow redirects here.
         self._transport = transport or httpx.AsyncHTTPTransport(limits=limits)
+        #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
+        self._caching = cache_dir is not None
+        if cache_dir is not None:
+            self._transport = _cached(self._transport, cache_dir, cache_ttl, cache_rfc)
         self._headers = httpx.Headers(
             {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
         )
@@ -265,20 +280,122 @@ class Fetcher:
                         continue
                     if status >= 400 and status not in allow_status:
                         fetched = None
-                        if error_body:
+                        if error_body or self._caching:
                             content = await _read_capped(response, url, limit, truncate=True)
-                            fetched = Fetched(
-                                str(response.url), status, response.headers, content, hop, method
-                            )
+                            if error_body:
+                                final = str(response.url)
+                                fetched = Fetched(
+                                    final, status, response.headers, content, hop, method
+                                )
                         raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
                     content = await _read_capped(response, url, limit, truncate)
+                    caching = response.extensions.get("caching") or {}
                     return Fetched(
-                        str(response.url), status, response.headers, content, hop, method
+                        str(response.url),
+                        status,
+                        response.headers,
+                        content,
+                        hop,
+                        method,
+                        bool(caching.get("from_cache")),
                     )
             except FetchError as exc:
                 exc.sent = exc.sent or hop > 0  # refused before a later hop: earlier ones went out
                 raise
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
+
+
+def _cached(
+    transport: httpx.AsyncBaseTransport, directory: Path, ttl: float | None, rfc: bool
+) -> httpx.AsyncBaseTransport:
+    """`transport` behind an HTTP cache kept in `directory` (see Fetcher)."""
+    from hishel import AsyncSqliteStorage
+    from hishel.httpx import AsyncCacheTransport
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {directory} for the HTTP cache: {exc.strerror}") from None
+    storage = AsyncSqliteStorage(database_path=directory / "http.db", default_ttl=ttl)
+    if rfc:
+        return AsyncCacheTransport(transport, storage=storage, rfc=True)
+    return _KeepAll(transport, storage)
+
+
+class _KeepAll(httpx.AsyncBaseTransport):
+    """The "all" cache policy: every answer (any status but 206, any method) is kept under its
+    request's identity (method, URL, body) and given again, whatever its headers say. hishel
+    keeps the entries (and expires them); its own "ignore the headers" mode keeps only 2xx
+    answers to GET and HEAD, and a spider's second run should not ask for a robots.txt that
+    was missing, or POST again."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, storage: Any) -> None:
+        self._next = transport
+        self._storage = storage
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import hishel
+
+        digest = hashlib.sha256(f"{request.method} {request.url}\n".encode())
+        digest.update(request.content)
+        key = digest.hexdigest()
+        for entry in await self._storage.get_entries(key):
+            return _from_entry(entry.response, cached=True)
+        response = await self._next.handle_async_request(request)
+        if response.status_code == 206:  # a part of a body cannot answer later requests
+            return response
+        entry = await self._storage.create_entry(
+            hishel.Request(request.method, str(request.url), _cache_headers(request.headers)),
+            hishel.Response(
+                response.status_code, _cache_headers(response.headers), response.aiter_raw()
+            ),
+            key,
+        )
+        return _from_entry(entry.response, cached=False, upstream=response)
+
+    async def aclose(self) -> None:
+        await self._next.aclose()
+        await self._storage.close()
+
+
+def _cache_headers(headers: httpx.Headers) -> Any:
+    import hishel
+
+    grouped: dict[str, list[str]] = {}
+    for key, value in headers.multi_items():
+        if key != "transfer-encoding":  # the body is kept without it
+            grouped.setdefault(key, []).append(value)
+    return hishel.Headers(grouped)
+
+
+def _from_entry(
+    response: Any, *, cached: bool, upstream: httpx.Response | None = None
+) -> httpx.Response:
+    """An httpx response reading a cache entry's body (and closing `upstream` after)."""
+    stream = response.stream
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in stream:
+                yield chunk
+
+        async def aclose(self) -> None:
+            if hasattr(stream, "aclose"):
+                await stream.aclose()
+            if upstream is not None:
+                await upstream.aclose()
+
+    headers = [
+        (key.encode(), value.encode())
+        for key in response.headers
+        for value in response.headers.get_list(key) or []
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        stream=Body(),
+        extensions={"caching": {"from_cache": cached}},
+    )
 
 
 class _Exchange(NamedTuple):

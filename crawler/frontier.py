@@ -47,6 +47,8 @@ class _Host:
     generation: int = 0
     refilling: bool = False
     in_heap: bool = False
+    #: The sequence number of its place in the heap (an older place is stale: skipped).
+    heap_seq: int = 0
     #: The breaker gave up on this host: its URLs are failed instead of fetched.
     abandoned: bool = False
     #: Pages of this host fetched (in earlier runs too; see `Outcome.fetched`), and handed
@@ -240,6 +242,16 @@ class Frontier:
             entry.abandoned = True
             log.warning("giving up on host %s: no answer for %.1f s", host, outage)
             self._set_due(entry, now)
+        self._push(entry, now)
+        self._wakeup.set()
+
+    def refund(self, host: str) -> None:
+        """A request of `host` was answered by the HTTP cache: its token goes back, so cached
+        pages do not count against the host's rate limit."""
+        entry = self._hosts[host]
+        now = self._clock.now()
+        entry.slot.bucket.give_back(now)
+        entry.in_heap = False  # its place, made for a later time, goes stale: a new one
         self._push(entry, now)
         self._wakeup.set()
 
@@ -469,11 +481,15 @@ class Frontier:
         self._seq += 1
         heapq.heappush(self._heap, (entry.slot.ready_at(now), self._seq, entry))
         entry.in_heap = True
+        entry.heap_seq = self._seq
 
     def _pop_ready(self, now: float) -> tuple[StoredRequest | None, float]:
         """The request of the readiest host if it may start now, else how long to wait."""
         while self._heap:
-            at, _, entry = self._heap[0]
+            at, seq, entry = self._heap[0]
+            if seq != entry.heap_seq:  # moved up since (see refund)
+                heapq.heappop(self._heap)
+                continue
             if at > now:
                 return None, at - now
             heapq.heappop(self._heap)

@@ -304,6 +304,7 @@ class Response:
         "_text",
         "_tree",
         "body",
+        "cached",
         "headers",
         "nofollow",
         "request",
@@ -321,6 +322,8 @@ class Response:
         self.request = request
         #: Whether links() leaves out rel="nofollow" links (set by the crawl's obey_nofollow).
         self.nofollow = True
+        #: Whether the HTTP cache answered (the http_cache setting): no request went out.
+        self.cached = False
         self._text: str | None = None
         self._tree: LexborHTMLParser | None = None
         self._json: Any = _UNSET

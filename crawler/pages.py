@@ -33,7 +33,8 @@ from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
-from .stats import counting
+from .stats import CACHE_HITS, counting
+from .stats import bump as add_counter
 from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
 
@@ -71,6 +72,7 @@ class PageRunner:
         clock: Clock | None = None,
         known_urls: int = 200_000,
         hooks: Hooks | None = None,
+        refund: Callable[[str], None] | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -90,6 +92,7 @@ class PageRunner:
         self._allow_status = frozenset(allow_status)
         self._clock = clock or Clock()
         self._hooks = hooks
+        self._refund = refund
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -178,6 +181,10 @@ class PageRunner:
         latency = time.monotonic() - started
         response = self._response(request, fetched)
         assert response is not None
+        if fetched.cached:
+            add_counter(CACHE_HITS)
+            if self._refund is not None:
+                self._refund(stored.host)
         if self._hooks is not None and self._hooks.on_response:
             try:
                 response = await self._hooks.response(request, response)
@@ -222,6 +229,7 @@ class PageRunner:
             request=request,
         )
         response.nofollow = self._obey_nofollow
+        response.cached = fetched.cached
         return response
 
     async def _request_hooks(self, request: Request, stored: StoredRequest) -> Request | Outcome:

@@ -44,6 +44,12 @@ class TokenBucket:
             self._refill(now)
             self._tokens -= 1
 
+    def give_back(self, now: float) -> None:
+        """Return a token taken for a request that never reached the host (a cached answer)."""
+        if self.rate > 0:
+            self._refill(now)
+            self._tokens = min(self.burst, self._tokens + 1)
+
 
 class Health(enum.Enum):
     """What the end of one request says about its host, for the circuit breaker."""

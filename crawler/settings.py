@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+#: The values of the `http_cache_policy` setting.
+CACHE_POLICIES = ("all", "rfc9111")
 DEFAULT_USER_AGENT = "crawler/0.1 (+https://pypi.org/project/crawler/)"
 MIB = 1024 * 1024
 
@@ -106,6 +108,16 @@ class Settings:
     hooks: tuple[str, ...] = ()
     #: Item sinks ("module:Class"), fed beside the spider's own `sinks`.
     sinks: tuple[str, ...] = ()
+    #: Keep responses in an HTTP cache and answer from it (for developing a spider).
+    http_cache: bool = False
+    #: The cache's directory (its SQLite file is http.db there).
+    http_cache_dir: str = ".crawler-cache"
+    #: Seconds a cached response is used; 0 means for as long as it is kept.
+    http_cache_ttl: float = 0.0
+    #: "all": every successful GET is cached and used again, whatever its headers say (a
+    #: second run touches the server 0 times); "rfc9111": HTTP caching rules (Cache-Control,
+    #: Expires, revalidation with ETag / Last-Modified).
+    http_cache_policy: str = "all"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -145,6 +157,14 @@ class Settings:
         _at_least(self, "max_repeated_segments", 1)
         _at_least(self, "max_query_params", 1)
         _at_least(self, "lease_ttl", 1)
+        _at_least(self, "http_cache_ttl", 0)
+        if self.http_cache_policy not in CACHE_POLICIES:
+            raise ConfigError(
+                f"setting 'http_cache_policy' must be one of {', '.join(CACHE_POLICIES)}, "
+                f"got {self.http_cache_policy!r}"
+            )
+        if not self.http_cache_dir.strip():
+            raise ConfigError("setting 'http_cache_dir' must name a directory")
         for proxy in self.proxies:
             parts = urlsplit(proxy)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -227,6 +247,10 @@ _FIELD_TYPES: dict[str, type] = {
     "pipelines": tuple,
     "hooks": tuple,
     "sinks": tuple,
+    "http_cache": bool,
+    "http_cache_dir": str,
+    "http_cache_ttl": float,
+    "http_cache_policy": str,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
 #: Settings of earlier versions, and what took their place.

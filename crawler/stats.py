@@ -18,6 +18,8 @@ _page: ContextVar[dict[str, int] | None] = ContextVar("crawler_page_counters", d
 
 STAT = "stat:"
 DROPPED = "dropped:"
+#: Pages the HTTP cache answered.
+CACHE_HITS = "http:cached"
 
 
 class SpiderStats:
@@ -43,6 +45,13 @@ class SpiderStats:
         """The counters bumped outside any page since the last call (for the next commit)."""
         pending, self._pending = self._pending, {}
         return pending
+
+
+def bump(name: str, n: int = 1) -> None:
+    """Add `n` to the crawler's own counter `name` for the page being processed (if any)."""
+    counters = _page.get()
+    if counters is not None:
+        counters[name] = counters.get(name, 0) + n
 
 
 @contextlib.contextmanager
