@@ -305,7 +305,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
     response = asyncio.run(get())
     print(
-        f"{response.status} {response.url} ({len(response.body)} bytes)",
+        f"{response.status} {response.url} ({len(response.body)} bytes"
+        + (", from the HTTP cache)" if response.cached else ")"),
         file=sys.stderr,
     )
     if args.headers:

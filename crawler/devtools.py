@@ -59,10 +59,12 @@ class Requester:
         ConfigError for a URL that cannot be fetched, CrawlerError when robots.txt disallows
         it or a hook drops it, and FetchError when it fails."""
         request = target if isinstance(target, Request) else _request(target)
-        if self._canonicalizer.split(request.url) is None:
+        split = self._canonicalizer.split(request.url)
+        if split is None:
             invalid = self._canonicalizer.invalid(request.url)
             why = invalid[2] if invalid else "not an absolute http(s) URL"
             raise ConfigError(f"cannot fetch {request.url!r}: {why}")
+        request.url = split[0]  # the URL a crawl fetches (and a recording holds)
         if self._hooks.on_request:
             changed = await self._hooks.request(request)
             if changed is None:
@@ -89,6 +91,7 @@ class Requester:
             body=fetched.body,
             request=request,
         )
+        response.cached = fetched.cached
         if self._hooks.on_response:
             try:
                 response = await self._hooks.response(request, response)
