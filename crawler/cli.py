@@ -669,7 +669,8 @@ def _demo(args: argparse.Namespace) -> int:
     settings = Settings().merge(_pairs(args.settings, "-s"))
     if args.output:
         check_output(args.output)
-    with serve(DemoShop(args.books), port=args.port) as base:
+    shop = DemoShop(args.books)
+    with serve(shop, port=args.port) as base:
         log.info("demo bookshop serving at %s", base)
         spider: Spider = DemoSpider(start_urls=base)
         crawler = Crawler(
@@ -682,6 +683,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
     _summary(stats, crawler.store_path, "python -m crawler demo")
+    print(f"the shop served {sum(shop.hits.values())} requests", file=sys.stderr)
     if not args.output:
         print(
             f"export the items with: python -m crawler export --store {args.store} -o items.jsonl",

@@ -264,6 +264,8 @@ class Fetcher:
                 async with self._send(method, url, headers, body, session, proxy) as response:
                     status = response.status_code
                     if status in _REDIRECTS and "location" in response.headers:
+                        if self._caching:  # a cache keeps what was read whole
+                            await _read_capped(response, url, limit, truncate=True)
                         location = response.headers["location"]
                         target = str(response.url.join(location)).split("#")[0]
                         allowed = redirect(target) if redirect is not None else target

@@ -130,3 +130,19 @@ def test_bad_cache_settings(tmp_path: Path, setting: str, message: str) -> None:
     result = cli("run", "s.py", "-s", setting, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_cached_second_run_of_the_demo_sends_nothing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a free port, so that both runs crawl the same URLs
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    args = ("demo", "--books", "30", "--port", port, "-s", "http_cache=true", "-q")
+    first = cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "the shop served 0 requests" not in first.stderr
+    second = cli(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "the shop served 0 requests" in second.stderr
+    assert "pages from the HTTP cache" in second.stderr
