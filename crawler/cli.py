@@ -19,13 +19,14 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
 from .engine import Crawler, CrawlStats
-from .errors import ConfigError, CrawlerError
+from .errors import ConfigError, CrawlerError, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
 from .settings import Settings
@@ -394,7 +395,12 @@ def _parse(args: argparse.Namespace) -> int:
                 if args.pipelines:
                     await requester.close_pipelines()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except SpiderError as exc:
+        if exc.__cause__ is not None:  # the spider author's own code: show where it failed
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        raise
     return EXIT_OK
 
 

@@ -218,3 +218,18 @@ def test_shell_without_a_url_and_with_a_bad_one(shop: str, tmp_path: Path) -> No
     assert bad.returncode == 2
     assert "cannot fetch 'example.com/x'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_callback_error_in_parse_shows_its_traceback(shop: str, tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(
+        "from crawler import Spider\n"
+        "class Broken(Spider):\n"
+        "    name = 'broken'\n"
+        "    async def parse(self, response):\n"
+        "        yield {'n': 1 / 0}\n"
+    )
+    result = cli("parse", "broken.py", shop, cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'broken.py", line 5, in parse' in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "parse() raised ZeroDivisionError" in result.stderr
