@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="queue the URLs that failed again (see the failures command)",
     )
+    run.add_argument(
+        "--revisit",
+        metavar="AGE",
+        help="fetch again, conditionally, the pages done more than AGE ago (7d, 12h, 30m, 90s)",
+    )
     run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
     run.add_argument(
         "--events", metavar="FILE", help="append a JSON-lines event log (pages, failures) to FILE"
@@ -270,14 +275,33 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         store_path=args.store,
         fresh=args.fresh,
         retry_failed=args.retry_failed,
+        revisit=age(args.revisit) if args.revisit is not None else None,
         output=args.output,
         events=args.events,
     )
     stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
-    once = ("--fresh", "--retry-failed")
-    resume = ["python", "-m", "crawler", *[a for a in (argv or sys.argv[1:]) if a not in once]]
+    resume = ["python", "-m", "crawler", *_without(list(argv or sys.argv[1:]), _ONCE)]
     _summary(stats, crawler.store_path, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+
+
+#: Options applied once, when the crawl starts: not repeated by the resume command.
+_ONCE = {"--fresh": 0, "--retry-failed": 0, "--revisit": 1}
+_AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def age(text: str) -> float:
+    """Seconds in an age like 7d, 12h, 30m, 90s or 90 (seconds)."""
+    raw = text.strip().lower()
+    unit = _AGE.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"--revisit takes an age like 7d, 12h, 30m or 90s, got {text!r}")
+    return seconds
 
 
 def _spider_and_settings(
@@ -461,7 +485,11 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
     if args.fresh:
         asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
-    child = _without(argv, {"-j": 1, "--jobs": 1, "--fresh": 0, "-o": 1, "--output": 1})
+    if args.revisit is not None:  # once, here: each process would requeue what others did
+        asyncio.run(_requeue_stale(store, spider.name, settings.lease_ttl, age(args.revisit)))
+    child = _without(
+        argv, {"-j": 1, "--jobs": 1, "--fresh": 0, "-o": 1, "--output": 1, "--revisit": 1}
+    )
     if sys.stderr.isatty():
         child.append("-q")  # N live views would draw over each other: the summary follows
     processes = [
@@ -501,6 +529,15 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
 async def _start_over(dsn: str, spider: str, lease_ttl: float) -> None:
     store = await open_store(dsn, spider, fresh=True, lease_ttl=lease_ttl)
     await store.close()
+
+
+async def _requeue_stale(dsn: str, spider: str, lease_ttl: float, seconds: float) -> None:
+    store = await open_store(dsn, spider, lease_ttl=lease_ttl)
+    try:
+        again = await store.requeue_stale(time.time() - seconds)
+        log.info("revisiting %d pages done more than %g s ago", again, seconds)
+    finally:
+        await store.close()
 
 
 def _without(argv: list[str], options: dict[str, int]) -> list[str]:
@@ -563,6 +600,11 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         f"{stats.retried} retries), {stats.items} items"
         + (f" ({stats.dropped_items} dropped by pipelines)" if stats.dropped_items else "")
         + (f", {stats.cached} pages from the HTTP cache" if stats.cached else "")
+        + (
+            f", revisited: {stats.unchanged} unchanged, {stats.changed} changed, {stats.gone} gone"
+            if stats.unchanged or stats.changed or stats.gone
+            else ""
+        )
         + f" in {stats.elapsed:.1f} s "
         f"({stats.pages_per_second:.1f} pages/s)\n"
         f"store {store}: {stats.done_total} done, {stats.failed_total} failed, "

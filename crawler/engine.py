@@ -72,6 +72,10 @@ class CrawlStats:
     dropped_items: int = 0
     #: Pages the HTTP cache answered in this run.
     cached: int = 0
+    #: Revisits of this run: pages found unchanged (304), changed, and gone (404/410).
+    unchanged: int = 0
+    changed: int = 0
+    gone: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     #: How the run ended: "complete", "already complete", "max_pages", or "stopped".
@@ -132,7 +136,9 @@ class Crawler:
     `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
-    held; `retry_failed` puts the URLs that failed back in the queue first. `output` receives
+    held; `retry_failed` puts the URLs that failed back in the queue first; `revisit`
+    (seconds) queues again the pages done longer ago than that, fetched conditionally (a 304
+    keeps a page's items, a new page replaces them, a 404/410 removes them). `output` receives
     the items: a .jsonl or .csv file kept in step with the commits (exactly once, across
     crashes and resumes), like every other sink. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
@@ -150,6 +156,7 @@ class Crawler:
         store_path: str | Path | None = None,
         fresh: bool = False,
         retry_failed: bool = False,
+        revisit: float | None = None,
         output: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
@@ -165,6 +172,8 @@ class Crawler:
         self.store_path: str | Path = str(location) if is_dsn(location) else Path(location)
         self.fresh = fresh
         self.retry_failed = retry_failed
+        #: Seconds: pages done longer ago are fetched again, conditionally (run --revisit).
+        self.revisit = revisit
         self.output = check_output(output) if output is not None else None
         self.stats = CrawlStats()
         self._transport = transport
@@ -368,6 +377,9 @@ class Crawler:
         settings, stats = self.settings, self.stats
         if self.retry_failed:
             log.info("queued %d failed URLs again", await store.requeue_failed())
+        if self.revisit is not None:
+            again = await store.requeue_stale(time.time() - self.revisit)
+            log.info("revisiting %d pages done more than %g s ago", again, self.revisit)
         for name in await store.callbacks_pending(known=self.spider.has_callback):
             self.spider.callback(name)  # an unknown name fails now, not mid-crawl
         await store.add(seeds)
@@ -851,4 +863,7 @@ class _Writer:
                     n for name, n in outcome.counters.items() if name.startswith(DROPPED)
                 )
                 stats.cached += outcome.counters.get(CACHE_HITS, 0)
+            if outcome.revisit is not None and not outcome.lost:
+                kind = str(outcome.revisit)
+                setattr(stats, kind, getattr(stats, kind) + 1)
         self._frontier.settle(batch)

@@ -30,10 +30,10 @@ from .hooks import Hooks, Retry
 from .models import Failure, Request, Response
 from .pipelines import is_item
 from .politeness import Health
-from .records import ErrorKind, NewRequest, Outcome, State, StoredRequest
+from .records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
-from .stats import CACHE_HITS, counting
+from .stats import CACHE_HITS, REVISIT, counting
 from .stats import bump as add_counter
 from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
@@ -155,7 +155,9 @@ class PageRunner:
             fetched = await self._fetcher.fetch(
                 request.url,
                 method=request.method,
-                headers=request.headers,
+                headers=_conditional(request.headers, stored)
+                if stored.revisit
+                else request.headers,
                 body=request.body,
                 cookies=request.cookies,
                 session=request.session or "",
@@ -171,6 +173,10 @@ class PageRunner:
             if started is not None and exc.sent:
                 outcome.latency = time.monotonic() - started
             self._release(stored.host, health_of(exc), wait_until)
+            gone = isinstance(exc, HTTPStatusError) and exc.status in _GONE
+            if stored.revisit and outcome.state is State.FAILED and gone:
+                outcome.revisit = Revisit.GONE  # its items go with it
+                add_counter(REVISIT + Revisit.GONE)
             if outcome.state is State.FAILED:
                 response = getattr(exc, "response", None)
                 return await self._errback(request, outcome, self._response(request, response))
@@ -179,6 +185,21 @@ class PageRunner:
             self._release(stored.host, None, None)
             raise
         latency = time.monotonic() - started
+        if stored.revisit and fetched.status == 304:  # unchanged: its items stay
+            self._release(stored.host, Health.OK, None)
+            add_counter(REVISIT + Revisit.UNCHANGED)
+            return _validated(
+                Outcome(
+                    stored,
+                    State.DONE,
+                    attempts,
+                    status=304,
+                    latency=latency,
+                    size=0,
+                    revisit=Revisit.UNCHANGED,
+                ),
+                fetched,
+            )
         response = self._response(request, fetched)
         assert response is not None
         if fetched.cached:
@@ -216,7 +237,10 @@ class PageRunner:
         outcome = await self._parsed(stored, request, attempts, fetched, response)
         outcome.latency = latency
         outcome.size = len(fetched.body)
-        return outcome
+        if stored.revisit and outcome.state is State.DONE:
+            outcome.revisit = Revisit.CHANGED  # its items are replaced by these
+            add_counter(REVISIT + Revisit.CHANGED)
+        return _validated(outcome, fetched)
 
     def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
         if fetched is None:
@@ -529,6 +553,29 @@ def health_of(exc: FetchError) -> Health | None:
 def _status_health(status: int) -> Health:
     """What a response's status says about its host (see health_of)."""
     return Health.ERROR if status >= 500 or status == 429 else Health.OK
+
+
+#: Statuses that say a page is gone for good: a revisit removes its items.
+_GONE = frozenset({404, 410})
+
+
+def _conditional(headers: dict[str, str] | None, stored: StoredRequest) -> dict[str, str] | None:
+    """`headers`, with the validators a revisit sends (the page's last ETag, Last-Modified)."""
+    if not stored.revisit or not (stored.etag or stored.last_modified):
+        return headers
+    conditional = dict(headers or {})
+    if stored.etag:
+        conditional["If-None-Match"] = stored.etag
+    if stored.last_modified:
+        conditional["If-Modified-Since"] = stored.last_modified
+    return conditional
+
+
+def _validated(outcome: Outcome, fetched: Fetched) -> Outcome:
+    """`outcome` with the validators of its response, for a later revisit."""
+    outcome.etag = fetched.headers.get("etag")
+    outcome.last_modified = fetched.headers.get("last-modified")
+    return outcome
 
 
 def parses(request: Request, content_type: str | None) -> bool:

@@ -51,6 +51,14 @@ NEVER_SENT = frozenset(
 )
 
 
+class Revisit(enum.StrEnum):
+    """What a revisit of a page found (see Outcome.revisit)."""
+
+    UNCHANGED = "unchanged"
+    CHANGED = "changed"
+    GONE = "gone"
+
+
 class State(enum.IntEnum):
     QUEUED = 0
     LEASED = 1
@@ -148,6 +156,11 @@ class StoredRequest:
     body: bytes | None = None
     errback: str | None = None
     spec: str | None = None
+    #: The page's validators from its last fetch (ETag, Last-Modified), for a revisit.
+    etag: str | None = None
+    last_modified: str | None = None
+    #: Queued again by a revisit (run --revisit): fetched conditionally, items replaced.
+    revisit: bool = False
     #: The fencing token of the host lease it was leased under (0: a store of one process).
     fence: int = 0
 
@@ -186,6 +199,12 @@ class Outcome:
     produced: list[Any] = field(default_factory=list)
     #: Counters bumped while the page was processed (see stats.py), kept with it.
     counters: dict[str, int] | None = None
+    #: The response's validators (ETag, Last-Modified), kept for a later revisit.
+    etag: str | None = None
+    last_modified: str | None = None
+    #: What a revisit found: "unchanged" (304: the page's items stay), "changed" (its items
+    #: are replaced by these), "gone" (404/410: its items are removed); None: not a revisit.
+    revisit: Revisit | None = None
 
     @property
     def fetched(self) -> bool:

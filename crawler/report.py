@@ -15,7 +15,7 @@ from typing import Any
 
 from .politeness import Circuit
 from .records import LATENCY_BOUNDS, HostSummary, Summary
-from .stats import CACHE_HITS
+from .stats import CACHE_HITS, REVISIT
 from .stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
@@ -119,6 +119,10 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
         "stats": own,
         "dropped_items": dropped,
         "cached": summary.counters.get(CACHE_HITS, 0),
+        "revisits": {
+            kind: summary.counters.get(REVISIT + kind, 0)
+            for kind in ("unchanged", "changed", "gone")
+        },
     }
 
 
@@ -161,6 +165,8 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
             f"items dropped ({sum(dropped.values())}): "
             + "  ".join(f"{k}: {v}" for k, v in dropped.items())
         )
+    if any(data["revisits"].values()):
+        lines.append("revisits: " + "  ".join(f"{k}: {v}" for k, v in data["revisits"].items()))
     if data["cached"]:
         lines.append(f"answered by the HTTP cache: {data['cached']} pages")
     if data["stats"]:

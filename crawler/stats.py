@@ -20,6 +20,8 @@ STAT = "stat:"
 DROPPED = "dropped:"
 #: Pages the HTTP cache answered.
 CACHE_HITS = "http:cached"
+#: Revisits, by what they found ("revisit:unchanged", "revisit:changed", "revisit:gone").
+REVISIT = "revisit:"
 
 
 class SpiderStats:

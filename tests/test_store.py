@@ -126,6 +126,8 @@ def as_version_6(db: sqlite3.Connection) -> None:
     """Make a store look as it did before schema 7: url unique, no request details or jars."""
     from crawler.store.sqlite import _COUNT_TRIGGERS
 
+    db.execute("DROP TRIGGER count_item_deleted")  # (schema 9)
+    db.execute("DROP TABLE counters")  # (schema 8)
     db.execute(f"CREATE TABLE old AS SELECT {_V6_COLUMNS} FROM requests")
     db.execute("DROP TABLE requests")
     db.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,7 +16,15 @@ import asyncpg
 import pytest
 
 from crawler import ConfigError
-from crawler.records import STATE_MARK, ErrorKind, HostState, NewRequest, Outcome, State
+from crawler.records import (
+    STATE_MARK,
+    ErrorKind,
+    HostState,
+    NewRequest,
+    Outcome,
+    Revisit,
+    State,
+)
 from crawler.store import Store, open_store
 from crawler.store.postgres import PostgresStore, schema_name
 
@@ -227,6 +236,47 @@ async def test_page_grants_and_the_end_of_the_crawl(opener: Opener) -> None:
 
 
 # -- a shared store: leases and fencing (PostgreSQL) ----------------------------------------
+
+
+async def test_revisits_keep_replace_or_remove_a_pages_items(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/same"), req("/new"), req("/gone"), req("/young")])
+    await store.acquire_hosts(10, None)
+    leased = {r.url.rsplit("/", 1)[1]: r for r in await store.lease("a.com", 4, now=1.0)}
+    same, new, gone = leased["same"], leased["new"], leased["gone"]
+    await store.commit(
+        [
+            Outcome(same, State.DONE, 1, items=['"s"'], etag='"e1"', latency=0.1),
+            Outcome(new, State.DONE, 1, items=['"n1"', '"n2"'], last_modified="Mon", latency=0.1),
+            Outcome(gone, State.DONE, 1, items=['"g"'], latency=0.1),
+        ]
+    )
+    cutoff = time.time() + 1  # (young stays leased: not done, so not revisited)
+    assert await store.requeue_stale(cutoff) == 3
+    assert (await store.counts()).pending == 4
+    await store.acquire_hosts(10, None)
+    again = {r.url.rsplit("/", 1)[1]: r for r in await store.lease("a.com", 10, now=1.0)}
+    assert again["same"].revisit
+    assert (again["same"].etag, again["new"].last_modified) == ('"e1"', "Mon")
+    await store.commit(
+        [
+            Outcome(again["same"], State.DONE, 1, status=304, revisit=Revisit.UNCHANGED),
+            Outcome(again["new"], State.DONE, 1, items=['"n3"'], revisit=Revisit.CHANGED),
+            Outcome(
+                again["gone"],
+                State.FAILED,
+                1,
+                status=404,
+                error=ErrorKind.HTTP_STATUS,
+                revisit=Revisit.GONE,
+            ),
+        ]
+    )
+    assert sorted([i async for i in store.items()]) == ['"n3"', '"s"']
+    counts = await store.counts()
+    assert (counts.done, counts.failed, counts.items) == (2, 1, 2)
+    assert (await store.host_totals())["a.com"].items == 2
+    assert await store.requeue_stale(0.0) == 0  # nothing done that long ago
 
 
 async def test_state_counters_and_items_since_a_bookmark(opener: Opener) -> None:

@@ -150,6 +150,11 @@ class Store(Protocol):
         """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
         (buffered, not in flight); returns how many."""
 
+    async def requeue_stale(self, before: float) -> int:
+        """Queue again, as revisits, the pages done before `before` (epoch seconds), but a
+        redirect's final URL; returns how many. A revisit is fetched conditionally and its
+        outcome keeps, replaces or removes the page's items (see Outcome.revisit)."""
+
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         """Put failed rows (of `host`, of error kind `error`) back in the queue with no
         attempts used, and forget the politeness state of their hosts; returns how many."""

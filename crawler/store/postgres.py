@@ -45,6 +45,7 @@ from ..records import (
     HostState,
     NewRequest,
     Outcome,
+    Revisit,
     State,
     StoredRequest,
     Summary,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -93,7 +94,10 @@ _TABLES = [
         method text,
         body bytea,
         errback text,
-        spec text
+        spec text,
+        etag text,
+        last_modified text,
+        revisit bool NOT NULL DEFAULT false
     ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02,
             autovacuum_vacuum_insert_scale_factor = 0.05)""",
     "CREATE UNIQUE INDEX requests_identity ON requests ((COALESCE(key, url)))",
@@ -154,11 +158,17 @@ _MIGRATIONS = {
         """CREATE TABLE counters (name text NOT NULL, writer text NOT NULL,
             value bigint NOT NULL DEFAULT 0, PRIMARY KEY (name, writer))""",
     ],
+    2: [  # 3: revisits (validators kept, rows queued again, items replaced)
+        "ALTER TABLE requests ADD COLUMN etag text, ADD COLUMN last_modified text,"
+        " ADD COLUMN revisit bool NOT NULL DEFAULT false",
+    ],
 }
+#: The revisit outcomes that take a page's items away (new ones, if any, come in).
+_REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
-    " method, body, errback, spec"
+    " method, body, errback, spec, etag, last_modified, revisit"
 )
 
 #: Errors worth running a transaction again for (two commits inserting the same new URLs).
@@ -664,10 +674,14 @@ class PostgresStore:
                 """UPDATE requests r SET state = u.state, attempts = u.attempts,
                     not_before = u.not_before, status = u.status, error = u.error,
                     message = u.message, updated = $10, latency = u.latency, size = u.size,
-                    lease = NULL
+                    lease = NULL, etag = COALESCE(u.etag, r.etag),
+                    last_modified = COALESCE(u.last_modified, r.last_modified),
+                    revisit = u.revisit
                 FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
-                    $6::text[], $7::text[], $8::float8[], $9::int[])
-                    u(id, state, attempts, not_before, status, error, message, latency, size)
+                    $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
+                    $13::bool[])
+                    u(id, state, attempts, not_before, status, error, message, latency, size,
+                      etag, last_modified, revisit)
                 WHERE r.id = u.id AND r.state = 1
                 RETURNING r.id""",
                 [o.request.id for o in accepted],
@@ -680,6 +694,9 @@ class PostgresStore:
                 [o.latency for o in accepted],
                 [o.size for o in accepted],
                 now,
+                [o.etag for o in accepted],
+                [o.last_modified for o in accepted],
+                [o.state is State.QUEUED and o.request.revisit for o in accepted],
             )
             closed = {row[0] for row in rows}
         counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
@@ -704,7 +721,15 @@ class PostgresStore:
         lost = len(outcomes) - len(closed)
         if lost:
             log.warning("%d page outcomes refused: their hosts went to another process", lost)
-        # 3. items, then the links found
+        # 3. a revisit's old items, the items, then the links found
+        replaced = [o for o in committed if not o.lost and o.revisit in _REPLACING]
+        if replaced:
+            pages = {o.request.id: o.request.host for o in replaced}
+            for (request_id,) in await db.fetch(
+                "DELETE FROM items WHERE request_id = ANY($1::bigint[]) RETURNING request_id",
+                sorted(pages),
+            ):
+                counts.setdefault(pages[request_id], [0, 0, 0, 0, 0])[3] -= 1
         items = [(o.request.id, item) for o in committed if not o.lost for item in o.items]
         if items:
             await db.execute(
@@ -878,6 +903,19 @@ class PostgresStore:
             )
             await self._count(db, {host: [0, 0, int(failed), 0, 0]})
         return int(failed)
+
+    async def requeue_stale(self, before: float) -> int:
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "WITH r AS (UPDATE requests SET state = 0, revisit = true, attempts = 0,"
+                " not_before = 0 WHERE state = 2 AND updated < $1"
+                " AND COALESCE(message, '') <> 'fetched through a redirect'"
+                " RETURNING host, latency IS NOT NULL AS fetched)"
+                " SELECT host, count(*), count(*) FILTER (WHERE fetched) FROM r GROUP BY host",
+                before,
+            )
+            await self._count(db, {h: [0, -int(n), 0, 0, -int(f)] for h, n, f in rows})
+        return sum(int(n) for _, n, _ in rows)
 
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         async with self._tx() as db:

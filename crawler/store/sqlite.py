@@ -28,6 +28,8 @@ from ..records import (
     HostState,
     NewRequest,
     Outcome,
+    Revisit,
+    State,
     StoredRequest,
     Summary,
     WorkerInfo,
@@ -38,7 +40,7 @@ from ..stats import add as add_counters
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -68,8 +70,15 @@ CREATE TABLE IF NOT EXISTS requests (
     method TEXT,
     body BLOB,
     errback TEXT,
-    spec TEXT
+    spec TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    revisit INTEGER NOT NULL DEFAULT 0
 )"""
+#: The table as schema 7 made it (migration 6 rebuilds it so; 8 adds the revisit columns).
+_REQUESTS_V7 = _REQUESTS.replace(
+    ",\n    etag TEXT,\n    last_modified TEXT,\n    revisit INTEGER NOT NULL DEFAULT 0", ""
+)
 _REQUEST_INDEXES = [
     "CREATE UNIQUE INDEX IF NOT EXISTS requests_identity ON requests (COALESCE(key, url))",
     "CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id)"
@@ -184,6 +193,11 @@ _ERRBACK_TRIGGER = """CREATE TRIGGER IF NOT EXISTS count_errback AFTER INSERT ON
     WHEN NEW.errback IS NOT NULL BEGIN
         INSERT OR IGNORE INTO callbacks (name) VALUES (NEW.errback);
     END"""
+#: Items removed (a revisit replaced or removed a page's) leave the host's count too.
+_ITEM_DELETED = """CREATE TRIGGER IF NOT EXISTS count_item_deleted AFTER DELETE ON items BEGIN
+        UPDATE host_counts SET items = items - 1
+        WHERE host = (SELECT host FROM requests WHERE id = OLD.request_id);
+    END"""
 _COUNTERS = [
     "CREATE TABLE IF NOT EXISTS host_counts (host TEXT PRIMARY KEY,"
     " queued INTEGER NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0,"
@@ -193,6 +207,7 @@ _COUNTERS = [
     *_COUNT_TRIGGERS,
     _COUNTERS_V4[-1],  # count_item
     _ERRBACK_TRIGGER,
+    _ITEM_DELETED,
 ]
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
 _NEVER_SENT = sorted(NEVER_SENT)
@@ -225,7 +240,7 @@ _MIGRATIONS[5] = [  # 6: pages fetched per host (what page budgets count), kept 
 ]
 _MIGRATIONS[6] = [  # 7: requests beyond GET (identity key, method, body...), cookie jars
     # the 12-step table rebuild: url is no longer unique (a GET and a POST may share it)
-    _REQUESTS.replace("requests (", "requests_v7 (", 1),
+    _REQUESTS_V7.replace("requests (", "requests_v7 (", 1),
     "INSERT INTO requests_v7 (id, url, host, callback, priority, depth, meta, any_content_type,"
     " state, not_before, attempts, lease, status, error, message, updated, latency, size)"
     " SELECT id, url, host, callback, priority, depth, meta, any_content_type, state,"
@@ -244,10 +259,22 @@ _MIGRATIONS[7] = [  # 8: the spider's counters and drop reasons (its state is a 
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
     " WITHOUT ROWID",
 ]
+_MIGRATIONS[8] = [  # 9: revisits (validators kept, rows queued again, items replaced)
+    "ALTER TABLE requests ADD COLUMN etag TEXT",
+    "ALTER TABLE requests ADD COLUMN last_modified TEXT",
+    "ALTER TABLE requests ADD COLUMN revisit INTEGER NOT NULL DEFAULT 0",
+    _ITEM_DELETED,
+]
+
+#: The revisit outcomes that take a page's items away (new ones, if any, come in).
+_REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
+#: Pages a revisit fetches again: done before a time, and crawled under their own URL (a
+#: redirect's final URL, marked done by its redirect, is revisited through that redirect).
+_STALE = "state = 2 AND updated < ? AND COALESCE(message, '') <> 'fetched through a redirect'"
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
-    " method, body, errback, spec"
+    " method, body, errback, spec, etag, last_modified, revisit"
 )
 
 
@@ -469,6 +496,9 @@ class SQLiteStore:
                 r[10],
                 r[11],
                 r[12],
+                r[13],
+                r[14],
+                bool(r[15]),
             )
             for r in rows
         ]
@@ -535,10 +565,16 @@ class SQLiteStore:
                     now,
                     o.latency,
                     o.size,
+                    o.etag,
+                    o.last_modified,
+                    o.state is State.QUEUED and o.request.revisit,  # a revisit's retry still is
                     o.request.id,
                 )
                 for o in committed
             ]
+            replaced = [(o.request.id,) for o in committed if o.revisit in _REPLACING]
+            if replaced:  # a revisit found the page changed (or gone): its old items go
+                await self._db.executemany("DELETE FROM items WHERE request_id = ?", replaced)
             if links:
                 await self._insert(links)
             if items:
@@ -547,8 +583,9 @@ class SQLiteStore:
                 )
             await self._db.executemany(
                 "UPDATE requests SET state = ?, attempts = ?, not_before = ?, status = ?,"
-                " error = ?, message = ?, updated = ?, latency = ?, size = ?, lease = NULL"
-                " WHERE id = ?",
+                " error = ?, message = ?, updated = ?, latency = ?, size = ?, lease = NULL,"
+                " etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),"
+                " revisit = ? WHERE id = ?",
                 updates,
             )
         return committed
@@ -612,6 +649,15 @@ class SQLiteStore:
                 )
                 failed += cursor.rowcount
         return failed
+
+    async def requeue_stale(self, before: float) -> int:
+        async with self._transaction():
+            cursor = await self._db.execute(
+                "UPDATE requests SET state = 0, revisit = 1, attempts = 0, not_before = 0"
+                f" WHERE {_STALE}",
+                (before,),
+            )
+            return cursor.rowcount
 
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         async with self._transaction():
