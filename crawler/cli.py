@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--store", metavar="PATH|DSN", required=True)
     export.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
     export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
+    export.add_argument(
+        "--changed",
+        action="store_true",
+        help="only the items of pages the last revisit found changed",
+    )
 
     stats = commands.add_parser(
         "stats", parents=[verbosity], help="summarize a crawl (running or not) from its store"
@@ -619,7 +624,14 @@ def _export(args: argparse.Namespace) -> int:
     async def export() -> int:
         store = await open_readonly(args.store, args.spider)
         try:
-            return await export_items(store.items, args.output)
+            if args.changed and store.outdated:
+                raise ConfigError(
+                    f"{args.store} was written by an older version of the crawler: it has no "
+                    "revisits yet"
+                )
+            return await export_items(
+                store.changed_items if args.changed else store.items, args.output
+            )
         finally:
             await store.close()
 

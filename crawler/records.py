@@ -59,6 +59,18 @@ class Revisit(enum.StrEnum):
     GONE = "gone"
 
 
+#: The requests table's `revisit` column: queued as a revisit, or changed by the last one.
+REVISIT_QUEUED, REVISIT_CHANGED = 1, 2
+
+
+def revisit_mark(outcome: Outcome) -> int:
+    """The `revisit` column a committed outcome leaves: still a revisit (a retry of one),
+    changed by this revisit, or nothing."""
+    if outcome.state is State.QUEUED and outcome.request.revisit:
+        return REVISIT_QUEUED
+    return REVISIT_CHANGED if outcome.revisit is Revisit.CHANGED else 0
+
+
 class State(enum.IntEnum):
     QUEUED = 0
     LEASED = 1

@@ -171,6 +171,10 @@ async def test_revisit_from_the_command_line(site: VersionedSite, tmp_path: Path
     assert f"revisited: {PAGES - 1} unchanged, 1 changed, 0 gone" in err.decode()
     stats = json.loads(cli("stats", "--store", "pages.db", "--json", cwd=tmp_path).stdout)
     assert stats["revisits"] == {"unchanged": PAGES - 1, "changed": 1, "gone": 0}
+    result = cli("export", "--store", "pages.db", "--changed", "-o", "changed.jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    changed = [json.loads(line) for line in (tmp_path / "changed.jsonl").read_text().splitlines()]
+    assert changed == [{"url": f"{site.base}p/3"}]
     bad = cli(*args, "--revisit", "soon", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--revisit takes an age like 7d" in bad.stderr

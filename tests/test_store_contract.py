@@ -273,10 +273,12 @@ async def test_revisits_keep_replace_or_remove_a_pages_items(opener: Opener) -> 
         ]
     )
     assert sorted([i async for i in store.items()]) == ['"n3"', '"s"']
+    assert [i async for i in store.changed_items()] == ['"n3"']
     counts = await store.counts()
     assert (counts.done, counts.failed, counts.items) == (2, 1, 2)
     assert (await store.host_totals())["a.com"].items == 2
     assert await store.requeue_stale(0.0) == 0  # nothing done that long ago
+    assert [i async for i in store.changed_items()] == []  # a new revisit: old news
 
 
 async def test_state_counters_and_items_since_a_bookmark(opener: Opener) -> None:

@@ -175,6 +175,9 @@ class Store(Protocol):
     def items(self) -> AsyncIterator[str]:
         """Every stored item as JSON text, in the order they were committed."""
 
+    def changed_items(self) -> AsyncIterator[str]:
+        """The items of the pages the last revisit found changed (see requeue_stale)."""
+
     async def items_since(
         self, cursor: str | None, limit: int
     ) -> tuple[list[tuple[int, str]], str | None]:
@@ -220,6 +223,8 @@ class ReadableStore(Protocol):
         """Written by an older crawler: resuming the crawl brings it up to date."""
 
     def items(self) -> AsyncIterator[str]: ...
+
+    def changed_items(self) -> AsyncIterator[str]: ...
 
     def failures(
         self, host: str | None = None, error: str | None = None

@@ -39,6 +39,7 @@ from ..errors import ConfigError, StoreError
 from ..records import (
     LATENCY_BOUNDS,
     NEW_REQUEST_COLUMNS,
+    REVISIT_QUEUED,
     STATE_MARK,
     Counts,
     HostLease,
@@ -52,6 +53,7 @@ from ..records import (
     WorkerInfo,
     failure_dict,
     host_summaries,
+    revisit_mark,
 )
 from ..stats import add as add_counters
 from .sqlite import bucket_seconds as _bucket_seconds
@@ -97,7 +99,7 @@ _TABLES = [
         spec text,
         etag text,
         last_modified text,
-        revisit bool NOT NULL DEFAULT false
+        revisit smallint NOT NULL DEFAULT 0
     ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02,
             autovacuum_vacuum_insert_scale_factor = 0.05)""",
     "CREATE UNIQUE INDEX requests_identity ON requests ((COALESCE(key, url)))",
@@ -160,7 +162,7 @@ _MIGRATIONS = {
     ],
     2: [  # 3: revisits (validators kept, rows queued again, items replaced)
         "ALTER TABLE requests ADD COLUMN etag text, ADD COLUMN last_modified text,"
-        " ADD COLUMN revisit bool NOT NULL DEFAULT false",
+        " ADD COLUMN revisit smallint NOT NULL DEFAULT 0",
     ],
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
@@ -588,7 +590,10 @@ class PostgresStore:
             limit,
             fence,
         )
-        leased = [StoredRequest(*tuple(row), fence=fence) for row in rows]  # type: ignore[misc]
+        leased = [
+            StoredRequest(*tuple(row)[:-1], row[-1] == REVISIT_QUEUED, fence=fence)  # type: ignore[misc,call-arg]
+            for row in rows
+        ]
         leased.sort(key=lambda r: (-r.priority, r.id))
         return leased
 
@@ -679,7 +684,7 @@ class PostgresStore:
                     revisit = u.revisit
                 FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
                     $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
-                    $13::bool[])
+                    $13::smallint[])
                     u(id, state, attempts, not_before, status, error, message, latency, size,
                       etag, last_modified, revisit)
                 WHERE r.id = u.id AND r.state = 1
@@ -696,7 +701,7 @@ class PostgresStore:
                 now,
                 [o.etag for o in accepted],
                 [o.last_modified for o in accepted],
-                [o.state is State.QUEUED and o.request.revisit for o in accepted],
+                [revisit_mark(o) for o in accepted],
             )
             closed = {row[0] for row in rows}
         counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
@@ -906,8 +911,10 @@ class PostgresStore:
 
     async def requeue_stale(self, before: float) -> int:
         async with self._tx() as db:
+            # a new revisit: what the last one changed is no longer news
+            await db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
             rows = await db.fetch(
-                "WITH r AS (UPDATE requests SET state = 0, revisit = true, attempts = 0,"
+                "WITH r AS (UPDATE requests SET state = 0, revisit = 1, attempts = 0,"
                 " not_before = 0 WHERE state = 2 AND updated < $1"
                 " AND COALESCE(message, '') <> 'fetched through a redirect'"
                 " RETURNING host, latency IS NOT NULL AS fetched)"
@@ -1088,6 +1095,18 @@ class PostgresStore:
         last = 0
         while rows := await self._fetch(
             "SELECT id, data FROM items WHERE id > $1 ORDER BY id LIMIT 1000", last
+        ):
+            for row in rows:
+                yield row[1]
+            last = rows[-1][0]
+
+    async def changed_items(self) -> AsyncIterator[str]:
+        last = 0
+        while rows := await self._fetch(
+            "SELECT items.id, items.data FROM items JOIN requests"
+            " ON requests.id = items.request_id"
+            " WHERE items.id > $1 AND requests.revisit = 2 ORDER BY items.id LIMIT 1000",
+            last,
         ):
             for row in rows:
                 yield row[1]

@@ -22,6 +22,7 @@ from ..records import (
     LATENCY_BOUNDS,
     NEVER_SENT,
     NEW_REQUEST_COLUMNS,
+    REVISIT_QUEUED,
     STATE_MARK,
     Counts,
     HostLease,
@@ -29,12 +30,12 @@ from ..records import (
     NewRequest,
     Outcome,
     Revisit,
-    State,
     StoredRequest,
     Summary,
     WorkerInfo,
     failure_dict,
     host_summaries,
+    revisit_mark,
 )
 from ..stats import add as add_counters
 
@@ -498,7 +499,7 @@ class SQLiteStore:
                 r[12],
                 r[13],
                 r[14],
-                bool(r[15]),
+                r[15] == REVISIT_QUEUED,
             )
             for r in rows
         ]
@@ -567,7 +568,7 @@ class SQLiteStore:
                     o.size,
                     o.etag,
                     o.last_modified,
-                    o.state is State.QUEUED and o.request.revisit,  # a revisit's retry still is
+                    revisit_mark(o),
                     o.request.id,
                 )
                 for o in committed
@@ -652,6 +653,8 @@ class SQLiteStore:
 
     async def requeue_stale(self, before: float) -> int:
         async with self._transaction():
+            # a new revisit: what the last one changed is no longer news
+            await self._db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 0, revisit = 1, attempts = 0, not_before = 0"
                 f" WHERE {_STALE}",
@@ -806,6 +809,18 @@ class SQLiteStore:
                 return
             for _, data in rows:
                 yield data
+
+    async def changed_items(self) -> AsyncIterator[str]:
+        last = 0
+        while rows := await self._fetchall(
+            "SELECT items.id, items.data FROM items JOIN requests"
+            " ON requests.id = items.request_id"
+            " WHERE items.id > ? AND requests.revisit = 2 ORDER BY items.id LIMIT 1000",
+            (last,),
+        ):
+            for _, data in rows:
+                yield data
+            last = rows[-1][0]
 
     async def items_since(
         self, cursor: str | None, limit: int
