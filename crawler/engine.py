@@ -39,12 +39,12 @@ from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit
 from .proxies import ProxyPool
-from .records import STATE_MARK, NewRequest, Outcome, State, WorkerInfo
+from .records import STATE_MARK, NewRequest, Outcome, Revisit, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
-from .stats import CACHE_HITS, DROPPED
+from .stats import CACHE_HITS, DROPPED, REVISIT
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
@@ -863,7 +863,7 @@ class _Writer:
                     n for name, n in outcome.counters.items() if name.startswith(DROPPED)
                 )
                 stats.cached += outcome.counters.get(CACHE_HITS, 0)
-            if outcome.revisit is not None and not outcome.lost:
-                kind = str(outcome.revisit)
-                setattr(stats, kind, getattr(stats, kind) + 1)
+                stats.unchanged += outcome.counters.get(REVISIT + Revisit.UNCHANGED, 0)
+                stats.changed += outcome.counters.get(REVISIT + Revisit.CHANGED, 0)
+                stats.gone += outcome.counters.get(REVISIT + Revisit.GONE, 0)
         self._frontier.settle(batch)

@@ -563,6 +563,8 @@ def _conditional(headers: dict[str, str] | None, stored: StoredRequest) -> dict[
     """`headers`, with the validators a revisit sends (the page's last ETag, Last-Modified)."""
     if not stored.revisit or not (stored.etag or stored.last_modified):
         return headers
+    if stored.callback == "parse_sitemap":  # read whole: its lastmods tell which pages changed
+        return headers
     conditional = dict(headers or {})
     if stored.etag:
         conditional["If-None-Match"] = stored.etag

@@ -59,6 +59,8 @@ class Revisit(enum.StrEnum):
     GONE = "gone"
 
 
+#: The message of a revisit a sitemap's lastmod answered (no request went out).
+UNCHANGED_BY_SITEMAP = "unchanged since its sitemap lastmod"
 #: The requests table's `revisit` column: queued as a revisit, or changed by the last one.
 REVISIT_QUEUED, REVISIT_CHANGED = 1, 2
 
@@ -100,6 +102,9 @@ class NewRequest:
     body: bytes | None = None
     errback: str | None = None
     spec: str | None = None
+    #: When a sitemap says the page last changed (epoch seconds): a revisit queued for a page
+    #: fetched since then is marked unchanged instead of fetched. Not stored.
+    lastmod: float | None = None
 
     def row(self) -> tuple[Any, ...]:
         """Its values in the order of `NEW_REQUEST_COLUMNS` (the state: queued, or failed

@@ -148,6 +148,8 @@ class Spider:
         for entry in entries:
             request = self.sitemap_request(entry)
             if request is not None:
+                if entry.lastmod is not None:  # lets a revisit skip a page fetched since
+                    request.meta.setdefault("sitemap_lastmod", entry.lastmod.timestamp())
                 yield request
 
     async def parse(self, response: Response) -> AsyncIterator[Any]:

@@ -78,7 +78,16 @@ def to_stored(
         body=request.body,
         errback=request.errback_name,
         spec=_spec(request),
+        lastmod=_lastmod(request.meta.get(SITEMAP_LASTMOD)),
     )
+
+
+#: The meta key under which `Spider.parse_sitemap` passes an entry's lastmod (epoch seconds).
+SITEMAP_LASTMOD = "sitemap_lastmod"
+
+
+def _lastmod(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def from_stored(spider: Spider, stored: StoredRequest) -> Request:

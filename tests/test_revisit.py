@@ -45,12 +45,24 @@ class VersionedSite:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/robots.txt":
             return web.Response(status=404)
+        if request.path == "/sitemap.xml":
+            self.requests["sitemap"] += 1
+            return web.Response(text=self._sitemap(), content_type="application/xml")
         n = int(request.path.rsplit("/", 1)[1])
         conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
         self.requests["conditional" if conditional else "plain"] += 1
         response = self._page(n, request)
         self.statuses[response.status] += 1
         return response
+
+    def _sitemap(self) -> str:
+        """Pages 1..99, each last modified in 2020, but the ones whose version changed."""
+        entries = "".join(
+            f"<url><loc>{self.base}p/{n}</loc><lastmod>"
+            f"{'2020-01-01' if self.versions[n] == 1 else '2099-01-01'}</lastmod></url>"
+            for n in range(1, PAGES)
+        )
+        return f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'
 
     def _page(self, n: int, request: web.Request) -> web.Response:
         if n in self.gone:
@@ -178,3 +190,39 @@ async def test_revisit_from_the_command_line(site: VersionedSite, tmp_path: Path
     bad = cli(*args, "--revisit", "soon", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--revisit takes an age like 7d" in bad.stderr
+
+
+class Mapped(Spider):
+    name = "mapped"
+    parsed: list[str] = []
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        type(self).parsed.append(response.url)
+        yield {"url": response.url, "title": response.css_first("title").text()}
+
+
+async def test_a_sitemap_lastmod_spares_the_requests_of_unchanged_pages(
+    site: VersionedSite, tmp_path: Path
+) -> None:
+    store = tmp_path / "mapped.db"
+    options = Settings(concurrency=1, per_domain_concurrency=1)
+
+    async def crawl_mapped(revisit: float | None = None) -> Any:
+        Mapped.parsed = []
+        spider = Mapped(sitemap_urls=site.base + "sitemap.xml")
+        return await Crawler(spider, options, store_path=store, revisit=revisit).run()
+
+    await crawl_mapped()
+    assert len(Mapped.parsed) == PAGES - 1
+    site.versions[60] = 2  # the sitemap says so (lastmod 2099)
+    site.requests.clear()
+    stats = await crawl_mapped(revisit=0)
+    assert site.requests["sitemap"] == 1  # read whole, not conditionally: it tells the news
+    # the pages leased with the sitemap (one batch) were asked conditionally; every later
+    # page the sitemap dates before its last fetch was marked unchanged without a request
+    assert site.requests["conditional"] <= 20
+    assert Mapped.parsed == [f"{site.base}p/60"]
+    assert (stats.unchanged, stats.changed, stats.gone) == (PAGES - 2, 2, 0)  # + the sitemap
+    after = await titles(store)
+    assert after["60"] == "page 60 v2"
+    assert len(after) == PAGES - 1

@@ -281,6 +281,33 @@ async def test_revisits_keep_replace_or_remove_a_pages_items(opener: Opener) -> 
     assert [i async for i in store.changed_items()] == []  # a new revisit: old news
 
 
+async def test_a_sitemaps_lastmod_marks_queued_revisits_unchanged(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/map"), req("/old"), req("/new")])
+    await store.acquire_hosts(10, None)
+    leased = {r.url.rsplit("/", 1)[1]: r for r in await store.lease("a.com", 3, now=1.0)}
+    await store.commit(
+        [Outcome(r, State.DONE, 1, items=[f'"{n}"'], latency=0.1) for n, r in leased.items()]
+    )
+    fetched = time.time()
+    assert await store.requeue_stale(fetched + 1) == 3
+    await store.acquire_hosts(10, None)
+    (sitemap,) = await store.lease("a.com", 1, now=1.0)
+    assert sitemap.url.endswith("/map")
+    links = [
+        NewRequest(url="http://a.com/old", host="a.com", lastmod=fetched - 86400),
+        NewRequest(url="http://a.com/new", host="a.com", lastmod=fetched + 86400),
+    ]
+    (committed,) = await store.commit([Outcome(sitemap, State.DONE, 1, links=links)])
+    assert committed.counters == {"revisit:unchanged": 1}
+    assert (await store.counters())["revisit:unchanged"] == 1
+    rest = await store.lease("a.com", 10, now=1.0)
+    assert [r.url for r in rest] == ["http://a.com/new"]  # /old is done: no request for it
+    counts = await store.counts()
+    assert (counts.done, counts.pending) == (2, 1)  # the sitemap and /old; /new to go
+    assert sorted([i async for i in store.items()]) == ['"map"', '"new"', '"old"']
+
+
 async def test_state_counters_and_items_since_a_bookmark(opener: Opener) -> None:
     store = await opener()
     await store.add([req("/1"), req("/2"), req("/3")])

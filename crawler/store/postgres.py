@@ -41,6 +41,7 @@ from ..records import (
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
     STATE_MARK,
+    UNCHANGED_BY_SITEMAP,
     Counts,
     HostLease,
     HostState,
@@ -55,6 +56,7 @@ from ..records import (
     host_summaries,
     revisit_mark,
 )
+from ..stats import REVISIT
 from ..stats import add as add_counters
 from .sqlite import bucket_seconds as _bucket_seconds
 
@@ -746,8 +748,36 @@ class PostgresStore:
         links = [link for o in committed for link in o.links]
         if links:
             await self._insert(db, links, counts)
+            for outcome in committed:
+                await self._unchanged_by_sitemap(db, outcome, now, counts)
         await self._count(db, counts)
         return committed
+
+    async def _unchanged_by_sitemap(
+        self, db: Db, outcome: Outcome, now: float, counts: dict[str, list[int]]
+    ) -> None:
+        """Mark done, as unchanged, the queued revisits of pages a sitemap (this outcome's
+        page) says have not changed since they were last fetched."""
+        dated = sorted((r.key or r.url, r.lastmod) for r in outcome.links if r.lastmod)
+        if not dated:
+            return
+        rows = await db.fetch(
+            f"""UPDATE requests r SET state = 2, revisit = 0, updated = $3,
+                message = '{UNCHANGED_BY_SITEMAP}'
+            FROM unnest($1::text[], $2::float8[]) u(identity, lastmod)
+            WHERE COALESCE(r.key, r.url) = u.identity AND r.state = 0 AND r.revisit = 1
+                AND r.updated >= u.lastmod
+            RETURNING r.host""",
+            [identity for identity, _ in dated],
+            [lastmod for _, lastmod in dated],
+            now,
+        )
+        for (host,) in rows:
+            counts.setdefault(host, [0, 0, 0, 0, 0])[1] += 1
+        if rows:
+            outcome.counters = outcome.counters or {}
+            key = REVISIT + Revisit.UNCHANGED
+            outcome.counters[key] = outcome.counters.get(key, 0) + len(rows)
 
     async def _keep(self, db: Db, state: str | None, counters: dict[str, int]) -> None:
         """Keep the spider's state and add to this process's rows of its counters."""

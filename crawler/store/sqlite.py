@@ -24,6 +24,7 @@ from ..records import (
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
     STATE_MARK,
+    UNCHANGED_BY_SITEMAP,
     Counts,
     HostLease,
     HostState,
@@ -37,6 +38,7 @@ from ..records import (
     host_summaries,
     revisit_mark,
 )
+from ..stats import REVISIT
 from ..stats import add as add_counters
 
 log = logging.getLogger(__name__)
@@ -533,12 +535,6 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (f"mark:{STATE_MARK}", state),
                 )
-            if total:
-                await self._db.executemany(
-                    "INSERT INTO counters (name, value) VALUES (?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                    sorted(total.items()),
-                )
             if hosts:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO hosts (host, not_before, failures, opens, open_until)"
@@ -578,9 +574,20 @@ class SQLiteStore:
                 await self._db.executemany("DELETE FROM items WHERE request_id = ?", replaced)
             if links:
                 await self._insert(links)
+                for outcome in committed:
+                    await self._unchanged_by_sitemap(outcome, now)
             if items:
                 await self._db.executemany(
                     "INSERT INTO items (request_id, data) VALUES (?, ?)", items
+                )
+            total = dict(counters or {})
+            for outcome in committed:
+                add_counters(total, outcome.counters)
+            if total:
+                await self._db.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    sorted(total.items()),
                 )
             await self._db.executemany(
                 "UPDATE requests SET state = ?, attempts = ?, not_before = ?, status = ?,"
@@ -871,6 +878,24 @@ class SQLiteStore:
             )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _unchanged_by_sitemap(self, outcome: Outcome, now: float) -> None:
+        """Mark done, as unchanged, the queued revisits of pages a sitemap (this outcome's
+        page) says have not changed since they were last fetched."""
+        dated = [(now, r.key or r.url, r.lastmod) for r in outcome.links if r.lastmod]
+        if not dated:
+            return
+        cursor = await self._db.executemany(
+            "UPDATE requests SET state = 2, revisit = 0, updated = ?,"
+            f" message = '{UNCHANGED_BY_SITEMAP}' WHERE COALESCE(key, url) = ? AND state = 0"
+            " AND revisit = 1 AND updated >= ?",
+            dated,
+        )
+        skipped = cursor.rowcount  # (total_changes would count the triggers' changes too)
+        if skipped:
+            outcome.counters = outcome.counters or {}
+            key = REVISIT + Revisit.UNCHANGED
+            outcome.counters[key] = outcome.counters.get(key, 0) + skipped
 
     async def _insert(self, requests: Sequence[NewRequest]) -> None:
         """Queue `requests` (failed at once: those with an error), unless already known."""
