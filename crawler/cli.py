@@ -59,8 +59,25 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("-q", "--quiet", action="store_true", help="log only problems")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # -s and -a, for every command that runs a spider
+    spider_options = argparse.ArgumentParser(add_help=False)
+    for flag, dest, what in (
+        ("-s", "settings", "override a setting"),
+        ("-a", "arguments", "a spider argument"),
+    ):
+        spider_options.add_argument(
+            flag,
+            dest=dest,
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"{what} (repeatable)",
+        )
+
     run = commands.add_parser(
-        "run", parents=[verbosity], help="crawl with a spider file (resumes an interrupted crawl)"
+        "run",
+        parents=[verbosity, spider_options],
+        help="crawl with a spider file (resumes an interrupted crawl)",
     )
     run.add_argument("spider_file", metavar="SPIDER_FILE", help="Python file defining a Spider")
     run.add_argument("--spider", metavar="NAME", help="which spider, when the file has several")
@@ -91,22 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
     run.add_argument(
         "--events", metavar="FILE", help="append a JSON-lines event log (pages, failures) to FILE"
-    )
-    run.add_argument(
-        "-s",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a setting (repeatable)",
-    )
-    run.add_argument(
-        "-a",
-        dest="arguments",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="spider argument (repeatable)",
     )
 
     export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
@@ -151,23 +152,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--pages", type=int, default=500, help="pages per host (default 500)")
     bench.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
 
-    spider_options = argparse.ArgumentParser(add_help=False)
-    spider_options.add_argument(
-        "-a",
-        dest="arguments",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a spider argument",
-    )
-    spider_options.add_argument(
-        "-s",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting",
-    )
     fetch = commands.add_parser(
         "fetch",
         parents=[verbosity, spider_options],
