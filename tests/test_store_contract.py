@@ -464,3 +464,30 @@ async def test_one_process_at_a_time_feeds_a_sink(shared: Opener) -> None:
     waiting = asyncio.create_task(b.claim("sink:x", wait=30.0))
     await a.close()  # (or dies): its claims go with its connection
     assert await waiting
+
+
+async def test_a_lost_session_is_connected_again(
+    shared: Opener, postgres_dsn: str, pg_spider: str
+) -> None:
+    """The server may end a session: after `idle_in_transaction_session_timeout` (a process
+    paused mid-transaction, whose row locks would keep its hosts from the others; tied to
+    the lease TTL), or a restart. The store connects again and runs the statement again."""
+    store = await shared()
+    await store.add([req("/1"), req("/2")])
+    await store.acquire_hosts(10, None)
+    one, two = await store.lease("a.com", 2, now=1.0)
+    killer = await asyncpg.connect(postgres_dsn)
+    try:
+        ended = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            " AND usename = current_user AND query NOT ILIKE '%pg_terminate_backend%'"
+        )
+    finally:
+        await killer.close()
+    assert ended >= 1
+    await store.commit([Outcome(one, State.DONE, 1, items=['"1"'])])
+    kept, _ = await store.heartbeat([("a.com", one.fence)], 1, 0.0, False)
+    assert kept == {"a.com"}
+    await store.commit([Outcome(two, State.DONE, 1, items=['"2"'])])
+    assert sorted([i async for i in store.items()]) == ['"1"', '"2"']

@@ -29,8 +29,8 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 SCHEMA_VERSION = 3
 
@@ -175,8 +176,34 @@ _COLUMNS = (
     " method, body, errback, spec, etag, last_modified, revisit"
 )
 
-#: Errors worth running a transaction again for (two commits inserting the same new URLs).
-_RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+#: A session the server ended: after `idle_in_transaction_session_timeout` (a process paused
+#: mid-transaction, whose locks would otherwise keep its hosts from the others), or a restart.
+_LOST = (
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    # what asyncpg raises when the end of a session reaches it in the middle of an operation
+    asyncpg.exceptions.InternalClientError,
+)
+#: Errors worth running a transaction again for: two commits inserting the same new URLs
+#: (a deadlock), or a session lost (the pool connects again; a lease lost meanwhile is
+#: refused by its fence as usual).
+_RETRY = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    *_LOST,
+)
+
+
+def _retrying(
+    method: Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
+    """The store method, run again on a deadlock or a lost session (see `_retried`)."""
+
+    async def run(store: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await _retried(store.location, lambda: method(store, *args, **kwargs))
+
+    return run
 
 
 def schema_name(spider_name: str) -> str:
@@ -237,7 +264,10 @@ class PostgresStore:
             if store is not None:
                 store.statements += 1
 
-        pool = await _connect(dsn, schema, logger=count)
+        # a transaction left open longer than a lease (a process paused mid-commit) is ended
+        # by the server, so that its row locks do not keep its hosts from the others
+        idle = max(2 * lease_ttl, 5.0)
+        pool = await _connect(dsn, schema, logger=count, idle=idle)
         store = cls(pool, dsn, schema, lease_ttl=lease_ttl, readonly=False)
         try:
             await store._prepare(spider_name, fresh)
@@ -393,6 +423,7 @@ class PostgresStore:
 
     # -- leases ----------------------------------------------------------------------------
 
+    @_retrying
     async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
         if limit <= 0:
             return []
@@ -534,6 +565,7 @@ class PostgresStore:
             )
         )
 
+    @_retrying
     async def grant_pages(self, want: int, max_pages: int) -> int:
         async with self._tx() as db:
             await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.schema + ":grant")
@@ -569,6 +601,7 @@ class PostgresStore:
 
     # -- the frontier rows -----------------------------------------------------------------
 
+    @_retrying
     async def add(self, requests: Sequence[NewRequest]) -> None:
         if requests:
             async with self._tx() as db:
@@ -922,6 +955,7 @@ class PostgresStore:
             )
         return int(result.rsplit(" ", 1)[1])
 
+    @_retrying
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
         now = time.time()
         async with self._tx() as db:
@@ -939,6 +973,7 @@ class PostgresStore:
             await self._count(db, {host: [0, 0, int(failed), 0, 0]})
         return int(failed)
 
+    @_retrying
     async def requeue_stale(self, before: float) -> int:
         async with self._tx() as db:
             # a new revisit: what the last one changed is no longer news
@@ -954,6 +989,7 @@ class PostgresStore:
             await self._count(db, {h: [0, -int(n), 0, 0, -int(f)] for h, n, f in rows})
         return sum(int(n) for _, n, _ in rows)
 
+    @_retrying
     async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
         async with self._tx() as db:
             await db.execute(
@@ -1206,16 +1242,25 @@ class PostgresStore:
             yield db
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        async with self._connection() as db:
-            return list(await db.fetch(sql, *args))
+        async def once() -> list[asyncpg.Record]:
+            async with self._connection() as db:
+                return list(await db.fetch(sql, *args))
+
+        return await _retried(self.location, once)
 
     async def _val(self, sql: str, *args: object) -> Any:
-        async with self._connection() as db:
-            return await db.fetchval(sql, *args)
+        async def once() -> Any:
+            async with self._connection() as db:
+                return await db.fetchval(sql, *args)
+
+        return await _retried(self.location, once)
 
     async def _execute(self, sql: str, *args: object) -> str:
-        async with self._connection() as db:
-            return str(await db.execute(sql, *args))
+        async def once() -> str:
+            async with self._connection() as db:
+                return str(await db.execute(sql, *args))
+
+        return await _retried(self.location, once)
 
 
 async def _retried(location: str, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -1233,7 +1278,11 @@ async def _retried(location: str, attempt: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _connect(
-    dsn: str, schema: str, size: int = 4, logger: Callable[[object], None] | None = None
+    dsn: str,
+    schema: str,
+    size: int = 4,
+    logger: Callable[[object], None] | None = None,
+    idle: float = 60.0,
 ) -> asyncpg.Pool:
     """A small pool of connections whose tables are the crawl's schema (`logger` hears of
     every statement sent)."""
@@ -1249,7 +1298,7 @@ async def _connect(
             max_size=size,
             server_settings={
                 "search_path": f'"{schema}"',
-                "idle_in_transaction_session_timeout": "60s",
+                "idle_in_transaction_session_timeout": f"{int(idle * 1000)}ms",
                 "synchronous_commit": "off",
             },
             timeout=10,
