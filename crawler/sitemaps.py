@@ -15,6 +15,9 @@ from .decoding import DecodingError, decoder_for
 
 #: The largest sitemap sitemaps.org allows, uncompressed.
 MAX_SITEMAP_BYTES = 50 * 1024 * 1024
+#: The meta key under which `Spider.parse_sitemap` passes an entry's lastmod (epoch seconds)
+#: to its request: a revisit spares a page fetched since then (see stored.to_stored).
+SITEMAP_LASTMOD = "sitemap_lastmod"
 
 
 @dataclass(frozen=True, slots=True)

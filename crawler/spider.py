@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from .errors import ConfigError
 from .models import Callback, Request, Response, http_statuses
 from .settings import parse_value
-from .sitemaps import MAX_SITEMAP_BYTES, SitemapEntry, SitemapError
+from .sitemaps import MAX_SITEMAP_BYTES, SITEMAP_LASTMOD, SitemapEntry, SitemapError
 from .sitemaps import parse as parse_sitemap_body
 from .stats import SpiderStats
 
@@ -149,7 +149,7 @@ class Spider:
             request = self.sitemap_request(entry)
             if request is not None:
                 if entry.lastmod is not None:  # lets a revisit skip a page fetched since
-                    request.meta.setdefault("sitemap_lastmod", entry.lastmod.timestamp())
+                    request.meta.setdefault(SITEMAP_LASTMOD, entry.lastmod.timestamp())
                 yield request
 
     async def parse(self, response: Response) -> AsyncIterator[Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import SpiderError
 from .models import Request
 from .records import ErrorKind, NewRequest, StoredRequest
+from .sitemaps import SITEMAP_LASTMOD
 from .spider import Spider
 
 
@@ -80,10 +81,6 @@ def to_stored(
         spec=_spec(request),
         lastmod=_lastmod(request.meta.get(SITEMAP_LASTMOD)),
     )
-
-
-#: The meta key under which `Spider.parse_sitemap` passes an entry's lastmod (epoch seconds).
-SITEMAP_LASTMOD = "sitemap_lastmod"
 
 
 def _lastmod(value: Any) -> float | None:

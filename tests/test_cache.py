@@ -3,6 +3,7 @@ not rate-limited, and is counted; the rfc9111 policy follows the response header
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ async def test_cached_pages_are_not_rate_limited(graph: GraphSite, tmp_path: Pat
     clock = ManualClock(1000.0)  # time stands still: a rate-limited request would wait forever
     limited = settings(tmp_path, rate_limit=1.0)
     crawler = Crawler(spider_for(graph), limited, store_path=tmp_path / "2.db", clock=clock)
-    stats = await crawler.run()
+    # (a generous bound, not a timing assertion: a token not given back would wait forever)
+    stats = await asyncio.wait_for(crawler.run(), 120)
     assert stats.ended == "complete"
     assert stats.cached == len(graph.all_urls())
 

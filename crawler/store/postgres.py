@@ -469,12 +469,8 @@ class PostgresStore:
             leases.append(HostLease(host, fence, state, fetched.get(host, 0), start_in))
         return leases
 
+    @_retrying
     async def heartbeat(
-        self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
-    ) -> tuple[set[str], int | None]:
-        return await _retried(self.location, lambda: self._heartbeat(held, pages, rate, hungry))
-
-    async def _heartbeat(
         self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
     ) -> tuple[set[str], int | None]:
         kept: set[str] = set()
@@ -518,11 +514,10 @@ class PostgresStore:
                 share = max(1, math.ceil(held_total / max(alive, 1)))
         return kept, share
 
+    @_retrying
     async def release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
-        if hosts:
-            await _retried(self.location, lambda: self._release_hosts(hosts))
-
-    async def _release_hosts(self, hosts: Sequence[tuple[str, int, float]]) -> None:
+        if not hosts:
+            return
         ordered = sorted(hosts)
         async with self._tx() as db:
             await db.execute(

@@ -841,12 +841,14 @@ class SQLiteStore:
 
     async def taken(self, identities: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for identity in identities:
+        for start in range(0, len(identities), 500):  # (SQLite caps a statement's parameters)
+            chunk = tuple(identities[start : start + 500])
             rows = await self._fetchall(
-                "SELECT 1 FROM requests WHERE COALESCE(key, url) = ? AND state > 0", (identity,)
+                "SELECT COALESCE(key, url) FROM requests WHERE COALESCE(key, url) IN"
+                f" ({', '.join('?' * len(chunk))}) AND state > 0",
+                chunk,
             )
-            if rows:
-                found.add(identity)
+            found.update(identity for (identity,) in rows)
         return found
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
