@@ -25,6 +25,7 @@ import httpx
 
 from . import parser, tls
 from .addresses import AddressGuard, Resolver, system_resolver
+from .browser import Renderer
 from .clock import Clock
 from .cookies import Jars
 from .devtools import Requester
@@ -281,7 +282,9 @@ class Crawler:
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            page = self._make_page_runner(store, fetcher, frontier, hooks)
+            renderer = self._make_renderer(fetcher)
+            stack.push_async_callback(renderer.aclose)
+            page = self._make_page_runner(store, fetcher, frontier, hooks, renderer)
             events = EventLog(self.events) if self.events is not None else None
             if events is not None:
                 stack.callback(events.close)
@@ -459,8 +462,31 @@ class Crawler:
             heartbeat=min(1.0, settings.lease_ttl / 4),
         )
 
+    def _make_renderer(self, fetcher: Fetcher) -> Renderer:
+        """The browser for pages that ask to be rendered (started by the first of them)."""
+        settings = self.settings
+        return Renderer(
+            fetcher=fetcher,
+            allows=self._in_scope,
+            concurrency=settings.browser_concurrency,
+            wait=settings.render_wait,
+            block=frozenset(settings.block_resources),
+            timeout=settings.request_timeout,
+            user_agent=settings.user_agent,
+            executable=settings.browser_executable,
+        )
+
+    def _in_scope(self, url: str) -> bool:
+        split = self._canonicalizer.split(url)
+        return split is not None and self._scope.allows(*split)
+
     def _make_page_runner(
-        self, store: Store, fetcher: Fetcher, frontier: Frontier, hooks: Hooks
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        frontier: Frontier,
+        hooks: Hooks,
+        renderer: Renderer | None = None,
     ) -> PageRunner:
         settings = self.settings
         robots = self._robots(
@@ -492,6 +518,8 @@ class Crawler:
             clock=self._clock,
             hooks=hooks if hooks.on_request or hooks.on_response else None,
             refund=frontier.refund,
+            renderer=renderer,
+            render_all=self.spider.render,
         )
 
     async def _crawl(

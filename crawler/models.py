@@ -47,6 +47,9 @@ class Request:
     - `any_content_type`: non-HTML responses reach the callback too (JSON ones do anyway when
       the request's Accept header asks for JSON).
     - `proxy`: "http://user:pass@host:port" to send this request through.
+    - `render`: load the page in a headless browser, so that its scripts run (None: as the
+      spider's `render` says). The callback sees the rendered DOM, and an async callback
+      may drive the live page through `response.page`.
     - `depth` is set by the crawler (start requests are 0).
 
     Bad values are a TypeError or ValueError when the Request is built.
@@ -66,6 +69,7 @@ class Request:
     allow_status: tuple[int, ...]
     any_content_type: bool
     proxy: str | None
+    render: bool | None
     depth: int
 
     def __init__(
@@ -85,6 +89,7 @@ class Request:
         allow_status: Iterable[int] = (),
         any_content_type: bool = False,
         proxy: str | None = None,
+        render: bool | None = None,
         depth: int = 0,
     ) -> None:
         if not isinstance(url, str):
@@ -104,6 +109,9 @@ class Request:
         self.allow_status = http_statuses(allow_status) if allow_status else ()
         self.any_content_type = any_content_type
         self.proxy = None if proxy is None else _proxy(proxy)
+        if render is not None and not isinstance(render, bool):
+            raise TypeError(f"Request render must be True, False or None, got {render!r}")
+        self.render = render
         self.depth = depth
 
     @property
@@ -307,6 +315,7 @@ class Response:
         "cached",
         "headers",
         "nofollow",
+        "rendered",
         "request",
         "status",
         "url",
@@ -324,6 +333,8 @@ class Response:
         self.nofollow = True
         #: Whether the HTTP cache answered (the http_cache setting): no request went out.
         self.cached = False
+        #: How the browser rendered this response (browser.Rendered), if it did.
+        self.rendered: Any = None
         self._text: str | None = None
         self._tree: LexborHTMLParser | None = None
         self._json: Any = _UNSET
@@ -331,6 +342,33 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
+
+    @property
+    def page(self) -> Any:
+        """The live browser page (Playwright's Page) of a rendered response, while its callback
+        runs: click, scroll, wait for a selector, then read `await page.content()`. None when
+        the response was not rendered, or once its callback has returned."""
+        rendered = self.rendered
+        if rendered is None:
+            return None
+        rendered.used = True  # user code may have changed it: it is closed, not reused
+        return rendered.page
+
+    async def update(self) -> None:
+        """Read the live page's DOM again (after the callback clicked or scrolled through
+        `page`), so that `text`, `css()`, `xpath()` and `links()` see what it shows now. A
+        RuntimeError when the response has no live page."""
+        page = self.page
+        if page is None:
+            raise RuntimeError(
+                "response.update() needs a rendered response (render=True), in its callback"
+            )
+        html: str = await page.content()
+        self.body = html.encode()
+        self._text = html
+        self._tree = None
+        self._json = _UNSET
+        self._selector = None
 
     @property
     def depth(self) -> int:

@@ -6,6 +6,8 @@ escape. Takes plain values; reads no settings and writes no store.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 import logging
 import random
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser, tls
+from .browser import Rendered, Renderer
 from .clock import Clock
 from .errors import (
     FetchConnectError,
@@ -33,7 +36,7 @@ from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
 from .spider import Spider
-from .stats import CACHE_HITS, REVISIT, counting
+from .stats import CACHE_HITS, RENDER, REVISIT, counting
 from .stats import bump as add_counter
 from .stored import from_stored, identity, request_key, to_stored
 from .urls import Canonicalizer, Scope, TrapGuard
@@ -49,7 +52,8 @@ class PageRunner:
     a fetch ends, so the host's slot frees up before the callback runs; `health` is what the
     fetch says about the host (the circuit breaker's input), and `wait_until` holds the whole
     host after a 429/503 Retry-After. Retry times are on `clock`. Counts links it drops (off
-    scope, too deep)."""
+    scope, too deep). Pages whose request asks for rendering (`render_all`: every page) are
+    loaded in `renderer` once fetched; the host's slot is held until the page is ready."""
 
     def __init__(
         self,
@@ -73,6 +77,8 @@ class PageRunner:
         known_urls: int = 200_000,
         hooks: Hooks | None = None,
         refund: Callable[[str], None] | None = None,
+        renderer: Renderer | None = None,
+        render_all: bool = False,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -93,6 +99,8 @@ class PageRunner:
         self._clock = clock or Clock()
         self._hooks = hooks
         self._refund = refund
+        self._renderer = renderer
+        self._render_all = render_all
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -119,7 +127,8 @@ class PageRunner:
         request = from_stored(self._spider, stored)
         counters: dict[str, int] = {}
         with counting(counters):  # the spider's stats.inc() while the page runs count with it
-            outcome = await self._run(stored, request)
+            async with contextlib.AsyncExitStack() as pages:  # a rendered page, until parsed
+                outcome = await self._run(stored, request, pages)
         outcome.counters = counters or None
         session = request.session or ""
         jar = self._fetcher.jars.take(session)
@@ -127,7 +136,9 @@ class PageRunner:
             outcome.jars = {session: jar}
         return outcome
 
-    async def _run(self, stored: StoredRequest, request: Request) -> Outcome:
+    async def _run(
+        self, stored: StoredRequest, request: Request, pages: contextlib.AsyncExitStack
+    ) -> Outcome:
         attempts = stored.attempts + 1
         started: float | None = None
         if self._hooks is not None and self._hooks.on_request:
@@ -200,8 +211,24 @@ class PageRunner:
                 ),
                 fetched,
             )
+        rendered = None
+        if self._renders(request, fetched):
+            try:
+                fetched, rendered = await self._rendered(request, fetched, pages)
+            except FetchError as exc:
+                outcome, _ = self._failed(stored, attempts, exc)
+                outcome.status, outcome.latency = fetched.status, latency
+                self._release(stored.host, None, None)
+                if outcome.state is State.FAILED:
+                    return await self._errback(request, outcome, None)
+                return outcome
+            except BaseException:
+                self._release(stored.host, None, None)
+                raise
+            latency = time.monotonic() - started
         response = self._response(request, fetched)
         assert response is not None
+        response.rendered = rendered
         if fetched.cached:
             add_counter(CACHE_HITS)
             if self._refund is not None:
@@ -241,6 +268,32 @@ class PageRunner:
             outcome.revisit = Revisit.CHANGED  # its items are replaced by these
             add_counter(REVISIT + Revisit.CHANGED)
         return _validated(outcome, fetched)
+
+    def _renders(self, request: Request, fetched: Fetched) -> bool:
+        """Whether the page is to be rendered: asked for, and an HTML document."""
+        wanted = self._render_all if request.render is None else request.render
+        return (
+            wanted
+            and self._renderer is not None
+            and parser.is_html(fetched.headers.get("content-type"))
+        )
+
+    async def _rendered(
+        self, request: Request, fetched: Fetched, pages: contextlib.AsyncExitStack
+    ) -> tuple[Fetched, Rendered]:
+        """`fetched` as the browser rendered it (its DOM as UTF-8 HTML), and the rendered
+        page, open until `pages` closes. Raises RenderError."""
+        assert self._renderer is not None
+        done: list[Rendered] = []
+        pages.callback(_count_requests, done)  # once the page is closed: what it asked for
+        rendered = await pages.enter_async_context(
+            self._renderer.render(fetched, session=request.session or "")
+        )
+        done.append(rendered)
+        add_counter(RENDER + "pages")
+        headers = fetched.headers.copy()
+        headers["content-type"] = "text/html; charset=utf-8"
+        return dataclasses.replace(fetched, body=rendered.html, headers=headers), rendered
 
     def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
         if fetched is None:
@@ -513,6 +566,14 @@ class PageRunner:
             items.append(output)
 
 
+def _count_requests(done: list[Rendered]) -> None:
+    """Count what a rendered page's requests came to, with the page."""
+    for rendered in done:
+        for what in ("requests", "blocked", "skipped", "failed"):
+            if n := getattr(rendered, what):
+                add_counter(RENDER + what, n)
+
+
 def _checked(request: Request) -> Request:
     """`request` as hooks left it, its fields checked as a new Request's are (hooks set them
     directly): a ValueError or TypeError names the first bad one."""
@@ -531,6 +592,7 @@ def _checked(request: Request) -> Request:
         allow_status=request.allow_status,
         any_content_type=request.any_content_type,
         proxy=request.proxy,
+        render=request.render,
         depth=request.depth,
     )
 

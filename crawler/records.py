@@ -32,6 +32,8 @@ class ErrorKind(enum.StrEnum):
     IGNORED = "ignored"
     #: A process_response hook asked for a retry (say, a ban page) and none was left.
     RETRY = "retry"
+    #: The browser could not render the page (crashed, hung, never ready).
+    RENDER = "render"
 
 
 #: The bookmark name under which a commit keeps the spider's state (`Spider.state`).

@@ -18,6 +18,24 @@ from .errors import ConfigError
 
 #: The values of the `http_cache_policy` setting.
 CACHE_POLICIES = ("all", "rfc9111")
+#: The resource types a rendered page may be kept from loading (Playwright's, but "document":
+#: a page's own document, or a frame's, is always loaded).
+RESOURCE_TYPES = frozenset(
+    {
+        "stylesheet",
+        "image",
+        "media",
+        "font",
+        "script",
+        "texttrack",
+        "xhr",
+        "fetch",
+        "eventsource",
+        "websocket",
+        "manifest",
+        "other",
+    }
+)
 DEFAULT_USER_AGENT = "crawler/0.1 (+https://pypi.org/project/crawler/)"
 MIB = 1024 * 1024
 
@@ -118,6 +136,17 @@ class Settings:
     #: second run touches the server 0 times); "rfc9111": HTTP caching rules (Cache-Control,
     #: Expires, revalidation with ETag / Last-Modified).
     http_cache_policy: str = "all"
+    #: Pages open at once in the headless browser (requests with render=True).
+    browser_concurrency: int = 4
+    #: The Chromium to render with; empty: the system's (chromium, chromium-browser,
+    #: google-chrome on PATH), else Playwright's own download.
+    browser_executable: str = ""
+    #: When a rendered page is ready: "load", "domcontentloaded", "networkidle" (no request
+    #: for 0.5 s), or a CSS selector that must be on the page.
+    render_wait: str = "load"
+    #: Resource types a rendered page does not load (Playwright's names: image, font, media,
+    #: stylesheet, script, xhr, fetch, ...).
+    block_resources: tuple[str, ...] = ("image", "font", "media")
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -165,6 +194,18 @@ class Settings:
             )
         if not self.http_cache_dir.strip():
             raise ConfigError("setting 'http_cache_dir' must name a directory")
+        _at_least(self, "browser_concurrency", 1)
+        if not self.render_wait.strip():
+            raise ConfigError(
+                "setting 'render_wait' must be load, domcontentloaded, networkidle or a CSS "
+                "selector"
+            )
+        unknown = sorted(set(self.block_resources) - RESOURCE_TYPES)
+        if unknown:
+            raise ConfigError(
+                f"setting 'block_resources': {unknown[0]!r} is not a resource type "
+                f"(one of {', '.join(sorted(RESOURCE_TYPES))})"
+            )
         for proxy in self.proxies:
             parts = urlsplit(proxy)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -251,6 +292,10 @@ _FIELD_TYPES: dict[str, type] = {
     "http_cache_dir": str,
     "http_cache_ttl": float,
     "http_cache_policy": str,
+    "browser_concurrency": int,
+    "browser_executable": str,
+    "render_wait": str,
+    "block_resources": tuple,
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
 #: Settings of earlier versions, and what took their place.
@@ -266,6 +311,7 @@ _TUPLE_ITEMS: dict[str, type] = {
     "pipelines": str,
     "hooks": str,
     "sinks": str,
+    "block_resources": str,
 }
 #: A "module:Class" name of a pipeline, hook or sink class.
 _OBJECT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -41,6 +41,8 @@ class Spider:
     - `allow_status`: HTTP statuses >= 400 handed to callbacks instead of failing the
       request, for every request (a Request's own `allow_status` adds to it).
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
+    - `render = True`: every page is loaded in a headless browser (see browser.py); a
+      Request's own `render` decides for that request.
     - `pipelines`: objects whose `process_item(item, spider)` each item goes through before
       it is stored (see pipelines.py); `hooks`: objects with `process_request(request,
       spider)` / `process_response(request, response, spider)` (see hooks.py), or define
@@ -61,6 +63,7 @@ class Spider:
     allow: Sequence[str] = ()
     deny: Sequence[str] = ()
     allow_status: Sequence[int] = ()
+    render: bool = False
     custom_settings: ClassVar[Mapping[str, Any]] = {}
     pipelines: Sequence[Any] = ()
     hooks: Sequence[Any] = ()
@@ -281,6 +284,8 @@ def check_spider_class(cls: type[Spider]) -> None:
         raise ConfigError(
             f"spider {cls.name!r}: `allow_status` must list HTTP statuses, got {cls.allow_status!r}"
         ) from None
+    if not isinstance(cls.render, bool):
+        raise ConfigError(f"spider {cls.name!r}: `render` must be True or False")
     if not isinstance(cls.custom_settings, Mapping):
         raise ConfigError(f"spider {cls.name!r}: `custom_settings` must be a dict")
     for hook in ("opened", "closed"):

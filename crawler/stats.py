@@ -20,6 +20,9 @@ STAT = "stat:"
 DROPPED = "dropped:"
 #: Pages the HTTP cache answered.
 CACHE_HITS = "http:cached"
+#: Rendered pages and their requests ("render:pages", "render:requests", "render:blocked",
+#: "render:skipped", "render:failed").
+RENDER = "render:"
 #: Revisits, by what they found ("revisit:unchanged", "revisit:changed", "revisit:gone").
 REVISIT = "revisit:"
 

@@ -105,6 +105,7 @@ def from_stored(spider: Spider, stored: StoredRequest) -> Request:
         allow_status=spec.get("allow_status", ()),
         any_content_type=stored.any_content_type,
         proxy=spec.get("proxy"),
+        render=spec.get("render"),
         depth=stored.depth,
     )
 
@@ -124,4 +125,6 @@ def _spec(request: Request) -> str | None:
         spec["proxy"] = request.proxy
     if request.dont_filter:
         spec["dont_filter"] = True
+    if request.render is not None:
+        spec["render"] = request.render
     return json.dumps(spec, separators=(",", ":")) if spec else None

@@ -401,3 +401,131 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     with contextlib.suppress(OSError):
         writer.close()
+
+
+class Decoy:
+    """A private host no crawl may reach: counts every connection made to it (any protocol),
+    then closes it."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self.host = host
+        self.port = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def _count(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._count, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class ScriptSite:
+    """A shop whose content exists only once its scripts have run. `/` builds its links to
+    `items` item pages (and to /list and /scroll) in JavaScript; an item page's title and price
+    are written by a script; `/list` loads its entries with fetch() from a JSON API that wants
+    the cookies set by the server and by a script; `/scroll` shows 10 entries and loads 10 more
+    each time it is scrolled to the bottom, `scroll` in all. Every page also tries to reach
+    `decoy` (a private host) in every way a page can: fetch, an iframe, an image, a WebSocket,
+    a redirect; its own script runs once those attempts are over. `hits` counts requests by
+    path; every page marks itself ready with `<div id="ready">`.
+    """
+
+    def __init__(self, decoy: Decoy, *, items: int = 20, scroll: int = 50) -> None:
+        self.decoy = decoy
+        self.items = items
+        self.scroll = scroll
+        self.hits: Counter[str] = Counter()
+        self.port = 0
+
+    def _page(self, body: str, script: str) -> web.Response:
+        decoy = f"http://{self.decoy.host}:{self.decoy.port}"
+        html = f"""<!doctype html><html><head><title>shop</title></head><body>{body}
+<iframe src="{decoy}/frame"></iframe><img src="{decoy}/pixel.png">
+<script>
+try {{ new WebSocket("ws://{self.decoy.host}:{self.decoy.port}/ws"); }} catch (e) {{}}
+Promise.allSettled([fetch("{decoy}/steal"), fetch("/bounce")]).then(() => {{
+{script}
+}});
+</script></body></html>"""
+        return web.Response(text=html, content_type="text/html")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.hits[path] += 1
+        ready = 'document.body.insertAdjacentHTML("beforeend", \'<div id="ready"></div>\');'
+        if path == "/":
+            response = self._page(
+                '<div id="links"></div>',
+                f"""const links = document.getElementById("links");
+for (let i = 1; i <= {self.items}; i++) {{
+  links.insertAdjacentHTML("beforeend", `<a href="/item/${{i}}">item ${{i}}</a>`);
+}}
+links.insertAdjacentHTML("beforeend", '<a href="/list">list</a><a href="/scroll">more</a>');
+document.cookie = "seen=yes; path=/";
+{ready}""",
+            )
+            response.set_cookie("visitor", "v1")
+            return response
+        if path.startswith("/item/"):
+            n = path.rsplit("/", 1)[1]
+            return self._page(
+                "<h1></h1><span class=price></span>",
+                f"""document.querySelector("h1").textContent = "Item " + {n};
+document.querySelector(".price").textContent = ({n} * 1.5).toFixed(2);
+{ready}""",
+            )
+        if path == "/list":
+            return self._page(
+                "<ul id=entries></ul>",
+                f"""fetch("/api/entries").then(r => r.json()).then(entries => {{
+  const ul = document.getElementById("entries");
+  for (const e of entries) {{
+    ul.insertAdjacentHTML("beforeend", `<li><a href="${{e.url}}">${{e.name}}</a></li>`);
+  }}
+  {ready}
+}});""",
+            )
+        if path == "/api/entries":
+            cookies = request.cookies
+            if cookies.get("visitor") != "v1" or cookies.get("seen") != "yes":
+                return web.json_response({"error": "no cookies"}, status=403)
+            entries = [{"name": f"entry {i}", "url": f"/item/{i}"} for i in range(1, 6)]
+            return web.json_response(entries)
+        if path == "/scroll":
+            return self._page(
+                '<div id="feed" style="font-size: 40px"></div>',
+                f"""let loaded = 0;
+const feed = document.getElementById("feed");
+function more() {{
+  return fetch("/api/feed?offset=" + loaded).then(r => r.json()).then(rows => {{
+    for (const row of rows) feed.insertAdjacentHTML("beforeend", `<p class="entry">${{row}}</p>`);
+    loaded += rows.length;
+    if (loaded >= {self.scroll}) feed.insertAdjacentHTML("afterend", '<div id="end"></div>');
+  }});
+}}
+let busy = false;
+window.addEventListener("scroll", () => {{
+  if (busy || loaded >= {self.scroll}) return;
+  if (window.innerHeight + window.scrollY >= document.body.scrollHeight - 10) {{
+    busy = true; more().then(() => {{ busy = false; }});
+  }}
+}});
+more().then(() => {{ {ready} }});""",
+            )
+        if path == "/api/feed":
+            offset = int(request.query.get("offset", "0"))
+            rows = [f"row {i}" for i in range(offset, min(offset + 10, self.scroll))]
+            return web.json_response(rows)
+        if path == "/bounce":
+            raise web.HTTPFound(f"http://{self.decoy.host}:{self.decoy.port}/bounced")
+        if path == "/hang":
+            return self._page("<p>never ready</p>", "while (true) {}")
+        raise web.HTTPNotFound()

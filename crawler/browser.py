@@ -1,0 +1,488 @@
+"""Rendering: loads fetched documents in a headless Chromium (Playwright), whose every request
+the crawl's own fetcher makes. Playwright is imported when the first page is rendered, not before.
+
+The browser has no network of its own. It starts with a proxy that refuses every connection (a
+socket bound here, never listening), and each request a page makes is intercepted (Playwright's
+routing) and, once the crawl's scope allows its URL, fetched by the crawl's Fetcher: through the
+address guard (checked and pinned addresses), the proxies, the session's cookie jar, the size
+caps and the HTTP cache. So a page's scripts reach no host that the crawl itself may not, and a
+request that slips past routing (a WebSocket, say) fails at the refusing proxy. WebRTC may not
+use UDP, which no proxy carries.
+
+The document is the one the crawl fetched (robots.txt, per-host concurrency, the rate limit,
+retries and revisits applied as to any page): the page's navigation is answered with it, so it
+is requested once. One browser serves the crawl, with a context per cookie session and pages
+kept open for reuse. Chromium exits when its pipe to Playwright closes, so a killed crawl
+leaves no browser behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from http.cookiejar import Cookie
+from typing import Any
+
+from .errors import ConfigError, FetchError, HTTPStatusError
+from .fetcher import Fetched, Fetcher
+from .records import ErrorKind
+
+log = logging.getLogger("crawler")
+
+#: What `render_wait` may name besides a CSS selector (Playwright's load states).
+LOAD_STATES = frozenset({"load", "domcontentloaded", "networkidle"})
+#: The system Chromium builds looked for on PATH, in order.
+_EXECUTABLES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Response headers that describe the body as it came over the wire, not as it is handed on.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: Request headers the fetcher sets itself (or that name the browser's own connection).
+_OWN_HEADERS = frozenset(
+    {"accept-encoding", "connection", "content-length", "host", "keep-alive", "user-agent"}
+)
+#: Seconds a page may take to close or be reset before it is given up.
+_CLOSE_SECONDS = 5.0
+
+
+class RenderError(FetchError):
+    """The browser could not render a page: it crashed, hung past the timeout, or the page
+    never became ready. Retried like a timeout."""
+
+    kind = ErrorKind.RENDER
+    transient = True
+
+
+@dataclass(slots=True)
+class Rendered:
+    """A rendered page: its DOM as HTML (UTF-8), the live Playwright `page`, and what became
+    of the requests the page made: fetched, refused (out of scope or off-limits addresses),
+    skipped (`block_resources`) and failed."""
+
+    html: bytes
+    page: Any
+    requests: int = 0
+    blocked: int = 0
+    skipped: int = 0
+    failed: int = 0
+    #: Set when the caller handed the page to user code: it is closed, not reused.
+    used: bool = False
+
+
+@dataclass(slots=True)
+class _Load:
+    """One page load in progress: the document to answer its navigation with, the session
+    its requests belong to, and what became of them."""
+
+    document: Fetched
+    session: str
+    served: bool = False
+    counts: Rendered = field(default_factory=lambda: Rendered(b"", None))
+    #: The tasks answering its requests (cancelled when the page is let go).
+    answering: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Renderer:
+    """Renders fetched documents (see the module docstring). Use as an async context manager;
+    the browser starts with the first `render`.
+
+    `fetcher` makes the pages' requests; `allows(url)` says whether a URL is in the crawl's
+    scope; `concurrency` pages are open at once; `wait` is "load", "domcontentloaded",
+    "networkidle" or a CSS selector; `block` are resource types not loaded; `timeout`
+    (seconds) bounds a page's load; `executable` is the Chromium to run ("" to look for one).
+    """
+
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        allows: Callable[[str], bool],
+        concurrency: int,
+        wait: str,
+        block: frozenset[str],
+        timeout: float,
+        user_agent: str,
+        executable: str = "",
+    ) -> None:
+        self._fetcher = fetcher
+        self._allows = allows
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wait = wait
+        self._block = block
+        self._timeout = timeout
+        self._user_agent = user_agent
+        self._executable = executable
+        self._contexts_max = max(2 * concurrency, 8)
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._refuser: socket.socket | None = None
+        self._starting: asyncio.Lock | None = None
+        #: Open contexts by session, least recently used first, with their idle pages.
+        self._contexts: OrderedDict[str, Any] = OrderedDict()
+        self._idle: dict[str, list[Any]] = {}
+        self._busy: dict[str, int] = {}
+        #: The load each page is busy with.
+        self._loads: dict[Any, _Load] = {}
+        #: Pages made since the start (a measure of reuse).
+        self.pages_opened = 0
+
+    async def __aenter__(self) -> Renderer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the browser (and Playwright's driver with it)."""
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
+        self._contexts.clear()
+        self._idle.clear()
+        try:
+            if browser is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(_CLOSE_SECONDS):
+                        await browser.close()
+            if playwright is not None:
+                with contextlib.suppress(Exception):
+                    await playwright.stop()
+        finally:
+            if self._refuser is not None:
+                self._refuser.close()
+                self._refuser = None
+
+    @contextlib.asynccontextmanager
+    async def render(self, document: Fetched, *, session: str = "") -> AsyncIterator[Rendered]:
+        """Load `document` (fetched by the crawl, in cookie `session`) in a page and wait
+        until it is ready; the page stays open until the block ends. Raises RenderError when
+        the page crashes or is not ready within the timeout, ConfigError when no browser can
+        be started."""
+        async with self._slots:
+            context = await self._context(session)
+            page = await self._page(context, session)
+            load = self._loads[page] = _Load(document, session)
+            rendered = load.counts
+            rendered.page = page
+            healthy = False
+            try:
+                rendered.html = await self._load(page, document)
+                healthy = True
+                yield rendered
+            finally:
+                del self._loads[page]
+                for task in load.answering:  # what is still loading is not waited for
+                    task.cancel()
+                rendered.page = None
+                await self._put_back(context, session, page, reuse=healthy and not rendered.used)
+                await self._save_cookies(context, session)
+
+    async def _load(self, page: Any, document: Fetched) -> bytes:
+        from playwright.async_api import Error
+
+        url = document.url
+        wait = self._wait if self._wait in LOAD_STATES else "load"
+        milliseconds = self._timeout * 1000
+        try:
+            async with asyncio.timeout(self._timeout + 1):  # the driver's own timeouts, bounded
+                await page.goto(url, wait_until=wait, timeout=milliseconds)
+                if self._wait not in LOAD_STATES:
+                    await page.wait_for_selector(self._wait, state="attached", timeout=milliseconds)
+                html: str = await page.content()
+        except TimeoutError:
+            raise RenderError(url, f"not ready within {self._timeout:g} s") from None
+        except Error as exc:
+            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            if "Timeout" in type(exc).__name__ or "Timeout " in message:
+                raise RenderError(
+                    url, f"not ready within {self._timeout:g} s (render_wait {self._wait!r})"
+                ) from None
+            raise RenderError(url, f"the browser failed: {message}") from None
+        return html.encode()
+
+    # -- the browser, its contexts and pages ------------------------------------------------
+
+    async def _started(self) -> Any:
+        """The browser, started (again, if it went away)."""
+        if self._browser is not None and self._browser.is_connected():
+            return self._browser
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if self._browser is not None:
+                log.warning("the browser went away; starting another")
+                self._contexts.clear()
+                self._idle.clear()
+                self._busy.clear()
+            started = time.monotonic()
+            self._browser = await self._launch()
+            log.info("browser started in %.2f s", time.monotonic() - started)
+            return self._browser
+
+    async def _launch(self) -> Any:
+        try:
+            from playwright.async_api import Error, async_playwright
+        except ImportError:
+            raise ConfigError(
+                "rendering pages (render=True) needs Playwright: pip install 'crawler[browser]'"
+            ) from None
+        if self._refuser is None:
+            self._refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._refuser.bind(("127.0.0.1", 0))  # bound, never listening: refuses connections
+        port = self._refuser.getsockname()[1]
+        executable = self._executable or _system_chromium()
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        try:
+            return await self._playwright.chromium.launch(
+                executable_path=executable,
+                args=[
+                    f"--proxy-server=http://127.0.0.1:{port}",
+                    "--proxy-bypass-list=<-loopback>",  # loopback too goes to the refuser
+                    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+                ],
+            )
+        except Error as exc:
+            first = (exc.message or str(exc)).strip().splitlines()[0]
+            where = executable or "Playwright's Chromium"
+            raise ConfigError(
+                f"cannot start the browser ({where}): {first}; install Chromium (apt install "
+                "chromium) or set browser_executable"
+            ) from None
+
+    async def _context(self, session: str) -> Any:
+        """The browser context of cookie `session`, its cookies as the crawl's jar has them."""
+        browser = await self._started()
+        context = self._contexts.get(session)
+        if context is None:
+            context = await browser.new_context(
+                user_agent=self._user_agent, service_workers="block"
+            )
+            context.set_default_timeout(self._timeout * 1000)
+            await context.route("**/*", self._route)
+            self._contexts[session] = context
+            self._idle[session] = []
+            await self._close_idle_contexts()
+        self._contexts.move_to_end(session)
+        cookies = _to_browser(self._fetcher.jars.jar(session).jar)
+        if cookies:
+            await context.add_cookies(cookies)
+        return context
+
+    async def _close_idle_contexts(self) -> None:
+        """Close the least recently used contexts no page is open in, past the bound."""
+        for session in list(self._contexts):
+            if len(self._contexts) <= self._contexts_max:
+                return
+            if self._busy.get(session):
+                continue
+            context = self._contexts.pop(session)
+            self._idle.pop(session, None)
+            with contextlib.suppress(Exception):
+                await context.close()
+
+    async def _page(self, context: Any, session: str) -> Any:
+        self._busy[session] = self._busy.get(session, 0) + 1
+        idle = self._idle.setdefault(session, [])
+        if idle:
+            return idle.pop()
+        try:
+            page = await context.new_page()
+        except BaseException:
+            self._busy[session] -= 1
+            raise
+        self.pages_opened += 1
+        return page
+
+    async def _put_back(self, context: Any, session: str, page: Any, *, reuse: bool) -> None:
+        """Keep `page` for the next load (blank, so that its scripts stop) or close it."""
+        self._busy[session] -= 1
+        try:
+            async with asyncio.timeout(_CLOSE_SECONDS):
+                if reuse and self._contexts.get(session) is context:
+                    await page.goto("about:blank")
+                    self._idle[session].append(page)
+                    return
+                await page.close(run_before_unload=False)
+        except Exception as exc:  # a crashed or hung page: the browser reaps it
+            log.debug("could not reset a page: %s", exc)
+
+    async def _save_cookies(self, context: Any, session: str) -> None:
+        """Keep in the crawl's jar the cookies the browser holds for `session` (scripts set
+        some), so that they are committed with the page."""
+        try:
+            cookies = await context.cookies()
+        except Exception:  # the context or browser went away: what the jar has stays
+            return
+        jars = self._fetcher.jars
+        jar = jars.jar(session).jar
+        known = {(c.domain, c.path, c.name): c.value for c in jar}
+        changed = False
+        for cookie in cookies:
+            key = (cookie["domain"], cookie["path"], cookie["name"])
+            if known.get(key) != cookie["value"]:
+                jar.set_cookie(_from_browser(cookie))
+                changed = True
+        if changed:
+            jars.changed(session)
+
+    # -- the pages' requests ----------------------------------------------------------------
+
+    async def _route(self, route: Any) -> None:
+        """Answer one request a page makes: its document from the crawl's fetch, anything else
+        fetched by the crawl's fetcher if it may be, refused otherwise."""
+        request = route.request
+        try:
+            frame = request.frame
+            load = self._loads.get(frame.page)
+        except Exception:  # a worker's request has no frame
+            frame = load = None
+        counts = load.counts if load is not None else Rendered(b"", None)
+        task = asyncio.current_task()
+        if load is not None and task is not None:
+            load.answering.add(task)
+        try:
+            if (
+                load is not None
+                and not load.served
+                and frame is not None
+                and frame.parent_frame is None
+                and request.is_navigation_request()
+            ):  # the page's own document, as the crawl fetched it
+                load.served = True
+                await _fulfill(route, load.document)
+                return
+            if request.resource_type in self._block:
+                counts.skipped += 1
+                await route.abort("blockedbyclient")
+                return
+            url = request.url
+            if not self._allows(url):
+                counts.blocked += 1
+                log.debug("render: refused %s (out of scope)", url)
+                await route.abort("blockedbyclient")
+                return
+            fetched = await self._fetch(request, load.session if load else "")
+        except _Refused as exc:
+            counts.blocked += 1
+            log.debug("render: refused %s: %s", request.url, exc)
+            await _abort(route, "blockedbyclient")
+            return
+        except FetchError as exc:
+            counts.failed += 1
+            log.debug("render: %s failed: %s", request.url, exc.message)
+            await _abort(route, "failed")
+            return
+        except Exception as exc:  # the page went away while its request was answered
+            log.debug("render: %s: %s", request.url, exc)
+            return
+        finally:
+            if load is not None and task is not None:
+                load.answering.discard(task)
+        counts.requests += 1
+        with contextlib.suppress(Exception):
+            await _fulfill(route, fetched)
+
+    async def _fetch(self, request: Any, session: str) -> Fetched:
+        """A page's request, made by the crawl's fetcher: any status is an answer."""
+        headers = {
+            name: value
+            for name, value in (await request.all_headers()).items()
+            if not name.startswith(":") and name not in _OWN_HEADERS
+        }
+        try:
+            return await self._fetcher.fetch(
+                request.url,
+                method=request.method,
+                headers=headers,
+                body=request.post_data_buffer,
+                session=session,
+                error_body=True,
+                redirect=lambda target: target if self._allows(target) else None,
+            )
+        except HTTPStatusError as exc:
+            if exc.response is None:
+                raise
+            answer: Fetched = exc.response
+            return answer
+        except FetchError as exc:
+            if exc.kind in (ErrorKind.BLOCKED_ADDRESS, ErrorKind.REDIRECT_OUT_OF_SCOPE):
+                raise _Refused(exc.url, exc.message) from None
+            raise
+
+
+class _Refused(FetchError):
+    """A page's request went where the crawl may not go."""
+
+
+async def _fulfill(route: Any, fetched: Fetched) -> None:
+    headers: dict[str, str] = {}
+    for name, value in fetched.headers.multi_items():
+        if name in _WIRE_HEADERS:
+            continue
+        headers[name] = f"{headers[name]}\n{value}" if name in headers else value
+    await route.fulfill(status=fetched.status, headers=headers, body=fetched.body)
+
+
+async def _abort(route: Any, reason: str) -> None:
+    with contextlib.suppress(Exception):  # the page went away meanwhile
+        await route.abort(reason)
+
+
+def _system_chromium() -> str | None:
+    """The system's Chromium, if there is one on PATH (else Playwright's own is used)."""
+    for name in _EXECUTABLES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _to_browser(jar: Any) -> list[dict[str, Any]]:
+    """A cookie jar's cookies as Playwright takes them."""
+    cookies = []
+    for cookie in jar:
+        entry: dict[str, Any] = {
+            "name": cookie.name,
+            "value": cookie.value or "",
+            "domain": cookie.domain,
+            "path": cookie.path or "/",
+            "secure": bool(cookie.secure),
+            "httpOnly": cookie.has_nonstandard_attr("HttpOnly"),
+        }
+        if cookie.expires is not None:
+            entry["expires"] = float(cookie.expires)
+        cookies.append(entry)
+    return cookies
+
+
+def _from_browser(cookie: dict[str, Any]) -> Cookie:
+    """A cookie the browser holds, as the crawl's jar keeps it."""
+    domain = cookie["domain"]
+    expires = cookie.get("expires", -1)
+    rest = {"HttpOnly": ""} if cookie.get("httpOnly") else {}
+    return Cookie(
+        version=0,
+        name=cookie["name"],
+        value=cookie["value"],
+        port=None,
+        port_specified=False,
+        domain=domain,
+        domain_specified=domain.startswith("."),
+        domain_initial_dot=domain.startswith("."),
+        path=cookie.get("path") or "/",
+        path_specified=True,
+        secure=bool(cookie.get("secure")),
+        expires=int(expires) if expires is not None and expires >= 0 else None,
+        discard=expires is None or expires < 0,
+        comment=None,
+        comment_url=None,
+        rest=rest,
+    )
