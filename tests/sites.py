@@ -444,6 +444,8 @@ class ScriptSite:
         self.scroll = scroll
         self.hits: Counter[str] = Counter()
         self.port = 0
+        #: Called with each request's path (tests wait on it).
+        self.on_hit: Callable[[str], None] | None = None
 
     def _page(self, body: str, script: str) -> web.Response:
         decoy = f"http://{self.decoy.host}:{self.decoy.port}"
@@ -460,6 +462,8 @@ Promise.allSettled([fetch("{decoy}/steal"), fetch("/bounce")]).then(() => {{
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] += 1
+        if self.on_hit is not None:
+            self.on_hit(path)
         ready = 'document.body.insertAdjacentHTML("beforeend", \'<div id="ready"></div>\');'
         if path == "/":
             response = self._page(

@@ -7,11 +7,15 @@ Needs Playwright and a Chromium; CI has both (elsewhere these tests are skipped 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +255,167 @@ def test_response_page_is_none_unless_rendered() -> None:
     assert response.page is None
     with pytest.raises(RuntimeError, match="rendered response"):
         asyncio.run(response.update())
+
+
+SPIDER_FILE = """
+from crawler import Request, Spider
+
+
+class Scripted(Spider):
+    name = "scripted"
+    render = True
+    custom_settings = {"render_wait": "#ready", "obey_robots": False}
+
+    async def parse(self, response):
+        if "/item/" in response.url:
+            yield {"title": response.css_first("h1").text()}
+        await response.page.mouse.wheel(0, 500)  # the live page is driven by every callback
+        for url in response.links():
+            yield Request(url)
+"""
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes started by `pid`, and theirs (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+async def _exited(pids: set[int], seconds: float) -> set[int]:
+    """Wait (on pidfds, no polling) until the processes `pids` are gone; those still running
+    after `seconds`."""
+    loop = asyncio.get_running_loop()
+    waiting: dict[int, asyncio.Event] = {}
+    fds = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # gone already
+        fds.append(fd)
+        event = waiting[pid] = asyncio.Event()
+        loop.add_reader(fd, event.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                for event in waiting.values():
+                    await event.wait()
+        return {pid for pid, event in waiting.items() if not event.is_set()}
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+async def test_kill_9_mid_render_leaves_no_browser_and_resumes_exactly_once(
+    shop: ScriptSite, tmp_path: Path
+) -> None:
+    (tmp_path / "scripted.py").write_text(SPIDER_FILE)
+    args = [
+        sys.executable,
+        "-m",
+        "crawler",
+        "run",
+        "scripted.py",
+        "-a",
+        f"start_urls=http://127.0.0.1:{shop.port}/",
+        "-s",
+        "browser_concurrency=2",
+    ]
+    rendering = asyncio.Event()
+    shop.on_hit = lambda path: rendering.set() if shop.hits["/bounce"] >= 6 else None
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    ended = asyncio.create_task(proc.wait())
+    reached = asyncio.create_task(rendering.wait())
+    await asyncio.wait({ended, reached}, return_when=asyncio.FIRST_COMPLETED)
+    reached.cancel()
+    assert rendering.is_set(), "the crawl ended before it could be killed"
+    browsers = _descendants(proc.pid)
+    assert browsers, "no browser was running"
+    proc.send_signal(signal.SIGKILL)
+    await proc.communicate()
+    shop.on_hit = None
+
+    # Chromium exits once its pipe to Playwright closes: nothing is left behind
+    assert await _exited(browsers, seconds=30) == set()
+
+    again = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await again.communicate()
+    assert again.returncode == 0, stderr.decode()
+    titles = [item["title"] for item in _items(tmp_path / "scripted.db") if "title" in item]
+    assert sorted(titles) == sorted(f"Item {n}" for n in range(1, 21))  # each exactly once
+    assert shop.decoy.connections == 0
+
+
+def test_a_crawl_without_render_imports_no_browser_code(tmp_path: Path) -> None:
+    script = """
+import asyncio, sys
+import httpx
+from crawler import Crawler, Settings, Spider
+
+class Plain(Spider):
+    name = "plain"
+    start_urls = ["http://example.com/"]
+
+    async def parse(self, response):
+        yield {"title": response.css_first("title").text()}
+
+page = httpx.Response(200, html="<html><title>t</title></html>")
+crawler = Crawler(
+    Plain(),
+    Settings(obey_robots=False),
+    store_path="plain.db",
+    transport=httpx.MockTransport(lambda request: page),
+    resolver=lambda host: asyncio.sleep(0, ["93.184.215.14"]),
+)
+stats = asyncio.run(crawler.run())
+assert stats.items == 1, stats
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("playwright", "greenlet", "pyee")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+async def test_a_crashed_browser_fails_its_pages_and_another_one_takes_over(
+    shop: ScriptSite, store_path: Path
+) -> None:
+    class Crashing(Scripted):
+        crashed = False
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            if response.url.endswith("/item/3") and not Crashing.crashed:
+                Crashing.crashed = True
+                for pid in _descendants(os.getpid()):  # Chromium dies: a crash, not a close
+                    with contextlib.suppress(OSError):
+                        if Path(f"/proc/{pid}/comm").read_text().strip().startswith("chrom"):
+                            os.kill(pid, signal.SIGKILL)
+            async for output in super().parse(response):
+                yield output
+
+    stats = await Crawler(
+        _spider(shop, Crashing), _settings(browser_concurrency=2), store_path=store_path
+    ).run()
+    assert Crashing.crashed
+    assert stats.ended == "complete"
+    assert stats.failed == 0  # pages caught in the crash were retried in the new browser
+    titles = sorted(i["title"] for i in _items(store_path) if "title" in i)
+    assert titles == sorted(f"Item {n}" for n in range(1, 21))
+    assert shop.decoy.connections == 0
