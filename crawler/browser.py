@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import socket
@@ -416,6 +417,13 @@ class Renderer:
             if exc.kind in (ErrorKind.BLOCKED_ADDRESS, ErrorKind.REDIRECT_OUT_OF_SCOPE):
                 raise _Refused(exc.url, exc.message) from None
             raise
+
+
+def as_fetched(document: Fetched, rendered: Rendered) -> Fetched:
+    """`document` with the rendered DOM for its body (UTF-8 HTML)."""
+    headers = document.headers.copy()
+    headers["content-type"] = "text/html; charset=utf-8"
+    return dataclasses.replace(document, body=rendered.html, headers=headers)
 
 
 class _Refused(FetchError):

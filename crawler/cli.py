@@ -162,6 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--name", metavar="NAME", help="which spider, when the file has several")
     fetch.add_argument("--headers", action="store_true", help="print the response's headers")
     fetch.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE")
+    fetch.add_argument(
+        "--render",
+        action="store_true",
+        help="load the page in the headless browser and print its DOM once scripts ran",
+    )
 
     parse = commands.add_parser(
         "parse",
@@ -314,8 +319,9 @@ def _fetch(args: argparse.Namespace) -> int:
     spider, settings = _spider_and_settings(args.spider, args.name, args)
 
     async def get() -> Response:
+        target = Request(args.url, render=True) if args.render else args.url
         async with Crawler(spider, settings).requester([args.url]) as requester:
-            return await requester.fetch(args.url)
+            return await requester.fetch(target)
 
     response = asyncio.run(get())
     print(

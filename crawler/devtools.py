@@ -5,6 +5,7 @@ address guard and hooks, and one callback run on its response, with no store (th
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import parser, tls
+from .browser import Renderer, as_fetched
 from .errors import ConfigError, CrawlerError, SpiderError
 from .fetcher import Fetcher
 from .hooks import Hooks, Retry
@@ -31,7 +33,9 @@ _ANY_ERROR = frozenset(range(400, 600))
 
 
 class Requester:
-    """Fetches requests one at a time and runs callbacks on their responses (see module)."""
+    """Fetches requests one at a time and runs callbacks on their responses (see module).
+    A request to render (its own `render`, else `render_all`) is loaded in `renderer`, and its
+    page stays open until the next fetch or `aclose()`."""
 
     def __init__(
         self,
@@ -44,6 +48,8 @@ class Requester:
         scope: Scope,
         *,
         allow_status: Iterable[int] = (),
+        renderer: Renderer | None = None,
+        render_all: bool = False,
     ) -> None:
         self.spider = spider
         self._fetcher = fetcher
@@ -53,6 +59,13 @@ class Requester:
         self._canonicalizer = canonicalizer
         self._scope = scope
         self._allow_status = frozenset(allow_status)
+        self._renderer = renderer
+        self._render_all = render_all
+        self._page = contextlib.AsyncExitStack()
+
+    async def aclose(self) -> None:
+        """Close the page of the last rendered response, if one is open."""
+        await self._page.aclose()
 
     async def fetch(self, target: Request | str) -> Response:
         """The response to `target` (a URL, or a Request), whatever its status. Raises a
@@ -84,6 +97,16 @@ class Requester:
             proxy=request.proxy,
             allow_status=_ANY_ERROR,
         )
+        await self._page.aclose()  # the last response's page: a new one comes
+        rendered = None
+        wanted = self._render_all if request.render is None else request.render
+        if wanted and self._renderer is not None and parser.is_html(
+            fetched.headers.get("content-type")
+        ):
+            rendered = await self._page.enter_async_context(
+                self._renderer.render(fetched, session=request.session or "")
+            )
+            fetched = as_fetched(fetched, rendered)
         response = Response(
             url=fetched.url,
             status=fetched.status,
@@ -92,6 +115,7 @@ class Requester:
             request=request,
         )
         response.cached = fetched.cached
+        response.rendered = rendered
         if self._hooks.on_response:
             try:
                 response = await self._hooks.response(request, response)

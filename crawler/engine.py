@@ -282,7 +282,7 @@ class Crawler:
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            renderer = self._make_renderer(fetcher)
+            renderer = self._make_renderer(fetcher, self._in_scope)
             stack.push_async_callback(renderer.aclose)
             page = self._make_page_runner(store, fetcher, frontier, hooks, renderer)
             events = EventLog(self.events) if self.events is not None else None
@@ -462,12 +462,13 @@ class Crawler:
             heartbeat=min(1.0, settings.lease_ttl / 4),
         )
 
-    def _make_renderer(self, fetcher: Fetcher) -> Renderer:
-        """The browser for pages that ask to be rendered (started by the first of them)."""
+    def _make_renderer(self, fetcher: Fetcher, allows: Callable[[str], bool]) -> Renderer:
+        """The browser for pages that ask to be rendered (started by the first of them); the
+        pages may request the URLs that `allows`."""
         settings = self.settings
         return Renderer(
             fetcher=fetcher,
-            allows=self._in_scope,
+            allows=allows,
             concurrency=settings.browser_concurrency,
             wait=settings.render_wait,
             block=frozenset(settings.block_resources),
@@ -649,18 +650,29 @@ class Crawler:
             kept[origin] = (fetched_at, body)
 
         robots = self._robots(RobotsCache(self._robots_fetcher(fetcher), load, save), None)
+
+        def allows(url: str) -> bool:
+            split = self._canonicalizer.split(url)
+            return split is not None and scope.allows(*split)
+
+        renderer = self._make_renderer(fetcher, allows)
+        requester = Requester(
+            self.spider,
+            fetcher,
+            robots,
+            hooks,
+            pipelines,
+            self._canonicalizer,
+            scope,
+            allow_status=self._allow_status(),
+            renderer=renderer,
+            render_all=self.spider.render,
+        )
         try:
-            yield Requester(
-                self.spider,
-                fetcher,
-                robots,
-                hooks,
-                pipelines,
-                self._canonicalizer,
-                scope,
-                allow_status=self._allow_status(),
-            )
+            yield requester
         finally:
+            await requester.aclose()
+            await renderer.aclose()
             await fetcher.aclose()
 
     def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:

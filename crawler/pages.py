@@ -7,7 +7,6 @@ escape. Takes plain values; reads no settings and writes no store.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import logging
 import random
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser, tls
-from .browser import Rendered, Renderer
+from .browser import Rendered, Renderer, as_fetched
 from .clock import Clock
 from .errors import (
     FetchConnectError,
@@ -291,9 +290,7 @@ class PageRunner:
         )
         done.append(rendered)
         add_counter(RENDER + "pages")
-        headers = fetched.headers.copy()
-        headers["content-type"] = "text/html; charset=utf-8"
-        return dataclasses.replace(fetched, body=rendered.html, headers=headers), rendered
+        return as_fetched(fetched, rendered), rendered
 
     def _response(self, request: Request, fetched: Fetched | None) -> Response | None:
         if fetched is None:

@@ -419,3 +419,38 @@ async def test_a_crashed_browser_fails_its_pages_and_another_one_takes_over(
     titles = sorted(i["title"] for i in _items(store_path) if "title" in i)
     assert titles == sorted(f"Item {n}" for n in range(1, 21))
     assert shop.decoy.connections == 0
+
+
+async def _cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_fetch_render_and_parse_show_the_rendered_page(
+    shop: ScriptSite, tmp_path: Path
+) -> None:
+    start = f"http://127.0.0.1:{shop.port}/"
+    code, out, err = await _cli(
+        "fetch", start, "--render", "-s", "render_wait=#ready", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert '<a href="/item/7">item 7</a>' in out
+    code, out, err = await _cli("fetch", start, cwd=tmp_path)
+    assert code == 0, err
+    assert "/item/7" not in out  # the links only exist once the page's scripts ran
+
+    (tmp_path / "scripted.py").write_text(SPIDER_FILE)
+    code, out, err = await _cli("parse", "scripted.py", f"{start}item/4", "--json", cwd=tmp_path)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert {"type": "item", "page": f"{start}item/4", "item": {"title": "Item 4"}} in lines
+    assert shop.decoy.connections == 0
