@@ -46,9 +46,7 @@ def serve(
     """Serve the site; yields (start URLs, server name). With nginx, `access_log` receives a
     line per request: its arrival time (epoch seconds, ms) and its host."""
     names = [f"127.0.0.{i + 2}" for i in range(hosts)]
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    nginx = find_nginx()
     if not nginx:
         with serve_site(names, pages) as port:
             yield [f"http://{name}:{port}/p/0.html" for name in names], "aiohttp (crawler.bench)"
@@ -57,33 +55,50 @@ def serve(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root, names, port, pages)
-        os.chmod(tmp, 0o755)
-        servers = "".join(
-            f"server {{ listen {name}:{port}; root {root / name}; location / {{ }} }}\n"
-            for name in names
-        )
-        conf = root / "nginx.conf"
-        conf.write_text(
-            f"worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"
-            f"{' user root;' if os.geteuid() == 0 else ''}\n"
-            "events { worker_connections 4096; }\n"
-            + (
-                f"http {{ log_format t '$msec $host'; access_log {access_log} t; sendfile on;"
-                if access_log
-                else "http { access_log off; sendfile on;"
-            )
-            + " tcp_nopush on; keepalive_requests 1000000;"
-            " default_type text/html; types { text/html html; text/plain txt; }\n"
-            f"{servers}}}\n"
-        )
-        proc = subprocess.Popen([nginx, "-c", str(conf)])
-        try:
-            for name in names:  # wait until every host answers
-                for _ in range(200):
-                    with contextlib.suppress(OSError), socket.create_connection((name, port), 0.1):
-                        break
-                    time.sleep(0.05)
+        with nginx_serving(root, names, port, nginx, access_log):
             yield [f"http://{name}:{port}/p/0.html" for name in names], "nginx"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+
+
+@contextlib.contextmanager
+def nginx_serving(
+    root: Path, names: list[str], port: int, nginx: str, access_log: Path | None = None
+) -> Iterator[None]:
+    """nginx serving root/<name>/ as static files on name:port for each of `names` (.html as
+    text/html, .js and .json with their types), until the block ends."""
+    os.chmod(root, 0o755)
+    servers = "".join(
+        f"server {{ listen {name}:{port}; root {root / name}; location / {{ }} }}\n"
+        for name in names
+    )
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"
+        f"{' user root;' if os.geteuid() == 0 else ''}\n"
+        "events { worker_connections 4096; }\n"
+        + (
+            f"http {{ log_format t '$msec $host'; access_log {access_log} t; sendfile on;"
+            if access_log
+            else "http { access_log off; sendfile on;"
+        )
+        + " tcp_nopush on; keepalive_requests 1000000; default_type text/html;"
+        " types { text/html html; text/plain txt; application/javascript js;"
+        " application/json json; }\n"
+        f"{servers}}}\n"
+    )
+    proc = subprocess.Popen([nginx, "-c", str(conf)])
+    try:
+        for name in names:  # wait until every host answers
+            for _ in range(200):
+                with contextlib.suppress(OSError), socket.create_connection((name, port), 0.1):
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )

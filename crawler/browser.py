@@ -126,7 +126,10 @@ class Renderer:
         #: Open contexts by session, least recently used first, with their idle pages.
         self._contexts: OrderedDict[str, Any] = OrderedDict()
         self._idle: dict[str, list[Any]] = {}
-        self._busy: dict[str, int] = {}
+        #: Pages in use, by context.
+        self._busy: dict[Any, int] = {}
+        #: The cookies last given to each context (given again only when the jar changed).
+        self._synced: dict[str, list[dict[str, Any]]] = {}
         #: The load each page is busy with.
         self._loads: dict[Any, _Load] = {}
         #: Pages made since the start (a measure of reuse).
@@ -186,7 +189,7 @@ class Renderer:
         from playwright.async_api import Error
 
         url = document.url
-        wait = self._wait if self._wait in LOAD_STATES else "load"
+        wait = self._wait if self._wait in LOAD_STATES else "commit"
         milliseconds = self._timeout * 1000
         try:
             async with asyncio.timeout(self._timeout + 1):  # the driver's own timeouts, bounded
@@ -220,7 +223,7 @@ class Renderer:
                 log.warning("the browser went away; starting another")
                 self._contexts.clear()
                 self._idle.clear()
-                self._busy.clear()
+                self._synced.clear()
             started = time.monotonic()
             self._browser = await self._launch()
             log.info("browser started in %.2f s", time.monotonic() - started)
@@ -273,8 +276,9 @@ class Renderer:
             await self._close_idle_contexts()
         self._contexts.move_to_end(session)
         cookies = _to_browser(self._fetcher.jars.jar(session).jar)
-        if cookies:
+        if cookies != self._synced.get(session, []):  # the jar changed since the last page
             await context.add_cookies(cookies)
+            self._synced[session] = cookies
         return context
 
     async def _close_idle_contexts(self) -> None:
@@ -282,35 +286,41 @@ class Renderer:
         for session in list(self._contexts):
             if len(self._contexts) <= self._contexts_max:
                 return
-            if self._busy.get(session):
+            if self._busy.get(self._contexts[session]):
                 continue
             context = self._contexts.pop(session)
+            self._busy.pop(context, None)
             self._idle.pop(session, None)
+            self._synced.pop(session, None)
             with contextlib.suppress(Exception):
                 await context.close()
 
     async def _page(self, context: Any, session: str) -> Any:
-        self._busy[session] = self._busy.get(session, 0) + 1
+        self._busy[context] = self._busy.get(context, 0) + 1
         idle = self._idle.setdefault(session, [])
         if idle:
             return idle.pop()
         try:
             page = await context.new_page()
         except BaseException:
-            self._busy[session] -= 1
+            self._busy[context] -= 1
             raise
         self.pages_opened += 1
         return page
 
     async def _put_back(self, context: Any, session: str, page: Any, *, reuse: bool) -> None:
-        """Keep `page` for the next load (blank, so that its scripts stop) or close it."""
-        self._busy[session] -= 1
+        """Keep `page` for the next load, or close it. A page kept is left as it is (going to
+        about:blank cost a fifth of a load): while idle, whatever its scripts ask for is
+        refused (see _route)."""
+        self._busy[context] -= 1
+        current = self._contexts.get(session) is context
+        if not current and not self._busy[context]:
+            del self._busy[context]  # a context of a browser that went away
+        if reuse and current:
+            self._idle[session].append(page)
+            return
         try:
             async with asyncio.timeout(_CLOSE_SECONDS):
-                if reuse and self._contexts.get(session) is context:
-                    await page.goto("about:blank")
-                    self._idle[session].append(page)
-                    return
                 await page.close(run_before_unload=False)
         except Exception as exc:  # a crashed or hung page: the browser reaps it
             log.debug("could not reset a page: %s", exc)
@@ -333,6 +343,7 @@ class Renderer:
                 changed = True
         if changed:
             jars.changed(session)
+        self._synced[session] = _to_browser(jar)
 
     # -- the pages' requests ----------------------------------------------------------------
 
@@ -345,20 +356,25 @@ class Renderer:
             load = self._loads.get(frame.page)
         except Exception:  # a worker's request has no frame
             frame = load = None
-        counts = load.counts if load is not None else Rendered(b"", None)
+        if load is None:  # an idle page's scripts, a popup, a worker: nothing to load for
+            log.debug("render: refused %s (no page is loading)", request.url)
+            await _abort(route, "blockedbyclient")
+            return
+        counts = load.counts
         task = asyncio.current_task()
-        if load is not None and task is not None:
+        if task is not None:
             load.answering.add(task)
         try:
-            if (
-                load is not None
-                and not load.served
-                and frame is not None
-                and frame.parent_frame is None
-                and request.is_navigation_request()
-            ):  # the page's own document, as the crawl fetched it
-                load.served = True
-                await _fulfill(route, load.document)
+            if not load.served:
+                if (
+                    frame is not None
+                    and frame.parent_frame is None
+                    and request.is_navigation_request()
+                ):  # the page's own document, as the crawl fetched it
+                    load.served = True
+                    await _fulfill(route, load.document)
+                else:  # the page's last document, still asking as it goes
+                    await _abort(route, "blockedbyclient")
                 return
             if request.resource_type in self._block:
                 counts.skipped += 1
@@ -370,7 +386,7 @@ class Renderer:
                 log.debug("render: refused %s (out of scope)", url)
                 await route.abort("blockedbyclient")
                 return
-            fetched = await self._fetch(request, load.session if load else "")
+            fetched = await self._fetch(request, load.session)
         except _Refused as exc:
             counts.blocked += 1
             log.debug("render: refused %s: %s", request.url, exc)
@@ -385,7 +401,7 @@ class Renderer:
             log.debug("render: %s: %s", request.url, exc)
             return
         finally:
-            if load is not None and task is not None:
+            if task is not None:
                 load.answering.discard(task)
         counts.requests += 1
         with contextlib.suppress(Exception):

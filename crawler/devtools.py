@@ -100,8 +100,10 @@ class Requester:
         await self._page.aclose()  # the last response's page: a new one comes
         rendered = None
         wanted = self._render_all if request.render is None else request.render
-        if wanted and self._renderer is not None and parser.is_html(
-            fetched.headers.get("content-type")
+        if (
+            wanted
+            and self._renderer is not None
+            and parser.is_html(fetched.headers.get("content-type"))
         ):
             rendered = await self._page.enter_async_context(
                 self._renderer.render(fetched, session=request.session or "")
