@@ -95,7 +95,9 @@ class Renderer:
     `fetcher` makes the pages' requests; `allows(url)` says whether a URL is in the crawl's
     scope; `concurrency` pages are open at once; `wait` is "load", "domcontentloaded",
     "networkidle" or a CSS selector; `block` are resource types not loaded; `timeout`
-    (seconds) bounds a page's load; `executable` is the Chromium to run ("" to look for one).
+    (seconds) bounds a page's load; `executable` is the Chromium to run ("" to look for one);
+    `charge(url)` is told of every request a page made that went out (not the document, not
+    what the HTTP cache answered), for the rate limits.
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class Renderer:
         timeout: float,
         user_agent: str,
         executable: str = "",
+        charge: Callable[[str], None] | None = None,
     ) -> None:
         self._fetcher = fetcher
+        self._charge = charge
         self._allows = allows
         self._slots = asyncio.Semaphore(concurrency)
         self._wait = wait
@@ -404,6 +408,8 @@ class Renderer:
             if task is not None:
                 load.answering.discard(task)
         counts.requests += 1
+        if self._charge is not None and not fetched.cached:
+            self._charge(request.url)
         with contextlib.suppress(Exception):
             await _fulfill(route, fetched)
 

@@ -282,7 +282,7 @@ class Crawler:
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            renderer = self._make_renderer(fetcher, self._in_scope)
+            renderer = self._make_renderer(fetcher, self._in_scope, self._charge(frontier))
             stack.push_async_callback(renderer.aclose)
             page = self._make_page_runner(store, fetcher, frontier, hooks, renderer)
             events = EventLog(self.events) if self.events is not None else None
@@ -462,9 +462,14 @@ class Crawler:
             heartbeat=min(1.0, settings.lease_ttl / 4),
         )
 
-    def _make_renderer(self, fetcher: Fetcher, allows: Callable[[str], bool]) -> Renderer:
+    def _make_renderer(
+        self,
+        fetcher: Fetcher,
+        allows: Callable[[str], bool],
+        charge: Callable[[str], None] | None = None,
+    ) -> Renderer:
         """The browser for pages that ask to be rendered (started by the first of them); the
-        pages may request the URLs that `allows`."""
+        pages may request the URLs that `allows`, and `charge(url)` paces their hosts."""
         settings = self.settings
         return Renderer(
             fetcher=fetcher,
@@ -475,7 +480,18 @@ class Crawler:
             timeout=settings.request_timeout,
             user_agent=settings.user_agent,
             executable=settings.browser_executable,
+            charge=charge,
         )
+
+    def _charge(self, frontier: Frontier) -> Callable[[str], None]:
+        """A rendered page's requests take their hosts' tokens, as pages do."""
+
+        def charge(url: str) -> None:
+            split = self._canonicalizer.split(url)
+            if split is not None:
+                frontier.charge(split[1])
+
+        return charge
 
     def _in_scope(self, url: str) -> bool:
         split = self._canonicalizer.split(url)

@@ -255,6 +255,14 @@ class Frontier:
         self._push(entry, now)
         self._wakeup.set()
 
+    def charge(self, host: str) -> None:
+        """A request went to `host` besides its pages (a rendered page's script or XHR): it
+        takes a token, so the host's rate limit and Crawl-delay hold for it too (its next page
+        waits). A host the crawl has no pages of is not paced."""
+        entry = self._hosts.get(host)
+        if entry is not None:
+            entry.slot.bucket.take(self._clock.now())
+
     def host_rules(self, host: str, interval: float) -> None:
         """`host`'s robots.txt is known: at least `interval` seconds between request starts
         (its Crawl-delay; 0 for none), and its full concurrency from now on."""

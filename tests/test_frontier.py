@@ -274,3 +274,22 @@ async def test_the_probe_of_an_open_circuit_is_a_request_that_has_not_failed(
     again = await asyncio.wait_for(frontier.next(), 5)
     assert again is not None
     assert again.url == "http://a.com/0"
+
+
+async def test_requests_a_rendered_page_made_take_its_hosts_tokens(store: SQLiteStore) -> None:
+    clock = ManualClock(100.0)
+    await store.add([req("a.com", n) for n in range(2)])
+    frontier = await started(store, clock=clock, rate_limit=100.0)  # a token every 0.01 s
+    first = await frontier.next()
+    assert first is not None
+    frontier.charge("a.com")  # the page's script and its XHR went to a.com too
+    frontier.charge("a.com")
+    frontier.charge("cdn.example")  # a host the crawl has no pages of: not paced
+    await done(frontier, store, first)
+    pending = asyncio.create_task(frontier.next())
+    clock.t = 100.02  # without the two charges, the next page could start at 100.01
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    clock.t = 100.031
+    again = await asyncio.wait_for(pending, 5)
+    assert again is not None
