@@ -10,7 +10,10 @@ Beyond the catalogue, the shop has what real spiders log into and page through:
 - `/account/orders?page=N`: the signed-in user's orders, a table per page (10 rows), with a
   next link; without a session, a redirect to the login page;
 - `POST /api/search`: a JSON API, `{"query": "...", "page": 1}` in, a page of matching books out
-  (`results`, `page`, `pages`, `total`, `next_page`).
+  (`results`, `page`, `pages`, `total`, `next_page`);
+- `/app/`: the same shop as a JavaScript app (nothing in its HTML but scripts): the listing
+  shows 20 books and a "More books" button that loads 20 more from `/app/api/page-N.json`; a
+  book's page (`/app/book/<slug>/`) fills itself in from `/app/api/<slug>.json`.
 """
 
 from __future__ import annotations
@@ -120,9 +123,63 @@ def render_site(books: int = 100, seed: int = 7) -> dict[str, bytes]:
             f'<table class="table table-striped"><tr><th>UPC</th><td>{b["upc"]}</td></tr></table>'
         )
         site[f"/catalogue/{b['slug']}/index.html"] = _page(b["title"], body)
+    site.update(_app(shop))
     return site
 
 
+_APP_LISTING = """
+const list = document.getElementById("books"), more = document.getElementById("more");
+let next = 1;
+function load() {
+  return fetch("/app/api/page-" + next + ".json").then(r => r.json()).then(page => {
+    for (const b of page.books) {
+      list.insertAdjacentHTML("beforeend",
+        `<li><a class="book" href="/app/book/${b.slug}/">${b.title}</a></li>`);
+    }
+    next = page.next;
+    more.hidden = !next;
+    document.body.dataset.ready = "yes";
+  });
+}
+more.addEventListener("click", () => { more.hidden = true; load(); });
+load();
+"""
+_APP_BOOK = """
+const slug = location.pathname.split("/")[3];
+fetch("/app/api/" + slug + ".json").then(r => r.json()).then(b => {
+  document.getElementById("book").innerHTML =
+    `<h1>${b.title}</h1><p class="price_color">£${b.price.toFixed(2)}</p>`;
+  document.body.dataset.ready = "yes";
+});
+"""
+
+
+def _app(shop: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The shop as a JavaScript app under /app/: HTML with scripts only, and its JSON."""
+    site: dict[str, bytes] = {}
+    shell = '<ul id="books"></ul><button id="more" hidden>More books</button>'
+    site["/app/"] = _page("App", f"{shell}<script>{_APP_LISTING}</script>")
+    pages = max(1, -(-len(shop) // PER_PAGE))
+    for page in range(1, pages + 1):
+        chunk = shop[(page - 1) * PER_PAGE : page * PER_PAGE]
+        site[f"/app/api/page-{page}.json"] = json.dumps(
+            {
+                "books": [{"slug": b["slug"], "title": b["title"]} for b in chunk],
+                "next": page + 1 if page < pages else None,
+            }
+        ).encode()
+    for b in shop:
+        site[f"/app/book/{b['slug']}/"] = _page(
+            b["title"], f'<div id="book"></div><script>{_APP_BOOK}</script>'
+        )
+        site[f"/app/api/{b['slug']}.json"] = json.dumps(
+            {"title": b["title"], "price": round(b["price"], 2)}
+        ).encode()
+    return site
+
+
+#: Content types by file suffix (anything else is HTML).
+_TYPES = {"txt": "text/plain", "json": "application/json"}
 USERS = {"reader": "secret", "alice": "wonderland", "bob": "builder"}
 ORDERS_PER_PAGE = 10
 RESULTS_PER_PAGE = 10
@@ -181,7 +238,7 @@ class DemoShop:
             elif method == "POST" and path == "/api/search":
                 reply = self._search(headers, body)
             elif method in ("GET", "HEAD") and path in self.pages:
-                kind = "text/plain" if path.endswith(".txt") else "text/html; charset=utf-8"
+                kind = _TYPES.get(path.rsplit(".", 1)[-1], "text/html; charset=utf-8")
                 reply = 200, {"Content-Type": kind}, self.pages[path]
             else:
                 reply = 404, {"Content-Type": "text/html"}, b"<html><body>Not found</body></html>"

@@ -11,6 +11,7 @@
     │   ├── TooManyRedirects
     │   ├── RedirectOutOfScope
     │   ├── ContentDecodingError
+    │   ├── RenderError      the browser could not render the page
     │   └── HTTPStatusError  .status, .retry_after
     ├── SpiderError          .url: wraps the exception a user callback raised
     └── StoreError           the store cannot be opened, read or written
@@ -94,6 +95,14 @@ class ContentDecodingError(FetchError):
     """The body's Content-Encoding is unsupported or its compressed data is corrupt."""
 
     kind = ErrorKind.DECODING
+
+
+class RenderError(FetchError):
+    """The browser could not render a page: it crashed, hung past the timeout, or the page
+    never became ready. Retried like a timeout."""
+
+    kind = ErrorKind.RENDER
+    transient = True
 
 
 class HTTPStatusError(FetchError):

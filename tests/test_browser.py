@@ -25,6 +25,8 @@ import pytest
 from aiohttp import web
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
+from crawler.demo import DemoShop, catalogue
+from crawler.demo import serve as serve_demo
 from crawler.store.sqlite import SQLiteStore
 from tests.sites import Decoy, ScriptSite, serve
 
@@ -454,3 +456,33 @@ async def test_fetch_render_and_parse_show_the_rendered_page(
     lines = [json.loads(line) for line in out.splitlines()]
     assert {"type": "item", "page": f"{start}item/4", "item": {"title": "Item 4"}} in lines
     assert shop.decoy.connections == 0
+
+
+def test_the_app_example_clicks_through_the_javascript_shop(tmp_path: Path) -> None:
+    shop = DemoShop(books=45)  # three pages of books: "More books" is clicked twice
+    spider = Path(__file__).parent.parent / "spiders" / "app.py"
+    with serve_demo(shop) as base:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "crawler",
+                "run",
+                str(spider),
+                "-a",
+                f"start_urls={base}app/",
+                "-o",
+                "books.jsonl",
+                "-q",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stderr
+    books = [json.loads(line) for line in (tmp_path / "books.jsonl").read_text().splitlines()]
+    expected = {(b["title"], f"£{b['price']:.2f}") for b in catalogue(45)}
+    assert {(b["title"], b["price"]) for b in books} == expected
+    assert len(books) == 45
+    assert shop.hits["GET /app/api/page-3.json"] == 1
