@@ -169,9 +169,14 @@ class Renderer:
         until it is ready; the page stays open until the block ends. Raises RenderError when
         the page crashes or is not ready within the timeout, ConfigError when no browser can
         be started."""
+        Error = _playwright().Error
+
         async with self._slots:
-            context = await self._context(session)
-            page = await self._page(context, session)
+            try:
+                context = await self._context(session)
+                page = await self._page(context, session)
+            except Error as exc:  # the browser went away meanwhile: the next page starts one
+                raise RenderError(document.url, f"the browser failed: {_first_line(exc)}") from None
             load = self._loads[page] = _Load(document, session)
             rendered = load.counts
             rendered.page = page
@@ -189,7 +194,7 @@ class Renderer:
                 await self._save_cookies(context, session)
 
     async def _load(self, page: Any, document: Fetched) -> bytes:
-        from playwright.async_api import Error
+        Error = _playwright().Error
 
         url = document.url
         wait = self._wait if self._wait in LOAD_STATES else "commit"
@@ -203,7 +208,7 @@ class Renderer:
         except TimeoutError:
             raise RenderError(url, f"not ready within {self._timeout:g} s") from None
         except Error as exc:
-            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            message = _first_line(exc)
             if "Timeout" in type(exc).__name__ or "Timeout " in message:
                 raise RenderError(
                     url, f"not ready within {self._timeout:g} s (render_wait {self._wait!r})"
@@ -234,19 +239,18 @@ class Renderer:
             return self._browser
 
     async def _launch(self) -> Any:
-        try:
-            from playwright.async_api import Error, async_playwright
-        except ImportError:
-            raise ConfigError(
-                "rendering pages (render=True) needs Playwright: pip install 'crawler[browser]'"
-            ) from None
+        api = _playwright()
+        Error = api.Error
         if self._refuser is None:
             self._refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._refuser.bind(("127.0.0.1", 0))  # bound, never listening: refuses connections
         port = self._refuser.getsockname()[1]
         executable = self._executable or _system_chromium()
         if self._playwright is None:
-            self._playwright = await async_playwright().start()
+            try:
+                self._playwright = await api.async_playwright().start()
+            except Exception as exc:
+                raise ConfigError(f"cannot start Playwright: {exc}") from None
         try:
             return await self._playwright.chromium.launch(
                 executable_path=executable,
@@ -261,7 +265,7 @@ class Renderer:
                 ],
             )
         except Error as exc:
-            first = (exc.message or str(exc)).strip().splitlines()[0]
+            first = _first_line(exc)
             where = executable or "Playwright's Chromium"
             raise ConfigError(
                 f"cannot start the browser ({where}): {first}; install Chromium (apt install "
@@ -284,7 +288,7 @@ class Renderer:
         self._contexts.move_to_end(session)
         cookies = _to_browser(self._fetcher.jars.jar(session).jar)
         if cookies != self._synced.get(session, []):  # the jar changed since the last page
-            await context.add_cookies(cookies)
+            await _add_cookies(context, cookies)
             self._synced[session] = cookies
         return context
 
@@ -471,6 +475,36 @@ async def _fulfill(route: Any, fetched: Fetched) -> None:
 async def _abort(route: Any, reason: str) -> None:
     with contextlib.suppress(Exception):  # the page went away meanwhile
         await route.abort(reason)
+
+
+async def _add_cookies(context: Any, cookies: list[dict[str, Any]]) -> None:
+    """Give `cookies` to the browser context; one it refuses (a domain it does not take, say)
+    is left out, not the others."""
+    error = _playwright().Error
+    try:
+        await context.add_cookies(cookies)
+    except error:
+        for cookie in cookies:
+            try:
+                await context.add_cookies([cookie])
+            except error as exc:
+                log.debug("the browser refused cookie %s: %s", cookie["name"], _first_line(exc))
+
+
+def _playwright() -> Any:
+    """Playwright's asyncio API (imported on first use); a ConfigError when it is missing."""
+    try:
+        import playwright.async_api
+    except ImportError:
+        raise ConfigError(
+            "rendering pages (render=True) needs Playwright: pip install 'crawler[browser]'"
+        ) from None
+    return playwright.async_api
+
+
+def _first_line(exc: Exception) -> str:
+    text = (getattr(exc, "message", None) or str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _system_chromium() -> str | None:

@@ -486,3 +486,12 @@ def test_the_app_example_clicks_through_the_javascript_shop(tmp_path: Path) -> N
     assert {(b["title"], b["price"]) for b in books} == expected
     assert len(books) == 45
     assert shop.hits["GET /app/api/page-3.json"] == 1
+
+
+async def test_rendering_without_playwright_is_a_one_line_error(
+    shop: ScriptSite, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "playwright.async_api", None)  # as if not installed
+    crawler = Crawler(_spider(shop), _settings(), store_path=store_path)
+    with pytest.raises(ConfigError, match=r"needs Playwright: pip install 'crawler\[browser\]'"):
+        await crawler.run()
