@@ -596,6 +596,11 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         + (f" ({stats.dropped_items} dropped by pipelines)" if stats.dropped_items else "")
         + (f", {stats.cached} pages from the HTTP cache" if stats.cached else "")
         + (
+            f", {stats.rendered} rendered ({stats.render_blocked} of their requests refused)"
+            if stats.rendered
+            else ""
+        )
+        + (
             f", revisited: {stats.unchanged} unchanged, {stats.changed} changed, {stats.gone} gone"
             if stats.unchanged or stats.changed or stats.gone
             else ""

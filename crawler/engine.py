@@ -45,7 +45,7 @@ from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
-from .stats import CACHE_HITS, DROPPED, REVISIT
+from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
@@ -73,6 +73,9 @@ class CrawlStats:
     dropped_items: int = 0
     #: Pages the HTTP cache answered in this run.
     cached: int = 0
+    #: Pages rendered in the browser in this run, and the requests of theirs that were refused.
+    rendered: int = 0
+    render_blocked: int = 0
     #: Revisits of this run: pages found unchanged (304), changed, and gone (404/410).
     unchanged: int = 0
     changed: int = 0
@@ -919,6 +922,8 @@ class _Writer:
                     n for name, n in outcome.counters.items() if name.startswith(DROPPED)
                 )
                 stats.cached += outcome.counters.get(CACHE_HITS, 0)
+                stats.rendered += outcome.counters.get(RENDER + "pages", 0)
+                stats.render_blocked += outcome.counters.get(RENDER + "blocked", 0)
                 stats.unchanged += outcome.counters.get(REVISIT + Revisit.UNCHANGED, 0)
                 stats.changed += outcome.counters.get(REVISIT + Revisit.CHANGED, 0)
                 stats.gone += outcome.counters.get(REVISIT + Revisit.GONE, 0)

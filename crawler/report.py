@@ -15,7 +15,7 @@ from typing import Any
 
 from .politeness import Circuit
 from .records import LATENCY_BOUNDS, HostSummary, Summary
-from .stats import CACHE_HITS, REVISIT
+from .stats import CACHE_HITS, RENDER, REVISIT
 from .stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
@@ -123,6 +123,10 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             kind: summary.counters.get(REVISIT + kind, 0)
             for kind in ("unchanged", "changed", "gone")
         },
+        "rendered": {
+            kind: summary.counters.get(RENDER + kind, 0)
+            for kind in ("pages", "requests", "blocked", "skipped", "failed")
+        },
     }
 
 
@@ -169,6 +173,13 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
         lines.append("revisits: " + "  ".join(f"{k}: {v}" for k, v in data["revisits"].items()))
     if data["cached"]:
         lines.append(f"answered by the HTTP cache: {data['cached']} pages")
+    rendered = data["rendered"]
+    if rendered["pages"]:
+        lines.append(
+            f"rendered: {rendered['pages']} pages, whose requests: {rendered['requests']} made, "
+            f"{rendered['blocked']} refused, {rendered['skipped']} not loaded (block_resources), "
+            f"{rendered['failed']} failed"
+        )
     if data["stats"]:
         lines.append("spider stats: " + "  ".join(f"{k}: {v}" for k, v in data["stats"].items()))
     hosts = summary.hosts[:TOP_HOSTS]

@@ -131,6 +131,7 @@ async def test_rendered_pages_show_what_their_scripts_built(
 
     assert stats.ended == "complete"
     assert stats.failed == 0
+    assert (stats.rendered, stats.render_blocked) == (23, 3 * 23)
     items = _items(store_path)
     assert len(items) == 22
     titles = sorted(i["title"] for i in items if "title" in i)
@@ -155,6 +156,14 @@ async def test_rendered_pages_show_what_their_scripts_built(
     assert counters["render:blocked"] == 3 * 23
     assert counters["render:skipped"] == 23  # the decoy's image (block_resources)
     assert counters["render:requests"] == 1 + 5  # /api/entries, /api/feed 5 times
+    report = await _cli("stats", "--store", str(store_path), "--json", cwd=store_path.parent)
+    assert json.loads(report[1])["rendered"] == {
+        "pages": 23,
+        "requests": 6,
+        "blocked": 69,
+        "skipped": 23,
+        "failed": 0,
+    }
 
 
 async def test_the_browser_cookies_are_kept_with_the_crawl(
@@ -495,3 +504,31 @@ async def test_rendering_without_playwright_is_a_one_line_error(
     crawler = Crawler(_spider(shop), _settings(), store_path=store_path)
     with pytest.raises(ConfigError, match=r"needs Playwright: pip install 'crawler\[browser\]'"):
         await crawler.run()
+
+
+async def test_a_page_that_crashes_while_loading_is_retried(
+    shop: ScriptSite, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crawler.browser import Renderer
+
+    load = Renderer._load
+    crashed: list[str] = []
+
+    async def crashing(self: Renderer, page: Any, document: Any) -> bytes:
+        if document.url.endswith("/item/2") and not crashed:
+            crashed.append(document.url)
+            session = await page.context.new_cdp_session(page)
+            await session.send("Page.navigate", {"url": "about:blank"})
+            crash = asyncio.ensure_future(session.send("Page.crash"))
+            with contextlib.suppress(Exception):
+                await page.wait_for_event("crash", timeout=10_000)
+            with contextlib.suppress(Exception):  # it fails, or never answers: the page is gone
+                await asyncio.wait_for(crash, 1)
+        return await load(self, page, document)
+
+    monkeypatch.setattr(Renderer, "_load", crashing)
+    spider = _spider(shop)
+    spider.start_urls = [f"http://127.0.0.1:{shop.port}/item/{n}" for n in (1, 2, 3)]
+    stats = await Crawler(spider, _settings(), store_path=store_path).run()
+    assert crashed
+    assert (stats.pages, stats.failed, stats.retried, stats.items) == (3, 0, 1, 3)
