@@ -412,8 +412,10 @@ class Renderer:
             log.debug("render: %s failed: %s", request.url, exc.message)
             await _abort(route, "failed")
             return
-        except Exception as exc:  # the page went away while its request was answered
+        except Exception as exc:  # the page went away meanwhile, or the fetcher's transport
+            counts.failed += 1  # failed in a way of its own (a replay's missing recording)
             log.debug("render: %s: %s", request.url, exc)
+            await _abort(route, "failed")
             return
         finally:
             if task is not None:

@@ -27,7 +27,9 @@ from aiohttp import web
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
 from crawler.demo import DemoShop, catalogue
 from crawler.demo import serve as serve_demo
+from crawler.spider import load_spider_class
 from crawler.store.sqlite import SQLiteStore
+from crawler.testing import Replay
 from tests.sites import Decoy, ScriptSite, serve
 
 
@@ -532,3 +534,26 @@ async def test_a_page_that_crashes_while_loading_is_retried(
     stats = await Crawler(spider, _settings(), store_path=store_path).run()
     assert crashed
     assert (stats.pages, stats.failed, stats.retried, stats.items) == (3, 0, 1, 3)
+
+
+async def test_a_rendering_spider_replays_offline_from_its_recording(tmp_path: Path) -> None:
+    app = Path(__file__).parent.parent / "spiders" / "app.py"
+    shop = DemoShop(books=25)
+    with serve_demo(shop) as base:
+        code, _, err = await _cli(
+            "run",
+            str(app),
+            *("-a", f"start_urls={base}app/", "-s", "http_cache=true"),
+            *("-s", f"http_cache_dir={tmp_path / 'recording'}", "-q"),
+            cwd=tmp_path,
+        )
+        assert code == 0, err
+    # the shop is gone: the pages, their scripts and their JSON come from the recording
+    spider = load_spider_class(app)()
+    async with Replay(spider, tmp_path / "recording") as replay:
+        listing = await replay.parse(f"{base}app/")
+        assert len(listing.requests) == 25  # "More books" clicked, in the replayed page
+        book = await replay.parse(listing.requests[0], callback="parse_book")
+    (item,) = book.items
+    first = catalogue(25)[0]
+    assert (item["title"], item["price"]) == (first["title"], f"£{first['price']:.2f}")
