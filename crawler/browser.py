@@ -78,6 +78,7 @@ class _Load:
 
     document: Fetched
     session: str
+    proxy: str | None = None
     served: bool = False
     counts: Rendered = field(default_factory=lambda: Rendered(b"", None))
     #: The tasks answering its requests (cancelled when the page is let go).
@@ -164,9 +165,12 @@ class Renderer:
                 self._refuser = None
 
     @contextlib.asynccontextmanager
-    async def render(self, document: Fetched, *, session: str = "") -> AsyncIterator[Rendered]:
+    async def render(
+        self, document: Fetched, *, session: str = "", proxy: str | None = None
+    ) -> AsyncIterator[Rendered]:
         """Load `document` (fetched by the crawl, in cookie `session`) in a page and wait
-        until it is ready; the page stays open until the block ends. Raises RenderError when
+        until it is ready; the page's requests go through `proxy` when one is given (else
+        the crawl's). The page stays open until the block ends. Raises RenderError when
         the page crashes or is not ready within the timeout, ConfigError when no browser can
         be started."""
         Error = _playwright().Error
@@ -177,7 +181,7 @@ class Renderer:
                 page = await self._page(context, session)
             except Error as exc:  # the browser went away meanwhile: the next page starts one
                 raise RenderError(document.url, f"the browser failed: {_first_line(exc)}") from None
-            load = self._loads[page] = _Load(document, session)
+            load = self._loads[page] = _Load(document, session, proxy)
             rendered = load.counts
             rendered.page = page
             healthy = False
@@ -401,7 +405,7 @@ class Renderer:
                 log.debug("render: refused %s (out of scope)", url)
                 await route.abort("blockedbyclient")
                 return
-            fetched = await self._fetch(request, load.session)
+            fetched = await self._fetch(request, load)
         except _Refused as exc:
             counts.blocked += 1
             log.debug("render: refused %s: %s", request.url, exc)
@@ -426,7 +430,7 @@ class Renderer:
         with contextlib.suppress(Exception):
             await _fulfill(route, fetched)
 
-    async def _fetch(self, request: Any, session: str) -> Fetched:
+    async def _fetch(self, request: Any, load: _Load) -> Fetched:
         """A page's request, made by the crawl's fetcher: any status is an answer."""
         headers = {
             name: value
@@ -439,7 +443,8 @@ class Renderer:
                 method=request.method,
                 headers=headers,
                 body=request.post_data_buffer,
-                session=session,
+                session=load.session,
+                proxy=load.proxy,
                 error_body=True,
                 redirect=lambda target: target if self._allows(target) else None,
             )

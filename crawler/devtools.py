@@ -106,7 +106,7 @@ class Requester:
             and parser.is_html(fetched.headers.get("content-type"))
         ):
             rendered = await self._page.enter_async_context(
-                self._renderer.render(fetched, session=request.session or "")
+                self._renderer.render(fetched, session=request.session or "", proxy=request.proxy)
             )
             fetched = as_fetched(fetched, rendered)
         response = Response(

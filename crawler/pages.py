@@ -286,7 +286,7 @@ class PageRunner:
         done: list[Rendered] = []
         pages.callback(_count_requests, done)  # once the page is closed: what it asked for
         rendered = await pages.enter_async_context(
-            self._renderer.render(fetched, session=request.session or "")
+            self._renderer.render(fetched, session=request.session or "", proxy=request.proxy)
         )
         done.append(rendered)
         add_counter(RENDER + "pages")
