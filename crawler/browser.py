@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from http.cookiejar import Cookie
 from typing import Any
 
-from .errors import ConfigError, FetchError, HTTPStatusError, RenderError
+from .cookies import from_browser, to_browser
+from .errors import ConfigError, RenderError
 from .fetcher import Fetched, Fetcher
-from .records import ErrorKind
+from .intercept import Interceptor, Load, Rendered
 
 log = logging.getLogger("crawler")
 
@@ -41,48 +39,12 @@ log = logging.getLogger("crawler")
 LOAD_STATES = frozenset({"load", "domcontentloaded", "networkidle"})
 #: The system Chromium builds looked for on PATH, in order.
 _EXECUTABLES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-#: Response headers that describe the body as it came over the wire, not as it is handed on.
-_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-#: Request headers the fetcher sets itself (or that name the browser's own connection).
-_OWN_HEADERS = frozenset(
-    {"accept-encoding", "connection", "content-length", "host", "keep-alive", "user-agent"}
-)
 #: Seconds a page may take to close or be reset before it is given up.
 _CLOSE_SECONDS = 5.0
 #: Loads a page is used for before it is closed: a reused page's renderer keeps ~2 MB of each
 #: load (measured: 50 MB after 100 loads in new pages, 285 MB in one reused page), and a new
 #: page costs ~65 ms to open and close, so 20 loads bound the memory at a few ms per load.
 PAGE_LOADS = 20
-
-
-@dataclass(slots=True)
-class Rendered:
-    """A rendered page: its DOM as HTML (UTF-8), the live Playwright `page`, and what became
-    of the requests the page made: fetched, refused (out of scope or off-limits addresses),
-    skipped (`block_resources`) and failed."""
-
-    html: bytes
-    page: Any
-    requests: int = 0
-    blocked: int = 0
-    skipped: int = 0
-    failed: int = 0
-    #: Set when the caller handed the page to user code: it is closed, not reused.
-    used: bool = False
-
-
-@dataclass(slots=True)
-class _Load:
-    """One page load in progress: the document to answer its navigation with, the session
-    its requests belong to, and what became of them."""
-
-    document: Fetched
-    session: str
-    proxy: str | None = None
-    served: bool = False
-    counts: Rendered = field(default_factory=lambda: Rendered(b"", None))
-    #: The tasks answering its requests (cancelled when the page is let go).
-    answering: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Renderer:
@@ -111,11 +73,9 @@ class Renderer:
         charge: Callable[[str], None] | None = None,
     ) -> None:
         self._fetcher = fetcher
-        self._charge = charge
-        self._allows = allows
+        self._requests = Interceptor(fetcher=fetcher, allows=allows, block=block, charge=charge)
         self._slots = asyncio.Semaphore(concurrency)
         self._wait = wait
-        self._block = block
         self._timeout = timeout
         self._user_agent = user_agent
         self._executable = executable
@@ -133,8 +93,6 @@ class Renderer:
         self._busy: dict[Any, int] = {}
         #: The cookies last given to each context (given again only when the jar changed).
         self._synced: dict[str, list[dict[str, Any]]] = {}
-        #: The load each page is busy with.
-        self._loads: dict[Any, _Load] = {}
         #: Pages made since the start (a measure of reuse).
         self.pages_opened = 0
 
@@ -181,7 +139,7 @@ class Renderer:
                 page = await self._page(context, session)
             except Error as exc:  # the browser went away meanwhile: the next page starts one
                 raise RenderError(document.url, f"the browser failed: {_first_line(exc)}") from None
-            load = self._loads[page] = _Load(document, session, proxy)
+            load = self._requests.loads[page] = Load(document, session, proxy)
             rendered = load.counts
             rendered.page = page
             healthy = False
@@ -190,7 +148,7 @@ class Renderer:
                 healthy = True
                 yield rendered
             finally:
-                del self._loads[page]
+                del self._requests.loads[page]
                 for task in load.answering:  # what is still loading is not waited for
                     task.cancel()
                 rendered.page = None
@@ -285,12 +243,12 @@ class Renderer:
                 user_agent=self._user_agent, service_workers="block"
             )
             context.set_default_timeout(self._timeout * 1000)
-            await context.route("**/*", self._route)
+            await context.route("**/*", self._requests.route)
             self._contexts[session] = context
             self._idle[session] = []
             await self._close_idle_contexts()
         self._contexts.move_to_end(session)
-        cookies = _to_browser(self._fetcher.jars.jar(session).jar)
+        cookies = to_browser(self._fetcher.jars.jar(session).jar)
         if cookies != self._synced.get(session, []):  # the jar changed since the last page
             await _add_cookies(context, cookies)
             self._synced[session] = cookies
@@ -358,130 +316,13 @@ class Renderer:
         for cookie in cookies:
             key = (cookie["domain"], cookie["path"], cookie["name"])
             if known.get(key) != cookie["value"]:
-                jar.set_cookie(_from_browser(cookie))
+                jar.set_cookie(from_browser(cookie))
                 changed = True
         if changed:
             jars.changed(session)
-        self._synced[session] = _to_browser(jar)
+        self._synced[session] = to_browser(jar)
 
     # -- the pages' requests ----------------------------------------------------------------
-
-    async def _route(self, route: Any) -> None:
-        """Answer one request a page makes: its document from the crawl's fetch, anything else
-        fetched by the crawl's fetcher if it may be, refused otherwise."""
-        request = route.request
-        try:
-            frame = request.frame
-            load = self._loads.get(frame.page)
-        except Exception:  # a worker's request has no frame
-            frame = load = None
-        if load is None:  # an idle page's scripts, a popup, a worker: nothing to load for
-            log.debug("render: refused %s (no page is loading)", request.url)
-            await _abort(route, "blockedbyclient")
-            return
-        counts = load.counts
-        task = asyncio.current_task()
-        if task is not None:
-            load.answering.add(task)
-        try:
-            if not load.served:
-                if (
-                    frame is not None
-                    and frame.parent_frame is None
-                    and request.is_navigation_request()
-                ):  # the page's own document, as the crawl fetched it
-                    load.served = True
-                    await _fulfill(route, load.document)
-                else:  # the page's last document, still asking as it goes
-                    await _abort(route, "blockedbyclient")
-                return
-            if request.resource_type in self._block:
-                counts.skipped += 1
-                await route.abort("blockedbyclient")
-                return
-            url = request.url
-            if not self._allows(url):
-                counts.blocked += 1
-                log.debug("render: refused %s (out of scope)", url)
-                await route.abort("blockedbyclient")
-                return
-            fetched = await self._fetch(request, load)
-        except _Refused as exc:
-            counts.blocked += 1
-            log.debug("render: refused %s: %s", request.url, exc)
-            await _abort(route, "blockedbyclient")
-            return
-        except FetchError as exc:
-            counts.failed += 1
-            log.debug("render: %s failed: %s", request.url, exc.message)
-            await _abort(route, "failed")
-            return
-        except Exception as exc:  # the page went away meanwhile, or the fetcher's transport
-            counts.failed += 1  # failed in a way of its own (a replay's missing recording)
-            log.debug("render: %s: %s", request.url, exc)
-            await _abort(route, "failed")
-            return
-        finally:
-            if task is not None:
-                load.answering.discard(task)
-        counts.requests += 1
-        if self._charge is not None and not fetched.cached:
-            self._charge(request.url)
-        with contextlib.suppress(Exception):
-            await _fulfill(route, fetched)
-
-    async def _fetch(self, request: Any, load: _Load) -> Fetched:
-        """A page's request, made by the crawl's fetcher: any status is an answer."""
-        headers = {
-            name: value
-            for name, value in (await request.all_headers()).items()
-            if not name.startswith(":") and name not in _OWN_HEADERS
-        }
-        try:
-            return await self._fetcher.fetch(
-                request.url,
-                method=request.method,
-                headers=headers,
-                body=request.post_data_buffer,
-                session=load.session,
-                proxy=load.proxy,
-                error_body=True,
-                redirect=lambda target: target if self._allows(target) else None,
-            )
-        except HTTPStatusError as exc:
-            if exc.response is None:
-                raise
-            answer: Fetched = exc.response
-            return answer
-        except FetchError as exc:
-            if exc.kind in (ErrorKind.BLOCKED_ADDRESS, ErrorKind.REDIRECT_OUT_OF_SCOPE):
-                raise _Refused(exc.url, exc.message) from None
-            raise
-
-
-def as_fetched(document: Fetched, rendered: Rendered) -> Fetched:
-    """`document` with the rendered DOM for its body (UTF-8 HTML)."""
-    headers = document.headers.copy()
-    headers["content-type"] = "text/html; charset=utf-8"
-    return dataclasses.replace(document, body=rendered.html, headers=headers)
-
-
-class _Refused(FetchError):
-    """A page's request went where the crawl may not go."""
-
-
-async def _fulfill(route: Any, fetched: Fetched) -> None:
-    headers: dict[str, str] = {}
-    for name, value in fetched.headers.multi_items():
-        if name in _WIRE_HEADERS:
-            continue
-        headers[name] = f"{headers[name]}\n{value}" if name in headers else value
-    await route.fulfill(status=fetched.status, headers=headers, body=fetched.body)
-
-
-async def _abort(route: Any, reason: str) -> None:
-    with contextlib.suppress(Exception):  # the page went away meanwhile
-        await route.abort(reason)
 
 
 async def _add_cookies(context: Any, cookies: list[dict[str, Any]]) -> None:
@@ -521,46 +362,3 @@ def _system_chromium() -> str | None:
         if found:
             return found
     return None
-
-
-def _to_browser(jar: Any) -> list[dict[str, Any]]:
-    """A cookie jar's cookies as Playwright takes them."""
-    cookies = []
-    for cookie in jar:
-        entry: dict[str, Any] = {
-            "name": cookie.name,
-            "value": cookie.value or "",
-            "domain": cookie.domain,
-            "path": cookie.path or "/",
-            "secure": bool(cookie.secure),
-            "httpOnly": cookie.has_nonstandard_attr("HttpOnly"),
-        }
-        if cookie.expires is not None:
-            entry["expires"] = float(cookie.expires)
-        cookies.append(entry)
-    return cookies
-
-
-def _from_browser(cookie: dict[str, Any]) -> Cookie:
-    """A cookie the browser holds, as the crawl's jar keeps it."""
-    domain = cookie["domain"]
-    expires = cookie.get("expires", -1)
-    rest = {"HttpOnly": ""} if cookie.get("httpOnly") else {}
-    return Cookie(
-        version=0,
-        name=cookie["name"],
-        value=cookie["value"],
-        port=None,
-        port_specified=False,
-        domain=domain,
-        domain_specified=domain.startswith("."),
-        domain_initial_dot=domain.startswith("."),
-        path=cookie.get("path") or "/",
-        path_specified=True,
-        secure=bool(cookie.get("secure")),
-        expires=int(expires) if expires is not None and expires >= 0 else None,
-        discard=expires is None or expires < 0,
-        comment=None,
-        comment_url=None,
-        rest=rest,
-    )

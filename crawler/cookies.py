@@ -1,4 +1,5 @@
-"""Cookie jars, one per session name, and their text form for the store. No I/O.
+"""Cookie jars, one per session name, their text form for the store, and the form a browser takes
+them in (rendered pages). No I/O.
 
 Every spider has a default session (""); requests naming another session use a jar of their
 own, so that one crawl can hold several logins. A jar changed by a response is "dirty" until
@@ -97,6 +98,49 @@ def loads(text: str) -> CookieJar:
         raise ValueError(f"not a cookie jar: {exc}") from None
     jar.clear_expired_cookies()
     return jar
+
+
+def to_browser(jar: CookieJar) -> list[dict[str, Any]]:
+    """A jar's cookies as a browser takes them (Playwright's cookie dicts)."""
+    cookies = []
+    for cookie in jar:
+        entry: dict[str, Any] = {
+            "name": cookie.name,
+            "value": cookie.value or "",
+            "domain": cookie.domain,
+            "path": cookie.path or "/",
+            "secure": bool(cookie.secure),
+            "httpOnly": cookie.has_nonstandard_attr("HttpOnly"),
+        }
+        if cookie.expires is not None:
+            entry["expires"] = float(cookie.expires)
+        cookies.append(entry)
+    return cookies
+
+
+def from_browser(cookie: Mapping[str, Any]) -> Cookie:
+    """A cookie a browser holds (a Playwright cookie dict), as a jar keeps it."""
+    domain = cookie["domain"]
+    expires = cookie.get("expires", -1)
+    rest = {"HttpOnly": ""} if cookie.get("httpOnly") else {}
+    return Cookie(
+        version=0,
+        name=cookie["name"],
+        value=cookie["value"],
+        port=None,
+        port_specified=False,
+        domain=domain,
+        domain_specified=domain.startswith("."),
+        domain_initial_dot=domain.startswith("."),
+        path=cookie.get("path") or "/",
+        path_specified=True,
+        secure=bool(cookie.get("secure")),
+        expires=int(expires) if expires is not None and expires >= 0 else None,
+        discard=expires is None or expires < 0,
+        comment=None,
+        comment_url=None,
+        rest=rest,
+    )
 
 
 def _rest(cookie: Cookie) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import parser, tls
-from .browser import Renderer, as_fetched
+from .browser import Renderer
 from .errors import ConfigError, CrawlerError, SpiderError
 from .fetcher import Fetcher
 from .hooks import Hooks, Retry
+from .intercept import as_fetched
 from .models import Callback, Request, Response
 from .pages import outputs_of, parses
 from .pipelines import Pipelines, is_item

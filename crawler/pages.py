@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser, tls
-from .browser import Rendered, Renderer, as_fetched
+from .browser import Renderer
 from .clock import Clock
 from .errors import (
     FetchConnectError,
@@ -29,6 +29,7 @@ from .errors import (
 )
 from .fetcher import Fetched, Fetcher
 from .hooks import Hooks, Retry
+from .intercept import Rendered, as_fetched
 from .models import Failure, Request, Response
 from .pipelines import is_item
 from .politeness import Health

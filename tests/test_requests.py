@@ -362,3 +362,36 @@ async def test_errbacks_allow_status_and_dont_filter_at_a_local_server(store_pat
     assert {"failed": 500, "body": "oops"} in found
     assert [i["status_page"] for i in found if "status_page" in i] == ["busy", "busy", "ready"]
     assert (hits["/broken"], hits["/status"], hits["/missing"]) == (2, 3, 1)
+
+
+def test_cookies_go_to_a_browser_and_come_back_as_they_were() -> None:
+    from crawler.cookies import Jars, from_browser, to_browser
+
+    jars = Jars()
+    jar = jars.jar("")
+    jar.set("sid", "abc", domain="shop.example", path="/")
+    jar.set("pref", "dark", domain=".example", path="/account")
+    given = to_browser(jar.jar)
+    assert {(c["name"], c["domain"], c["path"]) for c in given} == {
+        ("sid", "shop.example", "/"),
+        ("pref", ".example", "/account"),
+    }
+    back = Jars().jar("")
+    for cookie in given:
+        back.jar.set_cookie(from_browser(cookie))
+
+    def fields(cookies: Any) -> set[tuple[Any, ...]]:
+        return {
+            (
+                c.name,
+                c.value,
+                c.domain,
+                c.path,
+                c.secure,
+                c.expires,
+                c.has_nonstandard_attr("HttpOnly"),
+            )
+            for c in cookies
+        }
+
+    assert fields(back.jar) == fields(jar.jar)
