@@ -141,6 +141,12 @@ class _FileSink(Sink):
 
     def _append(self, data: bytes) -> None:
         with open(self.path, "ab") as out:
+            size = out.seek(0, os.SEEK_END)
+            if size != self._length:  # written by someone else since: never write twice
+                raise SinkTaken(
+                    f"{self.path} is {size} bytes, {self._length} expected: another process "
+                    "is writing it"
+                )
             out.write(data)
         self._length += len(data)
 
@@ -279,6 +285,11 @@ class PostgresSink(Sink):
 # -- feeding the sinks --------------------------------------------------------------------
 
 
+class SinkTaken(CrawlerError):
+    """A sink found that another process is feeding it (it wrote nothing): this process stops
+    feeding it."""
+
+
 class SinkFailed(CrawlerError):
     """A sink could not take the crawl's items (they stay in the store for the next run)."""
 
@@ -400,6 +411,11 @@ class Delivery:
                     break
                 try:
                     await sink.write([StoredItem(item_id, text) for item_id, text in rows])
+                except SinkTaken as exc:
+                    log.error("sink %s: %s; this process stops feeding it", key, exc)
+                    self._opened.remove(sink)
+                    await sink.close()
+                    break
                 except Exception as exc:
                     raise SinkFailed(
                         f"sink {type(sink).__name__}: {type(exc).__name__}: {exc} (its items "

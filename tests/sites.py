@@ -434,8 +434,8 @@ class ScriptSite:
     the cookies set by the server and by a script; `/scroll` shows 10 entries and loads 10 more
     each time it is scrolled to the bottom, `scroll` in all. Every page also tries to reach
     `decoy` (a private host) in every way a page can: fetch, an iframe, an image, a WebSocket,
-    a redirect; its own script runs once those attempts are over. `hits` counts requests by
-    path; every page marks itself ready with `<div id="ready">`.
+    a redirect; its own script runs once those attempts are over and the page has loaded.
+    `hits` counts requests by path; every page marks itself ready with `<div id="ready">`.
     """
 
     def __init__(self, decoy: Decoy, *, items: int = 20, scroll: int = 50) -> None:
@@ -453,7 +453,8 @@ class ScriptSite:
 <iframe src="{decoy}/frame"></iframe><img src="{decoy}/pixel.png">
 <script>
 try {{ new WebSocket("ws://{self.decoy.host}:{self.decoy.port}/ws"); }} catch (e) {{}}
-Promise.allSettled([fetch("{decoy}/steal"), fetch("/bounce")]).then(() => {{
+const loaded = new Promise(done => window.addEventListener("load", done));
+Promise.allSettled([fetch("{decoy}/steal"), fetch("/bounce"), loaded]).then(() => {{
 {script}
 }});
 </script></body></html>"""

@@ -264,12 +264,25 @@ async def test_three_processes_feed_one_file_sink_one_at_a_time(
     (the PostgreSQL bookmark never skips an item that commits late)."""
     from crawler import JsonlSink
 
+    batches: list[tuple[int, int, int, int]] = []  # (crawler, first id, last id, length after)
+
+    class Traced(JsonlSink):
+        """Says which crawler wrote which items (for the failure message)."""
+
+        def __init__(self, n: int) -> None:
+            super().__init__(tmp_path / "items.jsonl")
+            self.n = n
+
+        async def write(self, items: Any) -> None:
+            await super().write(items)
+            batches.append((self.n, items[0].id, items[-1].id, self._length))
+
     site = GraphSite(hosts=6, pages=60, links=4, delay=0.003)
     await site.start()
     try:
         crawlers = [crawler_for(site, postgres_dsn, pg_spider) for _ in range(3)]
-        for crawler in crawlers:
-            crawler.spider.sinks = [JsonlSink(tmp_path / "items.jsonl")]
+        for n, crawler in enumerate(crawlers):
+            crawler.spider.sinks = [Traced(n)]
         results = await asyncio.gather(*(c.run() for c in crawlers))
     finally:
         await site.stop()
@@ -281,5 +294,6 @@ async def test_three_processes_feed_one_file_sink_one_at_a_time(
     assert written == stored, (
         len(written),
         [r.pages for r in results],
+        batches,
         Counter(written).most_common(3),
     )

@@ -157,3 +157,17 @@ def test_postgres_sink_checks_its_arguments() -> None:
         PostgresSink("mysql://x")
     with pytest.raises(ConfigError, match="is not a table name"):
         PostgresSink("postgresql://x/db", table="items; DROP TABLE x")
+
+
+async def test_a_file_sink_written_by_another_process_meanwhile_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from crawler.sinks import SinkTaken
+
+    first, second = JsonlSink(tmp_path / "items.jsonl"), JsonlSink(tmp_path / "items.jsonl")
+    for sink in (first, second):  # both resume from the same bookmark: never expected
+        assert sink.resume(None)
+    await first.write([StoredItem(1, '{"n": 1}')])
+    with pytest.raises(SinkTaken, match="another process is writing it"):
+        await second.write([StoredItem(1, '{"n": 1}')])
+    assert (tmp_path / "items.jsonl").read_text() == '{"n": 1}\n'  # once
