@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,3 +47,19 @@ async def crawl(spider: Spider, handler: Handler, path: Path, **settings: Any) -
         resolver=public_resolver,
     )
     return await crawler.run()
+
+
+async def crawler_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """`python -m crawler ARGS` in `cwd`, without blocking the test's event loop (its sites
+    keep serving): the exit code, stdout and stderr. At most 120 s."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()

@@ -30,6 +30,7 @@ from crawler.demo import serve as serve_demo
 from crawler.spider import load_spider_class
 from crawler.store.sqlite import SQLiteStore
 from crawler.testing import Replay
+from tests.helpers import crawler_cli
 from tests.sites import Decoy, ScriptSite, serve
 
 
@@ -158,7 +159,7 @@ async def test_rendered_pages_show_what_their_scripts_built(
     assert counters["render:blocked"] == 3 * 23
     assert counters["render:skipped"] == 23  # the decoy's image (block_resources)
     assert counters["render:requests"] == 1 + 5  # /api/entries, /api/feed 5 times
-    report = await _cli("stats", "--store", str(store_path), "--json", cwd=store_path.parent)
+    report = await crawler_cli("stats", "--store", str(store_path), "--json", cwd=store_path.parent)
     assert json.loads(report[1])["rendered"] == {
         "pages": 23,
         "requests": 6,
@@ -434,35 +435,23 @@ async def test_a_crashed_browser_fails_its_pages_and_another_one_takes_over(
     assert shop.decoy.connections == 0
 
 
-async def _cli(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 async def test_fetch_render_and_parse_show_the_rendered_page(
     shop: ScriptSite, tmp_path: Path
 ) -> None:
     start = f"http://127.0.0.1:{shop.port}/"
-    code, out, err = await _cli(
+    code, out, err = await crawler_cli(
         "fetch", start, "--render", "-s", "render_wait=#ready", cwd=tmp_path
     )
     assert code == 0, err
     assert '<a href="/item/7">item 7</a>' in out
-    code, out, err = await _cli("fetch", start, cwd=tmp_path)
+    code, out, err = await crawler_cli("fetch", start, cwd=tmp_path)
     assert code == 0, err
     assert "/item/7" not in out  # the links only exist once the page's scripts ran
 
     (tmp_path / "scripted.py").write_text(SPIDER_FILE)
-    code, out, err = await _cli("parse", "scripted.py", f"{start}item/4", "--json", cwd=tmp_path)
+    code, out, err = await crawler_cli(
+        "parse", "scripted.py", f"{start}item/4", "--json", cwd=tmp_path
+    )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert {"type": "item", "page": f"{start}item/4", "item": {"title": "Item 4"}} in lines
@@ -540,7 +529,7 @@ async def test_a_rendering_spider_replays_offline_from_its_recording(tmp_path: P
     app = Path(__file__).parent.parent / "spiders" / "app.py"
     shop = DemoShop(books=25)
     with serve_demo(shop) as base:
-        code, _, err = await _cli(
+        code, _, err = await crawler_cli(
             "run",
             str(app),
             *("-a", f"start_urls={base}app/", "-s", "http_cache=true"),

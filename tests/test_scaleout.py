@@ -19,6 +19,7 @@ import asyncpg
 from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.store import open_readonly
 from crawler.store.postgres import schema_name
+from tests.helpers import crawler_cli
 from tests.sites import GraphSite
 
 
@@ -201,20 +202,6 @@ async def test_kill_9_of_a_worker_three_times_loses_nothing_and_stores_items_onc
     pages = Counter(h for h in site.hits.elements() if "/p/" in h)
     refetched = sum(n - 1 for n in pages.values())
     assert refetched <= 3 * 4  # per kill, at most the killed worker's concurrency
-
-
-async def crawler_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_run_j_2_then_stats_export_and_failures(
