@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from . import parser
 from .cookies import from_browser, to_browser
 from .errors import ConfigError, RenderError
 from .fetcher import Fetched, Fetcher
@@ -45,6 +46,13 @@ _CLOSE_SECONDS = 5.0
 #: load (measured: 50 MB after 100 loads in new pages, 285 MB in one reused page), and a new
 #: page costs ~65 ms to open and close, so 20 loads bound the memory at a few ms per load.
 PAGE_LOADS = 20
+
+
+def renders(asked: bool | None, by_default: bool, document: Fetched) -> bool:
+    """Whether a document is rendered: its request asked (`asked`; None: `by_default`, the
+    spider's `render`), and it is HTML."""
+    wanted = by_default if asked is None else asked
+    return wanted and parser.is_html(document.headers.get("content-type"))
 
 
 class Renderer:

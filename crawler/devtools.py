@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import parser, tls
-from .browser import Renderer
+from .browser import Renderer, renders
 from .errors import ConfigError, CrawlerError, SpiderError
 from .fetcher import Fetcher
 from .hooks import Hooks, Retry
@@ -100,12 +100,7 @@ class Requester:
         )
         await self._page.aclose()  # the last response's page: a new one comes
         rendered = None
-        wanted = self._render_all if request.render is None else request.render
-        if (
-            wanted
-            and self._renderer is not None
-            and parser.is_html(fetched.headers.get("content-type"))
-        ):
+        if self._renderer is not None and renders(request.render, self._render_all, fetched):
             rendered = await self._page.enter_async_context(
                 self._renderer.render(fetched, session=request.session or "", proxy=request.proxy)
             )

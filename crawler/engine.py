@@ -285,7 +285,9 @@ class Crawler:
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            renderer = self._make_renderer(fetcher, self._in_scope, self._charge(frontier))
+            renderer = self._make_renderer(
+                fetcher, self._allows(self._scope), self._charge(frontier)
+            )
             stack.push_async_callback(renderer.aclose)
             page = self._make_page_runner(store, fetcher, frontier, hooks, renderer)
             events = EventLog(self.events) if self.events is not None else None
@@ -496,9 +498,14 @@ class Crawler:
 
         return charge
 
-    def _in_scope(self, url: str) -> bool:
-        split = self._canonicalizer.split(url)
-        return split is not None and self._scope.allows(*split)
+    def _allows(self, scope: Scope) -> Callable[[str], bool]:
+        """Whether `scope` allows a URL (in its canonical form)."""
+
+        def allows(url: str) -> bool:
+            split = self._canonicalizer.split(url)
+            return split is not None and scope.allows(*split)
+
+        return allows
 
     def _make_page_runner(
         self,
@@ -669,12 +676,7 @@ class Crawler:
             kept[origin] = (fetched_at, body)
 
         robots = self._robots(RobotsCache(self._robots_fetcher(fetcher), load, save), None)
-
-        def allows(url: str) -> bool:
-            split = self._canonicalizer.split(url)
-            return split is not None and scope.allows(*split)
-
-        renderer = self._make_renderer(fetcher, allows)
+        renderer = self._make_renderer(fetcher, self._allows(scope))
         requester = Requester(
             self.spider,
             fetcher,

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import parser, tls
-from .browser import Renderer
+from .browser import Renderer, renders
 from .clock import Clock
 from .errors import (
     FetchConnectError,
@@ -212,7 +212,7 @@ class PageRunner:
                 fetched,
             )
         rendered = None
-        if self._renders(request, fetched):
+        if self._renderer is not None and renders(request.render, self._render_all, fetched):
             try:
                 fetched, rendered = await self._rendered(request, fetched, pages)
             except FetchError as exc:
@@ -268,15 +268,6 @@ class PageRunner:
             outcome.revisit = Revisit.CHANGED  # its items are replaced by these
             add_counter(REVISIT + Revisit.CHANGED)
         return _validated(outcome, fetched)
-
-    def _renders(self, request: Request, fetched: Fetched) -> bool:
-        """Whether the page is to be rendered: asked for, and an HTML document."""
-        wanted = self._render_all if request.render is None else request.render
-        return (
-            wanted
-            and self._renderer is not None
-            and parser.is_html(fetched.headers.get("content-type"))
-        )
 
     async def _rendered(
         self, request: Request, fetched: Fetched, pages: contextlib.AsyncExitStack
