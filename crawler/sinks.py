@@ -387,6 +387,16 @@ class Delivery:
         except SinkFailed as exc:
             error = exc
         for sink in self._opened:
+            waiting = await self._store.items_waiting(self._cursors[sink.key])
+            if waiting:
+                log.warning(
+                    "sink %s: %d items are committed but cannot be delivered yet (a transaction "
+                    "elsewhere on the PostgreSQL server is still running); the next run, or a "
+                    "process of the crawl still running, delivers them",
+                    sink.key,
+                    waiting,
+                )
+        for sink in self._opened:
             try:
                 await sink.close()
             except Exception as exc:

@@ -329,6 +329,7 @@ async def test_state_counters_and_items_since_a_bookmark(opener: Opener) -> None
     rest, cursor = await store.items_since(cursor, 10)
     assert [text for _, text in rest] == ['{"n": 2}']
     assert await store.items_since(cursor, 10) == ([], cursor)
+    assert await store.items_waiting(cursor) == 0
     # a commit of only state and counters (what the end of a run leaves) is one too
     await store.commit([], state='{"seen": 2}', counters={"stat:closed": 1})
     assert await store.get_mark(STATE_MARK) == '{"seen": 2}'
@@ -447,12 +448,14 @@ async def test_a_bookmark_never_skips_an_item_committed_late(
         await store.commit([Outcome(one, State.DONE, 1, items=['{"early": 1}'])])
         # the early item commits first, but its transaction is younger than the open one
         assert await store.items_since(None, 10) == ([], None)
+        assert await store.items_waiting(None) == 1  # (the late one is not committed yet)
         await transaction.commit()
     finally:
         await late.close()
-    rows, _ = await store.items_since(None, 10)
+    rows, cursor = await store.items_since(None, 10)
     assert [text for _, text in rows] == ['{"late": 1}', '{"early": 1}']
     assert rows[0][0] < rows[1][0]
+    assert await store.items_waiting(cursor) == 0
 
 
 async def test_one_process_at_a_time_feeds_a_sink(shared: Opener) -> None:

@@ -185,6 +185,11 @@ class Store(Protocol):
         from the first), in commit order, and the bookmark after them. No item committed
         after `cursor` is ever left out of a later call (what sinks rely on)."""
 
+    async def items_waiting(self, cursor: str | None) -> int:
+        """How many items committed after the bookmark `cursor` `items_since` does not give
+        yet: on PostgreSQL, those of transactions younger than the oldest one still running
+        on the server (it gives them once that one ends); 0 when every item is given."""
+
     async def counters(self) -> dict[str, int]:
         """The spider's counters and drop reasons (see stats.py), summed."""
 

@@ -1193,6 +1193,15 @@ class PostgresStore:
             return [], cursor
         return [(row[0], row[1]) for row in rows], f"{rows[-1][2]}:{rows[-1][0]}"
 
+    async def items_waiting(self, cursor: str | None) -> int:
+        tx, _, last = (cursor or "0:0").partition(":")
+        value = await self._val(
+            "SELECT count(*) FROM items WHERE (tx, id) > ($1::text::xid8, $2::bigint)",
+            tx,
+            int(last),
+        )
+        return int(value or 0)
+
     async def get_mark(self, key: str) -> str | None:
         value = await self._val("SELECT value FROM meta WHERE key = $1", f"mark:{key}")
         return None if value is None else str(value)

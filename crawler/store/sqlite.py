@@ -839,6 +839,9 @@ class SQLiteStore:
         )
         return [(row[0], row[1]) for row in rows], str(rows[-1][0]) if rows else cursor
 
+    async def items_waiting(self, cursor: str | None) -> int:
+        return 0  # one writer, in id order: every committed item is given at once
+
     async def taken(self, identities: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(identities), 500):  # (SQLite caps a statement's parameters)
