@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -494,3 +495,33 @@ async def test_a_lost_session_is_connected_again(
     assert kept == {"a.com"}
     await store.commit([Outcome(two, State.DONE, 1, items=['"2"'])])
     assert sorted([i async for i in store.items()]) == ['"1"', '"2"']
+
+
+async def test_a_session_lost_just_before_its_commit_is_run_again(
+    shared: Opener, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session ends after a commit's last statement, before its COMMIT: asyncpg says "the
+    underlying connection is closed" when the transaction ends. Nothing was committed, so the
+    commit runs again (it used to fail the crawl)."""
+    store = await shared()
+    await store.add([req("/1")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    keep = store._keep  # type: ignore[attr-defined]
+    ended: list[int] = []
+
+    async def keep_then_lose_the_session(db: Any, *args: Any) -> None:
+        await keep(db, *args)
+        if not ended:
+            ended.append(db.get_server_pid())
+            killer = await asyncpg.connect(postgres_dsn)
+            try:
+                await killer.execute("SELECT pg_terminate_backend($1)", ended[0])
+            finally:
+                await killer.close()
+
+    monkeypatch.setattr(store, "_keep", keep_then_lose_the_session)
+    await store.commit([Outcome(one, State.DONE, 1, items=['"1"'])])
+    assert ended
+    assert [i async for i in store.items()] == ['"1"']  # once
+    assert (await store.counts()).done == 1

@@ -176,9 +176,17 @@ _COLUMNS = (
     " method, body, errback, spec, etag, last_modified, revisit"
 )
 
+
+class _SessionLost(StoreError):
+    """The session of a transaction ended before the transaction could end (asyncpg's
+    InterfaceError "the underlying connection is closed", at its COMMIT or ROLLBACK). Where
+    it is not run again, it is the StoreError it would have been."""
+
+
 #: A session the server ended: after `idle_in_transaction_session_timeout` (a process paused
 #: mid-transaction, whose locks would otherwise keep its hosts from the others), or a restart.
 _LOST = (
+    _SessionLost,
     asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.AdminShutdownError,
@@ -1241,9 +1249,17 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[Db]:
-        """One transaction, committed whole or rolled back (cancellation included)."""
-        async with self._connection() as db, db.transaction():
-            yield db
+        """One transaction, committed whole or rolled back (cancellation included). A session
+        that ended before its COMMIT went out is a lost session (`_retried` runs it again):
+        nothing of it was committed."""
+        async with self._connection() as db:
+            try:
+                async with db.transaction():
+                    yield db
+            except asyncpg.InterfaceError as exc:
+                if db.is_closed():
+                    raise _SessionLost(f"store {self.location}: {exc}") from exc
+                raise
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         async def once() -> list[asyncpg.Record]:
