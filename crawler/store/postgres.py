@@ -183,6 +183,8 @@ class _SessionLost(StoreError):
     it is not run again, it is the StoreError it would have been."""
 
 
+#: What asyncpg says of a connection that went away (InterfaceError's messages).
+_GONE = ("connection is closed", "released back to the pool")
 #: A session the server ended: after `idle_in_transaction_session_timeout` (a process paused
 #: mid-transaction, whose locks would otherwise keep its hosts from the others), or a restart.
 _LOST = (
@@ -1257,7 +1259,9 @@ class PostgresStore:
                 async with db.transaction():
                     yield db
             except asyncpg.InterfaceError as exc:
-                if db.is_closed():
+                # asyncpg checks the connection before it sends COMMIT or ROLLBACK: gone (or
+                # taken back by the pool as it went), nothing of the transaction committed
+                if any(gone in str(exc) for gone in _GONE):
                     raise _SessionLost(f"store {self.location}: {exc}") from exc
                 raise
 
