@@ -101,8 +101,6 @@ class Renderer:
         self._busy: dict[Any, int] = {}
         #: The cookies last given to each context (given again only when the jar changed).
         self._synced: dict[str, list[dict[str, Any]]] = {}
-        #: Pages made since the start (a measure of reuse).
-        self.pages_opened = 0
 
     async def __aenter__(self) -> Renderer:
         return self
@@ -287,14 +285,13 @@ class Renderer:
         except BaseException:
             self._busy[context] -= 1
             raise
-        self.pages_opened += 1
         self._loaded[page] = 0
         return page
 
     async def _put_back(self, context: Any, session: str, page: Any, *, reuse: bool) -> None:
         """Keep `page` for the next load, or close it. A page kept is left as it is (going to
         about:blank cost a fifth of a load): while idle, whatever its scripts ask for is
-        refused (see _route)."""
+        refused (see Interceptor.route)."""
         self._busy[context] -= 1
         current = self._contexts.get(session) is context
         if not current and not self._busy[context]:
@@ -329,8 +326,6 @@ class Renderer:
         if changed:
             jars.changed(session)
         self._synced[session] = to_browser(jar)
-
-    # -- the pages' requests ----------------------------------------------------------------
 
 
 async def _add_cookies(context: Any, cookies: list[dict[str, Any]]) -> None:

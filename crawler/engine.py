@@ -656,16 +656,7 @@ class Crawler:
         started = [
             split[1] for url in self.spider.start_urls if (split := self._canonicalizer.split(url))
         ]
-        try:
-            scope = Scope.of(
-                start_hosts=given or started,
-                allowed_domains=self.spider.allowed_domains,
-                strategy=self.spider.scope,
-                allow=self.spider.allow,
-                deny=self.spider.deny,
-            )
-        except InvalidHost as exc:
-            raise ConfigError(f"spider {self.spider.name!r}: allowed_domains: {exc}") from None
+        scope = self._spider_scope(given or started)
         fetcher = self._fetcher(self._trusted_hosts([]) | {*given, *started}, Jars({}))
         kept: dict[str, tuple[float, str | None]] = {}
 
@@ -763,9 +754,15 @@ class Crawler:
                 raise ConfigError(
                     f"spider {self.spider.name!r}: start request: {exc.message}"
                 ) from None
+        self._scope = self._spider_scope(seed.host for seed in seeds)
+        return seeds
+
+    def _spider_scope(self, start_hosts: Iterable[str]) -> Scope:
+        """The spider's scope from these start hosts (see Scope.of); a ConfigError for an
+        allowed domain no browser would accept."""
         try:
-            self._scope = Scope.of(
-                start_hosts=(seed.host for seed in seeds),
+            return Scope.of(
+                start_hosts=start_hosts,
                 allowed_domains=self.spider.allowed_domains,
                 strategy=self.spider.scope,
                 allow=self.spider.allow,
@@ -773,7 +770,6 @@ class Crawler:
             )
         except InvalidHost as exc:
             raise ConfigError(f"spider {self.spider.name!r}: allowed_domains: {exc}") from None
-        return seeds
 
     def _trusted_hosts(self, seeds: list[NewRequest]) -> frozenset[str]:
         """The hosts the spider's author named, which may be private (a local site): the

@@ -110,13 +110,13 @@ class Interceptor:
                 return
             if request.resource_type in self._block:
                 counts.skipped += 1
-                await route.abort("blockedbyclient")
+                await _abort(route, "blockedbyclient")
                 return
             url = request.url
             if not self._allows(url):
                 counts.blocked += 1
                 log.debug("render: refused %s (out of scope)", url)
-                await route.abort("blockedbyclient")
+                await _abort(route, "blockedbyclient")
                 return
             fetched = await self._fetch(request, load)
         except _Refused as exc:
