@@ -11,7 +11,13 @@ import pytest
 import trustme
 from aiohttp import web
 
+import crawler
 from tests.sites import GraphSite
+
+
+def pytest_report_header() -> str:
+    """Which crawler is under test: the checkout's, or an installed wheel's (CI tests that)."""
+    return f"crawler {crawler.__version__} from {Path(crawler.__file__).parent}"
 
 
 @pytest.fixture

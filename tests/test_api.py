@@ -13,3 +13,9 @@ def test_every_error_derives_from_crawler_error() -> None:
         getattr(crawler, n) for n in crawler.__all__ if n.endswith("Error") or n.startswith("Fetch")
     ]
     assert all(issubclass(e, crawler.CrawlerError) for e in errors)
+
+
+def test_the_version_has_one_source() -> None:
+    from importlib.metadata import version
+
+    assert version("crawler") == crawler.__version__
