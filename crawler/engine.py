@@ -42,7 +42,7 @@ from .politeness import Breaker, Circuit
 from .proxies import ProxyPool
 from .records import STATE_MARK, NewRequest, Outcome, Revisit, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
-from .settings import Settings
+from .settings import DEFAULT_CACHE_DIR, Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
 from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
@@ -440,6 +440,8 @@ class Crawler:
             cache_dir=Path(settings.http_cache_dir) if settings.http_cache else None,
             cache_ttl=settings.http_cache_ttl or None,
             cache_rfc=settings.http_cache_policy == "rfc9111",
+            # a folder the user named is a recording, to commit; the default one is a cache
+            cache_recording=settings.http_cache_dir != DEFAULT_CACHE_DIR,
         )
 
     def _make_frontier(self, store: Store, budget: int | None) -> Frontier:

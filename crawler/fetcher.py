@@ -69,7 +69,8 @@ class Fetcher:
     request that names none (see proxies.py). With `cache_dir`, responses are kept in an HTTP
     cache there (hishel's SQLite storage) and answered from it: every successful GET for
     `cache_ttl` seconds (None: as long as it is kept), or by HTTP's caching rules with
-    `cache_rfc`.
+    `cache_rfc`. A `cache_recording` folder can be committed to git as it is (a recording for
+    crawler.testing.Replay); otherwise a .gitignore in it keeps it out.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Fetcher:
         cache_dir: Path | None = None,
         cache_ttl: float | None = None,
         cache_rfc: bool = False,
+        cache_recording: bool = True,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
@@ -108,7 +110,9 @@ class Fetcher:
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
         if cache_dir is not None:
-            self._transport = _cached(self._transport, cache_dir, cache_ttl, cache_rfc)
+            self._transport = _cached(
+                self._transport, cache_dir, cache_ttl, cache_rfc, cache_recording
+            )
         self._headers = httpx.Headers(
             {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
         )
@@ -308,7 +312,11 @@ class Fetcher:
 
 
 def _cached(
-    transport: httpx.AsyncBaseTransport, directory: Path, ttl: float | None, rfc: bool
+    transport: httpx.AsyncBaseTransport,
+    directory: Path,
+    ttl: float | None,
+    rfc: bool,
+    recording: bool,
 ) -> httpx.AsyncBaseTransport:
     """`transport` behind an HTTP cache kept in `directory` (see Fetcher)."""
     from hishel import AsyncSqliteStorage
@@ -316,12 +324,46 @@ def _cached(
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        _gitignore(directory, recording)
     except OSError as exc:
         raise ConfigError(f"cannot use {directory} for the HTTP cache: {exc.strerror}") from None
     storage = AsyncSqliteStorage(database_path=directory / "http.db", default_ttl=ttl)
     if rfc:
         return AsyncCacheTransport(transport, storage=storage, rfc=True)
     return _KeepAll(transport, storage)
+
+
+#: The .gitignore of a cache folder that is a recording: committed as it is, without SQLite's
+#: temporary files (a cleanly closed cache has none).
+_RECORDING_GITIGNORE = """\
+# Written by crawler: this folder is an HTTP cache, which is a recording of the site that
+# crawler.testing.Replay replays offline. Commit it as it is; SQLite's temporary files stay out.
+*-wal
+*-shm
+*-journal
+"""
+#: The .gitignore of a plain cache folder (the default one): kept out of git.
+_CACHE_GITIGNORE = """\
+# Written by crawler: this folder is an HTTP cache, kept out of git. To record a site for
+# offline tests, name another folder with -s http_cache_dir=...: that one can be committed.
+*
+"""
+
+
+def _gitignore(directory: Path, recording: bool) -> None:
+    """Write the cache folder's .gitignore, unless someone else's (not hishel's, which would
+    ignore everything, recordings included) is there."""
+    path = directory / ".gitignore"
+    ours = (_RECORDING_GITIGNORE, _CACHE_GITIGNORE)
+    try:
+        current = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = None
+    hishels = current is not None and current.startswith("# Automatically created by Hishel")
+    if current is None or current in ours or hishels:
+        wanted = ours[0] if recording else ours[1]
+        if current != wanted:
+            path.write_text(wanted, encoding="utf-8")
 
 
 class _KeepAll(httpx.AsyncBaseTransport):

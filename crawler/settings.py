@@ -40,6 +40,10 @@ DEFAULT_USER_AGENT = "crawler/0.1 (+https://pypi.org/project/crawler/)"
 MIB = 1024 * 1024
 
 
+#: The HTTP cache's folder unless the settings name another (which is then a recording).
+DEFAULT_CACHE_DIR = ".crawler-cache"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Every knob of a crawl. Units are in the names or stated here."""
@@ -129,7 +133,7 @@ class Settings:
     #: Keep responses in an HTTP cache and answer from it (for developing a spider).
     http_cache: bool = False
     #: The cache's directory (its SQLite file is http.db there).
-    http_cache_dir: str = ".crawler-cache"
+    http_cache_dir: str = DEFAULT_CACHE_DIR
     #: Seconds a cached response is used; 0 means for as long as it is kept.
     http_cache_ttl: float = 0.0
     #: "all": every successful GET is cached and used again, whatever its headers say (a

@@ -1,13 +1,17 @@
 """Test spiders offline: replay recorded responses into their callbacks, deterministically.
 
-Record once, by crawling with the HTTP cache on (a crawl's cache is its recording):
+Record once, by crawling with the HTTP cache on (a crawl's cache is its recording; a folder
+named with http_cache_dir can be committed to git as it is):
 
     python -m crawler run spiders/books.py -s http_cache=true \\
         -s http_cache_dir=tests/recordings/books -s max_pages=40
 
 Then, in a test (pytest with pytest-asyncio), with no network:
 
+    import pytest
     from crawler.testing import Replay
+
+    pytestmark = pytest.mark.asyncio  # not needed with asyncio_mode = "auto"
 
     async def test_a_book_page() -> None:
         async with Replay(Books(), "tests/recordings/books") as replay:

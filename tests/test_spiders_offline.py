@@ -5,10 +5,15 @@ replaying part of these tests."""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from crawler.spider import load_spider_class
@@ -95,3 +100,87 @@ async def test_a_page_not_recorded_is_a_clear_error(recording: tuple[Path, str])
             await replay.parse(f"{base}catalogue/no-such-page.html")
     with pytest.raises(NotRecorded, match="no recording in"):
         Replay(books(), folder / "elsewhere")
+
+
+def _readme_block(marker: str) -> str:
+    """The README's fenced code block that contains `marker`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for block in re.findall(r"```[a-z]*\n(.*?)```", readme, flags=re.DOTALL):
+        if marker in block:
+            return str(block)
+    raise AssertionError(f"no code block with {marker!r} in the README")
+
+
+@pytest.mark.slow
+def test_the_readme_recipe_works_as_copied(tmp_path: Path) -> None:
+    """A user copies the README's recording command and example test into a project of their
+    own (no pytest settings): the recording commits with git and the example passes."""
+    from crawler.demo import DemoShop, serve
+
+    project = tmp_path / "project"
+    (project / "spiders").mkdir(parents=True)
+    shutil.copy(SPIDERS / "books.py", project / "spiders" / "books.py")
+    commands = _readme_block("http_cache_dir=tests/recordings/books")
+    (record,) = [line for line in commands.splitlines() if line.startswith("python -m crawler run")]
+    with serve(DemoShop(100)) as base:  # what `demo --serve` serves
+        port = base.rsplit(":", 1)[1].strip("/")
+        argv = shlex.split(record.replace("8000", port))
+        result = subprocess.run(
+            [sys.executable, *argv[1:], "-q"], cwd=project, capture_output=True, text=True
+        )
+    assert result.returncode == 0, result.stderr
+    recording = project / "tests" / "recordings" / "books"
+    assert (recording / "http.db").is_file()
+
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "tests/recordings/books"], cwd=project, check=True)
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "tests/recordings/books/http.db" in tracked
+
+    example = _readme_block("# tests/test_books.py")
+    (project / "tests" / "test_books.py").write_text(example.replace("8000", port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_books.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+async def test_a_default_cache_is_kept_out_of_git_and_a_recording_is_not(tmp_path: Path) -> None:
+    from crawler.fetcher import Fetcher
+
+    def fetcher(folder: Path, recording: bool) -> Fetcher:
+        transport = httpx.MockTransport(lambda r: httpx.Response(200, stream=httpx.ByteStream(b"hi")))
+        return Fetcher(
+            user_agent="t",
+            timeout=5,
+            max_size=1000,
+            max_redirects=3,
+            max_connections=1,
+            transport=transport,
+            cache_dir=folder,
+            cache_recording=recording,
+        )
+
+    for folder, recording in ((tmp_path / "rec", True), (tmp_path / ".crawler-cache", False)):
+        async with fetcher(folder, recording) as f:
+            await f.fetch("http://a.com/")
+        ignored = (folder / ".gitignore").read_text().splitlines()
+        assert ("*" in ignored) is not recording
+    hishels = tmp_path / "old"  # a recording made before: hishel's .gitignore ignored it all
+    hishels.mkdir()
+    (hishels / ".gitignore").write_text("# Automatically created by Hishel\n*")
+    async with fetcher(hishels, True) as f:
+        await f.fetch("http://a.com/")
+    assert "*" not in (hishels / ".gitignore").read_text().splitlines()
+    (hishels / ".gitignore").write_text("mine\n")  # the user's own is left alone
+    async with fetcher(hishels, True) as f:
+        await f.fetch("http://a.com/")
+    assert (hishels / ".gitignore").read_text() == "mine\n"
