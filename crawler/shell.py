@@ -3,10 +3,11 @@
 The crawl's pieces (a Requester: fetcher, robots.txt, guard, hooks) live on an event loop in a
 thread of their own; the console runs in the main thread (so Ctrl-C interrupts a statement, not
 the shell) and accepts top-level `await`, as `python -m asyncio` does. IPython is used when it
-is installed. In the console:
+is installed; the plain console edits lines, keeps a history (~/.crawler_history) and
+completes names with Tab through `readline` where Python has it. In the console:
 
     response, request, spider      the last page fetched, its request, the spider
-    await fetch(url_or_request)    fetch a page; it becomes `response`
+    fetch(url_or_request)          fetch a page; it becomes `response` (`await fetch(...)` too)
     view(response)                 write the page to a temporary file and print its path
 """
 
@@ -18,6 +19,7 @@ import code
 import concurrent.futures
 import contextlib
 import inspect
+import os
 import sys
 import tempfile
 import threading
@@ -28,8 +30,11 @@ from typing import Any
 from .devtools import Requester
 from .models import Request, Response
 
-BANNER = """crawler shell: response, request, spider; await fetch(url); view(response)
+BANNER = """crawler shell: response, request, spider; fetch(url); view(response)
 (Ctrl-D to leave)"""
+
+#: Where the plain console keeps the lines typed, across sessions.
+HISTORY = "~/.crawler_history"
 
 
 class _Loop:
@@ -82,13 +87,24 @@ def namespace(requester: Requester, loop: _Loop, response: Response | None) -> d
         "Request": Request,
     }
 
-    async def fetch(target: Request | str) -> Response:
-        """Fetch a URL or a Request as the crawl would; the response becomes `response`."""
+    def fetched(response: Response) -> Response:
+        names["response"], names["request"] = response, response.request
+        print(f"{response.status} {response.url} ({len(response.body)} bytes)", file=sys.stderr)
+        return response
+
+    async def fetch_async(target: Request | str) -> Response:
         future = asyncio.run_coroutine_threadsafe(requester.fetch(target), loop.loop)
-        fetched = await asyncio.wrap_future(future)
-        names["response"], names["request"] = fetched, fetched.request
-        print(f"{fetched.status} {fetched.url} ({len(fetched.body)} bytes)", file=sys.stderr)
-        return fetched
+        return fetched(await asyncio.wrap_future(future))
+
+    def fetch(target: Request | str) -> Any:
+        """Fetch a URL or a Request as the crawl would; the response becomes `response`.
+        `fetch(url)` returns the response; in a statement that awaits (`await fetch(url)`)
+        it is awaitable."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a plain statement: fetch now, on the shell's loop
+            return fetched(loop.call(requester.fetch(target)))
+        return fetch_async(target)
 
     def view(page: Response | None = None) -> str:
         """Write `page` (the last response) to a temporary file; returns its path."""
@@ -128,7 +144,11 @@ def run(
         except ImportError:
             start_ipython = None
         if start_ipython is None:
-            _Console(names, loop).interact(banner=BANNER, exitmsg="")
+            save_history = _line_editing(names)
+            try:
+                _Console(names, loop).interact(banner=BANNER, exitmsg="")
+            finally:
+                save_history()
         else:  # pragma: no cover - IPython is not a dependency
             print(BANNER, file=sys.stderr)
             start_ipython(argv=["--no-banner"], user_ns=names)
@@ -136,3 +156,26 @@ def run(
         with contextlib.suppress(Exception, concurrent.futures.CancelledError):
             loop.call(stack.aclose())
         loop.close()
+
+
+def _line_editing(names: dict[str, Any]) -> Callable[[], None]:
+    """Line editing, history and Tab completion of `names` for the plain console, through
+    `readline` (absent on some Pythons: then the console works without); returns what saves
+    the history when the console ends."""
+    try:
+        import readline
+        import rlcompleter
+    except ImportError:  # pragma: no cover - CPython on Linux and macOS has it
+        return lambda: None
+    readline.set_completer(rlcompleter.Completer(names).complete)
+    readline.parse_and_bind("tab: complete")
+    history = os.path.expanduser(HISTORY)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(history)
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            readline.write_history_file(history)
+
+    return save

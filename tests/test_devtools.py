@@ -205,7 +205,7 @@ def test_shell_runs_statements_with_top_level_await(shop: str, tmp_path: Path) -
 def test_shell_without_a_url_and_with_a_bad_one(shop: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "crawler", "shell"],
-        input=f"print(response)\nawait fetch({shop!r})\nprint(response.status)\n",
+        input=f"print(response)\npage = fetch({shop!r})\nprint(page.status, page is response)\n",
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -213,7 +213,8 @@ def test_shell_without_a_url_and_with_a_bad_one(shop: str, tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert "None" in result.stdout
-    assert "200" in result.stdout
+    assert "200 True" in result.stdout  # without await, fetch() fetches all the same
+    assert "never awaited" not in result.stderr
     bad = cli("shell", "example.com/x", cwd=tmp_path)
     assert bad.returncode == 2
     assert "cannot fetch 'example.com/x'" in bad.stderr
@@ -233,3 +234,50 @@ def test_a_callback_error_in_parse_shows_its_traceback(shop: str, tmp_path: Path
     assert 'broken.py", line 5, in parse' in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "parse() raised ZeroDivisionError" in result.stderr
+
+
+def test_the_shell_edits_lines_and_keeps_a_history(tmp_path: Path) -> None:
+    """On a terminal, the plain console has readline: the up arrow brings the last line back
+    (instead of printing ^[[A), and the lines are kept in ~/.crawler_history."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
+    shell = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "shell"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    os.close(follower)
+    seen = b""
+
+    def until(text: bytes, count: int = 1) -> None:
+        nonlocal seen
+        while seen.count(text) < count:
+            ready, _, _ = select.select([leader], [], [], 60)
+            assert ready, f"no {text!r} from the shell; it printed {seen!r}"
+            seen += os.read(leader, 4096)
+
+    try:
+        until(b">>> ")
+        os.write(leader, b"6 * 7\r")
+        until(b"42")
+        until(b">>> ", 2)
+        os.write(leader, b"\x1b[A\r")  # up arrow, Enter: the same line again
+        until(b"6 * 7", 2)  # the line brought back
+        until(b"42", 2)  # and run again
+        until(b">>> ", 3)
+        os.write(leader, b"\x04")  # Ctrl-D
+        assert shell.wait(60) == 0
+    finally:
+        shell.kill()
+        shell.wait()
+        os.close(leader)
+    assert b"^[[A" not in seen
+    assert "6 * 7" in (tmp_path / ".crawler_history").read_text()
