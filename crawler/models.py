@@ -414,11 +414,14 @@ class Response:
         return self.selector.xpath(query, **variables)
 
     def css(self, selector: str) -> list[LexborNode]:
-        """Every node matching a CSS selector, in document order."""
+        """Every node matching a CSS selector, in document order. Scrapy's `::text` and
+        `::attr(name)` are parsel's: a ValueError names the call that takes them."""
+        _no_pseudo_element(selector, "css")
         return self.tree.css(selector)
 
     def css_first(self, selector: str) -> LexborNode | None:
-        """The first node matching a CSS selector, or None."""
+        """The first node matching a CSS selector, or None (no `::text`, as `css`)."""
+        _no_pseudo_element(selector, "css_first")
         return self.tree.css_first(selector)
 
     def links(self) -> list[str]:
@@ -456,3 +459,25 @@ class Response:
             url = href
         kwargs.setdefault("session", self.request.session)
         return Request(self.urljoin(url), callback, priority, meta or {}, **kwargs)
+
+
+_PSEUDO_ELEMENT = re.compile(r"::(text|attr\(\s*([^)]*?)\s*\))\s*$")
+
+
+def _no_pseudo_element(selector: str, method: str) -> None:
+    """Scrapy's pseudo-elements are not CSS that selectolax knows: say in one line which call
+    takes them (parsel's, as in Scrapy) and how to read the same from selectolax's nodes."""
+    if "::" not in selector:
+        return
+    match = _PSEUDO_ELEMENT.search(selector)
+    base = selector[: match.start()] if match else selector.split("::", 1)[0]
+    read = f"attributes.get({match.group(2)!r})" if match and match.group(2) else "text()"
+    if method == "css_first":
+        get, nodes = "get()", f"response.css_first({base!r}).{read}"
+    else:
+        get, nodes = "getall()", f"[n.{read} for n in response.css({base!r})]"
+    raise ValueError(
+        f"response.{method}({selector!r}): ::text and ::attr() are Scrapy's (parsel's), not "
+        f"selectolax's: use response.selector.css({selector!r}).{get}, or read the nodes: "
+        f"{nodes}"
+    )

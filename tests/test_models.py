@@ -1,4 +1,5 @@
 import json
+import re
 from urllib.parse import parse_qsl
 
 import httpx
@@ -27,6 +28,23 @@ def test_css_and_links() -> None:
     assert page.css_first("nothing") is None
     assert page.links() == ["http://example.com/a/c.html", "http://example.com/d"]
     assert page.depth == 2
+
+
+def test_scrapy_pseudo_elements_fail_in_one_line_naming_the_calls_that_work() -> None:
+    page = response('<a href="c.html">c</a><a href="d.html">d</a>')
+    for call, selector, expected in (
+        (page.css, "a::attr(href)", ["c.html", "d.html"]),
+        (page.css, "a::text", ["c", "d"]),
+        (page.css_first, "a::attr( href )", "c.html"),
+        (page.css_first, "a::text", "c"),
+    ):
+        with pytest.raises(ValueError, match="Scrapy's") as caught:
+            call(selector)
+        message = str(caught.value)
+        assert "\n" not in message
+        scrapy, nodes = re.findall(r"use (.*?), or read the nodes: (.*)$", message)[0]
+        assert eval(scrapy, {"response": page}) == expected  # each call it names works
+        assert eval(nodes, {"response": page}) == expected
 
 
 def test_headers_are_case_insensitive() -> None:

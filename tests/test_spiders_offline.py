@@ -157,7 +157,9 @@ async def test_a_default_cache_is_kept_out_of_git_and_a_recording_is_not(tmp_pat
     from crawler.fetcher import Fetcher
 
     def fetcher(folder: Path, recording: bool) -> Fetcher:
-        transport = httpx.MockTransport(lambda r: httpx.Response(200, stream=httpx.ByteStream(b"hi")))
+        transport = httpx.MockTransport(
+            lambda r: httpx.Response(200, stream=httpx.ByteStream(b"hi"))
+        )
         return Fetcher(
             user_agent="t",
             timeout=5,
