@@ -47,6 +47,8 @@ class Rates:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -78,11 +80,29 @@ def summary_line(progress: Progress, current: float, average: float) -> str:
         left = eta(progress, current or average)
         if left is not None:
             parts.append(f"ETA {left}")
+    idle = waiting(progress)
+    if idle is not None:
+        parts.append(idle)
     return "  ".join(parts)
 
 
+def waiting(progress: Progress) -> str | None:
+    """While nothing is in flight but URLs are queued, what the crawl waits for: the host whose
+    wait ends first, why (circuit open, Retry-After, Crawl-delay, rate limit, retries due
+    later) and for how long."""
+    if progress.in_flight or not progress.queued:
+        return None
+    hosts = [h for h in progress.hosts if h.queued and h.waiting_for is not None]
+    if not hosts:
+        return None
+    first = min(hosts, key=lambda h: h.wait)
+    more = f" (+{len(hosts) - 1} hosts waiting)" if len(hosts) > 1 else ""
+    return f"waiting {_duration(first.wait)} for {first.host}: {first.waiting_for}{more}"
+
+
 def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
-    """The busiest hosts: in flight, queued, done, failed, pacing and back-off, circuit."""
+    """The busiest hosts: in flight, queued, done, failed, pacing, what their next request
+    waits for, circuit."""
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, justify in (
         ("host", "left"),
@@ -91,7 +111,7 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
         ("done", "right"),
         ("failed", "right"),
         ("delay", "right"),
-        ("back-off", "right"),
+        ("waits", "left"),
         ("circuit", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -104,7 +124,7 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
             str(h.done),
             Text(str(h.failed), style="red" if h.failed else ""),
             f"{h.delay:.2f}s" if h.delay else "-",
-            _duration(h.wait) if h.wait else "-",
+            f"{_duration(h.wait)} {h.waiting_for}" if h.waiting_for else "-",
             circuit,
         )
     if len(progress.hosts) > limit:

@@ -38,7 +38,7 @@ from .hooks import Hooks, check_hooks
 from .models import Request, http_statuses
 from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
-from .politeness import Breaker, Circuit
+from .politeness import Breaker, Circuit, Wait
 from .proxies import ProxyPool
 from .records import STATE_MARK, NewRequest, Outcome, Revisit, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
@@ -99,7 +99,7 @@ class CrawlStats:
 class HostProgress:
     """One host while the crawl runs: requests in flight, rows waiting (queued, or leased and
     buffered), pages done and failed (earlier runs included), seconds between request starts,
-    seconds left of a back-off, and its circuit breaker's state."""
+    seconds until its next request may start, and its circuit breaker's state."""
 
     host: str
     in_flight: int
@@ -109,6 +109,8 @@ class HostProgress:
     delay: float
     wait: float
     circuit: Circuit
+    #: What holds its next request back for `wait` seconds (None: nothing).
+    waiting_for: Wait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,7 @@ class Crawler:
                     now.delay if now else 0.0,
                     now.wait if now else 0.0,
                     now.circuit if now else Circuit.CLOSED,
+                    now.waiting_for if now else None,
                 )
             )
         hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock
-from .politeness import Breaker, Circuit, Health, HostSlot
+from .politeness import Breaker, Circuit, Health, HostSlot, Wait
 from .records import ErrorKind, HostLease, HostState, Outcome, State, StoredRequest
 from .store import Store
 
@@ -71,12 +71,13 @@ class _Host:
 @dataclass(frozen=True, slots=True)
 class HostStatus:
     """A host's politeness right now: requests in flight, seconds between request starts
-    (rate limit or Crawl-delay; 0: none), seconds left of a back-off (Retry-After), and its
-    circuit breaker's state."""
+    (rate limit or Crawl-delay; 0: none), seconds (of the wall clock) until its next request
+    may start and what holds it back (None: nothing), and its circuit breaker's state."""
 
     in_flight: int
     delay: float
     wait: float
+    waiting_for: Wait | None
     circuit: Circuit
 
 
@@ -350,10 +351,14 @@ class Frontier:
         for name, entry in self._hosts.items():
             slot = entry.slot
             rate = slot.bucket.rate
+            waiting = slot.waiting(now) if entry.buffer else None
+            if not entry.buffer and entry.store_due is not None and entry.store_due > now:
+                waiting = (entry.store_due - now, Wait.RETRY)  # what it has left are retries
             status[name] = HostStatus(
                 in_flight=slot.in_flight,
                 delay=1.0 / rate if rate > 0 else 0.0,
-                wait=max(0.0, slot.not_before - now),
+                wait=self._clock.real(waiting[0]) if waiting else 0.0,
+                waiting_for=waiting[1] if waiting else None,
                 circuit=slot.breaker.state,
             )
         return status

@@ -71,6 +71,17 @@ class Circuit(enum.StrEnum):
     GIVEN_UP = "given up"
 
 
+class Wait(enum.StrEnum):
+    """What holds a host's next request back, as shown while the crawl waits."""
+
+    CIRCUIT = "circuit open"
+    RETRY_AFTER = "Retry-After"
+    CRAWL_DELAY = "Crawl-delay"
+    RATE_LIMIT = "rate limit"
+    #: Its queued URLs are retries, due later.
+    RETRY = "retries due"
+
+
 #: Cooldowns stop doubling after this many openings (2**40 times the first is plenty).
 _MAX_DOUBLINGS = 40
 
@@ -177,6 +188,7 @@ class HostSlot:
         "breaker",
         "bucket",
         "concurrency",
+        "crawl_delay",
         "gated",
         "in_flight",
         "last_start",
@@ -197,6 +209,8 @@ class HostSlot:
         self.gated = gated
         self.in_flight = 0
         self.bucket = TokenBucket(rate, now=now)
+        #: The bucket paces the host's Crawl-delay (stricter than the configured rate).
+        self.crawl_delay = False
         self.not_before = 0.0
         self.breaker = breaker or Breaker(threshold=5, cooldown=30.0)
 
@@ -218,6 +232,20 @@ class HostSlot:
         if self.full:
             return math.inf
         return max(self.bucket.available_at(now), self.not_before, self.breaker.open_until)
+
+    def waiting(self, now: float) -> tuple[float, Wait] | None:
+        """Seconds until the next request may start and what holds it back; None when one
+        may start now (or only a free concurrency slot is awaited, or the host is given up)."""
+        if self.breaker.given_up:
+            return None
+        paced = Wait.CRAWL_DELAY if self.crawl_delay else Wait.RATE_LIMIT
+        until, why = max(
+            (self.breaker.open_until, Wait.CIRCUIT),
+            (self.not_before, Wait.RETRY_AFTER),
+            (self.bucket.available_at(now), paced),
+            key=lambda wait: wait[0],
+        )
+        return (until - now, why) if until > now else None
 
     def acquire(self, now: float) -> None:
         """A request starts: it takes a slot and a token (and is the probe of an open circuit)."""
@@ -250,6 +278,7 @@ class HostSlot:
             if self.bucket.rate <= 0 or rate < self.bucket.rate:
                 self.bucket = TokenBucket(rate, now=now)
                 self.bucket.take(now)
+                self.crawl_delay = True
 
     def snapshot(self, host: str) -> HostState:
         """What of this slot should survive a crash (probes and in-flight counts do not)."""

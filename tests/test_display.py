@@ -11,7 +11,7 @@ from rich.console import Console
 
 from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
 from crawler.engine import CrawlStats, HostProgress, Progress
-from crawler.politeness import Circuit
+from crawler.politeness import Circuit, Wait
 
 
 def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
@@ -19,7 +19,7 @@ def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = No
     hosts = [
         HostProgress("busy.example", 4, 120, 200, 1, 0.0, 0.0, Circuit.CLOSED),
         HostProgress("slow.example", 1, 40, 60, 0, 2.0, 0.0, Circuit.CLOSED),
-        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, Circuit.OPEN),
+        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, Circuit.OPEN, Wait.CIRCUIT),
         HostProgress("dead.example", 0, 0, 10, 12, 0.0, 0.0, Circuit.GIVEN_UP),
     ]
     return Progress(
@@ -41,12 +41,26 @@ def test_the_host_table_renders_a_given_state() -> None:
     console.print(host_table(progress(), limit=3))
     lines = [line.rstrip() for line in console.export_text().splitlines()]
     assert lines == [
-        "host               in flight  queued  done  failed  delay  back-off  circuit",
-        "busy.example               4     120   200       1      -         -  closed",
-        "slow.example               1      40    60       0  2.00s         -  closed",
-        "throttled.example          0      15    30       3  0.50s     1m35s  open",
-        "                                1 more hosts",
+        "host               in flight  queued  done  failed  delay  waits               circuit",
+        "busy.example               4     120   200       1      -  -                   closed",
+        "slow.example               1      40    60       0  2.00s  -                   closed",
+        "throttled.example          0      15    30       3  0.50s  1m35s circuit open  open",
+        "                                     1 more hosts",
     ]
+
+
+def test_an_idle_crawl_says_what_it_waits_for_and_how_long() -> None:
+    import dataclasses
+
+    hosts = [
+        HostProgress("a.example", 0, 3, 10, 1, 0.0, 28.0, Circuit.OPEN, Wait.CIRCUIT),
+        HostProgress("b.example", 0, 2, 10, 0, 0.0, 4.5, Circuit.CLOSED, Wait.RETRY_AFTER),
+        HostProgress("c.example", 0, 0, 10, 0, 5.0, 2.0, Circuit.CLOSED, Wait.CRAWL_DELAY),
+    ]
+    idle = dataclasses.replace(progress(), in_flight=0, queued=5, hosts=hosts)
+    line = summary_line(idle, 0.0, 3.0)
+    assert line.endswith("waiting 4.5s for b.example: Retry-After (+1 hosts waiting)")
+    assert "waiting" not in summary_line(progress(), 0.0, 3.0)  # pages in flight: not idle
 
 
 def test_the_summary_line_and_eta() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from crawler.frontier import Frontier
-from crawler.politeness import Circuit, Health
+from crawler.politeness import Circuit, Health, Wait
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
 from tests.helpers import ManualClock
 
@@ -90,6 +90,8 @@ async def test_retry_waits_for_its_not_before_time(store: SQLiteStore) -> None:
     frontier.release("a.com")
     await store.commit([retry])
     frontier.settle([retry])
+    status = frontier.host_status()["a.com"]
+    assert (status.waiting_for, status.wait) == (Wait.RETRY, pytest.approx(0.05))
     pending = asyncio.create_task(frontier.next())
     await asyncio.sleep(0.01)
     assert not pending.done()
@@ -130,6 +132,8 @@ async def test_retry_after_holds_the_whole_host_but_not_others(store: SQLiteStor
     await asyncio.sleep(0.01)
     assert not waiting.done()  # the throttled host's other URLs wait
     waiting.cancel()
+    held = frontier.host_status()[first.host]
+    assert (held.waiting_for, held.wait) == (Wait.RETRY_AFTER, 3600)
 
 
 async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> None:

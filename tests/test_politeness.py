@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from crawler.politeness import Breaker, Circuit, Health, HostSlot, TokenBucket
+from crawler.politeness import Breaker, Circuit, Health, HostSlot, TokenBucket, Wait
 
 
 def test_token_bucket_paces_starts_in_virtual_time() -> None:
@@ -40,6 +40,20 @@ def test_host_slot_limits_concurrency_and_honours_back_off() -> None:
     slot.release()
     with pytest.raises(RuntimeError):
         slot.release()
+
+
+def test_a_slot_says_what_its_next_request_waits_for() -> None:
+    slot = HostSlot(concurrency=2, rate=1.0, breaker=Breaker(threshold=1, cooldown=30.0))
+    assert slot.waiting(0.0) is None
+    slot.acquire(0.0)
+    assert slot.waiting(0.0) == (1.0, Wait.RATE_LIMIT)
+    slot.slow_down(5.0, 0.0)  # robots.txt's Crawl-delay, stricter than the rate limit
+    assert slot.waiting(0.0) == (5.0, Wait.CRAWL_DELAY)
+    slot.back_off(20.0)  # Retry-After
+    assert slot.waiting(0.0) == (20.0, Wait.RETRY_AFTER)
+    slot.release(Health.ERROR, now=1.0)  # the circuit opens for 30 s
+    assert slot.waiting(1.0) == (30.0, Wait.CIRCUIT)
+    assert slot.waiting(40.0) is None
 
 
 def probe(slot: HostSlot, at: float, health: Health) -> float:
