@@ -159,7 +159,24 @@ def render(progress: Progress, current: float, average: float) -> RenderableType
         parts.append(worker_table(progress))
     if progress.stats or progress.dropped_items:
         parts.append(Text(counters_line(progress), style="dim"))
+    proxies = proxies_line(progress)
+    if proxies:
+        failing = any(p.failed for p in progress.proxies)
+        parts.append(Text(proxies, style="red" if failing else "dim"))
     return Group(*parts)
+
+
+def proxies_line(progress: Progress) -> str:
+    """The crawl's proxies, one by one: requests, failures and rest (empty without proxies)."""
+    parts = []
+    for p in progress.proxies:
+        part = f"{p.proxy} {p.requests} requests, {p.failed} failed"
+        if p.resting:
+            part += f", resting {_duration(p.resting)}"
+        if p.failed and p.last_error:
+            part += f" (last: {p.last_error})"
+        parts.append(part)
+    return "proxies: " + "; ".join(parts) if parts else ""
 
 
 def counters_line(progress: Progress) -> str:
@@ -177,10 +194,12 @@ def log_line(progress: Progress, current: float, average: float) -> str:
         f"{h.host} {h.in_flight} in flight/{h.queued} queued" for h in progress.hosts[:3]
     )
     counters = counters_line(progress)
+    proxies = proxies_line(progress) if any(p.failed for p in progress.proxies) else ""
     return (
         summary_line(progress, current, average)
         + (f"; busiest: {busiest}" if busiest else "")
         + (f"; {counters}" if counters else "")
+        + (f"; {proxies}" if proxies else "")
     )
 
 

@@ -39,7 +39,7 @@ from .models import Request, http_statuses
 from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit, Wait
-from .proxies import ProxyPool
+from .proxies import ProxyPool, ProxyStatus
 from .records import STATE_MARK, NewRequest, Outcome, Revisit, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import DEFAULT_CACHE_DIR, Settings
@@ -134,6 +134,8 @@ class Progress:
     #: The spider's own counters and the items its pipelines dropped, by reason (committed).
     stats: dict[str, int] = field(default_factory=dict)
     dropped_items: dict[str, int] = field(default_factory=dict)
+    #: The crawl's proxies (`proxies` setting): requests, failures, rest (none without).
+    proxies: list[ProxyStatus] = field(default_factory=list)
 
 
 class Crawler:
@@ -185,6 +187,7 @@ class Crawler:
         self._transport = transport
         self._resolver = resolver or system_resolver
         self._clock = clock or Clock()
+        self._proxy_pool: ProxyPool | None = None
         self.events = Path(events) if events is not None else None
         self._frontier: Frontier | None = None
         self._store: Store | None = None
@@ -258,6 +261,7 @@ class Crawler:
             workers=await store.workers(),
             stats=own,
             dropped_items=dropped,
+            proxies=self._proxy_pool.status() if self._proxy_pool is not None else [],
         )
 
     # -- the run ---------------------------------------------------------------------------
@@ -605,7 +609,8 @@ class Crawler:
     def _proxies(self) -> ProxyPool | None:
         """The crawl's proxies (or the environment's); None when every request goes direct."""
         pool = ProxyPool(self.settings.proxies, clock=self._clock)
-        return pool if pool.active else None
+        self._proxy_pool = pool if pool.active else None
+        return self._proxy_pool
 
     def _allow_status(self) -> tuple[int, ...]:
         """The spider's allow_status (from the command line, its entries are strings)."""

@@ -36,7 +36,8 @@ from .errors import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from .proxies import ProxyPool
+from .proxies import PROXY, ProxyPool, proxy_name
+from .stats import bump
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Redirects after which a browser sends a GET without a body (303 always, 301 and 302 for a
@@ -241,11 +242,14 @@ class Fetcher:
             except httpx.HTTPError as exc:
                 raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
         except FetchError as exc:
-            if pool is not None and chosen is not None:  # a proxy error is the proxy's
-                pool.done(chosen, ok=not isinstance(exc, ProxyError))  # any other, the host's
+            failed = exc.message if isinstance(exc, ProxyError) else None  # else the host's
+            _count_proxy(exchange.proxy, failed)
+            if pool is not None and chosen is not None:
+                pool.done(chosen, failed)
             raise
+        _count_proxy(exchange.proxy, None)
         if pool is not None and chosen is not None:
-            pool.done(chosen, ok=True)
+            pool.done(chosen)
         return fetched
 
     async def _follow(self, exchange: _Exchange) -> Fetched:
@@ -284,6 +288,10 @@ class Fetcher:
                         seen.add((method, allowed))
                         url = allowed
                         continue
+                    if status == 407 and proxy is not None:  # the proxy's answer, not the site's
+                        raise ProxyError(
+                            url, "the proxy refused the request: 407 Proxy Authentication Required"
+                        )
                     if status >= 400 and status not in allow_status:
                         fetched = None
                         if error_body or self._caching:
@@ -364,6 +372,15 @@ def _gitignore(directory: Path, recording: bool) -> None:
         wanted = ours[0] if recording else ours[1]
         if current != wanted:
             path.write_text(wanted, encoding="utf-8")
+
+
+def _count_proxy(proxy: str | None, error: str | None) -> None:
+    """Count a request through `proxy` (and whether the proxy failed it) with its page."""
+    if proxy is not None:
+        name = proxy_name(proxy)
+        bump(f"{PROXY}requests:{name}")
+        if error is not None:
+            bump(f"{PROXY}failed:{name}")
 
 
 class _KeepAll(httpx.AsyncBaseTransport):

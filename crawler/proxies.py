@@ -6,13 +6,38 @@ HTTP_PROXY / HTTPS_PROXY / NO_PROXY variables. No I/O: the fetcher sends, this r
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .clock import Clock
 from .politeness import Breaker, Health
+
+log = logging.getLogger(__name__)
+
+#: Counters kept with the pages (see stats.py): "proxy:requests:<proxy>" (requests sent
+#: through it) and "proxy:failed:<proxy>" (requests it failed), <proxy> without credentials.
+PROXY = "proxy:"
+
+
+def proxy_name(proxy: str) -> str:
+    """How a proxy is shown and counted: its URL without user:password."""
+    return split_credentials(proxy)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStatus:
+    """One of the crawl's proxies in this run: requests through it, those it failed, seconds
+    of rest left (0: in use), and its last failure."""
+
+    proxy: str
+    requests: int
+    failed: int
+    resting: float
+    last_error: str | None
 
 
 def split_credentials(proxy: str) -> tuple[str, str | None]:
@@ -43,8 +68,8 @@ def from_environment(url: str, proxies: Mapping[str, str] | None = None) -> str 
 class ProxyPool:
     """The crawl's proxies. `choose(host, url)` rotates through them for each host, skipping
     proxies that are resting; with none configured, the environment's proxy (if any). Tell it
-    how each request through a proxy went with `done(proxy, ok)`: `threshold` failures in a row
-    rest a proxy for `cooldown` seconds, doubling up to `cooldown_max`."""
+    how each request through a proxy went with `done(proxy, error)`: `threshold` failures in a
+    row rest a proxy for `cooldown` seconds, doubling up to `cooldown_max`."""
 
     def __init__(
         self,
@@ -62,6 +87,9 @@ class ProxyPool:
             for proxy in self._proxies
         }
         self._next: dict[str, int] = {}
+        self._requests = dict.fromkeys(self._proxies, 0)
+        self._failed = dict.fromkeys(self._proxies, 0)
+        self._last_error: dict[str, str] = {}
         #: The environment's proxy variables, read once (when no proxies are given).
         self._environment: dict[str, str] = {}
         if use_environment and not self._proxies:
@@ -91,11 +119,44 @@ class ProxyPool:
         # every proxy rests: the one that is back soonest
         return min(self._proxies, key=lambda proxy: self._breakers[proxy].open_until)
 
-    def done(self, proxy: str, ok: bool) -> None:
-        """A request through `proxy` got through it (`ok`), or the proxy failed it."""
+    def done(self, proxy: str, error: str | None = None) -> None:
+        """A request through `proxy` got through it (`error` None), or the proxy failed it
+        with `error`. A proxy whose failures rest it is logged, with the reason."""
         breaker = self._breakers.get(proxy)
-        if breaker is not None:
-            breaker.record(Health.OK if ok else Health.UNANSWERED, self._clock.now())
+        if breaker is None:
+            return
+        now = self._clock.now()
+        self._requests[proxy] += 1
+        if error is None:
+            breaker.record(Health.OK, now)
+            return
+        self._failed[proxy] += 1
+        self._last_error[proxy] = error
+        resting = breaker.open_until > now
+        breaker.record(Health.UNANSWERED, now)
+        if not resting and breaker.open_until > now:
+            log.warning(
+                "proxy %s failing (%d of %d requests; last: %s): resting it for %.0f s",
+                proxy_name(proxy),
+                self._failed[proxy],
+                self._requests[proxy],
+                error,
+                self._clock.real(breaker.open_until - now),
+            )
+
+    def status(self) -> list[ProxyStatus]:
+        """Each of the crawl's proxies, as of now (for progress displays)."""
+        now = self._clock.now()
+        return [
+            ProxyStatus(
+                proxy_name(proxy),
+                self._requests[proxy],
+                self._failed[proxy],
+                self._clock.real(max(self._breakers[proxy].open_until - now, 0.0)),
+                self._last_error.get(proxy),
+            )
+            for proxy in self._proxies
+        ]
 
     def resting(self) -> list[str]:
         """The proxies resting now."""

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from .politeness import Circuit
+from .proxies import PROXY
 from .records import LATENCY_BOUNDS, HostSummary, Summary
 from .stats import CACHE_HITS, RENDER, REVISIT
 from .stats import split as split_counters
@@ -127,7 +128,18 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             kind: summary.counters.get(RENDER + kind, 0)
             for kind in ("pages", "requests", "blocked", "skipped", "failed")
         },
+        "proxies": _proxies(summary.counters),
     }
+
+
+def _proxies(counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Requests through each proxy and those it failed (the page's host never asked)."""
+    proxies: dict[str, dict[str, int]] = {}
+    for key, n in counters.items():
+        if key.startswith(PROXY):
+            what, _, proxy = key[len(PROXY) :].partition(":")
+            proxies.setdefault(proxy, {"requests": 0, "failed": 0})[what] = n
+    return dict(sorted(proxies.items()))
 
 
 def _worker_rows(summary: Summary, now: float) -> list[tuple[str, ...]]:
@@ -179,6 +191,14 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
             f"rendered: {rendered['pages']} pages, whose requests: {rendered['requests']} made, "
             f"{rendered['blocked']} refused, {rendered['skipped']} not loaded (block_resources), "
             f"{rendered['failed']} failed"
+        )
+    if data["proxies"]:
+        lines.append(
+            "proxies: "
+            + "  ".join(
+                f"{proxy} {n['requests']} requests, {n['failed']} failed"
+                for proxy, n in data["proxies"].items()
+            )
         )
     if data["stats"]:
         lines.append("spider stats: " + "  ".join(f"{k}: {v}" for k, v in data["stats"].items()))

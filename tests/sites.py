@@ -340,10 +340,13 @@ class OverloadSite:
 
 class ForwardProxy:
     """An HTTP proxy on `host`: absolute-form requests are forwarded (one per connection) and
-    CONNECT opens a tunnel (https). `seen` lists (method, target, Proxy-Authorization)."""
+    CONNECT opens a tunnel (https). `seen` lists (method, target, Proxy-Authorization). With
+    `authorization`, a request without that Proxy-Authorization gets a 407."""
 
-    def __init__(self, host: str = "127.0.0.30") -> None:
+    def __init__(self, host: str = "127.0.0.30", authorization: str | None = None) -> None:
         self.host = host
+        #: The Proxy-Authorization it wants (None: any): else it answers 407.
+        self.authorization = authorization
         self.port = 0
         self.seen: list[tuple[str, str, str | None]] = []
         self._server: asyncio.Server | None = None
@@ -359,6 +362,15 @@ class ForwardProxy:
             method, target, _ = line.split(" ", 2)
             headers = {k.title(): v for k, v in (h.split(": ", 1) for h in lines if ": " in h)}
             self.seen.append((method, target, headers.get("Proxy-Authorization")))
+            wanted = self.authorization
+            if wanted is not None and headers.get("Proxy-Authorization") != wanted:
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="proxy"\r\n'
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                await writer.drain()
+                return
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
                 up_reader, up_writer = await asyncio.open_connection(host, int(port))

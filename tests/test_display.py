@@ -141,3 +141,25 @@ def test_the_spiders_counters_and_dropped_items_show_in_the_view_and_the_lines()
     console.print(render(p, 12.0, 10.0))
     assert "ban pages 3; dropped 9 (duplicate 7, invalid price 2)" in console.export_text()
     assert "dropped" not in log_line(progress(), 12.0, 10.0)
+
+
+def test_failing_proxies_show_in_the_view_and_the_lines() -> None:
+    import dataclasses
+
+    from crawler.display import proxies_line
+    from crawler.proxies import ProxyStatus
+
+    proxies = [
+        ProxyStatus("http://p1:3128", 12, 12, 28.0, "ConnectError: refused"),
+        ProxyStatus("http://p2:3128", 80, 0, 0.0, None),
+    ]
+    p = dataclasses.replace(progress(), proxies=proxies)
+    line = proxies_line(p)
+    assert line == (
+        "proxies: http://p1:3128 12 requests, 12 failed, resting 28s (last: ConnectError: "
+        "refused); http://p2:3128 80 requests, 0 failed"
+    )
+    assert line in log_line(p, 1.0, 1.0)
+    assert proxies_line(progress()) == ""
+    healthy = dataclasses.replace(progress(), proxies=proxies[1:])
+    assert "proxies" not in log_line(healthy, 1.0, 1.0)  # only failing proxies make noise

@@ -12,6 +12,9 @@ import pytest
 
 from crawler import ConfigError, Crawler, Settings
 from crawler.proxies import ProxyPool, from_environment, split_credentials
+from crawler.records import Summary
+from crawler.report import summary_dict
+from crawler.store import open_readonly
 from tests.helpers import ManualClock
 from tests.sites import ForwardProxy, GraphSite
 from tests.test_cli import SPIDER, acli
@@ -28,8 +31,8 @@ def test_the_pool_rotates_per_host_and_rests_failing_proxies() -> None:
         "http://p1:1",
     ]
     assert pool.choose("b.com", "http://b.com/") == "http://p1:1"  # each host rotates alone
-    pool.done("http://p2:1", ok=False)
-    pool.done("http://p2:1", ok=False)  # twice in a row: rested
+    pool.done("http://p2:1", "refused")
+    pool.done("http://p2:1", "refused")  # twice in a row: rested
     assert pool.resting() == ["http://p2:1"]
     assert {pool.choose("a.com", "http://a.com/") for _ in range(4)} == {
         "http://p1:1",
@@ -37,12 +40,12 @@ def test_the_pool_rotates_per_host_and_rests_failing_proxies() -> None:
     }
     clock.t += 30  # its rest is over: tried again, and a failure rests it twice as long
     assert "http://p2:1" in {pool.choose("a.com", "http://a.com/") for _ in range(3)}
-    pool.done("http://p2:1", ok=False)
+    pool.done("http://p2:1", "refused")
     clock.t += 31
     assert pool.resting() == ["http://p2:1"]
     for proxy in ("http://p1:1", "http://p3:1"):
-        pool.done(proxy, ok=False)
-        pool.done(proxy, ok=False)
+        pool.done(proxy, "refused")
+        pool.done(proxy, "refused")
     assert pool.choose("a.com", "http://a.com/") == "http://p2:1"  # all rest: back soonest
 
 
@@ -98,17 +101,72 @@ async def test_the_environment_proxy_is_used_when_the_crawl_names_none(
     assert os.environ["HTTP_PROXY"] == proxy.url
 
 
-async def test_a_dead_proxy_is_rested_and_the_crawl_goes_on(
-    graph: GraphSite, proxy: ForwardProxy, store_path: Path
+async def test_a_dead_proxy_is_rested_reported_and_the_crawl_goes_on(
+    graph: GraphSite,
+    proxy: ForwardProxy,
+    store_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dead = "http://127.0.0.31:9"  # nothing listens there
+    dead = "http://user:pw@127.0.0.31:9"  # nothing listens there
     settings = Settings(
         concurrency=8, obey_robots=False, proxies=(dead, proxy.url), retry_backoff=0.01
     )
-    stats = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    crawler = Crawler(spider_for(graph), settings, store_path=store_path)
+    stats = await crawler.run()
     assert stats.failed_total == 0
     assert stats.pages == len(graph.all_urls())
     assert sum(1 for _, t, _ in proxy.seen if "/p/" in t) >= len(graph.all_urls())
+    # the dead proxy is named (without its password) in the log, in stats and the live view
+    (rested,) = [r.getMessage() for r in caplog.records if "resting it" in r.getMessage()]
+    assert rested.startswith("proxy http://127.0.0.31:9 failing (3 of 3 requests; last: ")
+    assert "pw" not in rested
+    summary = summary_dict(await _summary(store_path), running=False, now=0)
+    dead_counts = summary["proxies"]["http://127.0.0.31:9"]
+    assert dead_counts["failed"] == dead_counts["requests"] >= 3
+    assert summary["proxies"][proxy.url]["failed"] == 0
+    assert summary["proxies"][proxy.url]["requests"] >= len(graph.all_urls())
+    assert summary["errors"] == {}  # the pages themselves did not fail
+    assert crawler._proxy_pool is not None
+    status = {p.proxy: p for p in crawler._proxy_pool.status()}
+    assert status["http://127.0.0.31:9"].failed >= 3
+    assert status["http://127.0.0.31:9"].last_error
+
+
+async def _summary(store_path: Path) -> Summary:
+    store = await open_readonly(str(store_path), None)
+    try:
+        return await store.summary()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_wrong_proxy_password_is_the_proxys_failure_not_the_sites(
+    graph: GraphSite,
+    https_site: tuple[str, Path],
+    store_path: Path,
+    scheme: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wanted = "Basic " + base64.b64encode(b"crawler:right").decode()
+    strict = ForwardProxy(authorization=wanted)
+    await strict.start()
+    try:
+        wrong = strict.url.replace("http://", "http://crawler:wrong@")
+        settings = Settings(obey_robots=False, proxies=(wrong,), max_retries=1)
+        spider = spider_for(graph)
+        if scheme == "https":
+            start, ca_file = https_site
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+            spider.start_urls = [start]
+        stats = await Crawler(spider, settings, store_path=store_path).run()
+    finally:
+        await strict.stop()
+    assert (stats.done_total, stats.failed_total) == (0, len(spider.start_urls))
+    summary = summary_dict(await _summary(store_path), running=False, now=0)
+    assert set(summary["errors"]) == {"proxy"}  # not the site's "http_status"
+    assert 407 not in summary["statuses"]
+    assert summary["proxies"][strict.url]["failed"] >= 1
 
 
 async def test_https_goes_through_connect(
