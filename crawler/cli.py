@@ -30,6 +30,7 @@ from .errors import ConfigError, CrawlerError, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
 from .settings import Settings
+from .sinks import SinkFailed
 from .spider import Spider, load_spider_class
 from .store import Summary, is_dsn, open_readonly, open_store
 
@@ -273,10 +274,21 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         output=args.output,
         events=args.events,
     )
-    stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
     resume = ["python", "-m", "crawler", *_without(list(argv or sys.argv[1:]), _ONCE)]
-    _summary(stats, crawler.store_path, shlex.join(resume))
+    stats = _crawl_and_sum_up(crawler, args.quiet, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+
+
+def _crawl_and_sum_up(crawler: Crawler, quiet: bool, resume: str) -> CrawlStats:
+    """Run the crawl and print its summary, also when a sink's last delivery failed (then the
+    error, with the items that wait for the sink, follows the summary)."""
+    try:
+        stats = asyncio.run(_crawl(crawler, quiet=quiet))
+    except SinkFailed:
+        _summary(crawler.stats, crawler.store_path, resume)
+        raise
+    _summary(stats, crawler.store_path, resume)
+    return stats
 
 
 #: Options applied once, when the crawl starts: not repeated by the resume command.
@@ -590,9 +602,17 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         "max_pages": "crawl reached max_pages",
         "stopped": "crawl stopped",
     }
+    skipped = (
+        f", {stats.robots_disallowed} disallowed by robots.txt" if stats.robots_disallowed else ""
+    )
+    skipped_total = (
+        f", {stats.robots_disallowed_total} disallowed by robots.txt"
+        if stats.robots_disallowed_total
+        else ""
+    )
     print(
         f"{lines.get(stats.ended, stats.ended)}: {stats.pages} pages ({stats.failed} failed, "
-        f"{stats.retried} retries), {stats.items} items"
+        f"{stats.retried} retries{skipped}), {stats.items} items"
         + (f" ({stats.dropped_items} dropped by pipelines)" if stats.dropped_items else "")
         + (f", {stats.cached} pages from the HTTP cache" if stats.cached else "")
         + (
@@ -607,7 +627,7 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         )
         + f" in {stats.elapsed:.1f} s "
         f"({stats.pages_per_second:.1f} pages/s)\n"
-        f"store {store}: {stats.done_total} done, {stats.failed_total} failed, "
+        f"store {store}: {stats.done_total} URLs done, {stats.failed_total} failed{skipped_total}, "
         f"{stats.queued} queued, {stats.items_total} items",
         file=sys.stderr,
     )
@@ -736,8 +756,7 @@ def _demo(args: argparse.Namespace) -> int:
             output=args.output,
             events=args.events,
         )
-        stats = asyncio.run(_crawl(crawler, quiet=args.quiet))
-    _summary(stats, crawler.store_path, "python -m crawler demo")
+        stats = _crawl_and_sum_up(crawler, args.quiet, "python -m crawler demo")
     print(f"the shop served {sum(shop.hits.values())} requests", file=sys.stderr)
     if not args.output:
         print(

@@ -40,10 +40,10 @@ from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit, Wait
 from .proxies import ProxyPool, ProxyStatus
-from .records import STATE_MARK, NewRequest, Outcome, Revisit, State, WorkerInfo
+from .records import STATE_MARK, ErrorKind, NewRequest, Outcome, Revisit, State, WorkerInfo
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import DEFAULT_CACHE_DIR, Settings
-from .sinks import Delivery, Sink, check_sinks
+from .sinks import Delivery, Sink, SinkFailed, check_sinks
 from .spider import Spider, check_spider_class, load_object
 from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
 from .stats import split as split_counters
@@ -89,6 +89,9 @@ class CrawlStats:
     done_total: int = 0
     failed_total: int = 0
     items_total: int = 0
+    #: URLs robots.txt disallowed: skipped, apart from `pages` and failures (this run; store).
+    robots_disallowed: int = 0
+    robots_disallowed_total: int = 0
 
     @property
     def pages_per_second(self) -> float:
@@ -280,7 +283,7 @@ class Crawler:
             delivery = Delivery(store, sinks, self.spider)
             await delivery.open()
             if stats.ended:  # nothing to do
-                await delivery.finish()
+                await self._deliver(delivery, store, stats)
                 await self._final_counts(store, stats)
                 return stats
             delivery.start()
@@ -313,7 +316,7 @@ class Crawler:
                 ended = stats.ended
             finally:
                 await self._close(store, pipelines, writer, ended)
-            await delivery.finish()
+            await self._deliver(delivery, store, stats)
             for sink in sinks:
                 if delivery.written.get(sink.key):
                     log.info("%s: %d items delivered", sink.key, delivery.written[sink.key])
@@ -321,6 +324,15 @@ class Crawler:
             if events is not None:
                 events.emit("end", **dataclasses.asdict(stats))
         return stats
+
+    async def _deliver(self, delivery: Delivery, store: Store, stats: CrawlStats) -> None:
+        """The sinks' last delivery. One that fails ends the run with SinkFailed, the run's
+        counts taken first (`self.stats`), so that the caller can still say what it did."""
+        try:
+            await delivery.finish()
+        except SinkFailed:
+            await self._final_counts(store, stats)
+            raise
 
     def _extensions(self) -> tuple[Pipelines, Hooks, list[Sink]]:
         """The spider's pipelines, hooks and sinks, then those the settings name: each checked
@@ -631,9 +643,14 @@ class Crawler:
 
     async def _final_counts(self, store: Store, stats: CrawlStats) -> None:
         counts = await store.counts()
+        skipped = 0
+        if counts.failed:  # robots.txt's skips are in the failures ledger, but not failures
+            async for _ in store.failures(error=ErrorKind.ROBOTS_DISALLOWED):
+                skipped += 1
         stats.queued = counts.pending
         stats.done_total = counts.done
-        stats.failed_total = counts.failed
+        stats.failed_total = counts.failed - skipped
+        stats.robots_disallowed_total = skipped
         stats.items_total = counts.items
         stats.elapsed = time.monotonic() - stats.started
 
@@ -921,6 +938,8 @@ class _Writer:
         for outcome in batch:
             if outcome.state is State.QUEUED:
                 stats.retried += 1
+            elif outcome.error is ErrorKind.ROBOTS_DISALLOWED:
+                stats.robots_disallowed += 1
             else:
                 stats.pages += 1
                 stats.failed += outcome.state is State.FAILED

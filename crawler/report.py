@@ -15,7 +15,7 @@ from typing import Any
 
 from .politeness import Circuit
 from .proxies import PROXY
-from .records import LATENCY_BOUNDS, HostSummary, Summary
+from .records import LATENCY_BOUNDS, ErrorKind, HostSummary, Summary
 from .stats import CACHE_HITS, RENDER, REVISIT
 from .stats import split as split_counters
 
@@ -66,7 +66,9 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             "queued": c.queued,
             "in_flight": c.leased,
             "done": c.done,
-            "failed": c.failed,
+            # the failures ledger less the URLs robots.txt disallowed (skipped, not failed)
+            "failed": c.failed - summary.errors.get(ErrorKind.ROBOTS_DISALLOWED, 0),
+            "robots_disallowed": summary.errors.get(ErrorKind.ROBOTS_DISALLOWED, 0),
             "items": c.items,
             "fetched": c.fetched,  # done or failed after a request went out: what max_pages counts
             "bytes": summary.bytes,
@@ -167,10 +169,15 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
     lines = [
         f"crawl {'running' if running else 'not running'}; pages from {_when(summary.first)} "
         f"to {_when(summary.last)}" + (f" ({rate:.1f} pages/s)" if rate else ""),
-        f"done {t['done']}  failed {t['failed']}  queued {t['queued']}  "
-        f"in flight {t['in_flight']}  items {t['items']}  "
+        f"URLs: done {t['done']}  failed {t['failed']}  "
+        + (f"disallowed by robots.txt {t['robots_disallowed']}  " if t["robots_disallowed"] else "")
+        + f"queued {t['queued']}  in flight {t['in_flight']}; items {t['items']}; "
         f"{t['fetched']} pages fetched ({_size(t['bytes'])})",
+        "(a redirect marks its target URL done too: URLs done may exceed pages fetched)"
+        if t["done"] > t["fetched"]
+        else "",
     ]
+    lines = [line for line in lines if line]
     if summary.statuses:
         lines.append("status codes: " + "  ".join(f"{k}: {v}" for k, v in summary.statuses.items()))
     if summary.errors:

@@ -291,7 +291,20 @@ class SinkTaken(CrawlerError):
 
 
 class SinkFailed(CrawlerError):
-    """A sink could not take the crawl's items (they stay in the store for the next run)."""
+    """A sink could not take the crawl's items (they stay in the store for the next run).
+    `sink` names it; `waiting` counts its items left in the store when the run ended."""
+
+    def __init__(self, message: str, sink: str = "", waiting: int = 0) -> None:
+        super().__init__(message)
+        self.message, self.sink, self.waiting = message, sink, waiting
+
+    def __str__(self) -> str:
+        if not self.waiting:
+            return self.message
+        return (
+            f"{self.message}; {self.waiting} items wait for it in the store: run the same "
+            "command again to deliver them"
+        )
 
 
 class Delivery:
@@ -381,14 +394,16 @@ class Delivery:
         if self._task is not None:
             task, self._task = self._task, None
             await task  # its last pass ends; the one below is the final one
-        error: BaseException | None = None
+        error: SinkFailed | None = None
         try:
             await self._catch_up(last=True)
         except SinkFailed as exc:
             error = exc
         for sink in self._opened:
             waiting = await self._store.items_waiting(self._cursors[sink.key])
-            if waiting:
+            if error is not None and error.sink == sink.key:
+                error.waiting = waiting + await self._undelivered(self._cursors[sink.key])
+            elif waiting:
                 log.warning(
                     "sink %s: %d items are committed but cannot be delivered yet (a transaction "
                     "elsewhere on the PostgreSQL server is still running); the next run, or a "
@@ -401,11 +416,21 @@ class Delivery:
                 await sink.close()
             except Exception as exc:
                 error = error or SinkFailed(
-                    f"sink {type(sink).__name__}: close() raised {type(exc).__name__}: {exc}"
+                    f"sink {type(sink).__name__}: close() raised {type(exc).__name__}: {exc}",
+                    sink.key,
                 )
         self._opened.clear()
         if error is not None:
             raise error
+
+    async def _undelivered(self, cursor: str | None) -> int:
+        """Items the store gives after `cursor` (read to count them: a failing sink's end)."""
+        count = 0
+        while True:
+            rows, cursor = await self._store.items_since(cursor, BATCH)
+            if not rows:
+                return count
+            count += len(rows)
 
     async def _catch_up(self, *, last: bool = False) -> None:
         for sink in self._sinks:  # one another process fed may be this one's now
@@ -429,7 +454,8 @@ class Delivery:
                 except Exception as exc:
                     raise SinkFailed(
                         f"sink {type(sink).__name__}: {type(exc).__name__}: {exc} (its items "
-                        "stay in the store and are delivered on the next run)"
+                        "stay in the store and are delivered on the next run)",
+                        key,
                     ) from exc
                 self._cursors[key] = cursor
                 self.written[key] += len(rows)

@@ -197,6 +197,12 @@ def test_demo_crawls_the_local_shop(tmp_path: Path) -> None:
     books = (tmp_path / "books.jsonl").read_text().splitlines()
     assert len(books) == 30
     assert "crawl complete" in result.stderr
+    # the shop's robots.txt disallows one URL: skipped, apart from failures
+    assert "(0 failed, 0 retries, 1 disallowed by robots.txt)" in result.stderr
+    assert "URLs done, 0 failed, 1 disallowed by robots.txt, 0 queued" in result.stderr
+    stats = cli("stats", "--store", "demo.db", "--json", cwd=tmp_path)
+    totals = json.loads(stats.stdout)["totals"]
+    assert (totals["failed"], totals["robots_disallowed"]) == (0, 1)
 
 
 def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ async def test_stats_text_and_json(crawled: tuple[Path, GraphSite]) -> None:
     pages = len(graph.all_urls())
     text = stats_text(s, running=False, now=time.time())
     assert "crawl not running" in text
-    assert f"done {pages - 1}  failed 1  queued 0" in text
+    assert f"URLs: done {pages - 1}  failed 1  queued 0" in text
     assert "status codes: 200: " in text
     assert "500: 1" in text
     assert "failures: http_status: 1" in text

@@ -75,8 +75,10 @@ async def test_a_sink_gets_every_item_once_with_stable_ids_across_runs(store_pat
 
 async def test_a_failing_sink_keeps_its_items_for_the_next_run(store_path: Path) -> None:
     down = Collect(fail=1000)
-    with pytest.raises(SinkFailed, match="the queue is down"):
+    with pytest.raises(SinkFailed, match="the queue is down") as failed:
         await crawl(spider_with(down), chain, store_path)
+    assert failed.value.waiting == 10
+    assert "10 items wait for it in the store" in str(failed.value)
     assert down.got == []
     assert down.closed == 1
     assert len(stored(store_path)) == 10  # the crawl itself finished
@@ -171,3 +173,30 @@ async def test_a_file_sink_written_by_another_process_meanwhile_writes_nothing(
     with pytest.raises(SinkTaken, match="another process is writing it"):
         await second.write([StoredItem(1, '{"n": 1}')])
     assert (tmp_path / "items.jsonl").read_text() == '{"n": 1}\n'  # once
+
+
+def test_a_run_ended_by_a_sink_failure_still_prints_its_summary(tmp_path: Path) -> None:
+    from crawler.demo import DemoShop, serve
+    from tests.test_cli import cli
+
+    (tmp_path / "down.py").write_text(
+        "from crawler import Sink, Spider\n"
+        "class Down(Sink):\n"
+        "    async def write(self, items):\n"
+        "        raise ConnectionError('the queue is down')\n"
+        "class Shop(Spider):\n"
+        "    name = 'shop'\n"
+        "    sinks = [Down()]\n"
+        "    async def parse(self, response):\n"
+        "        yield {'url': response.url}\n"
+    )
+    with serve(DemoShop(5)) as base:
+        result = cli("run", "down.py", "-a", f"start_urls={base}", "-q", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "crawl complete: 1 pages" in result.stderr
+    assert "store shop.db: 1 URLs done" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sink Down: ConnectionError: the queue is down")
+    assert last.endswith(
+        "1 items wait for it in the store: run the same command again to deliver them"
+    )

@@ -162,6 +162,11 @@ class Store(Protocol):
     async def counts(self) -> Counts:
         """Rows per state and items stored."""
 
+    def failures(
+        self, host: str | None = None, error: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Failed rows (of `host`, of error kind `error`), oldest first (as ReadableStore)."""
+
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
         """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
 
