@@ -22,7 +22,7 @@ from .hooks import Retry
 from .models import Failure, FormRequest, JsonRequest, Request, Response
 from .pipelines import DropItem
 from .settings import Settings
-from .sinks import CsvSink, JsonlSink, PostgresSink, Sink, StoredItem
+from .sinks import CsvSink, JsonlSink, JsonSink, PostgresSink, Sink, StoredItem
 from .spider import Spider
 
 __version__ = "0.1.0"
@@ -44,6 +44,7 @@ __all__ = [
     "HTTPStatusError",
     "InvalidURL",
     "JsonRequest",
+    "JsonSink",
     "JsonlSink",
     "PostgresSink",
     "RedirectOutOfScope",

@@ -1,5 +1,5 @@
-"""The command line: `run`, `export`, `failures`, `stats`, `report`, `fetch`, `parse`, `bench`,
-`demo`. The only place that calls asyncio.run.
+"""The command line: `run`, `export`, `failures`, `stats`, `report`, `fetch`, `parse`, `shell`,
+`view`, `list`, `bench`, `demo`. The only place that calls asyncio.run.
 
 Exit status: 0 when a crawl completes (failed pages are recorded, not fatal), 130 after a
 stop by Ctrl-C or SIGTERM, 2 for usage and configuration errors (a one-line message, no
@@ -29,6 +29,7 @@ from .engine import Crawler, CrawlStats
 from .errors import ConfigError, CrawlerError, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
+from .records import ErrorKind, FailedFilter, error_kinds
 from .settings import Settings
 from .sinks import SinkFailed
 from .spider import Spider, load_spider_class
@@ -49,19 +50,53 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     return pairs
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with an unknown option reported by the command it was given to (its usage,
+    not the top-level one), and a hint when the option names a setting."""
+
+    commands: dict[str, argparse.ArgumentParser] | None = None
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = (self.commands or {}).get(getattr(parsed, "command", None) or "")
+            (command or self).error(f"unrecognized arguments: {' '.join(extra)}{_hint(extra)}")
+        return parsed
+
+
+def _hint(extra: Sequence[str]) -> str:
+    """'(did you mean -s concurrency=8?)' for `--concurrency 8` and the like."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(Settings)}
+    for i, arg in enumerate(extra):
+        if not arg.startswith("--"):
+            continue
+        name, eq, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if name in names:
+            if not eq:
+                following = extra[i + 1] if i + 1 < len(extra) else ""
+                value = following if following and not following.startswith("--") else "VALUE"
+            return f" (did you mean -s {name}={value}? every setting is set with -s NAME=VALUE)"
+    return ""
+
+
 def _parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="python -m crawler", description="An asyncio web crawler that survives kill -9."
     )
     top.add_argument("--version", action="version", version=f"crawler {__version__}")
-    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity = _Parser(add_help=False)
     group = verbosity.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="log every page (DEBUG)")
     group.add_argument("-q", "--quiet", action="store_true", help="log only problems")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # -s and -a, for every command that runs a spider
-    spider_options = argparse.ArgumentParser(add_help=False)
+    spider_options = _Parser(add_help=False)
     for flag, dest, what in (
         ("-s", "settings", "override a setting"),
         ("-a", "arguments", "a spider argument"),
@@ -73,6 +108,18 @@ def _parser() -> argparse.ArgumentParser:
             default=[],
             metavar="NAME=VALUE",
             help=f"{what} (repeatable)",
+        )
+
+    def output_options(command: argparse.ArgumentParser, *, required: bool = False) -> None:
+        files = command.add_mutually_exclusive_group(required=required)
+        files.add_argument(
+            "-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .json, .csv)"
+        )
+        files.add_argument(
+            "-O",
+            "--overwrite-output",
+            metavar="FILE",
+            help="as -o, but start FILE over (every item of the store, from the first)",
         )
 
     run = commands.add_parser(
@@ -102,11 +149,19 @@ def _parser() -> argparse.ArgumentParser:
         help="queue the URLs that failed again (see the failures command)",
     )
     run.add_argument(
+        "--error",
+        metavar="KIND[,KIND]",
+        help="with --retry-failed: only the failures of these error kinds",
+    )
+    run.add_argument(
+        "--host", metavar="HOST[,HOST]", help="with --retry-failed: only these hosts' failures"
+    )
+    run.add_argument(
         "--revisit",
         metavar="AGE",
         help="fetch again, conditionally, the pages done more than AGE ago (7d, 12h, 30m, 90s)",
     )
-    run.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
+    output_options(run)
     run.add_argument(
         "--events", metavar="FILE", help="append a JSON-lines event log (pages, failures) to FILE"
     )
@@ -114,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", parents=[verbosity], help="write a store's items")
     export.add_argument("--store", metavar="PATH|DSN", required=True)
     export.add_argument("--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)")
-    export.add_argument("-o", "--output", metavar="FILE", required=True, help=".jsonl or .csv")
+    output_options(export, required=True)
     export.add_argument(
         "--changed",
         action="store_true",
@@ -143,7 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
     failures.add_argument("--host", help="only this host's failures")
     failures.add_argument(
-        "--error", metavar="KIND", help="only this kind of error (timeout, http_status, ...)"
+        "--error",
+        metavar="KIND[,KIND]",
+        help="only these kinds of error (timeout, http_status, ...)",
     )
 
     bench = commands.add_parser(
@@ -153,14 +210,21 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--pages", type=int, default=500, help="pages per host (default 500)")
     bench.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
 
+    def spider_file_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--file", metavar="SPIDER_FILE", help="use this spider's settings and hooks"
+        )
+        command.add_argument(
+            "--spider", metavar="NAME", help="which spider of --file, when it has several"
+        )
+
     fetch = commands.add_parser(
         "fetch",
         parents=[verbosity, spider_options],
         help="fetch one URL as a crawl would (robots.txt, address guard, settings, hooks)",
     )
     fetch.add_argument("url", metavar="URL")
-    fetch.add_argument("--spider", metavar="FILE", help="use this spider's settings and hooks")
-    fetch.add_argument("--name", metavar="NAME", help="which spider, when the file has several")
+    spider_file_options(fetch)
     fetch.add_argument("--headers", action="store_true", help="print the response's headers")
     fetch.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE")
     fetch.add_argument(
@@ -195,15 +259,36 @@ def _parser() -> argparse.ArgumentParser:
         help="an interactive console to try selectors on live pages (await fetch(url))",
     )
     shell.add_argument("url", metavar="URL", nargs="?")
-    shell.add_argument("--spider", metavar="FILE", help="use this spider's settings and hooks")
-    shell.add_argument("--name", metavar="NAME", help="which spider, when the file has several")
+    spider_file_options(shell)
+
+    view = commands.add_parser(
+        "view",
+        parents=[verbosity, spider_options],
+        help="fetch one URL as a crawl would and open it in a web browser, as the crawler saw it",
+    )
+    view.add_argument("url", metavar="URL")
+    spider_file_options(view)
+    view.add_argument(
+        "--render", action="store_true", help="the page as the headless browser rendered it"
+    )
+
+    listing = commands.add_parser(
+        "list", parents=[verbosity], help="list the spiders in a file or a folder of files"
+    )
+    listing.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        default="spiders",
+        help="a spider file, or a folder of them (default: spiders)",
+    )
 
     demo = commands.add_parser(
         "demo", parents=[verbosity], help="serve a small local bookshop and crawl it"
     )
     demo.add_argument("--books", type=int, default=100, help="books in the shop (default 100)")
     demo.add_argument("--store", metavar="PATH", default="demo.db")
-    demo.add_argument("-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .csv)")
+    output_options(demo)
     demo.add_argument("--events", metavar="FILE", help="append a JSON-lines event log to FILE")
     demo.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
     demo.add_argument(
@@ -212,6 +297,7 @@ def _parser() -> argparse.ArgumentParser:
         help="only serve the shop (login, account, JSON API too) for spiders to crawl",
     )
     demo.add_argument("--port", type=int, default=0, help="port to serve on (default: any)")
+    top.commands = dict(commands.choices)
     return top
 
 
@@ -243,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _parse(args)
         if args.command == "shell":
             return _shell(args)
+        if args.command == "view":
+            return _view(args)
+        if args.command == "list":
+            return _list(args)
         return _demo(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -264,14 +354,16 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     spider_cls = load_spider_class(args.spider_file, args.spider)
     spider = spider_cls(**_pairs(args.arguments, "-a"))
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+    output, overwrite = _output(args)
     crawler = Crawler(
         spider,
         settings,
         store_path=args.store,
         fresh=args.fresh,
-        retry_failed=args.retry_failed,
+        retry_failed=_retry_failed(args),
         revisit=age(args.revisit) if args.revisit is not None else None,
-        output=args.output,
+        output=output,
+        overwrite_output=overwrite,
         events=args.events,
     )
     resume = ["python", "-m", "crawler", *_without(list(argv or sys.argv[1:]), _ONCE)]
@@ -291,8 +383,32 @@ def _crawl_and_sum_up(crawler: Crawler, quiet: bool, resume: str) -> CrawlStats:
     return stats
 
 
+def _output(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """The items file of -o or -O, and whether it is started over (-O)."""
+    return args.output or args.overwrite_output, bool(args.overwrite_output)
+
+
+def _retry_failed(args: argparse.Namespace) -> bool | FailedFilter:
+    """--retry-failed, limited by --error and --host."""
+    if not args.retry_failed:
+        if args.error or args.host:
+            raise ConfigError("--error and --host choose which failures --retry-failed retries")
+        return False
+    if not (args.error or args.host):
+        return True
+    hosts = tuple(h.strip().lower() for h in (args.host or "").split(",") if h.strip())
+    return FailedFilter(_kinds(args.error) if args.error else (), hosts)
+
+
+def _kinds(text: str) -> tuple[ErrorKind, ...]:
+    try:
+        return error_kinds(text)
+    except ValueError as exc:
+        raise ConfigError(f"--error: {exc}") from None
+
+
 #: Options applied once, when the crawl starts: not repeated by the resume command.
-_ONCE = {"--fresh": 0, "--retry-failed": 0, "--revisit": 1}
+_ONCE = {"--fresh": 0, "--retry-failed": 0, "--revisit": 1, "--error": 1, "--host": 1}
 _AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -314,6 +430,11 @@ def _spider_and_settings(
     file: str | None, name: str | None, args: argparse.Namespace
 ) -> tuple[Spider, Settings]:
     """The spider of `file` (a plain one without), made with `-a`, and its settings with `-s`."""
+    if not file and name:
+        hint = f"--file {name}" if name.endswith(".py") or Path(name).is_file() else "--file"
+        raise ConfigError(
+            f"--spider names a spider (as in run); give the file it is in with {hint}"
+        )
     spider_cls: type[Spider] = load_spider_class(file, name) if file else _Plain
     spider = spider_cls(**_pairs(args.arguments, "-a"))
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
@@ -328,7 +449,7 @@ class _Plain(Spider):
 
 def _fetch(args: argparse.Namespace) -> int:
     """`fetch URL`: the body to stdout (or -o), the status (and headers) to stderr."""
-    spider, settings = _spider_and_settings(args.spider, args.name, args)
+    spider, settings = _spider_and_settings(args.file, args.spider, args)
 
     async def get() -> Response:
         target = Request(args.url, render=True) if args.render else args.url
@@ -439,11 +560,63 @@ def _shell(args: argparse.Namespace) -> int:
     """`shell [URL]`: the console (see shell.py), with the spider's settings and hooks."""
     from . import shell
 
-    spider, settings = _spider_and_settings(args.spider, args.name, args)
+    spider, settings = _spider_and_settings(args.file, args.spider, args)
     # what is fetched here is typed by the user, who may name a local site at any time
     crawler = Crawler(spider, settings.merge({"allow_private_networks": True}))
     shell.run(lambda: crawler.requester([args.url] if args.url else []), args.url)
     return EXIT_OK
+
+
+def _view(args: argparse.Namespace) -> int:
+    """`view URL`: the page as the crawler got it (or rendered it), in a web browser."""
+    import webbrowser
+
+    from .devtools import page_file
+
+    spider, settings = _spider_and_settings(args.file, args.spider, args)
+
+    async def get() -> Response:
+        target = Request(args.url, render=True) if args.render else args.url
+        async with Crawler(spider, settings).requester([args.url]) as requester:
+            return await requester.fetch(target)
+
+    response = asyncio.run(get())
+    path = page_file(response)
+    print(f"{response.status} {response.url} ({len(response.body)} bytes): {path}", file=sys.stderr)
+    if not webbrowser.open(path.as_uri()):
+        print("no web browser to open it with: open the file above", file=sys.stderr)
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    """`list [PATH]`: each spider of a file, or of the .py files of a folder: its name, class
+    and file. A file that cannot be loaded is named with its error (exit 1)."""
+    from .spider import spider_classes
+
+    path = Path(args.path)
+    if path.is_dir():
+        files = sorted(f for f in path.glob("*.py") if not f.name.startswith("_"))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ConfigError(f"no spider file or folder at {path}")
+    rows, broken = [], 0
+    for file in files:
+        try:
+            classes = spider_classes(file)
+        except ConfigError as exc:
+            if path.is_dir() and str(exc).endswith("defines no Spider subclass"):
+                continue  # a helper module beside the spiders (pipelines.py...)
+            print(f"error: {exc}", file=sys.stderr)
+            broken += 1
+            continue
+        rows += [(cls.name or "(no name)", cls.__name__, str(file)) for cls in classes]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, cls, where in sorted(rows):
+        print(f"{name.ljust(width)}  {cls} in {where}")
+    if not rows and not broken:
+        print(f"no spiders in {path}", file=sys.stderr)
+    return EXIT_ERROR if broken else EXIT_OK
 
 
 def _meta(text: str | None) -> dict[str, Any]:
@@ -488,14 +661,24 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
             f"-j {args.jobs} needs a store that processes share: a SQLite file is written by "
             "one process at a time. Use --store postgresql://user@host/db (see the README)"
         )
-    output = check_output(args.output) if args.output else None
+    output = check_output(_output(args)[0] or "") if _output(args)[0] else None
     settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
     if args.fresh:
         asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
     if args.revisit is not None:  # once, here: each process would requeue what others did
         asyncio.run(_requeue_stale(store, spider.name, settings.lease_ttl, age(args.revisit)))
     child = _without(
-        argv, {"-j": 1, "--jobs": 1, "--fresh": 0, "-o": 1, "--output": 1, "--revisit": 1}
+        argv,
+        {
+            "-j": 1,
+            "--jobs": 1,
+            "--fresh": 0,
+            "-o": 1,
+            "--output": 1,
+            "-O": 1,
+            "--overwrite-output": 1,
+            "--revisit": 1,
+        },
     )
     if sys.stderr.isatty():
         child.append("-q")  # N live views would draw over each other: the summary follows
@@ -596,9 +779,15 @@ async def _crawl(crawler: Crawler, *, quiet: bool) -> CrawlStats:
 
 
 def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
+    again = (
+        f"{stats.failed_total} failed URLs: --retry-failed queues them again; "
+        if stats.failed_total
+        else ""
+    )
     lines = {
         "complete": "crawl complete",
-        "already complete": "crawl already complete: nothing left to fetch (--fresh starts over)",
+        "already complete": f"crawl already complete: nothing left to fetch ({again}--fresh "
+        "starts over)",
         "max_pages": "crawl reached max_pages",
         "stopped": "crawl stopped",
     }
@@ -650,6 +839,7 @@ def _export(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
+    args.output = _output(args)[0]  # export always writes the file whole: -o and -O alike
     check_output(args.output)
     count = asyncio.run(export())
     print(f"wrote {count} items to {args.output}", file=sys.stderr)
@@ -691,13 +881,16 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _failures(args: argparse.Namespace) -> int:
+    kinds: tuple[str | None, ...] = _kinds(args.error) if args.error else (None,)
+
     async def listing(out: TextIO) -> int:
         store = await open_readonly(args.store, args.spider)
         count = 0
         try:
-            async for failure in store.failures(host=args.host, error=args.error):
-                out.write(json.dumps(failure, ensure_ascii=False) + "\n")
-                count += 1
+            for kind in kinds:
+                async for failure in store.failures(host=args.host, error=kind):
+                    out.write(json.dumps(failure, ensure_ascii=False) + "\n")
+                    count += 1
         finally:
             await store.close()
         return count
@@ -742,8 +935,9 @@ def _demo(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot serve the demo shop on port {args.port}: {exc}") from None
         return EXIT_OK
     settings = Settings().merge(_pairs(args.settings, "-s"))
-    if args.output:
-        check_output(args.output)
+    output, overwrite = _output(args)
+    if output:
+        check_output(output)
     shop = DemoShop(args.books)
     with serve(shop, port=args.port) as base:
         log.info("demo bookshop serving at %s", base)
@@ -753,12 +947,13 @@ def _demo(args: argparse.Namespace) -> int:
             settings,
             store_path=args.store,
             fresh=True,
-            output=args.output,
+            output=output,
+            overwrite_output=overwrite,
             events=args.events,
         )
         stats = _crawl_and_sum_up(crawler, args.quiet, "python -m crawler demo")
     print(f"the shop served {sum(shop.hits.values())} requests", file=sys.stderr)
-    if not args.output:
+    if not output:
         print(
             f"export the items with: python -m crawler export --store {args.store} -o items.jsonl",
             file=sys.stderr,

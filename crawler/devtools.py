@@ -6,10 +6,14 @@ address guard and hooks, and one callback run on its response, with no store (th
 from __future__ import annotations
 
 import contextlib
+import html
 import inspect
 import json
 import logging
+import re
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from . import parser, tls
@@ -205,3 +209,24 @@ def _request(url: str) -> Request:
 def _row(url: str) -> StoredRequest:
     """A stand-in store row for a page the pipelines see outside a crawl."""
     return StoredRequest(0, url, "", "parse", 0, 0, None, False, 0)
+
+
+_HEAD = re.compile(rb"<head[^>]*>", re.IGNORECASE)
+
+
+def page_file(response: Response) -> Path:
+    """The page as the crawler got it, in a temporary file a web browser can open (`view`):
+    an HTML page without a `<base href>` gets one, so that its relative links, styles and
+    images resolve against the page's URL."""
+    body = response.body
+    is_html = parser.is_html(response.headers.get("content-type"))
+    if is_html and response.tree.css_first("base[href]") is None:
+        base = f'<base href="{html.escape(response.url, quote=True)}">'.encode()
+        head = _HEAD.search(body)
+        at = head.end() if head else 0
+        body = body[:at] + base + body[at:]
+    with tempfile.NamedTemporaryFile(
+        "wb", prefix="crawler-", suffix=".html" if is_html else ".txt", delete=False
+    ) as out:
+        out.write(body)
+    return Path(out.name)

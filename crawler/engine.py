@@ -40,7 +40,16 @@ from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit, Wait
 from .proxies import ProxyPool, ProxyStatus
-from .records import STATE_MARK, ErrorKind, NewRequest, Outcome, Revisit, State, WorkerInfo
+from .records import (
+    STATE_MARK,
+    ErrorKind,
+    FailedFilter,
+    NewRequest,
+    Outcome,
+    Revisit,
+    State,
+    WorkerInfo,
+)
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .settings import DEFAULT_CACHE_DIR, Settings
 from .sinks import Delivery, Sink, SinkFailed, check_sinks
@@ -147,11 +156,13 @@ class Crawler:
     `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
     defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
-    held; `retry_failed` puts the URLs that failed back in the queue first; `revisit`
+    held; `retry_failed` puts the URLs that failed back in the queue first (a FailedFilter:
+    only those of some error kinds or hosts); `revisit`
     (seconds) queues again the pages done longer ago than that, fetched conditionally (a 304
     keeps a page's items, a new page replaces them, a 404/410 removes them). `output` receives
-    the items: a .jsonl or .csv file kept in step with the commits (exactly once, across
-    crashes and resumes), like every other sink. `transport` replaces
+    the items: a .jsonl, .json or .csv file kept in step with the commits (exactly once, across
+    crashes and resumes), like every other sink; `overwrite_output` starts it over with the
+    store's first item. `transport` replaces
     the HTTP transport (tests use httpx.MockTransport) and `resolver` the DNS lookups of the
     address guard (tests map names to addresses with it). `clock` is the time politeness
     runs on (tests pass a fast one, so that long cooldowns and outages pass quickly). `events`
@@ -166,9 +177,10 @@ class Crawler:
         *,
         store_path: str | Path | None = None,
         fresh: bool = False,
-        retry_failed: bool = False,
+        retry_failed: bool | FailedFilter = False,
         revisit: float | None = None,
         output: str | Path | None = None,
+        overwrite_output: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
         events: str | Path | None = None,
@@ -186,6 +198,7 @@ class Crawler:
         #: Seconds: pages done longer ago are fetched again, conditionally (run --revisit).
         self.revisit = revisit
         self.output = check_output(output) if output is not None else None
+        self.overwrite_output = overwrite_output
         self.stats = CrawlStats()
         self._transport = transport
         self._resolver = resolver or system_resolver
@@ -348,7 +361,11 @@ class Crawler:
         hooks += check_hooks(
             [load_object(spec, "setting 'hooks'") for spec in settings.hooks], "setting 'hooks'"
         )
-        sinks = [file_sink(self.output)] if self.output is not None else []
+        sinks = (
+            [file_sink(self.output, overwrite=self.overwrite_output)]
+            if self.output is not None
+            else []
+        )
         sinks += check_sinks(spider.sinks, f"{where}: sinks")
         sinks += check_sinks(
             [load_object(spec, "setting 'sinks'") for spec in settings.sinks], "setting 'sinks'"
@@ -403,7 +420,11 @@ class Crawler:
         (None: no max_pages); sets `stats.ended` when there is nothing left to do."""
         settings, stats = self.settings, self.stats
         if self.retry_failed:
-            log.info("queued %d failed URLs again", await store.requeue_failed())
+            wanted = self.retry_failed if isinstance(self.retry_failed, FailedFilter) else None
+            again = 0
+            for host, error in wanted.pairs() if wanted else [(None, None)]:
+                again += await store.requeue_failed(host, error)
+            log.info("queued %d failed URLs again", again)
         if self.revisit is not None:
             again = await store.requeue_stale(time.time() - self.revisit)
             log.info("revisiting %d pages done more than %g s ago", again, self.revisit)

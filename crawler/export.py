@@ -1,5 +1,5 @@
-"""Export: write a store's items to a JSON Lines or CSV file, whole, with the file sinks that
-`-o` keeps in step with a running crawl (see sinks.py)."""
+"""Export: write a store's items to a JSON Lines, JSON or CSV file, whole, with the file sinks
+that `-o` keeps in step with a running crawl (see sinks.py)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,40 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from .errors import ConfigError
-from .sinks import BATCH, CsvSink, JsonlSink, Sink, StoredItem
+from .sinks import BATCH, CsvSink, JsonlSink, JsonSink, Sink, StoredItem
 
-FORMATS = (".jsonl", ".csv")
+FORMATS = (".jsonl", ".json", ".csv")
 
 
 def check_output(path: str | Path) -> Path:
     """The output path, if its suffix names a format we write; a ConfigError otherwise."""
     file = Path(path)
     if file.suffix.lower() not in FORMATS:
-        raise ConfigError(f"cannot export to {file}: the name must end in .jsonl or .csv")
+        raise ConfigError(f"cannot export to {file}: the name must end in .jsonl, .json or .csv")
     return file
 
 
-def file_sink(path: str | Path, columns: list[str] | None = None, *, suffix: str = "") -> Sink:
-    """The sink writing items to `path` in the format its suffix (or `suffix`) names."""
+def file_sink(
+    path: str | Path,
+    columns: list[str] | None = None,
+    *,
+    suffix: str = "",
+    overwrite: bool = False,
+) -> Sink:
+    """The sink writing items to `path` in the format its suffix (or `suffix`) names; with
+    `overwrite`, the file is started over with the store's first item."""
     file = Path(path)
-    if (suffix or check_output(file).suffix).lower() == ".jsonl":
-        return JsonlSink(file)
-    return CsvSink(file, columns or ())
+    kind = (suffix or check_output(file).suffix).lower()
+    if kind == ".jsonl":
+        return JsonlSink(file, overwrite=overwrite)
+    if kind == ".json":
+        return JsonSink(file, overwrite=overwrite)
+    return CsvSink(file, columns or (), overwrite=overwrite)
 
 
 async def export_items(items: Callable[[], AsyncIterator[str]], path: str | Path) -> int:
-    """Write every item to `path` (.jsonl or .csv), replacing it atomically; returns the count.
+    """Write every item to `path` (.jsonl, .json or .csv), replacing it atomically; returns the
+    count.
 
     `items` opens a fresh pass over the stored JSON texts (CSV makes two: one for the columns).
     CSV columns are the union of the items' keys in first-seen order; nested values are JSON.

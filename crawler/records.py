@@ -36,6 +36,32 @@ class ErrorKind(enum.StrEnum):
     RENDER = "render"
 
 
+def error_kinds(text: str) -> tuple[ErrorKind, ...]:
+    """Error kinds from a comma-separated list (`--error timeout,http_status`); a ValueError
+    naming every kind when one is unknown."""
+    kinds = []
+    for word in (w.strip() for w in text.split(",")):
+        try:
+            kinds.append(ErrorKind(word))
+        except ValueError:
+            known = ", ".join(kind.value for kind in ErrorKind)
+            raise ValueError(f"no error kind {word!r}: the kinds are {known}") from None
+    return tuple(kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedFilter:
+    """Which failed URLs `run --retry-failed` queues again: of these error kinds and hosts
+    (empty: any)."""
+
+    errors: tuple[ErrorKind, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    def pairs(self) -> list[tuple[str | None, str | None]]:
+        """(host, error) pairs to requeue, None meaning any."""
+        return [(h, e) for h in self.hosts or (None,) for e in self.errors or (None,)]
+
+
 #: The bookmark name under which a commit keeps the spider's state (`Spider.state`).
 STATE_MARK = "spider-state"
 

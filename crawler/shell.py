@@ -9,6 +9,7 @@ completes names with Tab through `readline` where Python has it. In the console:
     response, request, spider      the last page fetched, its request, the spider
     fetch(url_or_request)          fetch a page; it becomes `response` (`await fetch(...)` too)
     view(response)                 write the page to a temporary file and print its path
+                                   (with a <base href>, so that a browser shows it whole)
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import contextlib
 import inspect
 import os
 import sys
-import tempfile
 import threading
 import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .devtools import Requester
+from .devtools import Requester, page_file
 from .models import Request, Response
 
 BANNER = """crawler shell: response, request, spider; fetch(url); view(response)
@@ -111,11 +111,9 @@ def namespace(requester: Requester, loop: _Loop, response: Response | None) -> d
         shown = page if page is not None else names["response"]
         if shown is None:
             raise ValueError("nothing fetched yet: await fetch(url) first")
-        suffix = ".html" if "html" in (shown.headers.get("content-type") or "html") else ".txt"
-        with tempfile.NamedTemporaryFile("wb", suffix=suffix, delete=False) as out:
-            out.write(shown.body)
-        print(out.name)
-        return out.name
+        path = str(page_file(shown))
+        print(path)
+        return path
 
     names["fetch"], names["view"] = fetch, view
     return names

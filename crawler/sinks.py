@@ -6,9 +6,9 @@ bookmark of how far the sink got, so a killed crawl starts the sink again from t
 may be written a second time (the bookmark was not kept yet), never skipped. A sink that upserts
 by item id therefore gets every item exactly once in effect, across kill -9.
 
-Write one by subclassing `Sink`; `JsonlSink` and `CsvSink` (what `-o` uses) keep a position in
-their file with the bookmark so that they never write an item twice; `PostgresSink` upserts
-into a PostgreSQL table. `Delivery` feeds the crawl's sinks from the store.
+Write one by subclassing `Sink`; `JsonlSink`, `JsonSink` and `CsvSink` (what `-o` uses) keep a
+position in their file with the bookmark so that they never write an item twice; `PostgresSink`
+upserts into a PostgreSQL table. `Delivery` feeds the crawl's sinks from the store.
 """
 
 from __future__ import annotations
@@ -115,9 +115,11 @@ class _FileSink(Sink):
     written after the last bookmark (a crash in between) is cut off and written again; a file
     shorter than its bookmark (edited, deleted, lost to a power cut) is written again whole."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
         self.path = Path(path)
         self._length = 0
+        #: Start the file over, from the store's first item (`-O`), whatever its bookmark.
+        self._overwrite = overwrite
 
     @property
     def key(self) -> str:
@@ -127,28 +129,36 @@ class _FileSink(Sink):
         saved = json.loads(position) if position else {}
         length = int(saved.get("length", 0))
         size = self.path.stat().st_size if self.path.exists() else 0
-        fresh = size < length or position is None
-        if size < length:
+        fresh = size < length or position is None or self._overwrite
+        if size < length and not self._overwrite:
             log.warning("%s is shorter than it was: writing it again from the start", self.path)
+        self._overwrite = False
         self._length = 0 if fresh else length
         self._restore({} if fresh else saved)
         with open(self.path, "ab") as out:
             out.truncate(self._length)
+        self._mend()
         return not fresh or position is None
+
+    def _mend(self) -> None:
+        """Make the file whole again at its kept length (a crash may have left less)."""
 
     def position(self) -> str | None:
         return json.dumps({"length": self._length, **self._saved()})
 
-    def _append(self, data: bytes) -> None:
-        with open(self.path, "ab") as out:
+    def _append(self, data: bytes, *, at: int | None = None) -> None:
+        """Write `data` at the end (or from `at`, what follows it replaced)."""
+        with open(self.path, "r+b" if at is not None else "ab") as out:
             size = out.seek(0, os.SEEK_END)
             if size != self._length:  # written by someone else since: never write twice
                 raise SinkTaken(
                     f"{self.path} is {size} bytes, {self._length} expected: another process "
                     "is writing it"
                 )
+            if at is not None:
+                out.seek(at)
             out.write(data)
-        self._length += len(data)
+        self._length = (self._length if at is None else at) + len(data)
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Restore what the subclass keeps in the bookmark."""
@@ -164,12 +174,38 @@ class JsonlSink(_FileSink):
         self._append("".join(f"{item.json}\n" for item in items).encode())
 
 
+class JsonSink(_FileSink):
+    """Items as one JSON array, one item per line, as stored. The file is a whole array after
+    every batch: a batch replaces its closing bracket with the new items and a new one."""
+
+    _EMPTY, _TAIL = b"[\n]\n", b"\n]\n"
+
+    async def write(self, items: Sequence[StoredItem]) -> None:
+        body = ",\n".join(item.json for item in items).encode()
+        if not self._length:
+            self._append(b"[\n" + body + self._TAIL if items else self._EMPTY)
+        elif items:  # after "[" of an empty array, or before the last item's closing tail
+            at = 1 if self._length == len(self._EMPTY) else self._length - len(self._TAIL)
+            head = b"\n" if at == 1 else b",\n"
+            self._append(head + body + self._TAIL, at=at)
+
+    def _mend(self) -> None:
+        # a batch cut short by a crash may have overwritten the closing tail it replaced
+        if self._length:
+            tail = self._EMPTY if self._length == len(self._EMPTY) else self._TAIL
+            with open(self.path, "r+b") as out:
+                out.seek(self._length - len(tail))
+                out.write(tail)
+
+
 class CsvSink(_FileSink):
     """Items as CSV: the columns are the items' keys in first-seen order (nested values as JSON).
     An item with a new key widens the file: it is rewritten once with the new column."""
 
-    def __init__(self, path: str | Path, columns: Sequence[str] = ()) -> None:
-        super().__init__(path)
+    def __init__(
+        self, path: str | Path, columns: Sequence[str] = (), *, overwrite: bool = False
+    ) -> None:
+        super().__init__(path, overwrite=overwrite)
         self._columns: list[str] = list(columns)
 
     def _restore(self, saved: dict[str, Any]) -> None:

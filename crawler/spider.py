@@ -21,7 +21,9 @@ from .stats import SpiderStats
 
 log = logging.getLogger(__name__)
 
-_NOT_ARGUMENTS = frozenset({"custom_settings", "pipelines", "hooks", "sinks", "state", "stats"})
+_NOT_ARGUMENTS = frozenset(
+    {"custom_settings", "pipelines", "hooks", "sinks", "state", "stats", "logger"}
+)
 #: The values of `Spider.scope`.
 SCOPES = ("same-host", "same-domain", "any")
 
@@ -48,7 +50,8 @@ class Spider:
       spider)` / `process_response(request, response, spider)` (see hooks.py), or define
       those methods on the spider; `sinks`: where committed items are delivered (sinks.py).
     - `self.state`: a JSON-serializable dict saved with every commit and restored on resume;
-      `self.stats.inc(name, n=1)`: counters shown by `stats`, the live view and the report.
+      `self.stats.inc(name, n=1)`: counters shown by `stats`, the live view and the report;
+      `self.logger`: a logger named after the spider.
     - `async def opened(self)` runs before the first request, `async def closed(self,
       reason)` after the last commit ("complete", "max_pages", "stopped" or "error").
     - Class attributes double as arguments: `-a start_urls=https://example.com/` on the command
@@ -85,6 +88,12 @@ class Spider:
         if not isinstance(value, dict):
             raise TypeError(f"spider.state must be a dict, got {type(value).__name__}")
         self.__dict__["_state"] = value
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The spider's logger, named after the spider (as in Scrapy): `self.logger.info(...)`
+        prints with the crawl's log, under its -q / -v levels."""
+        return logging.getLogger(self.name or type(self).__name__)
 
     @property
     def stats(self) -> SpiderStats:
@@ -194,6 +203,25 @@ def load_spider_class(path: str | Path, name: str | None = None) -> type[Spider]
     or a spider without a valid `name` attribute.
     """
     file = Path(path)
+    found = spider_classes(file)
+    if name is not None:
+        chosen = [cls for cls in found if name in (cls.name, cls.__name__)]
+        if not chosen:
+            names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
+            raise ConfigError(f"{file} has no spider named {name!r} (it has: {names})")
+        found = chosen[:1]
+    if len(found) > 1:
+        names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
+        raise ConfigError(
+            f"{file} defines several spiders ({names}): choose one with --spider NAME"
+        )
+    check_spider_class(found[0])
+    return found[0]
+
+
+def spider_classes(file: Path) -> list[type[Spider]]:
+    """Every Spider subclass the file at `file` defines, in the order it defines them; a
+    ConfigError with a one-line message when there is none or the file cannot be loaded."""
     if not file.is_file():
         raise ConfigError(f"spider file not found: {file}")
     digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]
@@ -226,19 +254,7 @@ def load_spider_class(path: str | Path, name: str | None = None) -> type[Spider]
     ]
     if not found:
         raise ConfigError(f"{file} defines no Spider subclass")
-    if name is not None:
-        chosen = [cls for cls in found if name in (cls.name, cls.__name__)]
-        if not chosen:
-            names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
-            raise ConfigError(f"{file} has no spider named {name!r} (it has: {names})")
-        found = chosen[:1]
-    if len(found) > 1:
-        names = ", ".join(sorted(cls.name or cls.__name__ for cls in found))
-        raise ConfigError(
-            f"{file} defines several spiders ({names}): choose one with --spider NAME"
-        )
-    check_spider_class(found[0])
-    return found[0]
+    return found
 
 
 def check_spider_class(cls: type[Spider]) -> None:

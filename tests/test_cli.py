@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def spider_file(tmp_path: Path) -> Path:
         (SPIDER, ("-s", "nonsense=1"), "unknown setting 'nonsense'"),
         (SPIDER, ("-s", "novalue"), "-s expects NAME=VALUE"),
         (SPIDER, ("-a", "missing=1"), "has no argument 'missing'"),
-        (SPIDER, ("-o", "items.xml"), "must end in .jsonl or .csv"),
+        (SPIDER, ("-o", "items.xml"), "must end in .jsonl, .json or .csv"),
         (SPIDER, (), "has no start URLs"),
         (SPIDER, ("-a", "start_urls=example.com/x"), "is not an absolute http(s) URL"),
         (SPIDER, ("-s", "pipelines=nowhere:Thing"), "cannot import 'nowhere'"),
@@ -247,15 +248,126 @@ async def test_failures_are_listed_filtered_and_retried(
     none = cli("failures", "--store", "graph.db", "--error", "timeout", cwd=tmp_path)
     assert none.stdout == ""
     assert "0 failed URLs" in none.stderr
+    two_kinds = cli(
+        "failures", "--store", "graph.db", "--error", "timeout,http_status", cwd=tmp_path
+    )
+    assert "3 failed URLs" in two_kinds.stderr
+    unknown = cli("failures", "--store", "graph.db", "--error", "nosuchkind", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no error kind 'nosuchkind': the kinds are " in unknown.stderr
+    assert "http_status" in unknown.stderr
+
+    proc = await acli(*args, cwd=tmp_path)  # again: nothing to fetch, the way out is named
+    _, stderr = await proc.communicate()
+    assert "3 failed URLs: --retry-failed queues them again" in stderr.decode()
 
     graph.broken.clear()  # the site is repaired
-    proc = await acli(*args, "--retry-failed", "-o", "items.jsonl", cwd=tmp_path)
+    proc = await acli(*args, "--retry-failed", "--host", graph.hosts[1], cwd=tmp_path)
     _, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()
-    assert "queued 3 failed URLs again" in stderr.decode()
+    assert "queued 1 failed URLs again" in stderr.decode()  # only that host's
+    proc = await acli(
+        *args, "--retry-failed", "--error", "http_status", "-o", "items.jsonl", cwd=tmp_path
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert "queued 2 failed URLs again" in stderr.decode()
     items = [json.loads(x) for x in (tmp_path / "items.jsonl").read_text().splitlines()]
     assert sorted(i["url"] for i in items) == sorted(graph.all_urls())
     assert cli("failures", "--store", "graph.db", cwd=tmp_path).stdout == ""
+    alone = cli("run", "graph.py", "--error", "timeout", cwd=tmp_path)
+    assert alone.returncode == 2
+    assert "choose which failures --retry-failed retries" in alone.stderr
+
+
+def test_an_unknown_option_that_names_a_setting_suggests_s(tmp_path: Path) -> None:
+    result = cli("run", "graph.py", "--concurrency", "-3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: python -m crawler run ")  # the command's usage
+    assert "did you mean -s concurrency=-3?" in result.stderr
+    result = cli("fetch", "http://a.com/", "--request-timeout=9", cwd=tmp_path)
+    assert "did you mean -s request_timeout=9?" in result.stderr
+    result = cli("run", "graph.py", "--nonsense", cwd=tmp_path)
+    assert "unrecognized arguments: --nonsense" in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+async def test_json_output_and_o_that_starts_the_file_over(
+    graph: GraphSite, spider_file: Path, tmp_path: Path
+) -> None:
+    proc = await acli(*run_args(graph, "-o", "items.json", "-s", "max_pages=5"), cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert len(json.loads((tmp_path / "items.json").read_text())) == 5
+    proc = await acli(*run_args(graph, "-o", "items.json"), cwd=tmp_path)  # resumed: appended
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    everything = json.loads((tmp_path / "items.json").read_text())
+    assert sorted(i["url"] for i in everything) == sorted(graph.all_urls())
+    (tmp_path / "items.json").write_text("[]")  # edited by hand: -O writes it whole again
+    proc = await acli(*run_args(graph, "-O", "items.json"), cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert "shorter than it was" not in stderr.decode()
+    assert json.loads((tmp_path / "items.json").read_text()) == everything
+    exported = cli("export", "--store", "graph.db", "-O", "all.json", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads((tmp_path / "all.json").read_text()) == everything
+    both = cli(*run_args(graph, "-o", "a.jsonl", "-O", "b.jsonl"), cwd=tmp_path)
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
+
+
+def test_list_names_the_spiders_of_a_file_or_folder(tmp_path: Path) -> None:
+    result = cli("list", str(Path(__file__).parent.parent / "spiders"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["account", "app", "books", "search_api", "shop", "site"]
+    assert "Books in " in result.stdout
+    (tmp_path / "spiders").mkdir()
+    (tmp_path / "spiders" / "good.py").write_text(SPIDER)
+    (tmp_path / "spiders" / "helpers.py").write_text("X = 1\n")  # not a spider: left out
+    (tmp_path / "spiders" / "broken.py").write_text("class (\n")
+    result = cli("list", cwd=tmp_path)  # the spiders folder by default
+    assert result.returncode == 1
+    assert result.stdout.split()[0] == "graph"
+    assert "broken.py:1: syntax error" in result.stderr
+    assert "helpers" not in result.stdout + result.stderr
+
+
+def test_spider_means_a_spider_name_everywhere(tmp_path: Path) -> None:
+    (tmp_path / "graph.py").write_text(SPIDER)
+    result = cli("fetch", "http://a.com/", "--spider", "graph.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--spider names a spider (as in run); give the file it is in with --file graph.py" in (
+        result.stderr
+    )
+    result = cli("fetch", "example.com/x", "--file", "graph.py", "--spider", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "has no spider named 'nope'" in result.stderr
+
+
+def test_view_opens_the_page_as_the_crawler_saw_it(tmp_path: Path) -> None:
+    from crawler.demo import DemoShop, serve
+
+    opener = tmp_path / "browser.py"
+    opener.write_text("import sys, pathlib\npathlib.Path(sys.argv[2]).write_text(sys.argv[1])\n")
+    env = {**os.environ, "BROWSER": f"{sys.executable} {opener} %s {tmp_path / 'opened'}"}
+    with serve(DemoShop(5)) as base:
+        result = subprocess.run(
+            [sys.executable, "-m", "crawler", "view", f"{base}catalogue/page-1.html"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    opened = (tmp_path / "opened").read_text()
+    assert opened.startswith("file://")
+    page = Path(opened.removeprefix("file://")).read_text()
+    assert f'<base href="{base}catalogue/page-1.html">' in page  # its links resolve
+    assert "All products" in page
 
 
 def test_shop_example_spider_cleans_validates_and_dedups(tmp_path: Path) -> None:

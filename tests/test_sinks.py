@@ -200,3 +200,31 @@ def test_a_run_ended_by_a_sink_failure_still_prints_its_summary(tmp_path: Path) 
     assert last.endswith(
         "1 items wait for it in the store: run the same command again to deliver them"
     )
+
+
+async def test_the_json_sink_is_a_whole_array_after_every_batch_and_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    from crawler import JsonSink
+
+    out = tmp_path / "items.json"
+
+    def batch(*ns: int) -> list[StoredItem]:
+        return [StoredItem(n, json.dumps({"n": n})) for n in ns]
+
+    sink = JsonSink(out)
+    sink.resume(None)
+    await sink.write([])
+    assert json.loads(out.read_text()) == []
+    await sink.write(batch(1, 2))
+    assert json.loads(out.read_text()) == [{"n": 1}, {"n": 2}]
+    await sink.write(batch(3))
+    kept = sink.position()  # the bookmark after the second batch
+    with open(out, "r+b") as f:  # a crash in the middle of the next batch: its tail replaced
+        f.seek(-3, 2)
+        f.write(b',\n{"n": 4')
+    again = JsonSink(out)
+    assert again.resume(kept)
+    assert json.loads(out.read_text()) == [{"n": 1}, {"n": 2}, {"n": 3}]
+    await again.write(batch(4, 5))
+    assert [i["n"] for i in json.loads(out.read_text())] == [1, 2, 3, 4, 5]

@@ -118,3 +118,12 @@ def test_callbacks_resolve_by_name_only_to_methods() -> None:
     for name in ("helper", "missing", "__init__", "_private"):
         with pytest.raises(ConfigError, match="no callback method"):
             spider.callback(name)
+
+
+def test_a_spider_has_a_logger_named_after_it() -> None:
+    class Named(Spider):
+        name = "named"
+
+    assert Named().logger.name == "named"
+    with pytest.raises(ConfigError):
+        Named(logger="x")
