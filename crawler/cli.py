@@ -442,13 +442,14 @@ def _spider_and_settings(
 
 
 class _Plain(Spider):
-    """The spider of `fetch` without --spider: the default settings, no hooks."""
+    """The spider of `fetch` without --file: the default settings, no hooks."""
 
     name = "fetch"
 
 
-def _fetch(args: argparse.Namespace) -> int:
-    """`fetch URL`: the body to stdout (or -o), the status (and headers) to stderr."""
+def _fetch_one(args: argparse.Namespace) -> Response:
+    """The response to `args.url`, fetched (or rendered, with --render) as a crawl of the
+    spider of --file would."""
     spider, settings = _spider_and_settings(args.file, args.spider, args)
 
     async def get() -> Response:
@@ -456,7 +457,12 @@ def _fetch(args: argparse.Namespace) -> int:
         async with Crawler(spider, settings).requester([args.url]) as requester:
             return await requester.fetch(target)
 
-    response = asyncio.run(get())
+    return asyncio.run(get())
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    """`fetch URL`: the body to stdout (or -o), the status (and headers) to stderr."""
+    response = _fetch_one(args)
     print(
         f"{response.status} {response.url} ({len(response.body)} bytes"
         + (", from the HTTP cache)" if response.cached else ")"),
@@ -573,14 +579,7 @@ def _view(args: argparse.Namespace) -> int:
 
     from .devtools import page_file
 
-    spider, settings = _spider_and_settings(args.file, args.spider, args)
-
-    async def get() -> Response:
-        target = Request(args.url, render=True) if args.render else args.url
-        async with Crawler(spider, settings).requester([args.url]) as requester:
-            return await requester.fetch(target)
-
-    response = asyncio.run(get())
+    response = _fetch_one(args)
     path = page_file(response)
     print(f"{response.status} {response.url} ({len(response.body)} bytes): {path}", file=sys.stderr)
     if not webbrowser.open(path.as_uri()):
