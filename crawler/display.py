@@ -22,10 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 from .engine import Progress
-from .politeness import Circuit
+from .politeness import HostHealth
 
 #: Hosts shown in the live table.
 TOP_HOSTS = 10
+_HEALTH_STYLES = {
+    HostHealth.OK: "green",
+    HostHealth.SLOWED: "yellow",
+    HostHealth.OPEN: "bold red",
+    HostHealth.GIVEN_UP: "bold red",
+}
 
 
 class Rates:
@@ -102,7 +108,7 @@ def waiting(progress: Progress) -> str | None:
 
 def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
     """The busiest hosts: in flight, queued, done, failed, pacing, what their next request
-    waits for, circuit."""
+    waits for, and their health (ok, slowed, open, given up) and why."""
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, justify in (
         ("host", "left"),
@@ -112,11 +118,11 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
         ("failed", "right"),
         ("delay", "right"),
         ("waits", "left"),
-        ("circuit", "left"),
+        ("health", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for h in progress.hosts[:limit]:
-        circuit = Text(h.circuit, style="green" if h.circuit is Circuit.CLOSED else "bold red")
+        health = Text(f"{h.health}: {h.why}" if h.why else h.health, style=_HEALTH_STYLES[h.health])
         table.add_row(
             h.host,
             str(h.in_flight),
@@ -125,7 +131,7 @@ def host_table(progress: Progress, limit: int = TOP_HOSTS) -> Table:
             Text(str(h.failed), style="red" if h.failed else ""),
             f"{h.delay:.2f}s" if h.delay else "-",
             f"{_duration(h.wait)} {h.waiting_for}" if h.waiting_for else "-",
-            circuit,
+            health,
         )
     if len(progress.hosts) > limit:
         table.caption = f"{len(progress.hosts) - limit} more hosts"

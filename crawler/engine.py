@@ -38,7 +38,7 @@ from .hooks import Hooks, check_hooks
 from .models import Request, http_statuses
 from .pages import PageRunner
 from .pipelines import Pipelines, check_pipelines
-from .politeness import Breaker, Circuit, Wait
+from .politeness import Breaker, Circuit, HostHealth, Wait
 from .proxies import ProxyPool, ProxyStatus
 from .records import (
     STATE_MARK,
@@ -123,6 +123,9 @@ class HostProgress:
     circuit: Circuit
     #: What holds its next request back for `wait` seconds (None: nothing).
     waiting_for: Wait | None = None
+    #: Its health (ok, slowed, open, given up) and why (see politeness.host_health).
+    health: HostHealth = HostHealth.OK
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,8 @@ class Crawler:
                     now.wait if now else 0.0,
                     now.circuit if now else Circuit.CLOSED,
                     now.waiting_for if now else None,
+                    now.health if now else HostHealth.OK,
+                    now.why if now else "",
                 )
             )
         hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
@@ -498,8 +503,10 @@ class Crawler:
             breaker=lambda: Breaker(
                 threshold=settings.breaker_threshold,
                 cooldown=settings.breaker_cooldown,
+                window=settings.breaker_window,
                 cooldown_max=settings.breaker_cooldown_max,
-                max_outage=settings.max_host_outage,
+                give_up_requests=settings.host_give_up_requests,
+                give_up_after=settings.host_give_up_after,
             ),
             clock=self._clock,
             max_pages=settings.max_pages or None,

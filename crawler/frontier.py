@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock
-from .politeness import Breaker, Circuit, Health, HostSlot, Wait
+from .politeness import Breaker, Circuit, Health, HostHealth, HostSlot, Wait, host_health
 from .records import ErrorKind, HostLease, HostState, Outcome, State, StoredRequest
 from .store import Store
 
@@ -51,6 +51,10 @@ class _Host:
     heap_seq: int = 0
     #: The breaker gave up on this host: its URLs are failed instead of fetched.
     abandoned: bool = False
+    #: Why its last failed request failed (for the message of its URLs, once given up).
+    last_failure: str | None = None
+    #: Whether the last probe of its open circuit was a retry (probes take turns).
+    probe_retry: bool = False
     #: Pages of this host fetched (in earlier runs too; see `Outcome.fetched`), and handed
     #: out but not settled.
     fetched: int = 0
@@ -72,13 +76,16 @@ class _Host:
 class HostStatus:
     """A host's politeness right now: requests in flight, seconds between request starts
     (rate limit or Crawl-delay; 0: none), seconds (of the wall clock) until its next request
-    may start and what holds it back (None: nothing), and its circuit breaker's state."""
+    may start and what holds it back (None: nothing), its circuit breaker's state, and its
+    health (see politeness.host_health) and why."""
 
     in_flight: int
     delay: float
     wait: float
     waiting_for: Wait | None
     circuit: Circuit
+    health: HostHealth = HostHealth.OK
+    why: str = ""
 
 
 class Frontier:
@@ -224,24 +231,32 @@ class Frontier:
                         await self._wakeup.wait()
 
     def release(
-        self, host: str, health: Health | None = None, wait_until: float | None = None
+        self,
+        host: str,
+        health: Health | None = None,
+        wait_until: float | None = None,
+        why: str | None = None,
+        retry: bool = False,
     ) -> None:
         """A fetch of `host` ended: its concurrency slot is free again. `health` feeds the
-        host's circuit breaker (see HostSlot.release); `wait_until` (epoch seconds) holds every
-        request to the host until then (Retry-After). A host the breaker gives up on (it has
-        not answered for too long) is abandoned: its URLs are failed as "host_unavailable"."""
+        host's circuit breaker (see HostSlot.release; `retry`: the URL had failed before);
+        `wait_until` (epoch seconds) holds every request to the host until then
+        (Retry-After); `why` says why it failed, if it did. A host the breaker gives up on
+        (nothing of it succeeds any more) is abandoned: its URLs are failed as
+        "host_unavailable"."""
         entry = self._hosts[host]
         now = self._clock.now()
         before = entry.slot.snapshot(host)
-        outage = entry.slot.breaker.outage(now)
-        entry.slot.release(health, now=now)
+        entry.slot.release(health, now=now, retry=retry)
+        if why is not None and health is not None and health is not Health.OK:
+            entry.last_failure = why
         if wait_until is not None:
             entry.slot.back_off(wait_until)
         if entry.slot.snapshot(host) != before:
             self._changed.add(host)
         if entry.slot.given_up and not entry.abandoned:
             entry.abandoned = True
-            log.warning("giving up on host %s: no answer for %.1f s", host, outage)
+            log.warning("giving up on host %s: %s", host, self._evidence(entry, now))
             self._set_due(entry, now)
         self._push(entry, now)
         self._wakeup.set()
@@ -354,12 +369,15 @@ class Frontier:
             waiting = slot.waiting(now) if entry.buffer else None
             if not entry.buffer and entry.store_due is not None and entry.store_due > now:
                 waiting = (entry.store_due - now, Wait.RETRY)  # what it has left are retries
+            health, why = host_health(slot.snapshot(name), now)
             status[name] = HostStatus(
                 in_flight=slot.in_flight,
                 delay=1.0 / rate if rate > 0 else 0.0,
                 wait=self._clock.real(waiting[0]) if waiting else 0.0,
                 waiting_for=waiting[1] if waiting else None,
                 circuit=slot.breaker.state,
+                health=health,
+                why=why,
             )
         return status
 
@@ -529,13 +547,15 @@ class Frontier:
 
     @staticmethod
     def _take(entry: _Host) -> StoredRequest:
-        """The host's next request. The probe of an open circuit is one that has not failed
-        yet when there is one: a URL that failed before says more about itself than about its
-        host, and one bad page must not keep a live host's circuit open."""
+        """The host's next request. The probes of an open circuit take turns between a URL
+        that failed before (a flaky page's next attempt may succeed) and one that has not (a
+        bad page's next attempt says more about the page than about its host), when the
+        buffer holds both."""
         buffer = entry.buffer
-        if not entry.slot.breaker.closed and buffer[0].attempts:
+        if not entry.slot.breaker.closed:
+            entry.probe_retry = not entry.probe_retry
             for request in buffer:
-                if not request.attempts:
+                if bool(request.attempts) == entry.probe_retry:
                     buffer.remove(request)
                     return request
         return buffer.popleft()
@@ -645,6 +665,15 @@ class Frontier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _evidence(self, entry: _Host, now: float) -> str:
+        """Why a host was given up, in words."""
+        breaker = entry.slot.breaker
+        last = f" (last: {entry.last_failure})" if entry.last_failure else ""
+        return (
+            f"none of its last {breaker.failures} requests succeeded, none for "
+            f"{breaker.outage(now):.0f} s{last}"
+        )
+
     async def _abandon(self, entry: _Host, now: float) -> None:
         """Fail the host's buffered and queued URLs (a refill, for a host given up on)."""
         generation = entry.generation
@@ -655,8 +684,7 @@ class Frontier:
             entry.name,
             leased,
             error=ErrorKind.HOST_UNAVAILABLE,
-            message="the host gave no answer (connection refused, DNS failure or timeouts) "
-            "for longer than max_host_outage: given up",
+            message=f"host {entry.name} given up: {self._evidence(entry, now)}",
         )
         self.abandoned_pages += failed  # never fetched: the page budget does not count them
         entry.refilling = False

@@ -13,7 +13,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import parser, tls
@@ -65,7 +65,7 @@ class PageRunner:
         canonicalizer: Canonicalizer,
         traps: TrapGuard,
         obey_nofollow: bool,
-        release: Callable[[str, Health | None, float | None], None],
+        release: Release,
         max_depth: int,
         max_retries: int,
         retry_statuses: Iterable[int],
@@ -183,7 +183,9 @@ class PageRunner:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
                 outcome.latency = time.monotonic() - started
-            self._release(stored.host, health_of(exc), wait_until)
+            self._release(
+                stored.host, health_of(exc), wait_until, exc.message, retry=stored.attempts > 0
+            )
             gone = isinstance(exc, HTTPStatusError) and exc.status in _GONE
             if stored.revisit and outcome.state is State.FAILED and gone:
                 outcome.revisit = Revisit.GONE  # its items go with it
@@ -586,10 +588,26 @@ def _checked(request: Request) -> Request:
     )
 
 
+class Release(Protocol):
+    """Frees the host slot a fetch took (Frontier.release): what the fetch says about its host,
+    until when the host must wait (a Retry-After), why it failed (when it did), and whether
+    it was a retry of a URL that failed before."""
+
+    def __call__(
+        self,
+        host: str,
+        health: Health | None,
+        wait_until: float | None,
+        why: str | None = None,
+        retry: bool = False,
+    ) -> None: ...
+
+
 def health_of(exc: FetchError) -> Health | None:
     """What a failure says about its host, for the circuit breaker: a struggling server for a
-    5xx or 429 (robots.txt's included), no answer for timeouts and connection errors, nothing
-    when no request went out, and a working server for any other answer."""
+    5xx (robots.txt's included), a throttling one for a 429, no answer for timeouts and
+    connection errors, nothing when no request went out, and a working server for any other
+    answer."""
     if isinstance(exc, RobotsUnavailable) and isinstance(exc.__cause__, FetchError):
         exc = exc.__cause__  # robots.txt could not be had: what happened to its request
     if not exc.sent:
@@ -603,7 +621,9 @@ def health_of(exc: FetchError) -> Health | None:
 
 def _status_health(status: int) -> Health:
     """What a response's status says about its host (see health_of)."""
-    return Health.ERROR if status >= 500 or status == 429 else Health.OK
+    if status == 429:
+        return Health.THROTTLED
+    return Health.ERROR if status >= 500 else Health.OK
 
 
 #: Statuses that say a page is gone for good: a revisit removes its items.

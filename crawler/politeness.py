@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 
 from .records import HostState
 
@@ -56,10 +57,13 @@ class Health(enum.Enum):
 
     #: An HTTP answer from a working server (any status but 5xx and 429).
     OK = "ok"
-    #: An HTTP answer from a struggling server: 5xx or 429. The host is alive.
+    #: An HTTP answer from a struggling server: 5xx. The host is alive.
     ERROR = "error"
     #: No HTTP answer at all: connection refused or reset, DNS failure, timeout.
     UNANSWERED = "unanswered"
+    #: 429: the server asks for fewer requests. Its Retry-After holds the host (HostSlot's
+    #: back-off); it is no evidence that the host is broken.
+    THROTTLED = "throttled"
 
 
 class Circuit(enum.StrEnum):
@@ -69,6 +73,40 @@ class Circuit(enum.StrEnum):
     OPEN = "open"
     HALF_OPEN = "half-open"
     GIVEN_UP = "given up"
+
+
+class HostHealth(enum.StrEnum):
+    """A host's health, as shown (live view, stats, report): crawled at its pace (ok), held
+    back by a Retry-After or after failures (slowed), its circuit open (open: probes only),
+    or given up."""
+
+    OK = "ok"
+    SLOWED = "slowed"
+    OPEN = "open"
+    GIVEN_UP = "given up"
+
+
+def host_health(state: HostState | None, now: float) -> tuple[HostHealth, str]:
+    """A host's health and why, from its kept state (see HostState), as of `now`: the one rule
+    the live view, `stats` and the report show."""
+    if state is None:
+        return HostHealth.OK, ""
+    failed = (
+        f"{state.failures} failed in a row"
+        + (f" over {now - state.silent_since:.0f} s" if state.silent_since is not None else "")
+        if state.failures
+        else ""
+    )
+    if math.isinf(state.open_until):
+        return HostHealth.GIVEN_UP, failed
+    if state.open_until > now or state.opens:
+        probe = f"probe in {state.open_until - now:.0f} s" if state.open_until > now else ""
+        return HostHealth.OPEN, ", ".join(part for part in (failed, probe) if part)
+    if state.not_before > now:
+        return HostHealth.SLOWED, f"Retry-After: {state.not_before - now:.0f} s left"
+    if state.failures:
+        return HostHealth.SLOWED, failed
+    return HostHealth.OK, ""
 
 
 class Wait(enum.StrEnum):
@@ -87,29 +125,38 @@ _MAX_DOUBLINGS = 40
 
 
 class Breaker:
-    """A per-host circuit breaker.
+    """A host's health: a circuit breaker that tells a flaky host from a broken one by evidence.
 
-    closed ──`threshold` failures in a row──► open ──cooldown──► half-open (one probe)
-       ▲                                       ▲                      │
-       └─────────── probe succeeds ────────────┼──────────────────────┤
-                                               └──── probe fails ─────┘ cooldown doubles,
-                                                                        up to `cooldown_max`
+        closed ──failures weigh `threshold` among the last `window` requests──► open
+          ▲                                                                      │ cooldown
+          └──────────── a success (of any URL) ◄── half-open: one probe ◄────────┘
+                                                        │ fails: open again, the cooldown
+                                                        ▼ doubled up to `cooldown_max`
+        any state ── no success in the last `give_up_requests` requests, nor for
+                     `give_up_after` seconds ──► given up (`open_until` is infinite)
 
-    A failure is an answer of a struggling server (5xx, 429) or no answer at all. A host that
-    answers, even with errors, is never given up: it is only slowed down, and each of its URLs
-    fails on its own once out of retries. A host that has not answered at all for `max_outage`
-    seconds (its failures since its last answer span that long) is given up when its circuit
-    (re)opens: `open_until` is then infinite.
+    A failure is a 5xx, or no answer at all (refused, reset, timed out), which weighs two: a
+    host that does not answer opens its circuit after two such requests, one that answers
+    5xx after `threshold`. A 429 is neither (its Retry-After slows the host down). A retry that
+    fails again counts toward giving up but does not open the circuit: a few bad pages retried
+    on their own back-off never close a working host. While the circuit is open, every request
+    waits for it (retries too: the failure may be the host's); its probes take turns between a
+    URL that failed before (a flaky page's next attempt may well succeed) and one that has not.
+    Any success of any of the host's URLs closes the circuit and clears the evidence, so a
+    flaky host is slowed for seconds and never given up, while a host where nothing succeeds
+    is given up after a handful of probes.
     """
 
     __slots__ = (
         "cooldown",
         "cooldown_max",
         "failures",
-        "max_outage",
+        "give_up_after",
+        "give_up_requests",
         "open_until",
         "opens",
         "probing",
+        "recent",
         "silent_since",
         "threshold",
     )
@@ -119,20 +166,24 @@ class Breaker:
         threshold: int,
         cooldown: float,
         *,
-        cooldown_max: float = 60.0,
-        max_outage: float = 300.0,
+        window: int = 10,
+        cooldown_max: float = 30.0,
+        give_up_requests: int = 6,
+        give_up_after: float = 60.0,
     ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
         self.cooldown_max = max(cooldown, cooldown_max)
-        self.max_outage = max_outage
+        self.give_up_requests = give_up_requests
+        self.give_up_after = give_up_after
+        #: The weights of the last `window` requests' outcomes (0: a success).
+        self.recent: deque[int] = deque(maxlen=max(window, 1))
+        #: Failed requests since the last success.
         self.failures = 0
         self.opens = 0
         self.open_until = 0.0
         self.probing = False
-        #: When the host last stopped answering (the first failure without an HTTP answer
-        #: since its last answer), or None while it answers. Not kept across restarts: a
-        #: resumed crawl measures an outage anew.
+        #: When the host's failures since its last success began (None: it succeeds).
         self.silent_since: float | None = None
 
     @property
@@ -143,31 +194,54 @@ class Breaker:
     def given_up(self) -> bool:
         return math.isinf(self.open_until)
 
-    def record(self, health: Health, now: float) -> None:
-        """The end of a request to the host, at `now`."""
+    def record(self, health: Health, now: float, *, retry: bool = False) -> None:
+        """The end of a request to the host, at `now`. A `retry` (of a URL that failed before)
+        that fails again says more about its URL than about the host: it counts toward giving
+        the host up, but does not open its circuit (the URL's own back-off paces it). A probe
+        that fails, retry or not, keeps the circuit open for twice as long."""
+        if health is Health.THROTTLED:
+            self.probing = False  # the probe told nothing about health: another one, later
+            return
         if health is Health.OK:
+            if not self.closed:
+                self.recent.clear()  # closed again: a fresh start
+            self.recent.append(0)
             self.failures = self.opens = 0
             self.open_until = 0.0
             self.probing = False
             self.silent_since = None
             return
-        if health is Health.ERROR:
-            self.silent_since = None  # it answers: alive
-        elif self.silent_since is None:
-            self.silent_since = now
         self.failures += 1
-        if self.given_up or not (self.probing or (self.closed and self.failures >= self.threshold)):
+        if self.silent_since is None:
+            self.silent_since = now
+        if self.given_up:
             return
+        if self.useless(now):
+            self.opens = max(self.opens, 1)
+            self.open_until = math.inf
+            return
+        if not self.probing:
+            if retry:
+                return  # a URL failing again: its own back-off paces it
+            self.recent.append(2 if health is Health.UNANSWERED else 1)
+            if not self.closed or sum(self.recent) < self.threshold:
+                return
         self.probing = False
         self.opens += 1
-        if self.silent_since is not None and now - self.silent_since >= self.max_outage:
-            self.open_until = math.inf
-        else:
-            pause = self.cooldown * 2 ** min(self.opens - 1, _MAX_DOUBLINGS)
-            self.open_until = now + min(pause, self.cooldown_max)
+        pause = self.cooldown * 2 ** min(self.opens - 1, _MAX_DOUBLINGS)
+        self.open_until = now + min(pause, self.cooldown_max)
+
+    def useless(self, now: float) -> bool:
+        """Nothing succeeded in the last `give_up_requests` requests, nor for `give_up_after`
+        seconds: the evidence that gives a host up."""
+        return (
+            self.silent_since is not None
+            and self.failures >= self.give_up_requests
+            and now - self.silent_since >= self.give_up_after
+        )
 
     def outage(self, now: float) -> float:
-        """Seconds the host has gone without answering (0 while it answers)."""
+        """Seconds since the host's last success, while it fails (0 while it succeeds)."""
         return 0.0 if self.silent_since is None else now - self.silent_since
 
     @property
@@ -254,14 +328,17 @@ class HostSlot:
         if not self.breaker.closed:
             self.breaker.probing = True
 
-    def release(self, health: Health | None = None, *, now: float = 0.0) -> None:
+    def release(
+        self, health: Health | None = None, *, now: float = 0.0, retry: bool = False
+    ) -> None:
         """A request finished. `health` is what it says about the host, None when it says
-        nothing (no request went out: robots.txt disallowed it, the address was blocked)."""
+        nothing (no request went out: robots.txt disallowed it, the address was blocked);
+        `retry`: it was a retry of a URL that failed before (see Breaker.record)."""
         if self.in_flight <= 0:
             raise RuntimeError("HostSlot.release() without a matching acquire()")
         self.in_flight -= 1
         if health is not None:
-            self.breaker.record(health, now)
+            self.breaker.record(health, now, retry=retry)
         elif self.breaker.probing:
             self.breaker.probing = False  # the probe told nothing: probe again
 
@@ -281,16 +358,25 @@ class HostSlot:
                 self.crawl_delay = True
 
     def snapshot(self, host: str) -> HostState:
-        """What of this slot should survive a crash (probes and in-flight counts do not)."""
+        """What of this slot should survive a crash or pass to the next holder of the host
+        (probes, in-flight counts and the recent outcomes do not)."""
         breaker = self.breaker
-        return HostState(host, self.not_before, breaker.failures, breaker.opens, breaker.open_until)
+        return HostState(
+            host,
+            self.not_before,
+            breaker.failures,
+            breaker.opens,
+            breaker.open_until,
+            breaker.silent_since,
+        )
 
     def restore(self, state: HostState) -> None:
-        """Take back a state saved by `snapshot` (in an earlier run)."""
+        """Take back a state saved by `snapshot` (in an earlier run, or another process)."""
         self.not_before = state.not_before
         self.breaker.failures = state.failures
         self.breaker.opens = state.opens
         self.breaker.open_until = state.open_until
+        self.breaker.silent_since = state.silent_since
 
     def open_gate(self) -> None:
         """The host's robots.txt is known: allow its full concurrency."""

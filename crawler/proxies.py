@@ -83,7 +83,14 @@ class ProxyPool:
     ) -> None:
         self._proxies = list(proxies)
         self._breakers = {
-            proxy: Breaker(threshold, cooldown, cooldown_max=cooldown_max, max_outage=math.inf)
+            # `threshold` failures in a row rest it; a proxy is never given up
+            proxy: Breaker(
+                threshold,
+                cooldown,
+                window=threshold,
+                cooldown_max=cooldown_max,
+                give_up_after=math.inf,
+            )
             for proxy in self._proxies
         }
         self._next: dict[str, int] = {}
@@ -133,7 +140,7 @@ class ProxyPool:
         self._failed[proxy] += 1
         self._last_error[proxy] = error
         resting = breaker.open_until > now
-        breaker.record(Health.UNANSWERED, now)
+        breaker.record(Health.ERROR, now)
         if not resting and breaker.open_until > now:
             log.warning(
                 "proxy %s failing (%d of %d requests; last: %s): resting it for %.0f s",

@@ -260,14 +260,17 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class HostState:
-    """A host's politeness state worth surviving a crash: no request before `not_before`
-    (a Retry-After), and its circuit breaker (`open_until` may be inf: given up on)."""
+    """A host's politeness state worth surviving a crash and passing to the next holder of
+    the host: no request before `not_before` (a Retry-After), and its health: failed requests
+    since its last success, circuit openings in a row, `open_until` (inf: given up on) and
+    when its failures began (`silent_since`; None while it succeeds)."""
 
     host: str
     not_before: float = 0.0
     failures: int = 0
     opens: int = 0
     open_until: float = 0.0
+    silent_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from .politeness import Circuit
+from .politeness import Circuit, host_health
 from .proxies import PROXY
 from .records import LATENCY_BOUNDS, ErrorKind, HostSummary, Summary
 from .stats import CACHE_HITS, RENDER, REVISIT
@@ -21,6 +21,12 @@ from .stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
 TOP_HOSTS = 20
+
+
+def health(host: HostSummary, now: float) -> str:
+    """A host's health and why (see politeness.host_health)."""
+    state, why = host_health(host.politeness, now)
+    return f"{state}: {why}" if why else str(state)
 
 
 def circuit(host: HostSummary, now: float) -> str:
@@ -103,6 +109,8 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
                 "mean_latency": h.mean_latency,
                 "max_latency": h.max_latency,
                 "circuit": circuit(h, now),
+                "health": host_health(h.politeness, now)[0].value,
+                "health_why": host_health(h.politeness, now)[1],
                 "retry_after_until": retry_after_until(h, now),
             }
             for h in summary.hosts
@@ -230,7 +238,7 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
 
 
 def _host_table(hosts: list[HostSummary], now: float) -> str:
-    header = ("host", "queued", "done", "failed", "items", "mean latency", "circuit")
+    header = ("host", "queued", "done", "failed", "items", "mean latency", "health")
     rows = [header] + [
         (
             h.host,
@@ -239,7 +247,7 @@ def _host_table(hosts: list[HostSummary], now: float) -> str:
             str(h.failed),
             str(h.items),
             _seconds(h.mean_latency) if h.mean_latency is not None else "-",
-            circuit(h, now),
+            health(h, now),
         )
         for h in hosts
     ]
@@ -406,13 +414,13 @@ def render_html(summary: Summary, *, store: str, running: bool, now: float) -> s
         ),
         "<h2>Failing hosts</h2>",
         _html_table(
-            ("host", "failed", "done", "circuit", "Retry-After until"),
+            ("host", "failed", "done", "health", "Retry-After until"),
             [
                 (
                     h.host,
                     h.failed,
                     h.done,
-                    circuit(h, now),
+                    health(h, now),
                     _when(retry_after_until(h, now)),
                 )
                 for h in failing

@@ -68,17 +68,21 @@ class Settings:
     retry_backoff_max: float = 60.0
     #: Longest Retry-After (429/503) honoured, in seconds; a longer one fails the URL.
     max_retry_after: float = 600.0
-    #: Consecutive failures (5xx, 429, timeouts, connection errors) that open a host's circuit.
-    breaker_threshold: int = 5
+    #: Failures among a host's last `breaker_window` requests that open its circuit: a 5xx
+    #: weighs one, a request with no answer at all (refused, reset, timed out) two.
+    breaker_threshold: int = 4
+    #: How many of a host's last requests its circuit weighs.
+    breaker_window: int = 10
     #: Seconds a host's circuit first stays open before a probe; doubles at each reopening.
-    breaker_cooldown: float = 30.0
+    breaker_cooldown: float = 2.0
     #: Longest a host's circuit stays open before the next probe, in seconds (never shorter
     #: than `breaker_cooldown`).
-    breaker_cooldown_max: float = 60.0
-    #: Seconds a host may give no HTTP answer at all (connection refused, DNS failure,
-    #: timeouts) before it is given up: its remaining URLs fail as "host_unavailable". A host
-    #: that answers, even with errors, is never given up.
-    max_host_outage: float = 300.0
+    breaker_cooldown_max: float = 30.0
+    #: A host is given up when none of its last `host_give_up_requests` requests succeeded
+    #: and none for `host_give_up_after` seconds: its remaining URLs, and those found later,
+    #: fail as "host_unavailable". Any success of any of its URLs starts the count over.
+    host_give_up_requests: int = 6
+    host_give_up_after: float = 60.0
     #: Deepest link depth followed from a start URL (start URLs are depth 0); 0 means no limit.
     max_depth: int = 0
     #: Pages to fetch in the whole crawl, over all resumes; 0 means no limit.
@@ -180,9 +184,11 @@ class Settings:
         _at_least(self, "retry_backoff_max", 0)
         _at_least(self, "max_retry_after", 0)
         _at_least(self, "breaker_threshold", 1)
+        _at_least(self, "breaker_window", 1)
         _at_least(self, "breaker_cooldown", 0)
         _at_least(self, "breaker_cooldown_max", 0)
-        _at_least(self, "max_host_outage", 0)
+        _at_least(self, "host_give_up_requests", 1)
+        _at_least(self, "host_give_up_after", 0)
         _at_least(self, "max_pages_per_host", 0)
         _at_least(self, "max_crawl_delay", 0)
         _at_least(self, "robots_ttl", 0)
@@ -265,9 +271,11 @@ _FIELD_TYPES: dict[str, type] = {
     "retry_backoff_max": float,
     "max_retry_after": float,
     "breaker_threshold": int,
+    "breaker_window": int,
     "breaker_cooldown": float,
     "breaker_cooldown_max": float,
-    "max_host_outage": float,
+    "host_give_up_requests": int,
+    "host_give_up_after": float,
     "max_depth": int,
     "max_pages": int,
     "max_response_size": int,
@@ -304,8 +312,11 @@ _FIELD_TYPES: dict[str, type] = {
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(Settings)}
 #: Settings of earlier versions, and what took their place.
 _REPLACED = {
-    "breaker_max_opens": "a host is given up only after max_host_outage seconds without any "
-    "HTTP answer (a host that answers is never given up); set max_host_outage instead",
+    "breaker_max_opens": "a host is given up when none of its last host_give_up_requests "
+    "requests succeeded and none for host_give_up_after seconds: set those instead",
+    "max_host_outage": "a host is given up when none of its last host_give_up_requests "
+    "requests succeeded and none for host_give_up_after seconds (any answer used to keep a "
+    "host alive): set host_give_up_after instead",
 }
 #: The item type of each tuple setting.
 _TUPLE_ITEMS: dict[str, type] = {

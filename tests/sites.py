@@ -278,64 +278,175 @@ class SilentHost:
             await self._server.wait_closed()
 
 
-class OverloadSite:
-    """A site in a bad minute, on `live`: its index links to `healthy` pages that answer at
-    once and `flaky` pages that answer 503 `FLAKY_FAILURES` times, then 200; plus links to
-    `struggling` pages on another host that answers 503 to everything, and to `silent` pages
-    on a host that never answers (a SilentHost). `hits` counts requests per path per host."""
+class HealthSite:
+    """Hosts of every kind of health, on loopback, for the host-health tests. The seed host's
+    front page links to every page of the others chosen (`kinds`):
 
-    FLAKY_FAILURES = 2
+    - healthy: 200 pages that answer at once
+    - flaky: 40 good pages, and among them 10 that answer 503 twice, then 200
+    - mixed: 40 good pages, and among them bad ones of each kind: 2 that hang (time out), 2
+      that reset the connection, 2 that redirect in a loop, 2 too large (TOO_LARGE bytes), 5
+      that answer 500 forever
+    - failing: 100 pages, all 500
+    - hanging: 100 pages; every request hangs (robots.txt too) until the site stops
+    - refused: 100 pages on an address where nothing listens
+    - outage: 60 pages; after its first 10 pages it answers 503 (or, with outage="reset",
+      resets connections) for `outage_for` seconds of `clock`, then recovers
+    - storm: 50 pages; for its first 10 s of `clock` it answers 429 with Retry-After: 2
 
-    def __init__(self, *, healthy: int = 50, flaky: int = 10, struggling: int = 0, silent: int = 0):
-        self.live, self.struggling_host = "127.0.0.9", "127.0.0.10"
-        self.silent = SilentHost("127.0.0.11")
-        self.healthy, self.flaky, self.struggling, self.silent_pages = (
-            healthy,
-            flaky,
-            struggling,
-            silent,
-        )
+    `hits` counts requests per (kind, path); `times` keeps when (on `clock`) each answer of a
+    kind was given."""
+
+    KINDS = ("healthy", "flaky", "mixed", "failing", "hanging", "refused", "outage", "storm")
+    TOO_LARGE = 50_000
+
+    def __init__(
+        self,
+        kinds: Iterable[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        outage: str = "503",
+        outage_for: float = 20.0,
+    ) -> None:
+        self.kinds = list(kinds)
+        self.clock = clock
+        self.outage, self.outage_for = outage, outage_for
+        self.addresses = {kind: f"127.0.0.{50 + i}" for i, kind in enumerate(self.KINDS)}
+        self.addresses["seed"] = "127.0.0.49"
         self.ports: dict[str, int] = {}
         self.hits: Counter[tuple[str, str]] = Counter()
+        self.times: dict[str, list[float]] = {kind: [] for kind in self.KINDS}
+        #: The failing host answers 200 from now on (a host repaired, for --retry-failed).
+        self.repaired = False
+        self._outage_at: float | None = None
+        #: Requests the outage host got while its outage lasted.
+        self.outage_hits = 0
+        self._storm_from: float | None = None
+        self._stop = asyncio.Event()
         self._runners: list[web.AppRunner] = []
+        self._refused: socket.socket | None = None
 
-    def url(self, host: str, path: str) -> str:
-        return f"http://{host}:{self.ports[host]}{path}"
+    def url(self, kind: str, path: str) -> str:
+        return f"http://{self.addresses[kind]}:{self.ports[kind]}{path}"
 
-    def live_pages(self) -> list[str]:
-        return [f"/p/{n}" for n in range(self.healthy + self.flaky)]
+    def pages(self, kind: str) -> list[str]:
+        """The paths of a kind's pages, in the order the seed links them."""
+        if kind == "healthy":
+            return [f"/p/{n}" for n in range(200)]
+        if kind == "flaky":
+            return _among([f"/p/{n}" for n in range(40)], [f"/flaky/{n}" for n in range(10)])
+        if kind == "mixed":
+            bad = [f"/{what}/{n}" for what in ("hang", "reset", "loop", "large") for n in range(2)]
+            return _among([f"/p/{n}" for n in range(40)], bad + [f"/500/{n}" for n in range(5)])
+        if kind == "outage":
+            return [f"/p/{n}" for n in range(60)]
+        if kind == "storm":
+            return [f"/p/{n}" for n in range(50)]
+        return [f"/p/{n}" for n in range(100)]
 
-    def requests_to(self, host: str) -> int:
-        return sum(n for (h, _), n in self.hits.items() if h == host)
-
-    def _index(self) -> str:
-        links = [self.url(self.live, path) for path in self.live_pages()]
-        links += [self.url(self.struggling_host, f"/s/{n}") for n in range(self.struggling)]
-        links += [self.silent.url(f"/q/{n}") for n in range(self.silent_pages)]
-        return "<html><body>" + "".join(f'<a href="{u}">x</a>' for u in links) + "</body></html>"
+    def requests_to(self, kind: str) -> int:
+        return sum(n for (k, _), n in self.hits.items() if k == kind)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        host = request.url.host or ""
-        hits = self.hits[host, request.path] = self.hits[host, request.path] + 1
-        if request.path == "/robots.txt":
+        kind = next(k for k, a in self.addresses.items() if a == request.url.host)
+        path = request.path
+        self.hits[kind, path] += 1
+        if kind == "seed":
+            if path != "/":
+                return web.Response(status=404)
+            links = [self.url(k, p) for k in self.kinds for p in self.pages(k)]
+            body = "".join(f'<a href="{u}">x</a>' for u in links)
+            return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
+        if kind == "hanging":
+            await self._stop.wait()
+            return web.Response(status=503)
+        if path == "/robots.txt":
             return web.Response(status=404)
-        if host == self.struggling_host:
-            return web.Response(status=503, text="overloaded")
-        if request.path == "/":
-            return web.Response(text=self._index(), content_type="text/html")
-        page = int(request.path.removeprefix("/p/"))
-        if page >= self.healthy and hits <= self.FLAKY_FAILURES:
-            return web.Response(status=503, text="overloaded")
-        return web.Response(text=f"<html><title>{page}</title></html>", content_type="text/html")
+        status, headers = self._answer(kind, path, request)
+        if status == 0:  # reset the connection, with no answer
+            _reset(request)
+            raise web.HTTPServiceUnavailable()
+        self.times[kind].append(self.clock())
+        if status in (301, 302):
+            return web.Response(status=status, headers=headers)
+        if status == 200 and path.startswith("/large/"):
+            return web.Response(body=b"x" * self.TOO_LARGE, content_type="text/html")
+        text = f"<html><title>{kind} {path}</title></html>"
+        return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+
+    def _answer(self, kind: str, path: str, request: web.Request) -> tuple[int, dict[str, str]]:
+        """The status (0: reset) and headers for a page."""
+        now = self.clock()
+        if kind == "flaky" and path.startswith("/flaky/"):
+            return (503 if self.hits[kind, path] <= 2 else 200), {}
+        if kind == "mixed":
+            what = path.split("/")[1]
+            if what == "reset":
+                return 0, {}
+            if what == "loop":  # /loop/0 -> /loop/0b -> /loop/0 ...
+                twin = path[:-1] if path.endswith("b") else f"{path}b"
+                return 302, {"Location": twin}
+            if what == "500":
+                return 500, {}
+        if kind == "failing":
+            return (200 if self.repaired else 500), {}
+        if kind == "outage":
+            done = len(self.times[kind])
+            if self._outage_at is None and done >= 10:
+                self._outage_at = now
+            if self._outage_at is not None and now - self._outage_at < self.outage_for:
+                self.outage_hits += 1
+                return (0 if self.outage == "reset" else 503), {}
+        if kind == "storm":
+            if self._storm_from is None:
+                self._storm_from = now
+            if now - self._storm_from < 10:
+                return 429, {"Retry-After": "2"}
+        return 200, {}
 
     async def start(self) -> None:
-        await self.silent.start()
-        self.ports = await serve(self._handle, (self.live, self.struggling_host), self._runners)
+        self._refused = socket.socket()
+        self._refused.bind((self.addresses["refused"], 0))  # bound, never listening
+        self.ports["refused"] = self._refused.getsockname()[1]
+        served = [k for k in ("seed", *self.kinds) if k != "refused"]
+        ports = await serve(self._route, [self.addresses[k] for k in served], self._runners)
+        for kind in served:
+            self.ports[kind] = ports[self.addresses[kind]]
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/hang/"):
+            self.hits["mixed", request.path] += 1
+            await self._stop.wait()
+            return web.Response(status=503)
+        return await self._handle(request)
 
     async def stop(self) -> None:
+        self._stop.set()
         for runner in self._runners:
             await runner.cleanup()
-        await self.silent.stop()
+        if self._refused is not None:
+            self._refused.close()
+
+
+def _among(good: list[str], bad: list[str]) -> list[str]:
+    """`bad` spread evenly among `good`, as bad pages are on a real site."""
+    every = max(len(good) // max(len(bad), 1), 1)
+    mixed: list[str] = []
+    for n, path in enumerate(good):
+        mixed.append(path)
+        if n % every == every - 1 and bad:
+            mixed.append(bad.pop(0))
+    return mixed + bad
+
+
+def _reset(request: web.Request) -> None:
+    """Close the request's connection with a TCP reset."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.close()
 
 
 class ForwardProxy:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
 from crawler.engine import CrawlStats, HostProgress, Progress
-from crawler.politeness import Circuit, Wait
+from crawler.politeness import Circuit, HostHealth, Wait
 
 
 def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
@@ -19,7 +19,14 @@ def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = No
     hosts = [
         HostProgress("busy.example", 4, 120, 200, 1, 0.0, 0.0, Circuit.CLOSED),
         HostProgress("slow.example", 1, 40, 60, 0, 2.0, 0.0, Circuit.CLOSED),
-        HostProgress("throttled.example", 0, 15, 30, 3, 0.5, 95.0, Circuit.OPEN, Wait.CIRCUIT),
+        HostProgress(
+            "throttled.example",
+            *(0, 15, 30, 3, 0.5, 95.0),
+            Circuit.OPEN,
+            Wait.CIRCUIT,
+            HostHealth.OPEN,
+            "4 failed in a row over 3 s, probe in 12 s",
+        ),
         HostProgress("dead.example", 0, 0, 10, 12, 0.0, 0.0, Circuit.GIVEN_UP),
     ]
     return Progress(
@@ -37,15 +44,16 @@ def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = No
 
 
 def test_the_host_table_renders_a_given_state() -> None:
-    console = Console(record=True, width=100, color_system=None)
+    console = Console(record=True, width=130, color_system=None)
     console.print(host_table(progress(), limit=3))
     lines = [line.rstrip() for line in console.export_text().splitlines()]
     assert lines == [
-        "host               in flight  queued  done  failed  delay  waits               circuit",
-        "busy.example               4     120   200       1      -  -                   closed",
-        "slow.example               1      40    60       0  2.00s  -                   closed",
-        "throttled.example          0      15    30       3  0.50s  1m35s circuit open  open",
-        "                                     1 more hosts",
+        "host               in flight  queued  done  failed  delay  waits               health",
+        "busy.example               4     120   200       1      -  -                   ok",
+        "slow.example               1      40    60       0  2.00s  -                   ok",
+        "throttled.example          0      15    30       3  0.50s  1m35s circuit open  "
+        "open: 4 failed in a row over 3 s, probe in 12 s",
+        "                                                         1 more hosts",
     ]
 
 

@@ -42,9 +42,9 @@ SETTINGS = Settings(
     breaker_threshold=3,
     breaker_cooldown=0.02,
     breaker_cooldown_max=0.08,
-    # a host that never answers is given up in test_breaker; here, timeouts of some pages must
-    # not make the host that serves them look unreachable
-    max_host_outage=3600,
+    # a host where nothing succeeds is given up in test_breaker; here, timeouts of some pages
+    # must not make the host that serves them look useless
+    host_give_up_after=3600,
 )
 
 

@@ -141,11 +141,12 @@ async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> Non
 
     await store.add([req("dead.com", n) for n in range(5)])
     frontier = await started(
-        store, breaker=lambda: Breaker(threshold=1, cooldown=0.0, max_outage=0.0)
+        store,
+        breaker=lambda: Breaker(threshold=1, cooldown=0.0, give_up_requests=1, give_up_after=0),
     )
     first = await frontier.next()
     assert first is not None
-    frontier.release(first.host, Health.UNANSWERED, None)  # no answer, and no patience
+    frontier.release(first.host, Health.UNANSWERED, None, "refused")  # and no patience
     assert frontier.host_state("dead.com") is Circuit.GIVEN_UP
     outcome = Outcome(first, State.FAILED, 1, error="connect")
     await store.commit([outcome])
@@ -154,6 +155,15 @@ async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> Non
     counts = await store.counts()
     assert (counts.failed, counts.queued, counts.leased) == (5, 0, 0)
     assert frontier.abandoned_pages == 4
+    await store.add([req("dead.com", 9)])  # a link to it found later fails too
+    frontier.notify("dead.com", 0.0)
+    assert await frontier.next() is None
+    failed = [f async for f in store.failures(error="host_unavailable")]
+    assert len(failed) == 5  # each with the reason
+    assert failed[0]["message"] == (
+        "host dead.com given up: none of its last 1 requests succeeded, none for 0 s "
+        "(last: refused)"
+    )
 
 
 async def test_host_politeness_state_survives_a_restart(
@@ -202,6 +212,7 @@ async def test_host_politeness_state_survives_a_restart(
     assert states["slow.com"].not_before == 4600.0
     assert states["dead.com"].opens == 1
     assert states["dead.com"].open_until == 1060.0
+    assert states["dead.com"].silent_since == 1000.0  # its outage goes on being measured
 
     # --retry-failed forgets host states along with the failures
     await store.requeue_failed()
@@ -249,7 +260,7 @@ async def test_a_refill_landing_after_the_host_budget_ran_out_gives_its_rows_bac
     assert (counts.done, counts.leased, counts.queued) == (2, 0, 6)
 
 
-async def test_the_probe_of_an_open_circuit_is_a_request_that_has_not_failed(
+async def test_the_probes_of_an_open_circuit_take_turns_between_fresh_urls_and_retries(
     store: SQLiteStore,
 ) -> None:
     from crawler.politeness import Breaker
@@ -273,11 +284,12 @@ async def test_the_probe_of_an_open_circuit_is_a_request_that_has_not_failed(
     clock.t = 1010.0
     probe = await asyncio.wait_for(frontier.next(), 5)
     assert probe is not None
-    assert (probe.url, probe.attempts) == ("http://a.com/1", 0)  # not the page that failed
-    frontier.release("a.com", Health.OK, None)  # the host answers: closed, the retry goes next
-    again = await asyncio.wait_for(frontier.next(), 5)
-    assert again is not None
-    assert again.url == "http://a.com/0"
+    assert (probe.url, probe.attempts) == ("http://a.com/0", 1)  # first, the page that failed
+    frontier.release("a.com", Health.ERROR, None, retry=True)  # failed again: open longer
+    clock.t = 1030.0
+    second = await asyncio.wait_for(frontier.next(), 5)
+    assert second is not None
+    assert (second.url, second.attempts) == ("http://a.com/1", 0)  # then one never tried
 
 
 async def test_requests_a_rendered_page_made_take_its_hosts_tokens(store: SQLiteStore) -> None:

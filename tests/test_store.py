@@ -126,6 +126,7 @@ def as_version_6(db: sqlite3.Connection) -> None:
     """Make a store look as it did before schema 7: url unique, no request details or jars."""
     from crawler.store.sqlite import _COUNT_TRIGGERS
 
+    db.execute("ALTER TABLE hosts DROP COLUMN silent_since")  # (schema 10)
     db.execute("DROP TRIGGER count_item_deleted")  # (schema 9)
     db.execute("DROP TABLE counters")  # (schema 8)
     db.execute(f"CREATE TABLE old AS SELECT {_V6_COLUMNS} FROM requests")
@@ -182,9 +183,9 @@ async def test_a_version_1_store_is_migrated(store_path: Path) -> None:
     async with await SQLiteStore.open(store_path, "s") as store:
         await store.add([req("/1")])
     with sqlite3.connect(store_path) as db:
+        drop_counters(db)
         db.execute("DROP TABLE robots")
         db.execute("DROP TABLE hosts")
-        drop_counters(db)
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     async with await SQLiteStore.open(store_path, "s") as store:
         assert (await store.counts()).queued == 1

@@ -178,7 +178,7 @@ async def test_host_states_robots_cookies_and_marks_are_kept(opener: Opener) -> 
     await store.add([req("/1")])
     await store.acquire_hosts(10, None)
     (one,) = await store.lease("a.com", 1, now=1.0)
-    state = HostState("a.com", 7.5, 4, 1, 99.0)
+    state = HostState("a.com", 7.5, 4, 1, 99.0, silent_since=42.0)
     await store.commit([Outcome(one, State.DONE, 1, jars={"alice": "[]"})], [state])
     await store.robots_put("http://a.com", 3.0, "User-agent: *\nDisallow: /x")
     await store.robots_put("http://b.com", 4.0, None)
@@ -186,6 +186,10 @@ async def test_host_states_robots_cookies_and_marks_are_kept(opener: Opener) -> 
     await store.close()
     again = await opener()
     assert await again.host_states() == [state]
+    if again.shared:  # the next holder of the host inherits its health with the lease
+        await again.add([req("/2")])
+        (lease,) = await again.acquire_hosts(10, None)
+        assert lease.state == state
     assert await again.robots_get("http://a.com") == (3.0, "User-agent: *\nDisallow: /x")
     assert await again.robots_get("http://b.com") == (4.0, None)
     assert await again.robots_get("http://c.com") is None

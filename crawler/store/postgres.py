@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -126,7 +126,8 @@ _TABLES = [
         not_before float8 NOT NULL DEFAULT 0,
         failures int NOT NULL DEFAULT 0,
         opens int NOT NULL DEFAULT 0,
-        open_until float8 NOT NULL DEFAULT 0
+        open_until float8 NOT NULL DEFAULT 0,
+        silent_since float8
     ) WITH (autovacuum_vacuum_scale_factor = 0.01)""",
     "CREATE INDEX hosts_owned ON hosts (lease_until) WHERE owner IS NOT NULL",
     """CREATE TABLE counts (
@@ -166,6 +167,9 @@ _MIGRATIONS = {
     2: [  # 3: revisits (validators kept, rows queued again, items replaced)
         "ALTER TABLE requests ADD COLUMN etag text, ADD COLUMN last_modified text,"
         " ADD COLUMN revisit smallint NOT NULL DEFAULT 0",
+    ],
+    3: [  # 4: host health: when a host's failures since its last success began
+        "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
@@ -450,7 +454,7 @@ class PostgresStore:
                 UPDATE hosts h SET owner = $1, lease_until = {_NOW} + $4, fence = h.fence + 1
                 FROM c WHERE h.host = c.host
                 RETURNING h.host, h.fence, h.kept, h.not_before, h.failures, h.opens,
-                    h.open_until, greatest(h.start_at - {_NOW}, 0)""",
+                    h.open_until, h.silent_since, greatest(h.start_at - {_NOW}, 0)""",
                 self.worker,
                 limit,
                 host_budget,
@@ -472,10 +476,10 @@ class PostgresStore:
                 )
             }
         leases = []
-        for host, fence, kept, not_before, failures, opens, open_until, start_in in rows:
+        for host, fence, kept, *health, start_in in rows:
             self._fences[host] = fence
             self._known_hosts.add(host)
-            state = HostState(host, not_before, failures, opens, open_until) if kept else None
+            state = HostState(host, *health) if kept else None
             leases.append(HostLease(host, fence, state, fetched.get(host, 0), start_in))
         return leases
 
@@ -687,10 +691,12 @@ class PostgresStore:
                     not_before = CASE WHEN u.has_state THEN u.not_before ELSE h.not_before END,
                     failures = CASE WHEN u.has_state THEN u.failures ELSE h.failures END,
                     opens = CASE WHEN u.has_state THEN u.opens ELSE h.opens END,
-                    open_until = CASE WHEN u.has_state THEN u.open_until ELSE h.open_until END
+                    open_until = CASE WHEN u.has_state THEN u.open_until ELSE h.open_until END,
+                    silent_since = CASE WHEN u.has_state THEN u.silent_since
+                        ELSE h.silent_since END
                 FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::float8[], $5::int[],
-                    $6::int[], $7::float8[]) u(host, fence, has_state, not_before, failures,
-                    opens, open_until)
+                    $6::int[], $7::float8[], $10::float8[]) u(host, fence, has_state,
+                    not_before, failures, opens, open_until, silent_since)
                 WHERE h.host = u.host AND h.fence = u.fence AND h.owner = $8
                 RETURNING h.host, h.fence""",
                 [h for h, _ in fences],
@@ -702,6 +708,7 @@ class PostgresStore:
                 [states[h].open_until if h in states else 0.0 for h, _ in fences],
                 self.worker,
                 self.lease_ttl,
+                [states[h].silent_since if h in states else None for h, _ in fences],
             )
             kept = {(row[0], row[1]) for row in rows}
         accepted = [o for o in outcomes if (o.request.host, o.request.fence) in kept]
@@ -999,7 +1006,7 @@ class PostgresStore:
         async with self._tx() as db:
             await db.execute(
                 "UPDATE hosts SET kept = false, not_before = 0, failures = 0, opens = 0,"
-                " open_until = 0 WHERE $1::text IS NULL OR host = $1",
+                " open_until = 0, silent_since = NULL WHERE $1::text IS NULL OR host = $1",
                 host,
             )
             rows = await db.fetch(
@@ -1043,7 +1050,8 @@ class PostgresStore:
 
     async def host_states(self) -> list[HostState]:
         rows = await self._fetch(
-            "SELECT host, not_before, failures, opens, open_until FROM hosts WHERE kept"
+            "SELECT host, not_before, failures, opens, open_until, silent_since FROM hosts"
+            " WHERE kept"
         )
         return [HostState(*row) for row in rows]
 

@@ -43,7 +43,7 @@ from ..stats import add as add_counters
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -106,7 +106,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     not_before REAL NOT NULL,
     failures INTEGER NOT NULL,
     opens INTEGER NOT NULL,
-    open_until REAL NOT NULL
+    open_until REAL NOT NULL,
+    silent_since REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, cookies TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -211,6 +212,9 @@ _COUNTERS = [
     _COUNTERS_V4[-1],  # count_item
     _ERRBACK_TRIGGER,
     _ITEM_DELETED,
+]
+_MIGRATIONS[9] = [  # 10: host health: when a host's failures since its last success began
+    "ALTER TABLE hosts ADD COLUMN silent_since REAL",
 ]
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
 _NEVER_SENT = sorted(NEVER_SENT)
@@ -537,9 +541,13 @@ class SQLiteStore:
                 )
             if hosts:
                 await self._db.executemany(
-                    "INSERT OR REPLACE INTO hosts (host, not_before, failures, opens, open_until)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(h.host, h.not_before, h.failures, h.opens, h.open_until) for h in hosts],
+                    "INSERT OR REPLACE INTO hosts"
+                    " (host, not_before, failures, opens, open_until, silent_since)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (h.host, h.not_before, h.failures, h.opens, h.open_until, h.silent_since)
+                        for h in hosts
+                    ],
                 )
             if jars:  # the latest state of each jar the batch changed
                 await self._db.executemany(
@@ -705,7 +713,7 @@ class SQLiteStore:
 
     async def host_states(self) -> list[HostState]:
         rows = await self._fetchall(
-            "SELECT host, not_before, failures, opens, open_until FROM hosts"
+            "SELECT host, not_before, failures, opens, open_until, silent_since FROM hosts"
         )
         return [HostState(*row) for row in rows]
 
