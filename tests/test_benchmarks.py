@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmarks, at a tiny size
+
 ROOT = Path(__file__).parent.parent
 
 

@@ -44,9 +44,12 @@ def _missing() -> str | None:
 
 
 # In CI (CI=true) a missing browser fails these tests instead.
-pytestmark = pytest.mark.skipif(
-    _missing() is not None and os.environ.get("CI") != "true", reason=str(_missing())
-)
+pytestmark = [
+    pytest.mark.skipif(
+        _missing() is not None and os.environ.get("CI") != "true", reason=str(_missing())
+    ),
+    pytest.mark.slow,  # a real Chromium
+]
 
 
 class Scripted(Spider):

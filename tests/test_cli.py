@@ -173,6 +173,7 @@ async def test_ctrl_c_exits_130_and_the_same_command_resumes(
     assert "already complete" in again.decode()
 
 
+@pytest.mark.slow
 async def test_kill_9_loses_nothing_and_duplicates_nothing(
     graph: GraphSite, spider_file: Path, tmp_path: Path
 ) -> None:

@@ -133,6 +133,7 @@ def test_the_search_api_is_paged_through(shop: tuple[DemoShop, str], tmp_path: P
     assert demo.hits["POST /api/search"] == -(-len(expected) // 10)  # each page once
 
 
+@pytest.mark.slow
 async def test_kill_9_twice_during_a_logged_in_crawl_one_login_every_item_once(
     tmp_path: Path,
 ) -> None:

@@ -65,6 +65,7 @@ def expected_keys(site: GraphSite) -> set[str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_kill_9_at_random_moments_keeps_pipelines_state_and_sinks_exact(
     graph: GraphSite,

@@ -16,6 +16,8 @@ from tests.conftest import rows
 from tests.sites import GraphSite
 from tests.test_cli import SPIDER, acli, run_args, run_until_hits
 
+pytestmark = pytest.mark.slow  # kill -9 and Ctrl-C of real processes
+
 CONCURRENCY = 8  # SPIDER's custom_settings
 
 

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.store import open_readonly
 from crawler.store.postgres import schema_name
 from tests.helpers import crawler_cli
 from tests.sites import GraphSite
+
+pytestmark = pytest.mark.slow  # many processes on PostgreSQL
 
 
 class Titles(Spider):
