@@ -17,9 +17,11 @@ server saw (requests per host), the items stored, the failures by kind and the w
 - budget: the same site with allowed_domains=[] (any host: the nine others are not named, so
   blocked) and max_pages=200;
 - spellings: a page linking to its own host as 2130706454, 0x7f000016, 0177.0.0.22 and 127.22,
-  and to 127.0.0.256 (no such address), with allow_private_networks=true.
+  and to 127.0.0.256 (no such address), with allow_private_networks=true;
+- bad-pages: a 62-page site with one page answering 500 and one 503, default settings (32 s
+  before host health was judged by evidence, 6 s after: the retries' backoff).
 
-flaky and dead take minutes: they wait out the circuit breaker's real cooldowns.
+flaky and dead took minutes before that: they waited out the circuit breaker's cooldowns.
 """
 
 from __future__ import annotations
@@ -86,11 +88,17 @@ class Servers:
         if path == "/robots.txt":
             return web.Response(status=404)
         if host == FLAKY:
-            if path in ("/", "/dead"):
+            if path in ("/", "/dead", "/bad"):
                 links = [f"/p/{n}" for n in range(60)]
                 if path == "/dead":
                     links = [f"http://{SILENT}:{self.port}/d/{n}" for n in range(100)]
+                if path == "/bad":  # 60 good pages, one 500 page, one 503 page
+                    links = [f"/good/{n}" for n in range(60)] + ["/500", "/503"]
                 return _html("".join(f'<a href="{u}">x</a>' for u in links))
+            if path in ("/500", "/503"):
+                return web.Response(status=int(path[1:]), text="broken")
+            if path.startswith("/good/"):
+                return _html(f"good {path}")
             if path.startswith("/p/"):
                 n = int(path[3:])
                 if n >= 50 and self.paths[host, path] <= 2:
@@ -199,7 +207,7 @@ def _hosts(hits: dict[str, int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crawler", type=Path, default=HERE, help="checkout to run (its root)")
-    parser.add_argument("--only", default="flaky,dead,named,budget,spellings")
+    parser.add_argument("--only", default="flaky,dead,named,budget,spellings,bad-pages")
     parser.add_argument("--pages", type=int, default=300, help="pages per host of the site")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -220,6 +228,7 @@ def main() -> None:
             "named": (site_start, SITE_HOSTS, ["max_pages=3000"]),
             "budget": (site_start, [], ["max_pages=200"]),
             "spellings": ([f"http://{SPELLED}:{port}/"], [], ["allow_private_networks=true"]),
+            "bad-pages": ([f"http://{FLAKY}:{port}/bad"], [FLAKY], []),
         }
         for name, (start, allowed, settings) in scenarios.items():
             if name in only:
