@@ -32,6 +32,7 @@ from .records import ErrorKind
 with tls.deferred_verify_paths():
     import aiohttp
     import aiohttp.abc
+    import yarl
     from httpx_aiohttp import AiohttpTransport
     from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
@@ -229,37 +230,40 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
 class _Transport(AiohttpTransport):
     """httpx-aiohttp's transport, whose https requests wait for the CA certificates that load
     beside startup (tls.py; done before nearly any request); plain http never waits. A request
-    whose "proxy" extension names a proxy goes through it (https through CONNECT)."""
+    whose "proxy" extension names a proxy goes through it (https through CONNECT). The URL is
+    sent as httpx holds it (aiohttp would requote it: "%" as "%25", "[" as "%5B", "%7e" as
+    "~"), so the server gets the URL a browser would send."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":
             await tls.verify_paths_loaded()
-        proxy = request.extensions.get("proxy")
-        if proxy is None:
-            return await super().handle_async_request(request)
-        return await self._through(request, proxy)
-
-    async def _through(self, request: httpx.Request, proxy: str) -> httpx.Response:
-        """The request sent through `proxy` (httpx-aiohttp's own call takes one proxy for
-        the whole transport; this one takes the request's)."""
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
-        bare, authorization = split_credentials(proxy)
+        proxy = request.extensions.get("proxy")
         headers = request.headers
         tunnel_headers = None
-        if authorization is not None:  # to the proxy: in the request, or in its CONNECT
-            if request.url.scheme == "http":
-                headers = headers.copy()
-                headers["Proxy-Authorization"] = authorization
-            else:
-                tunnel_headers = {"Proxy-Authorization": authorization}
+        bare = None
+        if proxy is not None:
+            bare, authorization = split_credentials(proxy)
+            if authorization is not None:  # to the proxy: in the request, or in its CONNECT
+                if request.url.scheme == "http":
+                    headers = headers.copy()
+                    headers["Proxy-Authorization"] = authorization
+                else:
+                    tunnel_headers = {"Proxy-Authorization": authorization}
         timeout = request.extensions.get("timeout", {})
+        data: bytes | httpx.AsyncByteStream | None
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:  # a streamed body: aiohttp reads it
+            data = request.stream  # type: ignore[assignment]
+            headers.pop("transfer-encoding", None)
         with _proxy_errors(), map_aiohttp_exceptions():
             response = await self.client.request(
                 method=request.method,
-                url=str(request.url),
+                url=yarl.URL(str(request.url), encoded=True),
                 headers=headers,
-                data=request.content or None,
+                data=data,
                 allow_redirects=False,
                 auto_decompress=False,
                 compress=False,
@@ -271,12 +275,15 @@ class _Transport(AiohttpTransport):
                 proxy=bare,
                 proxy_headers=tunnel_headers,
             ).__aenter__()
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
             stream=AiohttpResponseStream(response),
             request=request,
-            extensions={"http_version": b"HTTP/1.1"},
+            extensions=extensions,
         )
 
 

@@ -803,7 +803,14 @@ class Crawler:
                 )
             try:
                 seeds.append(
-                    to_stored(self.spider, request, split, 0, origin=f"start.{len(seeds)}")
+                    to_stored(
+                        self.spider,
+                        request,
+                        split,
+                        0,
+                        origin=f"start.{len(seeds)}",
+                        canonical=self._canonicalizer.key(split[0]),
+                    )
                 )
             except SpiderError as exc:
                 raise ConfigError(

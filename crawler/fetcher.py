@@ -38,6 +38,7 @@ from .errors import (
 )
 from .proxies import PROXY, ProxyPool, proxy_name
 from .stats import bump
+from .urls import join
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Redirects after which a browser sends a GET without a body (303 always, 301 and 302 for a
@@ -186,10 +187,10 @@ class Fetcher:
         in the cookie jar of `session` (`cookies` are added to it for the URL's host first),
         through `proxy` if one is given, following redirects as a browser does (a 303, or a
         301/302 after a POST, becomes a GET without a body). `redirect(target)` says where a
-        redirect may go: the URL to fetch for `target` (its canonical form), or None when it
-        is out of scope; it may raise InvalidURL. Without it, redirect targets are fetched as
-        they are. A status in `allow_status` is returned like a success; with `error_body`,
-        an HTTPStatusError carries the response, its body read.
+        redirect may go: the URL to fetch for `target` (resolved as a browser resolves it), or
+        None when it is out of scope; it may raise InvalidURL. Without it, redirect targets are
+        fetched as they are. A status in `allow_status` is returned like a success; with
+        `error_body`, an HTTPStatusError carries the response, its body read.
 
         Raises FetchTimeout (the whole request, redirects included, exceeded the timeout),
         FetchConnectError, ResponseTooLarge (the decoded body is over `max_size`, default the
@@ -275,7 +276,7 @@ class Fetcher:
                         if self._caching:  # a cache keeps what was read whole
                             await _read_capped(response, url, limit, truncate=True)
                         location = response.headers["location"]
-                        target = str(response.url.join(location)).split("#")[0]
+                        target = join(url, location).partition("#")[0]
                         allowed = redirect(target) if redirect is not None else target
                         if allowed is None:
                             raise RedirectOutOfScope(url, f"redirected out of scope to {target}")

@@ -7,13 +7,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from . import parser
-from .urls import clean_href
+from . import parser, urls
 
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
@@ -438,8 +437,9 @@ class Response:
         return parser.robots_directives(self.tree if html else None, header)
 
     def urljoin(self, url: str) -> str:
-        """`url` resolved against this page's base URL (`<base href>` or the page URL)."""
-        return urljoin(parser.base_url(self.tree, self.url), clean_href(url))
+        """`url` resolved against this page's base URL (`<base href>` or the page URL) as a
+        browser resolves it (URL Standard; see `crawler.urls.join`)."""
+        return urls.join(parser.base_url(self.tree, self.url), url)
 
     def follow(
         self,

@@ -111,7 +111,7 @@ class PageRunner:
         self.dropped_noindex = 0
 
     def redirect_target(self, url: str) -> str | None:
-        """Where a redirect to `url` goes: its canonical form, or None when it is out of scope.
+        """Where a redirect to `url` goes: the URL to request, or None when it is out of scope.
         Raises InvalidURL for a URL no browser would fetch."""
         split = self._canonicalizer.split(url)
         if split is None:
@@ -346,7 +346,8 @@ class PageRunner:
         final_key = None
         if final is not None:
             body = request.body if fetched.method == request.method else None
-            final_key = identity(fetched.method, final[0], body, request.session)
+            canonical = self._canonicalizer.key(final[0])
+            final_key = identity(fetched.method, canonical, body, request.session, final[0])
         content_type = response.headers.get("content-type")
         if not parses(request, content_type):
             return Outcome(
@@ -527,7 +528,8 @@ class PageRunner:
                 url, host, message = invalid
                 split, error = (url, host), InvalidURL.kind  # recorded, never fetched
             origin = None if plain else f"{parent}.{len(links)}"  # (see stored.request_key)
-            key = split[0] if plain else request_key(output, split[0], origin) or split[0]
+            canonical = self._canonicalizer.key(split[0]) if error is None else split[0]
+            key = canonical if plain else request_key(output, canonical, origin) or canonical
             if key in seen:
                 return
             seen.add(key)
@@ -544,7 +546,9 @@ class PageRunner:
                 return
             if error is None and (message := self._traps.reason(split[0])) is not None:
                 error = ErrorKind.TRAP
-            links.append(to_stored(self._spider, output, split, depth, error, message, origin))
+            links.append(
+                to_stored(self._spider, output, split, depth, error, message, origin, canonical)
+            )
             if plain:
                 self._remember(output.url)
         elif output is not None:

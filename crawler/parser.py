@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser
 
-from .urls import clean_href
+from .urls import Base, resolve
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _META_CHARSET = re.compile(
@@ -116,39 +115,28 @@ def parse_html(text: str) -> LexborHTMLParser:
 
 
 def base_url(tree: LexborHTMLParser, page_url: str) -> str:
-    """The URL relative links resolve against: `<base href>` when present, else the page's."""
+    """The URL relative links resolve against: the first `<base href>` (resolved against the
+    page's URL) when it gives an http(s) URL, else the page's."""
     base = tree.css_first("base[href]")
     href = base.attributes.get("href") if base is not None else None
-    return urljoin(page_url, clean_href(href)) if href else page_url
+    return (resolve(page_url, href) or page_url) if href is not None else page_url
 
 
 def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = False) -> list[str]:
-    """Absolute http(s) URLs of `<a href>` and `<area href>`, resolved against the base URL,
-    fragments removed, first occurrence kept, in document order. With `nofollow`, links marked
-    rel="nofollow" are left out."""
-    base = base_url(tree, page_url)
-    scheme, _, rest = base.partition("://")
-    origin = f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}"
+    """The URLs a browser requests for the page's `<a href>` and `<area href>` links (see
+    `crawler.urls.resolve`): resolved against the base URL, normalized by the URL Standard,
+    fragments removed, http(s) only, first occurrence kept, in document order. With
+    `nofollow`, links marked rel="nofollow" are left out."""
+    base = Base(base_url(tree, page_url))
     seen: dict[str, None] = {}
     for node in tree.css(_LINK_SELECTOR):
         attributes = node.attributes
         href = attributes.get("href")
-        if not href:
+        if href is None:
             continue
         if nofollow and "nofollow" in (attributes.get("rel") or "").lower().split():
             continue
-        href = clean_href(href)
-        if href.startswith(("http://", "https://")) and "/." not in href:
-            url = href  # absolute already (the common case): no join needed
-        elif href.startswith("/") and not href.startswith("//") and "/." not in href:
-            url = origin + href
-        else:
-            try:
-                url = urljoin(base, href)
-            except ValueError:
-                continue
-            if not url[:8].lower().startswith(("http://", "https://")):
-                continue
-        url = url.split("#", 1)[0]
-        seen.setdefault(url, None)
+        url = base.resolve(href)
+        if url is not None:
+            seen[url] = None
     return list(seen)

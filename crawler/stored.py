@@ -1,7 +1,8 @@
 """Requests to and from their stored form: identity keys, and what a row keeps. Pure: no I/O.
 
 A request's identity (the dedup key) is its method, canonical URL, body and session: a plain
-GET's in the default session is its canonical URL (so stores of earlier versions keep theirs),
+GET's in the default session is its canonical URL (stored apart from the URL requested only when
+the two differ, so stores of earlier versions keep theirs),
 any other request's is "METHOD URL DIGEST[ @SESSION]" (a digest of the body): two users' pages
 at one URL are two requests. A `dont_filter` request gets an identity of its
 own, made from where it was yielded (its parent's row id and its place among the parent's
@@ -22,20 +23,25 @@ from .sitemaps import SITEMAP_LASTMOD
 from .spider import Spider
 
 
-def identity(method: str, url: str, body: bytes | None, session: str | None) -> str | None:
-    """The identity of a request to canonical `url`, or None when it is the URL itself (a
-    plain GET in the default session)."""
+def identity(
+    method: str, url: str, body: bytes | None, session: str | None, requested: str | None = None
+) -> str | None:
+    """The identity of a request to canonical `url` (requested as `requested`, by default
+    `url` itself), or None when it is the URL requested (a plain GET in the default session
+    whose URL is its canonical form)."""
     if method == "GET" and not body and session is None:
-        return None
+        return None if requested is None or requested == url else url
     digest = hashlib.sha1(body).hexdigest()[:20] if body else "-"
     key = f"{method} {url} {digest}"
     return key if session is None else f"{key} @{session}"
 
 
-def request_key(request: Request, url: str, origin: str | None = None) -> str | None:
-    """The identity of `request` at canonical `url` (see `identity`); `origin` says where a
-    `dont_filter` request was yielded."""
-    key = identity(request.method, url, request.body, request.session)
+def request_key(
+    request: Request, url: str, origin: str | None = None, requested: str | None = None
+) -> str | None:
+    """The identity of `request` at canonical `url`, requested as `requested` (see
+    `identity`); `origin` says where a `dont_filter` request was yielded."""
+    key = identity(request.method, url, request.body, request.session, requested)
     if request.dont_filter:
         key = f"{key or url} ~{origin or 'unique'}"
     return key
@@ -49,8 +55,10 @@ def to_stored(
     error: ErrorKind | None = None,
     message: str | None = None,
     origin: str | None = None,
+    canonical: str | None = None,
 ) -> NewRequest:
-    """The stored form of a Request whose (canonical URL, host) is `split`; with an `error`,
+    """The stored form of a Request whose (URL to request, host) is `split`, and whose
+    canonical form is `canonical` (by default the URL itself); with an `error`,
     it is recorded as failed (see NewRequest). A callback or errback that is not the spider's
     own method, or meta that is not JSON, is a SpiderError."""
     for role, method in (("callback", request.callback), ("errback", request.errback)):
@@ -74,7 +82,7 @@ def to_stored(
         any_content_type=request.any_content_type,
         error=error,
         message=message,
-        key=request_key(request, split[0], origin),
+        key=request_key(request, canonical or split[0], origin, split[0]),
         method=None if request.method == "GET" else request.method,
         body=request.body,
         errback=request.errback_name,

@@ -1,21 +1,26 @@
-"""URLs: canonical form, host keys, scope and trap checks. Pure functions: no I/O.
+"""URLs: resolution as browsers resolve them, the canonical form, host keys, scope and trap
+checks. Pure functions: no I/O.
 
-The canonical form is the crawl's dedup key and the URL that is fetched:
+Two forms of a URL, with two jobs:
 
-- surrounding spaces and control characters are stripped, tabs and newlines removed, and
-  backslashes before the query read as slashes (as browsers do for http and https);
-- the host is read as browsers read it (URL Standard): percent-decoded, lowercased, an
-  internationalized host IDNA-encoded (UTS #46), an IPv4 address in any spelling written in
-  dotted decimal ("2130706434", "0x7f000002", "0177.0.0.2" and "127.2" are all "127.0.0.2"),
-  an IPv6 address compressed; a host no browser accepts makes the URL invalid;
-- the scheme is lowercased and the default port dropped;
-- dot segments are resolved ("/a/./b/../c" is "/a/c"), an empty path becomes "/";
-- percent-encoding is normalized: escapes of unreserved characters are decoded ("%7E" is "~"),
-  other escapes are uppercased ("%2f" is "%2F", which stays encoded), and characters that may
-  not appear raw (spaces, non-ASCII, quotes...) are encoded as UTF-8;
-- the fragment is removed; path and query otherwise keep their case and order.
+- **The URL that is requested** is the one a browser requests: links are resolved and URLs
+  parsed by the WHATWG URL Standard (the parser browsers share, held to the web-platform-tests
+  suite), through ada (`ada-url`), with the fragment removed (it is never sent). Spaces and
+  controls around a link are stripped, tabs and newlines in it removed, backslashes read as
+  slashes; the host is lowercased, IDNA-encoded (UTS #46), an IPv4 address in any spelling
+  written in dotted decimal ("2130706434", "0x7f000002" and "127.2" are all "127.0.0.2"), an
+  IPv6 address compressed; the default port is dropped, dot segments ("/a/./b/../c", also
+  "%2e") resolved, and characters that may not appear raw are percent-encoded as the standard
+  says (a lone "%" stays, so do "[" and "]"). A URL a browser would not parse gives no URL.
+- **The canonical form** is the crawl's dedup key, made from the requested URL and never sent:
+  escapes of unreserved characters decoded ("%7E" is "~"), other escapes uppercased ("%2f" is
+  "%2F"), which RFC 3986 makes the same resource; and, when asked (`Canonicalizer` options),
+  tracking parameters removed and the query sorted. Two links with one canonical form are one
+  request (the first one seen is fetched, as written).
 
-Optionally (`Canonicalizer` options) tracking parameters are removed and the query is sorted.
+Most links are plain (an absolute http(s) URL or a path with nothing to normalize); for them the
+standard's result is the link itself, which a fast path checks without calling the parser. The
+test suite holds the fast path to ada's result.
 """
 
 from __future__ import annotations
@@ -26,20 +31,32 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
+import ada_url
 import idna
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_PATH_SAFE = "/:@!$&'()*+,;=%"
-_QUERY_SAFE = "/?:@!$&'()*+,;=%\\"
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# anything that needs normalizing: an escape, a raw character outside the safe set, dot segments
-_NEEDS_WORK = re.compile(r"[^A-Za-z0-9\-._~/:@!$&'()*+,;=?]|%|/\.\.?(?:/|$)")
 _STRIP = "".join(map(chr, range(0x21)))  # C0 controls and space
 _REMOVE = str.maketrans("", "", "\t\n\r")
+
+# The fast path: links whose WHATWG result is the link itself (absolute) or the base's origin,
+# directory or path followed by the link: path and query characters the standard leaves as
+# they are (special schemes: "^" is encoded in a path, "'" in a query), then a fragment of
+# anything (dropped). Anything else goes to the parser.
+_PATH = r"[A-Za-z0-9\-._~!$&'()*+,;=:@%\[\]|/]*"
+_QUERY = r"\?[A-Za-z0-9\-._~!$&()*+,;=:@%\[\]^|/?{}`\\]*"
+_PLAIN_TAIL = re.compile(rf"{_PATH}(?:{_QUERY})?")
+_PLAIN_HOST = re.compile(r"[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.?")
+# a last host label that makes the host an IPv4 address (URL Standard: "ends in a number")
+_NUMBER = re.compile(r"(?:^|\.)(?:[0-9]+|0[xX][0-9A-Fa-f]*)\.?$")
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+# segments the parser must resolve: "." and "..", also spelled "%2e" (and any segment that
+# starts with one of those, to keep the check simple)
+_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2[eE])")
 
 #: Query parameters removed by `strip_tracking`: exact names, and prefixes ending in "_".
 TRACKING_PARAMS = frozenset(
@@ -59,6 +76,113 @@ TRACKING_PARAMS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_authority(scheme: str, authority: str) -> str | None:
+    """The host of an authority ("host" or "host:port") that the standard leaves as it is, or
+    None (userinfo, a default or leading-zero port, a host to rewrite or validate)."""
+    host, colon, port = authority.partition(":")
+    if colon and not (port.isdigit() and port[0] != "0" and int(port) <= 65535):
+        return None
+    if port == _DEFAULT_PORTS[scheme] or not _PLAIN_HOST.fullmatch(host) or "xn--" in host:
+        return None
+    if _NUMBER.search(host) and not _DOTTED_QUAD.fullmatch(host):
+        return None  # an IPv4 address in another spelling
+    return host
+
+
+def _dot_segments(path: str) -> bool:
+    """Whether a path may hold "." or ".." segments (also spelled with "%2e")."""
+    return (path[:1] == "." or "/." in path or "%2" in path) and bool(_DOT_SEGMENT.search(path))
+
+
+def _plain_absolute(url: str) -> tuple[str, str] | None:
+    """(the URL as requested, its host) for an absolute URL the standard leaves as it is (but
+    for its fragment), or None when the parser must look at it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or (scheme != "http" and scheme != "https"):
+        return None
+    slash = rest.find("/")
+    if slash < 0:
+        return None
+    host = _plain_authority(scheme, rest[:slash])
+    if host is None:
+        return None
+    tail = rest[slash:]
+    if "#" in tail:
+        tail = tail.partition("#")[0]
+        url = url.partition("#")[0]
+    if not _PLAIN_TAIL.fullmatch(tail) or _dot_segments(tail.partition("?")[0]):
+        return None
+    return url, host
+
+
+class Base:
+    """A page's base URL (an http(s) URL as `resolve` or `Canonicalizer.split` give it), with
+    the prefixes plain links resolve against worked out once for all its links."""
+
+    __slots__ = ("directory", "document", "origin", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url = url.partition("#")[0]
+        path = url.index("/", url.index("//") + 2)
+        self.origin = url[:path]
+        self.document = url.partition("?")[0]
+        self.directory = url[: url.rindex("/", path, len(self.document)) + 1]
+
+    def resolve(self, href: str) -> str | None:
+        """The URL a browser requests for a link `href` on the page (see `resolve`)."""
+        href = href.strip(_STRIP)
+        link = href.partition("#")[0] if "#" in href else href
+        first = link[:1]
+        if first == "/":
+            if link[1:2] != "/" and _PLAIN_TAIL.fullmatch(link) and not _dot_segments(link):
+                return self.origin + link
+        elif first == "h" and link[:4] == "http":
+            plain = _plain_absolute(link)
+            if plain is not None:
+                return link
+        elif first == "?":
+            if _PLAIN_TAIL.fullmatch(link):
+                return self.document + link
+        elif not first:
+            return self.url
+        elif (
+            _PLAIN_TAIL.fullmatch(link)
+            and ":" not in link.partition("/")[0]
+            and not _dot_segments(link)
+        ):
+            return self.directory + link
+        try:
+            url = ada_url.join_url(self.url, href)
+        except ValueError:
+            return None
+        if not url.startswith(("http://", "https://")):
+            return None
+        return url.partition("#")[0]
+
+
+def resolve(base: str, href: str) -> str | None:
+    """The URL a browser requests for a link `href` on a page whose base URL is `base` (an
+    http(s) URL as `resolve` or `Canonicalizer.split` give it): absolute, normalized as the URL
+    Standard says, the fragment removed. None when a browser would not parse the link, or when
+    it leads to another scheme (mailto:, javascript:, ftp:...)."""
+    return Base(base).resolve(href)
+
+
+def join(base: str, href: str) -> str:
+    """`href` resolved against `base` as a browser resolves it, of any scheme, its fragment
+    kept; one a browser would not parse is joined as written (`urllib.parse.urljoin`), so that
+    the crawl records it as an invalid URL with the reason."""
+    if "#" not in href:
+        url = resolve(base, href)
+        if url is not None:
+            return url
+    try:
+        return ada_url.join_url(base, href)
+    except ValueError:
+        return urljoin(base, clean_href(href))
+
+
 def clean_href(href: str) -> str:
     """A URL or href as browsers read it: surrounding spaces and controls stripped, tabs and
     newlines removed, backslashes before the query read as slashes."""
@@ -74,34 +198,6 @@ def clean_href(href: str) -> str:
 def _unescape_unreserved(match: re.Match[str]) -> str:
     char = chr(int(match.group(1), 16))
     return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
-
-
-def _normalize(part: str, safe: str) -> str:
-    part = _LONE_PERCENT.sub("%25", part)
-    part = _ESCAPE.sub(_unescape_unreserved, part)
-    return quote(part, safe=safe)
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986, 5.2.4."""
-    if "." not in path:
-        return path
-    output: list[str] = []
-    segments = path.split("/")
-    for i, segment in enumerate(segments):
-        last = i == len(segments) - 1
-        if segment == ".":
-            if last:
-                output.append("")
-        elif segment == "..":
-            if len(output) > 1:
-                output.pop()
-            if last:
-                output.append("")
-        else:
-            output.append(segment)
-    result = "/".join(output)
-    return result if result.startswith("/") else "/" + result
 
 
 class InvalidHost(ValueError):
@@ -212,59 +308,49 @@ def canonical_host(raw: str) -> str:
 def canonical_domain(entry: str) -> str:
     """An `allowed_domains` entry ("Example.COM.", "0x7f000002", "[::1]") as the canonical host
     it names. Raises InvalidHost."""
-    return canonical_host(entry.strip().strip(".").removeprefix("[").removesuffix("]"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _host(raw: str) -> str | None:
-    try:
-        return canonical_host(raw)
-    except InvalidHost:
-        return None
+    bare = entry.strip().strip(".").removeprefix("[").removesuffix("]")
+    canonical_host(bare)  # says why a host is refused
+    split = split_url(f"http://[{bare}]/" if ":" in bare else f"http://{bare}/")
+    if split is None:
+        raise InvalidHost(f"host {bare!r} is not one a browser accepts")
+    return split[1]
 
 
 @dataclass(frozen=True, slots=True)
 class Canonicalizer:
-    """Canonical URLs (see the module docstring), with optional query clean-up:
-    `strip_params` are removed by exact name, `strip_tracking` removes TRACKING_PARAMS (utm_*,
-    fbclid, gclid...), `sort_query` sorts parameters by name (stable)."""
+    """URLs to request and their canonical forms (see the module docstring), with optional
+    query clean-up in the canonical form: `strip_params` are removed by exact name,
+    `strip_tracking` removes TRACKING_PARAMS (utm_*, fbclid, gclid...), `sort_query` sorts
+    parameters by name (stable). The URL requested keeps its query as the link wrote it."""
 
     strip_params: frozenset[str] = frozenset()
     strip_tracking: bool = False
     sort_query: bool = False
 
     def split(self, url: str) -> tuple[str, str] | None:
-        """(canonical URL, host) for an absolute http(s) URL, or None when the URL is relative,
-        of another scheme, or malformed (bad port, bad host)."""
-        url = clean_href(url)
-        try:
-            parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            if scheme not in _DEFAULT_PORTS:
-                return None
-            raw_host = parts.hostname
-            port = parts.port
-        except ValueError:
-            return None
-        host = _host(raw_host) if raw_host else None
-        if not host:
-            return None
-        netloc = f"[{host}]" if ":" in host else host
-        if port is not None and port != _DEFAULT_PORTS[scheme]:
-            netloc = f"{netloc}:{port}"
-        userinfo, at, _ = parts.netloc.rpartition("@")
-        if at:
-            netloc = f"{userinfo}@{netloc}"
-        path = parts.path or "/"
-        if _NEEDS_WORK.search(path):
-            path = _normalize(_remove_dot_segments(path), _PATH_SAFE)
-        query = parts.query
-        if query:
-            if _NEEDS_WORK.search(query):
-                query = _normalize(query, _QUERY_SAFE)
-            if self.strip_params or self.strip_tracking or self.sort_query:
+        """(the URL to request, its host) for an absolute http(s) URL: the URL a browser
+        requests (see the module docstring), the host without brackets. None when the URL is
+        relative, of another scheme, or one a browser would not parse (bad host, bad port)."""
+        return split_url(url)
+
+    def key(self, url: str) -> str:
+        """The canonical form (the dedup key) of a URL that `split` gave."""
+        if "%" not in url and url[-1] != "?" and not self._cleans:
+            return url
+        head, query_mark, query = url.partition("?")
+        if "%" in head:
+            start = head.index("/", head.index("//") + 2)
+            head = head[:start] + _ESCAPE.sub(_unescape_unreserved, head[start:])
+        if query_mark:
+            if "%" in query:
+                query = _ESCAPE.sub(_unescape_unreserved, query)
+            if self._cleans:
                 query = self._clean_query(query)
-        return f"{scheme}://{netloc}{path}{'?' + query if query else ''}", host
+        return f"{head}?{query}" if query else head
+
+    @property
+    def _cleans(self) -> bool:
+        return bool(self.strip_params) or self.strip_tracking or self.sort_query
 
     def invalid(self, url: str) -> tuple[str, str, str] | None:
         """For an http(s) URL that `split` refuses (a host or port no browser accepts): the URL
@@ -311,19 +397,36 @@ _DEFAULT = Canonicalizer()
 
 
 def split_url(url: str) -> tuple[str, str] | None:
-    """(canonical URL, host) with the default canonicalization, or None (see Canonicalizer)."""
-    return _DEFAULT.split(url)
+    """(the URL to request, its host) for an absolute http(s) URL, or None (see
+    `Canonicalizer.split`)."""
+    plain = _plain_absolute(url)
+    if plain is not None:
+        return plain
+    try:
+        url = ada_url.normalize_url(url)
+    except ValueError:
+        return None
+    if not url.startswith(("http://", "https://")):
+        return None
+    url = url.partition("#")[0]
+    authority = url[url.index("//") + 2 : url.index("/", url.index("//") + 2)]
+    host = authority.rpartition("@")[2]
+    if host[:1] == "[":
+        return url, host[1 : host.index("]")]
+    return url, host.partition(":")[0]
 
 
 def canonicalize(url: str) -> str | None:
-    """The canonical form of an absolute http(s) URL, or None (see `Canonicalizer.split`)."""
-    split = _DEFAULT.split(url)
-    return split[0] if split else None
+    """The canonical form (the dedup key) of an absolute http(s) URL, or None (see
+    `Canonicalizer.split`). With the default options: the URL to request, with escapes of
+    unreserved characters decoded and the others uppercased."""
+    split = split_url(url)
+    return _DEFAULT.key(split[0]) if split else None
 
 
 def host_of(url: str) -> str | None:
     """The canonical host name of an absolute http(s) URL, or None."""
-    split = _DEFAULT.split(url)
+    split = split_url(url)
     return split[1] if split else None
 
 

@@ -11,13 +11,14 @@ def test_links_are_absolute_fragment_free_and_unique() -> None:
     html = """
       <a href="a.html">1</a> <a href="/b#top">2</a> <a href="a.html#x">dup</a>
       <a href="https://other.org/c">3</a> <a href="mailto:x@y.z">no</a>
-      <a href="javascript:void(0)">no</a> <a>no href</a> <a href="">empty: skipped</a>
+      <a href="javascript:void(0)">no</a> <a>no href</a> <a href="">the page</a>
       <map><area href="d.html"></map>
     """
     assert links(html) == [
         "http://example.com/dir/a.html",
         "http://example.com/b",
         "https://other.org/c",
+        "http://example.com/dir/page.html",  # as in a browser, href="" is the page itself
         "http://example.com/dir/d.html",
     ]
 
