@@ -306,6 +306,7 @@ class Response:
     """A fetched page. `url` is the final URL after redirects; `headers` are case-insensitive."""
 
     __slots__ = (
+        "_base",
         "_json",
         "_selector",
         "_text",
@@ -336,6 +337,7 @@ class Response:
         self.rendered: Any = None
         self._text: str | None = None
         self._tree: LexborHTMLParser | None = None
+        self._base: urls.Base | None = None
         self._json: Any = _UNSET
         self._selector: Selector | None = None
 
@@ -366,6 +368,7 @@ class Response:
         self.body = html.encode()
         self._text = html
         self._tree = None
+        self._base = None
         self._json = _UNSET
         self._selector = None
 
@@ -439,7 +442,9 @@ class Response:
     def urljoin(self, url: str) -> str:
         """`url` resolved against this page's base URL (`<base href>` or the page URL) as a
         browser resolves it (URL Standard; see `crawler.urls.join`)."""
-        return urls.join(parser.base_url(self.tree, self.url), url)
+        if self._base is None:
+            self._base = urls.Base(parser.base_url(self.tree, self.url))
+        return self._base.join(url)
 
     def follow(
         self,

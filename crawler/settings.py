@@ -106,11 +106,12 @@ class Settings:
     #: The token matched against robots.txt User-agent lines; "" means the product token of
     #: `user_agent` ("crawler" for "crawler/0.1 (+...)").
     robots_user_agent: str = ""
-    #: Remove utm_* and other tracking parameters (fbclid, gclid...) from URLs.
+    #: Ignore utm_* and other tracking parameters (fbclid, gclid...) when deduplicating (they
+    #: leave the canonical form; the URL requested keeps them).
     strip_tracking_params: bool = False
-    #: Query parameters removed from every URL, by exact name.
+    #: Query parameters ignored when deduplicating, by exact name.
     strip_query_params: tuple[str, ...] = ()
-    #: Sort query parameters by name, so ?b=1&a=2 and ?a=2&b=1 are one URL.
+    #: Deduplicate on the query sorted by name, so ?b=1&a=2 and ?a=2&b=1 are one request.
     sort_query: bool = False
     #: Trap guards: URLs longer than this are rejected (and recorded with the reason).
     max_url_length: int = 2048

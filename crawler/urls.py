@@ -92,7 +92,9 @@ def _plain_authority(scheme: str, authority: str) -> str | None:
 
 def _dot_segments(path: str) -> bool:
     """Whether a path may hold "." or ".." segments (also spelled with "%2e")."""
-    return (path[:1] == "." or "/." in path or "%2" in path) and bool(_DOT_SEGMENT.search(path))
+    if "/." in path or "%2" in path or path[:1] == ".":
+        return bool(_DOT_SEGMENT.search(path))
+    return False
 
 
 def _plain_absolute(url: str) -> tuple[str, str] | None:
@@ -116,14 +118,28 @@ def _plain_absolute(url: str) -> tuple[str, str] | None:
     return url, host
 
 
-class Base:
-    """A page's base URL (an http(s) URL as `resolve` or `Canonicalizer.split` give it), with
-    the prefixes plain links resolve against worked out once for all its links."""
+#: URLs split lately, each a fixed point of the standard (URL -> (URL, host)): the links that
+#: `Base.resolve` resolved by the fast path, so that a link seen again on the next page, and the
+#: `split_url` that follows when the crawl takes a link, cost a dict lookup. Cleared when full.
+_RECENT: dict[str, tuple[str, str]] = {}
+_RECENT_MAX = 8192
 
-    __slots__ = ("directory", "document", "origin", "url")
+
+class Base:
+    """A page's base URL, with the prefixes plain links resolve against worked out once for all
+    its links. A base that is not an http(s) URL leaves every link to the parser."""
+
+    __slots__ = ("directory", "document", "host", "origin", "url")
 
     def __init__(self, url: str) -> None:
-        self.url = url = url.partition("#")[0]
+        if len(_RECENT) >= _RECENT_MAX:
+            _RECENT.clear()
+        split = split_url(url)
+        self.url, self.host = split if split is not None else (url, "")
+        if split is None:
+            self.origin = self.document = self.directory = ""
+            return
+        url = self.url
         path = url.index("/", url.index("//") + 2)
         self.origin = url[:path]
         self.document = url.partition("?")[0]
@@ -134,16 +150,28 @@ class Base:
         href = href.strip(_STRIP)
         link = href.partition("#")[0] if "#" in href else href
         first = link[:1]
-        if first == "/":
-            if link[1:2] != "/" and _PLAIN_TAIL.fullmatch(link) and not _dot_segments(link):
-                return self.origin + link
-        elif first == "h" and link[:4] == "http":
+        if not self.host:
+            pass  # not an http(s) base: the parser decides
+        elif first == "/":
+            # a path-absolute link whose result is a fixed point of the standard is that result
+            url = self.origin + link
+            if link[1:2] != "/" and (
+                url in _RECENT or (_PLAIN_TAIL.fullmatch(link) and not _dot_segments(link))
+            ):
+                _RECENT[url] = (url, self.host)
+                return url
+        elif first == "h" and (link in _RECENT or link[:4] == "http"):
+            if link in _RECENT:
+                return link
             plain = _plain_absolute(link)
             if plain is not None:
+                _RECENT[link] = plain
                 return link
         elif first == "?":
             if _PLAIN_TAIL.fullmatch(link):
-                return self.document + link
+                url = self.document + link
+                _RECENT[url] = (url, self.host)
+                return url
         elif not first:
             return self.url
         elif (
@@ -151,7 +179,9 @@ class Base:
             and ":" not in link.partition("/")[0]
             and not _dot_segments(link)
         ):
-            return self.directory + link
+            url = self.directory + link
+            _RECENT[url] = (url, self.host)
+            return url
         try:
             url = ada_url.join_url(self.url, href)
         except ValueError:
@@ -160,27 +190,35 @@ class Base:
             return None
         return url.partition("#")[0]
 
+    def join(self, href: str) -> str:
+        """`href` resolved as a browser resolves it, of any scheme, its fragment kept; one a
+        browser would not parse is joined as written (`urllib.parse.urljoin`), so that the
+        crawl records it as an invalid URL with the reason."""
+        if "#" not in href:
+            url = self.resolve(href)
+            if url is not None:
+                return url
+        try:
+            return ada_url.join_url(self.url, href)
+        except ValueError:
+            return urljoin(self.url, clean_href(href))
+
+
+@functools.lru_cache(maxsize=256)
+def _base(url: str) -> Base:
+    return Base(url)
+
 
 def resolve(base: str, href: str) -> str | None:
-    """The URL a browser requests for a link `href` on a page whose base URL is `base` (an
-    http(s) URL as `resolve` or `Canonicalizer.split` give it): absolute, normalized as the URL
-    Standard says, the fragment removed. None when a browser would not parse the link, or when
-    it leads to another scheme (mailto:, javascript:, ftp:...)."""
-    return Base(base).resolve(href)
+    """The URL a browser requests for a link `href` on a page whose base URL is `base`:
+    absolute, normalized as the URL Standard says, the fragment removed. None when a browser
+    would not parse the link, or when it leads to another scheme (mailto:, javascript:...)."""
+    return _base(base).resolve(href)
 
 
 def join(base: str, href: str) -> str:
-    """`href` resolved against `base` as a browser resolves it, of any scheme, its fragment
-    kept; one a browser would not parse is joined as written (`urllib.parse.urljoin`), so that
-    the crawl records it as an invalid URL with the reason."""
-    if "#" not in href:
-        url = resolve(base, href)
-        if url is not None:
-            return url
-    try:
-        return ada_url.join_url(base, href)
-    except ValueError:
-        return urljoin(base, clean_href(href))
+    """`href` resolved against `base` as a browser resolves it (see `Base.join`)."""
+    return _base(base).join(href)
 
 
 def clean_href(href: str) -> str:
@@ -399,6 +437,9 @@ _DEFAULT = Canonicalizer()
 def split_url(url: str) -> tuple[str, str] | None:
     """(the URL to request, its host) for an absolute http(s) URL, or None (see
     `Canonicalizer.split`)."""
+    recent = _RECENT.get(url)
+    if recent is not None:
+        return recent
     plain = _plain_absolute(url)
     if plain is not None:
         return plain
