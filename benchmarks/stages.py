@@ -1,0 +1,155 @@
+"""Where a page's CPU goes: the crawl of the benchmark site sampled by py-spy, each sample put in
+the stage of the innermost frame that names one (fetch, decode, parse, link extraction, URL
+resolution and canonicalization, dedup, store, events and stats, the spider's callback,
+scheduling), and each stage's share turned into CPU ms per page with the CPU of an unprofiled
+run of the same crawl.
+
+    pip install py-spy
+    python benchmarks/stages.py [--hosts 10] [--pages 500] [--crawler PATH] [-- crawl args]
+
+py-spy samples the process from outside (no tracing overhead in the crawl); the store's SQLite
+thread is sampled too. It needs ptrace rights (as root, or with CAP_SYS_PTRACE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchsite import serve  # noqa: E402
+
+#: (stage, patterns): a frame whose "function (file)" text holds a pattern is in the stage.
+#: Looked up from the innermost frame outwards; the first stage named wins.
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("URL resolution + canonicalization", ("crawler/urls.py", "ada_url")),
+    ("link extraction", ("extract_links", "crawler/parser.py:base_url")),
+    ("HTML parse", ("parse_html", "selectolax", "lexbor")),
+    ("decode", ("crawler/decoding.py", "parser.py:decode", "charset_normalizer", "(decode ")),
+    ("store", ("crawler/store/", "aiosqlite", "sqlite3", "asyncpg")),
+    ("events + stats", ("crawler/events.py", "crawler/stats.py", "crawler/display.py")),
+    ("dedup", ("_collect", "_remember", "crawler/stored.py")),
+    ("spider callback", ("crawler/bench.py", "crawler/models.py", "crawler/spider.py")),
+    (
+        "fetch",
+        (
+            "crawler/fetcher.py",
+            "crawler/addresses.py",
+            "aiohttp/",
+            "httpx/",
+            "httpx_aiohttp",
+            "yarl/",
+            "multidict",
+            "hishel",
+        ),
+    ),
+    ("page runner (pages.py)", ("crawler/pages.py",)),
+    ("frontier + politeness", ("crawler/frontier.py", "crawler/politeness.py")),
+    ("engine (workers, writer)", ("crawler/engine.py",)),
+    ("event loop (asyncio)", ("asyncio/", "selectors.py")),
+]
+
+
+def stage_of(stack: list[str]) -> str:
+    for frame in reversed(stack):
+        for stage, patterns in STAGES:
+            if any(pattern in frame for pattern in patterns):
+                return stage
+    return "other (startup, imports, interpreter)"
+
+
+def crawl_argv(spider: Path, starts: list[str], store: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "crawler",
+        "run",
+        str(spider),
+        "-q",
+        "--store",
+        str(store),
+        "-a",
+        f"start_urls={','.join(starts)}",
+        *extra,
+    ]
+
+
+def pages_done(store: Path) -> int:
+    with sqlite3.connect(store) as db:
+        return int(db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--pages", type=int, default=500, help="pages per host")
+    parser.add_argument("--crawler", type=Path, default=HERE.parent, help="checkout to run")
+    parser.add_argument("--rate", type=int, default=400, help="py-spy samples per second")
+    parser.add_argument("--keep", type=Path, help="keep py-spy's raw stacks in this file")
+    parser.add_argument("extra", nargs="*", help="after --: arguments for `crawler run`")
+    args = parser.parse_args()
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+    env = {**os.environ, "PYTHONPATH": str(args.crawler.resolve())}
+    spider = HERE / "bench_spider.py"
+    with tempfile.TemporaryDirectory() as tmp_name, serve(args.hosts, args.pages) as (starts, _):
+        tmp = Path(tmp_name)
+        # the CPU of a plain run
+        store = tmp / "plain.db"
+        proc = subprocess.Popen(crawl_argv(spider, starts, store, args.extra), env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit("the crawl failed")
+        pages = pages_done(store)
+        cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000 / pages
+        # the same crawl, sampled
+        raw = tmp / "stacks.txt"
+        store = tmp / "sampled.db"
+        subprocess.run(
+            [
+                pyspy,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                str(args.rate),
+                "--threads",
+                "--nonblocking",
+                "-o",
+                str(raw),
+                "--",
+                *crawl_argv(spider, starts, store, args.extra),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        if args.keep:
+            shutil.copy(raw, args.keep)
+        counts: collections.Counter[str] = collections.Counter()
+        for line in raw.read_text().splitlines():
+            stack_text, _, count = line.rpartition(" ")
+            counts[stage_of(stack_text.split(";"))] += int(count)
+    total = sum(counts.values())
+    print(
+        f"{pages} pages, {cpu_ms:.3f} CPU ms per page (unprofiled run, startup included); "
+        f"{total} samples"
+    )
+    print("\n| stage | share | CPU ms per page |\n|---|---|---|")
+    for stage, count in counts.most_common():
+        share = count / total
+        print(f"| {stage} | {share:.1%} | {share * cpu_ms:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
