@@ -59,7 +59,17 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+#: Innermost frames that wait rather than compute (py-spy cannot always tell a thread blocked in
+#: C from one running): the store thread waiting for work, the event loop waiting for sockets.
+IDLE = ("_connection_worker_thread (aiosqlite/core.py:59)", "EpollSelector.select (")
+
+
+IDLE_STAGE = "waiting"
+
+
 def stage_of(stack: list[str]) -> str:
+    if any(stack[-1].startswith(idle) for idle in IDLE):
+        return IDLE_STAGE
     for frame in reversed(stack):
         for stage, patterns in STAGES:
             if any(pattern in frame for pattern in patterns):
@@ -140,10 +150,11 @@ def main() -> None:
         for line in raw.read_text().splitlines():
             stack_text, _, count = line.rpartition(" ")
             counts[stage_of(stack_text.split(";"))] += int(count)
+    idle = counts.pop(IDLE_STAGE, 0)
     total = sum(counts.values())
     print(
         f"{pages} pages, {cpu_ms:.3f} CPU ms per page (unprofiled run, startup included); "
-        f"{total} samples"
+        f"{total} samples computing, {idle} waiting (left out)"
     )
     print("\n| stage | share | CPU ms per page |\n|---|---|---|")
     for stage, count in counts.most_common():
