@@ -14,7 +14,8 @@ alternates (A B, B A, A B...), so that a machine getting busier or quieter does 
 Reported per revision: median pages/s and CPU ms per page (user + system, whole process, startup
 included) with their range over the runs; then B against A: the ratio of the medians and the
 median and range of the per-pair ratios. A pair ratio range that straddles 1.00 is noise.
-Arguments after `--` go to `crawler run` (settings, `-j 2`, `--store postgresql://...`).
+Arguments after `--` go to `crawler run` (settings, `-j 2`, `--store postgresql://...`; with a
+PostgreSQL store, the benchmark spider's schema is dropped before each run).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def crawl(side: Side, starts: list[str], store: Path, extra: list[str]) -> tuple
         *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(side.root)}
+    dsn = next((a for a in extra if a.startswith("postgres")), None)
+    if dsn is not None:
+        drop_schema(dsn)  # each run starts afresh
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, cwd=side.root, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -89,26 +93,44 @@ def crawl(side: Side, starts: list[str], store: Path, extra: list[str]) -> tuple
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{side.name}: the crawl failed\n{err[-3000:]}")
-    pages = done_pages(store, extra)
+    pages = done_pages(store, extra, env)
     if not pages:
         raise SystemExit(f"{side.name}: no page crawled\n{err[-3000:]}")
     return pages / seconds, (usage.ru_utime + usage.ru_stime) * 1000 / pages
 
 
-def done_pages(store: Path, extra: list[str]) -> int:
+def done_pages(store: Path, extra: list[str], env: dict[str, str]) -> int:
     dsn = next((a for a in extra if a.startswith("postgres")), None)
     if dsn is None:
         with contextlib.closing(sqlite3.connect(store)) as db:
             return int(db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0])
     out = subprocess.run(
-        [sys.executable, "-m", "crawler", "stats", "--store", dsn, "--json"],
+        [sys.executable, "-m", "crawler", "stats", "--store", dsn, "--spider", "bench", "--json"],
         capture_output=True,
         text=True,
         check=True,
+        env=env,  # the side's own crawler reads its own schema
+        cwd=env["PYTHONPATH"],
     )
     import json
 
-    return int(json.loads(out.stdout)["done"])
+    return int(json.loads(out.stdout)["totals"]["done"])
+
+
+def drop_schema(dsn: str, spider: str = "bench") -> None:
+    """Drop the benchmark spider's schema (crawler_bench) from a PostgreSQL store."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "crawler_{spider}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
 
 
 def spread(values: list[float], digits: int = 0) -> str:
@@ -122,10 +144,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each (default 5)")
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--pages", type=int, default=500, help="pages per host")
-    parser.add_argument("extra", nargs="*", help="after --: arguments for `crawler run`")
-    args = parser.parse_args()
-    if any(a.startswith("postgres") for a in args.extra):
-        raise SystemExit("a PostgreSQL store keeps its crawl: use SQLite for A/B runs")
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra else 0)])
+    args.extra = extra
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with (

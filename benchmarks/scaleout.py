@@ -105,7 +105,7 @@ def crawl(name: str, store: str, starts: list[str], jobs: int, *settings: str) -
         raise SystemExit(f"{name}: failed\n{err[-3000:]}")
     db_cpu = postgres_cpu() - db_before if store.startswith("postgresql") else 0.0
     statements = sum(int(n) for n in re.findall(r"store: (\d+) statements", err))
-    done = re.search(r"store \S+: (\d+) done, (\d+) failed", err)
+    done = re.search(r"store \S+: (\d+) (?:URLs )?done, (\d+) failed", err)
     pages = int(done.group(1)) + int(done.group(2)) if done else 0
     return Run(name, pages, seconds, usage.ru_utime + usage.ru_stime, db_cpu, statements)
 

@@ -105,8 +105,10 @@ def main() -> None:
     parser.add_argument("--crawler", type=Path, default=HERE.parent, help="checkout to run")
     parser.add_argument("--rate", type=int, default=400, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="keep py-spy's raw stacks in this file")
-    parser.add_argument("extra", nargs="*", help="after --: arguments for `crawler run`")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra else 0)])
+    args.extra = extra
     pyspy = shutil.which("py-spy")
     if pyspy is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
