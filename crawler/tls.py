@@ -4,7 +4,8 @@ aiohttp builds its two default SSL contexts when it is imported, and each one lo
 system's CA bundle: about 50 ms apiece with OpenSSL 3, a fifth of the time `python -m crawler
 run` takes to send its first request. Imported under `deferred_verify_paths()`, those loads are
 recorded instead and then run in a background thread, where they overlap the rest of startup
-(OpenSSL parses the bundle without holding the GIL). Whatever may use those contexts awaits
+(OpenSSL parses the bundle without holding the GIL); the context that verifies nothing
+(CERT_NONE) is left without the CAs it would never consult. Whatever may use those contexts awaits
 `verify_paths_loaded()` first: the transport before an https request, the engine before it runs
 spider code (which may call aiohttp itself). By then the loads are nearly always done. A fork
 waits for them too, so that a child process never inherits a half-loaded context.
@@ -33,10 +34,10 @@ def deferred_verify_paths() -> Iterator[None]:
     deferred: list[ssl.SSLContext] = []
 
     def record(context: ssl.SSLContext) -> None:
-        if threading.get_ident() == importer:
-            deferred.append(context)
-        else:
+        if threading.get_ident() != importer:
             original(context)
+        elif context.verify_mode != ssl.CERT_NONE:  # a context that verifies nothing needs no CAs
+            deferred.append(context)
 
     ssl.SSLContext.set_default_verify_paths = record  # type: ignore[method-assign,assignment]
     try:
