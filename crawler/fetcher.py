@@ -120,7 +120,9 @@ class Fetcher:
         )
         connect = min(connect_timeout or timeout, timeout)
         self._extensions = {
-            "timeout": httpx.Timeout(timeout, connect=connect).as_dict(),
+            # the whole request runs under `timeout` (fetch): a read or pool timeout as long
+            # would only cost the transport timers to set and cancel for every request
+            "timeout": httpx.Timeout(None, connect=connect).as_dict(),
         }
         self.jars = jars or Jars()
         self._proxies = proxies
@@ -500,7 +502,9 @@ async def _read_capped(
         decoder = decoder_for(encoding)
         chunks: list[bytes] = []
         size = 0
-        async for raw in response.aiter_raw():
+        stream = response.stream  # (not aiter_raw(): a layer of bookkeeping less per chunk)
+        assert isinstance(stream, httpx.AsyncByteStream)
+        async for raw in stream:
             chunk = decoder.decode(raw, limit - size)
             size += len(chunk)
             if size > limit:
