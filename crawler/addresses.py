@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 import ssl
@@ -258,7 +259,7 @@ class _Transport(AiohttpTransport):
         except httpx.RequestNotRead:  # a streamed body: aiohttp reads it
             data = request.stream  # type: ignore[assignment]
             headers.pop("transfer-encoding", None)
-        with _proxy_errors(), map_aiohttp_exceptions():
+        try:
             response = await self.client.request(
                 method=request.method,
                 url=yarl.URL(str(request.url), encoded=True),
@@ -267,14 +268,13 @@ class _Transport(AiohttpTransport):
                 allow_redirects=False,
                 auto_decompress=False,
                 compress=False,
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                    connect=timeout.get("pool"),
-                ),
+                timeout=_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")),
                 proxy=bare,
                 proxy_headers=tunnel_headers,
             ).__aenter__()
+        except Exception:  # translated on the way out (entering these costs every request)
+            with _proxy_errors(), map_aiohttp_exceptions():
+                raise
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
@@ -285,6 +285,13 @@ class _Transport(AiohttpTransport):
             request=request,
             extensions=extensions,
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
 
 
 @contextlib.contextmanager
