@@ -719,36 +719,18 @@ class PostgresStore:
                 " ON CONFLICT (name) DO UPDATE SET cookies = excluded.cookies",
                 sorted(jars.items()),
             )
-        # 2. close the pages: only rows this transaction closes keep their items
+        # 2. the pages to close: rows still leased, locked until the commit (only rows this
+        # transaction closes keep their items and links). Locked now, updated last: an
+        # updated row is a new entry in the unique index, on which another process's insert
+        # of the same URL waits; were it updated before this transaction's inserts, those
+        # inserts could wait on that process in turn: a deadlock, and PostgreSQL's
+        # deadlock_timeout (1 s) before one of the two is retried.
         closed: set[int] = set()
         if accepted:
             rows = await db.fetch(
-                """UPDATE requests r SET state = u.state, attempts = u.attempts,
-                    not_before = u.not_before, status = u.status, error = u.error,
-                    message = u.message, updated = $10, latency = u.latency, size = u.size,
-                    lease = NULL, etag = COALESCE(u.etag, r.etag),
-                    last_modified = COALESCE(u.last_modified, r.last_modified),
-                    revisit = u.revisit
-                FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
-                    $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
-                    $13::smallint[])
-                    u(id, state, attempts, not_before, status, error, message, latency, size,
-                      etag, last_modified, revisit)
-                WHERE r.id = u.id AND r.state = 1
-                RETURNING r.id""",
-                [o.request.id for o in accepted],
-                [int(o.state) for o in accepted],
-                [o.attempts for o in accepted],
-                [o.not_before for o in accepted],
-                [o.status for o in accepted],
-                [o.error for o in accepted],
-                [o.message for o in accepted],
-                [o.latency for o in accepted],
-                [o.size for o in accepted],
-                now,
-                [o.etag for o in accepted],
-                [o.last_modified for o in accepted],
-                [revisit_mark(o) for o in accepted],
+                "SELECT id FROM requests WHERE id = ANY($1::bigint[]) AND state = 1"
+                " ORDER BY id FOR UPDATE",
+                sorted(o.request.id for o in accepted),
             )
             closed = {row[0] for row in rows}
         counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
@@ -773,7 +755,8 @@ class PostgresStore:
         lost = len(outcomes) - len(closed)
         if lost:
             log.warning("%d page outcomes refused: their hosts went to another process", lost)
-        # 3. a revisit's old items, the items, then the links found
+        # 3. a revisit's old items, the items, the links found (in one order for every
+        # process: two commits adding the same URLs wait on each other, never in a cycle)
         replaced = [o for o in committed if not o.lost and o.revisit in _REPLACING]
         if replaced:
             pages = {o.request.id: o.request.host for o in replaced}
@@ -793,6 +776,37 @@ class PostgresStore:
         links = [link for o in committed for link in o.links]
         if links:
             await self._insert(db, links, counts)
+        # 4. close the pages
+        done = [o for o in accepted if o.request.id in closed]
+        if done:
+            await db.execute(
+                """UPDATE requests r SET state = u.state, attempts = u.attempts,
+                    not_before = u.not_before, status = u.status, error = u.error,
+                    message = u.message, updated = $10, latency = u.latency, size = u.size,
+                    lease = NULL, etag = COALESCE(u.etag, r.etag),
+                    last_modified = COALESCE(u.last_modified, r.last_modified),
+                    revisit = u.revisit
+                FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
+                    $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
+                    $13::smallint[])
+                    u(id, state, attempts, not_before, status, error, message, latency, size,
+                      etag, last_modified, revisit)
+                WHERE r.id = u.id""",
+                [o.request.id for o in done],
+                [int(o.state) for o in done],
+                [o.attempts for o in done],
+                [o.not_before for o in done],
+                [o.status for o in done],
+                [o.error for o in done],
+                [o.message for o in done],
+                [o.latency for o in done],
+                [o.size for o in done],
+                now,
+                [o.etag for o in done],
+                [o.last_modified for o in done],
+                [revisit_mark(o) for o in done],
+            )
+        if links:
             for outcome in committed:
                 await self._unchanged_by_sitemap(db, outcome, now, counts)
         await self._count(db, counts)
