@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import ssl
@@ -73,8 +74,26 @@ async def https_site(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
 POSTGRES_DSN = os.environ.get("CRAWLER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture
+def postgres_dsn(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test server's DSN, for one test at a time: under pytest-xdist the tests that use
+    the server take turns (a file lock shared by the workers). The item feed waits for every
+    older transaction of the server (its snapshot's xmin), so another test's open transaction
+    would hold this one's items back."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield postgres_server
+        return
+    lock = tmp_path_factory.getbasetemp().parent / "postgres.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield postgres_server
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def postgres_dsn() -> str:
+def postgres_server() -> str:
     """The test server's DSN. In CI (CI=true) an unreachable server fails the tests that need
     it; elsewhere they are skipped with a one-line reason."""
     import socket
