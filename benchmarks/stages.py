@@ -8,7 +8,9 @@ run of the same crawl.
     python benchmarks/stages.py [--hosts 10] [--pages 500] [--crawler PATH] [-- crawl args]
 
 py-spy samples the process from outside (no tracing overhead in the crawl); the store's SQLite
-thread is sampled too. It needs ptrace rights (as root, or with CAP_SYS_PTRACE).
+thread is sampled too (a PostgreSQL server's own CPU is not: see scaleout.py's DB CPU share).
+It needs ptrace rights (as root, or with CAP_SYS_PTRACE). Arguments after `--` go to `crawler
+run` (`--store postgresql://...`: the benchmark spider's schema is dropped before and after).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import collections
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from ab import done_pages, drop_schema  # noqa: E402
 from benchsite import serve  # noqa: E402
 
 #: (stage, patterns): a frame whose "function (file)" text holds a pattern is in the stage.
@@ -93,11 +95,6 @@ def crawl_argv(spider: Path, starts: list[str], store: Path, extra: list[str]) -
     ]
 
 
-def pages_done(store: Path) -> int:
-    with sqlite3.connect(store) as db:
-        return int(db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=10)
@@ -118,11 +115,16 @@ def main() -> None:
         tmp = Path(tmp_name)
         # the CPU of a plain run
         store = tmp / "plain.db"
+        dsn = next((a for a in args.extra if a.startswith("postgres")), None)
+        if dsn is not None:
+            drop_schema(dsn)
         proc = subprocess.Popen(crawl_argv(spider, starts, store, args.extra), env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status):
             raise SystemExit("the crawl failed")
-        pages = pages_done(store)
+        pages = done_pages(store, args.extra, env)
+        if dsn is not None:
+            drop_schema(dsn)
         cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000 / pages
         # the same crawl, sampled
         raw = tmp / "stacks.txt"
