@@ -68,3 +68,41 @@ def test_bench_pages_are_deterministic_and_link_across_hosts() -> None:
     links = extract_links(parse_html(page.decode()), "http://127.0.0.2:8000/p/3.html")
     assert "http://127.0.0.2:8000/p/4.html" in links
     assert any(link.startswith("http://127.0.0.3:8000/p/") for link in links)
+
+
+def test_ab_compares_two_revisions_at_a_tiny_size() -> None:
+    # "." against itself: an sdist has no git history to check revisions out of
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ab.py"),
+            ".",
+            ".",
+            "--runs",
+            "2",
+            "--hosts",
+            "2",
+            "--pages",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| A . |" in result.stdout
+    assert "| B . |" in result.stdout
+    assert "B/A CPU per page: " in result.stdout
+    assert result.stdout.count("  run ") == 4  # every run reported
+
+
+def test_links_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "links.py"), "--pages", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "42 links" in result.stdout
+    assert "us per link" in result.stdout
