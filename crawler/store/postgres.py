@@ -74,6 +74,20 @@ SCHEMA_VERSION = 4
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 
+
+def _count_sql(first: int) -> str:
+    """Adding to a process's running totals: its parameters, from number `first`, are the
+    writer, then the hosts and their added, done, failed, items and fetched counts."""
+    p = [f"${first + i}" for i in range(7)]
+    return f"""INSERT INTO counts (host, writer, added, done, failed, items, fetched)
+        SELECT u.host, {p[0]}, u.added, u.done, u.failed, u.items, u.fetched
+        FROM unnest({p[1]}::text[], {p[2]}::bigint[], {p[3]}::bigint[], {p[4]}::bigint[],
+            {p[5]}::bigint[], {p[6]}::bigint[]) u(host, added, done, failed, items, fetched)
+        ON CONFLICT (host, writer) DO UPDATE SET added = counts.added + excluded.added,
+            done = counts.done + excluded.done, failed = counts.failed + excluded.failed,
+            items = counts.items + excluded.items, fetched = counts.fetched + excluded.fetched"""
+
+
 _TABLES = [
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE requests (
@@ -776,40 +790,54 @@ class PostgresStore:
         links = [link for o in committed for link in o.links]
         if links:
             await self._insert(db, links, counts)
-        # 4. close the pages
-        done = [o for o in accepted if o.request.id in closed]
-        if done:
-            await db.execute(
-                """UPDATE requests r SET state = u.state, attempts = u.attempts,
-                    not_before = u.not_before, status = u.status, error = u.error,
-                    message = u.message, updated = $10, latency = u.latency, size = u.size,
-                    lease = NULL, etag = COALESCE(u.etag, r.etag),
-                    last_modified = COALESCE(u.last_modified, r.last_modified),
-                    revisit = u.revisit
-                FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
-                    $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
-                    $13::smallint[])
-                    u(id, state, attempts, not_before, status, error, message, latency, size,
-                      etag, last_modified, revisit)
-                WHERE r.id = u.id""",
-                [o.request.id for o in done],
-                [int(o.state) for o in done],
-                [o.attempts for o in done],
-                [o.not_before for o in done],
-                [o.status for o in done],
-                [o.error for o in done],
-                [o.message for o in done],
-                [o.latency for o in done],
-                [o.size for o in done],
-                now,
-                [o.etag for o in done],
-                [o.last_modified for o in done],
-                [revisit_mark(o) for o in done],
-            )
         if links:
             for outcome in committed:
                 await self._unchanged_by_sitemap(db, outcome, now, counts)
-        await self._count(db, counts)
+        # 4. close the pages, and add to this process's totals, in one statement
+        done = [o for o in accepted if o.request.id in closed]
+        close = (
+            """UPDATE requests r SET state = u.state, attempts = u.attempts,
+                not_before = u.not_before, status = u.status, error = u.error,
+                message = u.message, updated = $10, latency = u.latency, size = u.size,
+                lease = NULL, etag = COALESCE(u.etag, r.etag),
+                last_modified = COALESCE(u.last_modified, r.last_modified),
+                revisit = u.revisit
+            FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
+                $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
+                $13::smallint[])
+                u(id, state, attempts, not_before, status, error, message, latency, size,
+                  etag, last_modified, revisit)
+            WHERE r.id = u.id"""
+            if done
+            else None
+        )
+        close_args = (
+            [o.request.id for o in done],
+            [int(o.state) for o in done],
+            [o.attempts for o in done],
+            [o.not_before for o in done],
+            [o.status for o in done],
+            [o.error for o in done],
+            [o.message for o in done],
+            [o.latency for o in done],
+            [o.size for o in done],
+            now,
+            [o.etag for o in done],
+            [o.last_modified for o in done],
+            [revisit_mark(o) for o in done],
+        )
+        totals = sorted((host, *row) for host, row in counts.items() if any(row))
+        if close is not None and totals:
+            await db.execute(
+                f"WITH closed AS ({close}) {_count_sql(14)}",
+                *close_args,
+                self.worker,
+                *([row[i] for row in totals] for i in range(6)),
+            )
+        elif close is not None:
+            await db.execute(close, *close_args)
+        else:
+            await self._count(db, counts)
         return committed
 
     async def _unchanged_by_sitemap(
@@ -954,14 +982,7 @@ class PostgresStore:
         rows = sorted((host, *row) for host, row in counts.items() if any(row))
         if rows:
             await db.execute(
-                """INSERT INTO counts (host, writer, added, done, failed, items, fetched)
-                SELECT u.host, $1, u.added, u.done, u.failed, u.items, u.fetched
-                FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                    $7::bigint[]) u(host, added, done, failed, items, fetched)
-                ON CONFLICT (host, writer) DO UPDATE SET added = counts.added + excluded.added,
-                    done = counts.done + excluded.done, failed = counts.failed + excluded.failed,
-                    items = counts.items + excluded.items,
-                    fetched = counts.fetched + excluded.fetched""",
+                _count_sql(1),
                 self.worker,
                 *([row[i] for row in rows] for i in range(6)),
             )
