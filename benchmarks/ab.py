@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import serve  # noqa: E402
+from benchsite import crawl_argv, measure, serve  # noqa: E402
 
 
 @dataclass
@@ -69,34 +68,17 @@ def checkout(revision: str, tmp: Path) -> Iterator[Path]:
 
 def crawl(side: Side, starts: list[str], store: Path, extra: list[str]) -> tuple[float, float]:
     """One crawl by `side`: (pages/s, CPU ms per page)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "crawler",
-        "run",
-        str(HERE / "bench_spider.py"),
-        "-q",
-        "--store",
-        str(store),
-        "-a",
-        f"start_urls={','.join(starts)}",
-        *extra,
-    ]
     env = {**os.environ, "PYTHONPATH": str(side.root)}
     dsn = next((a for a in extra if a.startswith("postgres")), None)
     if dsn is not None:
         drop_schema(dsn)  # each run starts afresh
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, cwd=side.root, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - started
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{side.name}: the crawl failed\n{err[-3000:]}")
+    run = measure(crawl_argv(starts, store, extra), env, cwd=side.root)
+    if run.code != 0:
+        raise SystemExit(f"{side.name}: the crawl failed\n{run.stderr[-3000:]}")
     pages = done_pages(store, extra, env)
     if not pages:
-        raise SystemExit(f"{side.name}: no page crawled\n{err[-3000:]}")
-    return pages / seconds, (usage.ru_utime + usage.ru_stime) * 1000 / pages
+        raise SystemExit(f"{side.name}: no page crawled\n{run.stderr[-3000:]}")
+    return pages / run.seconds, run.cpu * 1000 / pages
 
 
 def done_pages(store: Path, extra: list[str], env: dict[str, str]) -> int:

@@ -15,12 +15,70 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crawler.bench import ROBOTS_TXT, bench_page, serve_site
+
+#: The spider every benchmark crawl runs (an item per page, every link followed).
+BENCH_SPIDER = Path(__file__).resolve().parent / "bench_spider.py"
+
+
+def crawl_argv(
+    starts: Sequence[str], store: str | Path, extra: Sequence[str] = (), spider: Path = BENCH_SPIDER
+) -> list[str]:
+    """`python -m crawler run SPIDER -q --store STORE -a start_urls=...` and `extra`."""
+    return [
+        sys.executable,
+        "-m",
+        "crawler",
+        "run",
+        str(spider),
+        "-q",
+        "--store",
+        str(store),
+        "-a",
+        f"start_urls={','.join(starts)}",
+        *extra,
+    ]
+
+
+@dataclass
+class Measured:
+    """A child process's run: wall seconds, CPU seconds (user + system, its children
+    included), peak RSS in MB, exit code and output."""
+
+    seconds: float
+    cpu: float
+    rss_mb: float
+    code: int
+    stdout: str
+    stderr: str
+
+
+def measure(
+    argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None
+) -> Measured:
+    """Run `argv` to its end and measure it with wait4 (its output goes to files, so that a
+    chatty child never blocks on a full pipe)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            seconds,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            os.waitstatus_to_exitcode(status),
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 def generate(root: Path, hosts: list[str], port: int, pages: int) -> None:

@@ -19,17 +19,15 @@ import argparse
 import os
 import platform
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import serve  # noqa: E402
+from benchsite import crawl_argv, measure, serve  # noqa: E402
 
 
 @dataclass
@@ -46,18 +44,11 @@ class Result:
 
 
 def run(name: str, argv: list[str], env: dict[str, str], count: callable) -> Result | None:  # type: ignore[valid-type]
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - started
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        print(f"{name}: failed\n{err[-2000:]}", file=sys.stderr)
+    done = measure(argv, env)
+    if done.code != 0:
+        print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
         return None
-    return Result(
-        name, count(out), seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-    )
+    return Result(name, count(done.stdout), done.seconds, done.cpu, done.rss_mb)
 
 
 def main() -> None:
@@ -74,18 +65,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
         if "ours" in wanted:
             store = work / "ours.db"
-            argv = [
-                sys.executable,
-                "-m",
-                "crawler",
-                "run",
-                str(HERE / "bench_spider.py"),
-                "-q",
-                "--store",
-                str(store),
-                "-a",
-                f"start_urls={','.join(starts)}",
-            ]
+            argv = crawl_argv(starts, store)
 
             def ours_pages(_: str) -> int:
                 with sqlite3.connect(store) as db:

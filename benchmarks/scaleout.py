@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import serve  # noqa: E402
+from benchsite import crawl_argv, measure, serve  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -81,33 +80,26 @@ def drop(dsn: str, spider: str) -> None:
 
 
 def crawl(name: str, store: str, starts: list[str], jobs: int, *settings: str) -> Run:
-    argv = [
-        sys.executable,
-        "-m",
-        "crawler",
-        "run",
-        str(HERE / "bench_spider.py"),
-        "--store",
+    argv = crawl_argv(
+        starts,
         store,
-        "-a",
-        f"start_urls={','.join(starts)}",
-        *(["-j", str(jobs)] if jobs > 1 else []),
-        *[arg for setting in settings for arg in ("-s", setting)],
-    ]
+        [
+            *(["-j", str(jobs)] if jobs > 1 else []),
+            *[arg for setting in settings for arg in ("-s", setting)],
+        ],
+    )
+    argv.remove("-q")  # the summary's statement counts are logged at INFO
     env = {**os.environ, "COLUMNS": "200"}
     db_before = postgres_cpu()
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - started
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name}: failed\n{err[-3000:]}")
+    run = measure(argv, env)
+    if run.code != 0:
+        raise SystemExit(f"{name}: failed\n{run.stderr[-3000:]}")
+    err = run.stderr
     db_cpu = postgres_cpu() - db_before if store.startswith("postgresql") else 0.0
     statements = sum(int(n) for n in re.findall(r"store: (\d+) statements", err))
     done = re.search(r"store \S+: (\d+) (?:URLs )?done, (\d+) failed", err)
     pages = int(done.group(1)) + int(done.group(2)) if done else 0
-    return Run(name, pages, seconds, usage.ru_utime + usage.ru_stime, db_cpu, statements)
+    return Run(name, pages, run.seconds, run.cpu, db_cpu, statements)
 
 
 def peak_per_second(log: Path, since: float) -> tuple[int, float]:

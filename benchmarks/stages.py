@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from ab import done_pages, drop_schema  # noqa: E402
-from benchsite import serve  # noqa: E402
+from benchsite import crawl_argv, measure, serve  # noqa: E402
 
 #: (stage, patterns): a frame whose "function (file)" text holds a pattern is in the stage.
 #: Looked up from the innermost frame outwards; the first stage named wins.
@@ -79,22 +79,6 @@ def stage_of(stack: list[str]) -> str:
     return "other (startup, imports, interpreter)"
 
 
-def crawl_argv(spider: Path, starts: list[str], store: Path, extra: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "crawler",
-        "run",
-        str(spider),
-        "-q",
-        "--store",
-        str(store),
-        "-a",
-        f"start_urls={','.join(starts)}",
-        *extra,
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=10)
@@ -110,7 +94,6 @@ def main() -> None:
     if pyspy is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
     env = {**os.environ, "PYTHONPATH": str(args.crawler.resolve())}
-    spider = HERE / "bench_spider.py"
     with tempfile.TemporaryDirectory() as tmp_name, serve(args.hosts, args.pages) as (starts, _):
         tmp = Path(tmp_name)
         # the CPU of a plain run
@@ -118,14 +101,13 @@ def main() -> None:
         dsn = next((a for a in args.extra if a.startswith("postgres")), None)
         if dsn is not None:
             drop_schema(dsn)
-        proc = subprocess.Popen(crawl_argv(spider, starts, store, args.extra), env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit("the crawl failed")
+        run = measure(crawl_argv(starts, store, args.extra), env)
+        if run.code:
+            raise SystemExit(f"the crawl failed\n{run.stderr[-3000:]}")
         pages = done_pages(store, args.extra, env)
         if dsn is not None:
             drop_schema(dsn)
-        cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000 / pages
+        cpu_ms = run.cpu * 1000 / pages
         # the same crawl, sampled
         raw = tmp / "stacks.txt"
         store = tmp / "sampled.db"
@@ -142,7 +124,7 @@ def main() -> None:
                 "-o",
                 str(raw),
                 "--",
-                *crawl_argv(spider, starts, store, args.extra),
+                *crawl_argv(starts, store, args.extra),
             ],
             env=env,
             check=True,
