@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +51,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20_000)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    from benchsite import free_port
+    from benchsite import crawl_argv, free_port, measure
 
     port = free_port()
     server = multiprocessing.Process(target=_serve, args=(port,), daemon=True)
@@ -64,24 +62,14 @@ def main() -> None:
             spider = Path(tmp) / "endless.py"
             spider.write_text(SPIDER)
             store = Path(tmp) / "endless.db"
-            argv = [
-                sys.executable,
-                "-m",
-                "crawler",
-                "run",
-                str(spider),
-                "-q",
-                "--store",
-                str(store),
-                "-a",
-                f"start_urls=http://127.0.0.1:{port}/n/0",
-                "-s",
-                f"max_pages={args.pages}",
-            ]
-            started = time.monotonic()
-            proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            seconds = time.monotonic() - started
+            run = measure(
+                crawl_argv(
+                    [f"http://127.0.0.1:{port}/n/0"],
+                    store,
+                    ["-s", f"max_pages={args.pages}"],
+                    spider=spider,
+                )
+            )
             with sqlite3.connect(store) as db:
                 done, queued = db.execute(
                     "SELECT SUM(state = 2), SUM(state = 0) FROM requests"
@@ -89,9 +77,9 @@ def main() -> None:
     finally:
         server.terminate()
     print(
-        f"exit {os.waitstatus_to_exitcode(status)}: {done} pages in {seconds:.1f} s "
-        f"({done / seconds:.0f} pages/s), {queued} URLs queued, "
-        f"peak RSS {usage.ru_maxrss / 1024:.0f} MB, CPU {usage.ru_utime + usage.ru_stime:.1f} s"
+        f"exit {run.code}: {done} pages in {run.seconds:.1f} s "
+        f"({done / run.seconds:.0f} pages/s), {queued} URLs queued, "
+        f"peak RSS {run.rss_mb:.0f} MB, CPU {run.cpu:.1f} s"
     )
 
 
