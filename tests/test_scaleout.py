@@ -103,9 +103,10 @@ async def test_a_rate_limit_holds_across_processes(postgres_dsn: str, pg_spider:
     finally:
         await site.stop()
     for times in site.times.values():
-        # 20 requests/s for the crawl: n starts span at least (n - 1) / 20 s (a busy machine
-        # only stretches that; 20 ms allow for the arrival jitter of the first and last)
-        assert times[-1] - times[0] >= (len(times) - 1) * 0.05 - 0.02
+        # 20 requests/s for the crawl: n starts span at least (n - 1) / 20 s. The server shares
+        # the crawlers' event loop, so a busy loop may stamp the first arrival late: one
+        # interval is allowed for that (unpaced, the n requests would arrive within ~10 ms)
+        assert times[-1] - times[0] >= (len(times) - 2) * 0.05
 
 
 async def test_stats_show_the_workers(graph: GraphSite, postgres_dsn: str, pg_spider: str) -> None:
