@@ -421,7 +421,9 @@ class PostgresStore:
                 claims, self._claims = self._claims, None
                 self._claimed.clear()
                 with contextlib.suppress(asyncpg.PostgresError, OSError):
-                    await self._pool.release(claims)  # its advisory locks go with it
+                    # its advisory locks go (the pool's reset leaves sessions as they are)
+                    await claims.execute("SELECT pg_advisory_unlock_all()")
+                    await self._pool.release(claims)
             await self._pool.close()
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
@@ -1344,6 +1346,16 @@ async def _retried(location: str, attempt: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is: the store leaves no session state on its
+    pooled connections (advisory locks are transaction-scoped there; the claims connection
+    unlocks its own), so asyncpg's reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL: a
+    round trip) is spared on every release, a fifth of all statements. A transaction left open
+    (a commit cancelled midway) is rolled back."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 async def _connect(
     dsn: str,
     schema: str,
@@ -1370,6 +1382,7 @@ async def _connect(
             },
             timeout=10,
             init=init,
+            reset=_keep_session,
         )
     except (TimeoutError, asyncpg.PostgresError, OSError, ValueError) as exc:
         raise ConfigError(f"cannot open the PostgreSQL store {safe_dsn(dsn)}: {exc}") from None
