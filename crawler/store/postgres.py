@@ -699,10 +699,18 @@ class PostgresStore:
             {(o.request.host, o.request.fence) for o in outcomes}
             | {(h, self._fences[h]) for h in states if h in self._fences}
         )
+        # 2. in the same statement, the pages to close: rows still leased under a kept fence,
+        # locked until the commit (only rows this transaction closes keep their items and
+        # links). Locked now, updated last: an updated row is a new entry in the unique index,
+        # on which another process's insert of the same URL waits; were it updated before this
+        # transaction's inserts, those inserts could wait on that process in turn: a deadlock,
+        # and PostgreSQL's deadlock_timeout (1 s) before one of the two is retried.
         kept: set[tuple[str, int]] = set()
+        closed: set[int] = set()
         if fences:
+            leased = sorted((o.request.id, o.request.host, o.request.fence) for o in outcomes)
             rows = await db.fetch(
-                f"""UPDATE hosts h SET lease_until = {_NOW} + $9,
+                f"""WITH fenced AS (UPDATE hosts h SET lease_until = {_NOW} + $9,
                     kept = h.kept OR u.has_state,
                     not_before = CASE WHEN u.has_state THEN u.not_before ELSE h.not_before END,
                     failures = CASE WHEN u.has_state THEN u.failures ELSE h.failures END,
@@ -714,7 +722,14 @@ class PostgresStore:
                     $6::int[], $7::float8[], $10::float8[]) u(host, fence, has_state,
                     not_before, failures, opens, open_until, silent_since)
                 WHERE h.host = u.host AND h.fence = u.fence AND h.owner = $8
-                RETURNING h.host, h.fence""",
+                RETURNING h.host, h.fence),
+                locked AS (SELECT r.id FROM requests r
+                    JOIN unnest($11::bigint[], $12::text[], $13::bigint[]) p(id, host, fence)
+                        ON r.id = p.id
+                    JOIN fenced f ON f.host = p.host AND f.fence = p.fence
+                    WHERE r.state = 1 ORDER BY r.id FOR UPDATE OF r)
+                SELECT host, fence, NULL::bigint FROM fenced
+                UNION ALL SELECT NULL, NULL, id FROM locked""",
                 [h for h, _ in fences],
                 [f for _, f in fences],
                 [h in states for h, _ in fences],
@@ -725,8 +740,12 @@ class PostgresStore:
                 self.worker,
                 self.lease_ttl,
                 [states[h].silent_since if h in states else None for h, _ in fences],
+                [page[0] for page in leased],
+                [page[1] for page in leased],
+                [page[2] for page in leased],
             )
-            kept = {(row[0], row[1]) for row in rows}
+            kept = {(row[0], row[1]) for row in rows if row[0] is not None}
+            closed = {row[2] for row in rows if row[2] is not None}
         accepted = [o for o in outcomes if (o.request.host, o.request.fence) in kept]
         jars = {name: text for o in accepted if o.jars for name, text in o.jars.items()}
         if jars:
@@ -735,20 +754,6 @@ class PostgresStore:
                 " ON CONFLICT (name) DO UPDATE SET cookies = excluded.cookies",
                 sorted(jars.items()),
             )
-        # 2. the pages to close: rows still leased, locked until the commit (only rows this
-        # transaction closes keep their items and links). Locked now, updated last: an
-        # updated row is a new entry in the unique index, on which another process's insert
-        # of the same URL waits; were it updated before this transaction's inserts, those
-        # inserts could wait on that process in turn: a deadlock, and PostgreSQL's
-        # deadlock_timeout (1 s) before one of the two is retried.
-        closed: set[int] = set()
-        if accepted:
-            rows = await db.fetch(
-                "SELECT id FROM requests WHERE id = ANY($1::bigint[]) AND state = 1"
-                " ORDER BY id FOR UPDATE",
-                sorted(o.request.id for o in accepted),
-            )
-            closed = {row[0] for row in rows}
         counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
         committed: list[Outcome] = []
         for outcome in outcomes:
