@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -658,20 +659,6 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     and `-o` written once, when all are done."""
     if args.jobs < 1:
         raise ConfigError(f"-j takes a number of processes, at least 1, got {args.jobs}")
-    spider_cls = load_spider_class(args.spider_file, args.spider)
-    spider = spider_cls(**_pairs(args.arguments, "-a"))
-    store = args.store or f"{spider.name}.db"
-    if not is_dsn(store):
-        raise ConfigError(
-            f"-j {args.jobs} needs a store that processes share: a SQLite file is written by "
-            "one process at a time. Use --store postgresql://user@host/db (see the README)"
-        )
-    output = check_output(_output(args)[0] or "") if _output(args)[0] else None
-    settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
-    if args.fresh:
-        asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
-    if args.revisit is not None:  # once, here: each process would requeue what others did
-        asyncio.run(_requeue_stale(store, spider.name, settings.lease_ttl, age(args.revisit)))
     child = _without(
         argv,
         {
@@ -687,7 +674,37 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     )
     if sys.stderr.isatty():
         child.append("-q")  # N live views would draw over each other: the summary follows
-    waits = [_start_job(child) for _ in range(args.jobs)]
+    # On Linux the processes are forks of this one, made before the spider is loaded: they
+    # start with the crawler imported (about 0.25 s of CPU each would spend again) and load
+    # the spider themselves (whatever its module opens, a file, a connection, a thread, is
+    # never shared), once --fresh and --revisit are done here
+    forks = _Forks(args.jobs, child) if sys.platform == "linux" else None
+    try:
+        spider_cls = load_spider_class(args.spider_file, args.spider)
+        spider = spider_cls(**_pairs(args.arguments, "-a"))
+        store = args.store or f"{spider.name}.db"
+        if not is_dsn(store):
+            raise ConfigError(
+                f"-j {args.jobs} needs a store that processes share: a SQLite file is written "
+                "by one process at a time. Use --store postgresql://user@host/db (see the README)"
+            )
+        output = check_output(_output(args)[0] or "") if _output(args)[0] else None
+        settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+        if args.fresh:
+            asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
+        if args.revisit is not None:  # once, here: each process would requeue what others did
+            asyncio.run(_requeue_stale(store, spider.name, settings.lease_ttl, age(args.revisit)))
+    except BaseException:
+        if forks is not None:
+            forks.cancel()
+        raise
+    if forks is not None:
+        waits = forks.start()
+    else:
+        waits = [
+            subprocess.Popen([sys.executable, "-m", "crawler", *child]).wait
+            for _ in range(args.jobs)
+        ]
     log.info("crawling with %d processes from %s", args.jobs, store)
     codes = []
     for wait in waits:
@@ -719,35 +736,60 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     return max(codes, key=lambda code: (code != EXIT_OK, code))
 
 
-def _start_job(argv: list[str]) -> Callable[[], int]:
-    """Start one process of `run -j N` on `argv`; returns the wait for its exit code. On Linux
-    the process is a fork of this one, which has imported everything and loaded the spider
-    already (about 0.25 s of CPU each process would spend again); elsewhere a new interpreter."""
-    if sys.platform != "linux":
-        process = subprocess.Popen([sys.executable, "-m", "crawler", *argv])
-        return process.wait
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: run its crawl, then leave without the parent's exit handlers
-        code = 1
-        try:
-            logging.getLogger().handlers.clear()  # main() configures logging for itself
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            logging.shutdown()
+class _Forks:
+    """The processes of `run -j N` on Linux: forked at once, each waiting at a gate (a pipe)
+    until `start()` opens it; `cancel()` closes it, and they leave without crawling."""
+
+    def __init__(self, count: int, argv: list[str]) -> None:
+        gate, self._opener = os.pipe()
+        self._pids: list[int] = []
+        for _ in range(count):
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(code)
+            pid = os.fork()
+            if pid == 0:
+                os.close(self._opener)
+                _forked(gate, argv)  # never returns
+            self._pids.append(pid)
+        os.close(gate)
 
-    def wait() -> int:
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    def start(self) -> list[Callable[[], int]]:
+        os.write(self._opener, b"go" * len(self._pids))
+        os.close(self._opener)
+        return [functools.partial(_exit_code, pid) for pid in self._pids]
 
-    return wait
+    def cancel(self) -> None:
+        os.close(self._opener)
+        for pid in self._pids:
+            _exit_code(pid)
+
+
+def _forked(gate: int, argv: list[str]) -> None:
+    """A forked process of `run -j N`: wait at the gate, crawl, and leave without the parent's
+    exit handlers."""
+    code = 1
+    try:
+        if os.read(gate, 2) != b"go":
+            code = EXIT_OK  # the parent stopped first, and says why
+        else:
+            os.close(gate)
+            logging.getLogger().handlers.clear()  # main() configures logging for itself
+            code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_code(pid: int) -> int:
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 async def _start_over(dsn: str, spider: str, lease_ttl: float) -> None:

@@ -288,3 +288,26 @@ async def test_three_processes_feed_one_file_sink_one_at_a_time(
         batches,
         Counter(written).most_common(3),
     )
+
+
+async def test_each_process_of_run_j_loads_the_spider_itself(
+    graph: GraphSite, postgres_dsn: str, pg_spider: str, tmp_path: Path
+) -> None:
+    """The processes of `run -j` are forks (on Linux) made before the spider is loaded: what
+    the spider's module opens at import is each process's own, never the parent's."""
+    spider = tmp_path / "graph.py"
+    spider.write_text(
+        "import os\nLOADED_IN = os.getpid()\n"
+        + SPIDER.replace("NAME", pg_spider).replace(
+            'yield {"url": response.url',
+            'yield {"loaded_in": LOADED_IN, "pid": os.getpid(), "url": response.url',
+        )
+    )
+    start = f"start_urls={','.join(graph.start_urls)}"
+    code, _, err = await crawler_cli(
+        "run", "graph.py", "--store", postgres_dsn, "-j", "2", "-a", start, cwd=tmp_path
+    )
+    assert code == 0, err
+    items = await stored_items(postgres_dsn, pg_spider)
+    assert len(items) == len(graph.all_urls())
+    assert all(item["loaded_in"] == item["pid"] for item in items)
