@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import crawl_argv, measure, serve  # noqa: E402
+from benchsite import crawl_argv, done_pages, drop_schema, measure, serve  # noqa: E402
 
 
 @dataclass
@@ -79,40 +78,6 @@ def crawl(side: Side, starts: list[str], store: Path, extra: list[str]) -> tuple
     if not pages:
         raise SystemExit(f"{side.name}: no page crawled\n{run.stderr[-3000:]}")
     return pages / run.seconds, run.cpu * 1000 / pages
-
-
-def done_pages(store: Path, extra: list[str], env: dict[str, str]) -> int:
-    dsn = next((a for a in extra if a.startswith("postgres")), None)
-    if dsn is None:
-        with contextlib.closing(sqlite3.connect(store)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0])
-    out = subprocess.run(
-        [sys.executable, "-m", "crawler", "stats", "--store", dsn, "--spider", "bench", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,  # the side's own crawler reads its own schema
-        cwd=env["PYTHONPATH"],
-    )
-    import json
-
-    return int(json.loads(out.stdout)["totals"]["done"])
-
-
-def drop_schema(dsn: str, spider: str = "bench") -> None:
-    """Drop the benchmark spider's schema (crawler_bench) from a PostgreSQL store."""
-    import asyncio
-
-    import asyncpg
-
-    async def go() -> None:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "crawler_{spider}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(go())
 
 
 def spread(values: list[float], digits: int = 0) -> str:

@@ -6,11 +6,14 @@ process, which keeps up with one crawler but shares the machine's cores with it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -95,6 +98,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def done_pages(store: str | Path, extra: Sequence[str], env: dict[str, str]) -> int:
+    """Pages done in a benchmark crawl's store: the SQLite file `store`, or the PostgreSQL
+    store named in `extra` (read by the crawler that `env`'s PYTHONPATH names, as its schema
+    is that crawler's)."""
+    dsn = next((a for a in extra if a.startswith("postgres")), None)
+    if dsn is None:
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM requests WHERE state = 2").fetchone()[0])
+    out = subprocess.run(
+        [sys.executable, "-m", "crawler", "stats", "--store", dsn, "--spider", "bench", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=env.get("PYTHONPATH"),
+    )
+    return int(json.loads(out.stdout)["totals"]["done"])
+
+
+def drop_schema(dsn: str, spider: str = "bench") -> None:
+    """Drop a spider's crawl (its schema, crawler_<name>) from a PostgreSQL store."""
+    import asyncpg
+
+    async def go() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "crawler_{spider}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
 
 
 @contextlib.contextmanager

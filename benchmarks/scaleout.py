@@ -14,7 +14,6 @@ most requests any one second saw, for the whole site.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import crawl_argv, measure, serve  # noqa: E402
+from benchsite import crawl_argv, drop_schema, measure, serve  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -66,17 +65,6 @@ def postgres_cpu() -> float:
         if int(fields[1]) == 1 or "postmaster" in comm or fields[1] == "1":
             total += (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime
     return total
-
-
-def drop(dsn: str, spider: str) -> None:
-    import asyncpg
-
-    async def go() -> None:
-        connection = await asyncpg.connect(dsn)
-        await connection.execute(f'DROP SCHEMA IF EXISTS "crawler_{spider}" CASCADE')
-        await connection.close()
-
-    asyncio.run(go())
 
 
 def crawl(name: str, store: str, starts: list[str], jobs: int, *settings: str) -> Run:
@@ -132,13 +120,13 @@ def main() -> None:
                 print(f"site: {args.hosts} hosts x {args.pages} pages, served by {server}")
                 runs.append(crawl("SQLite, 1 process", str(Path(tmp) / "b.db"), starts, 1))
                 for jobs in (1, 2, 4):
-                    drop(args.dsn, spider)
+                    drop_schema(args.dsn, spider)
                     runs.append(crawl(f"PostgreSQL, -j {jobs}", args.dsn, starts, jobs))
         if "rate" in args.only:
             log = Path(tmp) / "access.log"
             with serve(args.hosts, args.rate_pages, access_log=log) as (starts, _):
                 for jobs in (1, 2, 4):
-                    drop(args.dsn, spider)
+                    drop_schema(args.dsn, spider)
                     since = time.time()
                     run = crawl(
                         f"PostgreSQL, -j {jobs}, rate_limit=5",
@@ -149,7 +137,7 @@ def main() -> None:
                     )
                     run.peak, _mean = peak_per_second(log, since)
                     runs.append(run)
-        drop(args.dsn, spider)
+        drop_schema(args.dsn, spider)
     base = runs[0].rate if runs else 0
     print(
         "| run | pages | seconds | pages/s | vs SQLite | crawler CPU s | statements/page |"

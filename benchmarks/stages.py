@@ -27,8 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ab import done_pages, drop_schema  # noqa: E402
-from benchsite import crawl_argv, measure, serve  # noqa: E402
+from benchsite import crawl_argv, done_pages, drop_schema, measure, serve  # noqa: E402
 
 #: (stage, patterns): a frame whose "function (file)" text holds a pattern is in the stage.
 #: Looked up from the innermost frame outwards; the first stage named wins.

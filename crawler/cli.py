@@ -754,7 +754,7 @@ class _Forks:
         os.close(gate)
 
     def start(self) -> list[Callable[[], int]]:
-        os.write(self._opener, b"go" * len(self._pids))
+        os.write(self._opener, b"x" * len(self._pids))  # a byte for each
         os.close(self._opener)
         return [functools.partial(_exit_code, pid) for pid in self._pids]
 
@@ -769,8 +769,8 @@ def _forked(gate: int, argv: list[str]) -> None:
     exit handlers."""
     code = 1
     try:
-        if os.read(gate, 2) != b"go":
-            code = EXIT_OK  # the parent stopped first, and says why
+        if not os.read(gate, 1):  # closed without a byte: the parent stopped, and says why
+            code = EXIT_OK
         else:
             os.close(gate)
             logging.getLogger().handlers.clear()  # main() configures logging for itself

@@ -29,7 +29,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
@@ -160,7 +160,7 @@ class Base:
             ):
                 _RECENT[url] = (url, self.host)
                 return url
-        elif first == "h" and (link in _RECENT or link[:4] == "http"):
+        elif first == "h" and link[:4] == "http":  # (every URL in _RECENT starts so)
             if link in _RECENT:
                 return link
             plain = _plain_absolute(link)
@@ -364,6 +364,12 @@ class Canonicalizer:
     strip_params: frozenset[str] = frozenset()
     strip_tracking: bool = False
     sort_query: bool = False
+    #: Whether the query is cleaned up at all (worked out once: `key` runs for every link).
+    _cleans: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cleans = bool(self.strip_params) or self.strip_tracking or self.sort_query
+        object.__setattr__(self, "_cleans", cleans)
 
     def split(self, url: str) -> tuple[str, str] | None:
         """(the URL to request, its host) for an absolute http(s) URL: the URL a browser
@@ -385,10 +391,6 @@ class Canonicalizer:
             if self._cleans:
                 query = self._clean_query(query)
         return f"{head}?{query}" if query else head
-
-    @property
-    def _cleans(self) -> bool:
-        return bool(self.strip_params) or self.strip_tracking or self.sort_query
 
     def invalid(self, url: str) -> tuple[str, str, str] | None:
         """For an http(s) URL that `split` refuses (a host or port no browser accepts): the URL

@@ -88,6 +88,24 @@ def _count_sql(first: int) -> str:
             items = counts.items + excluded.items, fetched = counts.fetched + excluded.fetched"""
 
 
+#: Closing a commit's pages: their ids and outcomes ($1-$9, $11-$13), the time ($10).
+_CLOSE = """UPDATE requests r SET state = u.state, attempts = u.attempts,
+        not_before = u.not_before, status = u.status, error = u.error,
+        message = u.message, updated = $10, latency = u.latency, size = u.size,
+        lease = NULL, etag = COALESCE(u.etag, r.etag),
+        last_modified = COALESCE(u.last_modified, r.last_modified),
+        revisit = u.revisit
+    FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
+        $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
+        $13::smallint[])
+        u(id, state, attempts, not_before, status, error, message, latency, size,
+          etag, last_modified, revisit)
+    WHERE r.id = u.id"""
+_COUNT = _count_sql(1)
+#: Both in one statement (the totals' parameters follow the pages', from $14).
+_CLOSE_AND_COUNT = f"WITH closed AS ({_CLOSE}) {_count_sql(14)}"
+
+
 _TABLES = [
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE requests (
@@ -797,54 +815,33 @@ class PostgresStore:
         links = [link for o in committed for link in o.links]
         if links:
             await self._insert(db, links, counts)
-        if links:
             for outcome in committed:
                 await self._unchanged_by_sitemap(db, outcome, now, counts)
         # 4. close the pages, and add to this process's totals, in one statement
         done = [o for o in accepted if o.request.id in closed]
-        close = (
-            """UPDATE requests r SET state = u.state, attempts = u.attempts,
-                not_before = u.not_before, status = u.status, error = u.error,
-                message = u.message, updated = $10, latency = u.latency, size = u.size,
-                lease = NULL, etag = COALESCE(u.etag, r.etag),
-                last_modified = COALESCE(u.last_modified, r.last_modified),
-                revisit = u.revisit
-            FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
-                $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
-                $13::smallint[])
-                u(id, state, attempts, not_before, status, error, message, latency, size,
-                  etag, last_modified, revisit)
-            WHERE r.id = u.id"""
-            if done
-            else None
-        )
-        close_args = (
-            [o.request.id for o in done],
-            [int(o.state) for o in done],
-            [o.attempts for o in done],
-            [o.not_before for o in done],
-            [o.status for o in done],
-            [o.error for o in done],
-            [o.message for o in done],
-            [o.latency for o in done],
-            [o.size for o in done],
-            now,
-            [o.etag for o in done],
-            [o.last_modified for o in done],
-            [revisit_mark(o) for o in done],
-        )
-        totals = sorted((host, *row) for host, row in counts.items() if any(row))
-        if close is not None and totals:
-            await db.execute(
-                f"WITH closed AS ({close}) {_count_sql(14)}",
-                *close_args,
-                self.worker,
-                *([row[i] for row in totals] for i in range(6)),
+        totals = self._totals(counts)
+        if done:
+            close = (
+                [o.request.id for o in done],
+                [int(o.state) for o in done],
+                [o.attempts for o in done],
+                [o.not_before for o in done],
+                [o.status for o in done],
+                [o.error for o in done],
+                [o.message for o in done],
+                [o.latency for o in done],
+                [o.size for o in done],
+                now,
+                [o.etag for o in done],
+                [o.last_modified for o in done],
+                [revisit_mark(o) for o in done],
             )
-        elif close is not None:
-            await db.execute(close, *close_args)
-        else:
-            await self._count(db, counts)
+            if totals:
+                await db.execute(_CLOSE_AND_COUNT, *close, *totals)
+            else:
+                await db.execute(_CLOSE, *close)
+        elif totals:
+            await db.execute(_COUNT, *totals)
         return committed
 
     async def _unchanged_by_sitemap(
@@ -986,13 +983,17 @@ class PostgresStore:
 
     async def _count(self, db: Db, counts: dict[str, list[int]]) -> None:
         """Add to this process's running totals (rows no other process writes)."""
+        totals = self._totals(counts)
+        if totals:
+            await db.execute(_COUNT, *totals)
+
+    def _totals(self, counts: dict[str, list[int]]) -> tuple[Any, ...] | None:
+        """The parameters of _COUNT for `counts` (host: added, done, failed, items, fetched),
+        or None when there is nothing to add."""
         rows = sorted((host, *row) for host, row in counts.items() if any(row))
-        if rows:
-            await db.execute(
-                _count_sql(1),
-                self.worker,
-                *([row[i] for row in rows] for i in range(6)),
-            )
+        if not rows:
+            return None
+        return (self.worker, *([row[i] for row in rows] for i in range(6)))
 
     async def release(self, ids: Sequence[int] | None = None) -> int:
         if ids is None:
