@@ -20,7 +20,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -206,53 +207,171 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
         pass
 
 
+def _session(
+    guard: AddressGuard, limits: httpx.Limits, headers: Mapping[str, str] | None = None
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections or 0,
+        keepalive_timeout=limits.keepalive_expiry or 5.0,
+        resolver=_PinnedResolver(guard),
+        use_dns_cache=False,  # the guard pins; aiohttp must not keep answers of its own
+        ssl=True,  # aiohttp's verifying context: the system's CAs (see tls.py)
+    )
+    # httpx keeps the cookies; aiohttp must not keep a second jar
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), headers=headers
+    )
+
+
 def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-    """The network transport: aiohttp's connection pool behind httpx's API (httpx-aiohttp),
-    resolving through the guard's pins. URLs, pool keys, SNI and certificates keep the name."""
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=limits.max_connections or 0,
-            keepalive_timeout=limits.keepalive_expiry or 5.0,
-            resolver=_PinnedResolver(guard),
-            use_dns_cache=False,  # the guard pins; aiohttp must not keep answers of its own
-            ssl=True,  # aiohttp's verifying context: the system's CAs (see tls.py)
-        )
-        # httpx keeps the cookies; aiohttp must not keep a second jar
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
+    """The network as an httpx transport (under the HTTP cache): aiohttp's connection pool
+    behind httpx's API (httpx-aiohttp), resolving through the guard's pins. URLs, pool keys,
+    SNI and certificates keep the name."""
     # The transport only uses its own SSL context when it builds its own session, which it never
     # does here; an empty verifying context (it trusts no CA, so it would fail closed) saves
     # loading a certificate bundle (~80 ms of startup) for nothing.
     unused = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return GuardedTransport(_Transport(verify=unused, limits=limits, client=session), guard)
+    transport = _Transport(
+        verify=unused, limits=limits, client=functools.partial(_session, guard, limits)
+    )
+    return GuardedTransport(transport, guard)
+
+
+class PinnedSession:
+    """The network without httpx's request and transport layers (a tenth of a page's CPU):
+    aiohttp's connection pool, every request's host checked by the guard and connected to at
+    its pinned address. `headers` go with every request. `send` answers with an httpx
+    response (its `request` not set) whose body is read from aiohttp's stream; aiohttp's
+    errors come out as httpx's, as from a transport."""
+
+    def __init__(
+        self, guard: AddressGuard, limits: httpx.Limits, headers: Mapping[str, str]
+    ) -> None:
+        self._guard = guard
+        self._limits = limits
+        self._headers = headers
+        self._client: aiohttp.ClientSession | None = None
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        proxy: str | None,
+        connect_timeout: float | None,
+    ) -> httpx.Response:
+        """`method` to `url` with `headers` over the session's, through `proxy` if given."""
+        target = yarl.URL(url, encoded=True)
+        host = target.raw_host or ""
+        if proxy is None:
+            await self._guard.check(host, url)
+        else:
+            await self._guard.check_proxied(host, url)
+            await self._guard.pin_proxy(yarl.URL(proxy).raw_host or "", url)
+        if target.scheme == "https":
+            await tls.verify_paths_loaded()
+        if self._client is None:
+            self._client = _session(self._guard, self._limits, self._headers)
+        try:
+            response = await _open(
+                self._client, method, target, headers, body, proxy, connect_timeout
+            )
+        except Exception:  # translated on the way out (entering these costs every request)
+            with _proxy_errors(), map_aiohttp_exceptions():
+                raise
+        return _response(response, _Body(response))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+async def _open(
+    client: aiohttp.ClientSession,
+    method: str,
+    url: yarl.URL,
+    headers: Mapping[str, str] | None,
+    data: Any,
+    proxy: str | None,
+    connect_timeout: float | None,
+) -> aiohttp.ClientResponse:
+    """aiohttp's response to `method` on `url` (an encoded URL: sent as it is, where aiohttp
+    would requote it: "%" as "%25", "[" as "%5B", "%7e" as "~"), through `proxy` (https
+    through CONNECT) if one is given; redirects not followed, bodies not decoded."""
+    sent: Mapping[str, str] | list[tuple[str, str]] | None = headers
+    tunnel_headers = None
+    bare = None
+    if proxy is not None:
+        bare, authorization = split_credentials(proxy)
+        if authorization is not None:  # to the proxy: in the request, or in its CONNECT
+            if url.scheme == "http":
+                sent = _adding(headers, "Proxy-Authorization", authorization)
+            else:
+                tunnel_headers = {"Proxy-Authorization": authorization}
+    return await client.request(
+        method=method,
+        url=url,
+        headers=sent,
+        data=data,
+        allow_redirects=False,
+        auto_decompress=False,
+        compress=False,
+        timeout=_timeout(connect_timeout),
+        proxy=bare,
+        proxy_headers=tunnel_headers,
+    ).__aenter__()
+
+
+def _response(
+    response: aiohttp.ClientResponse,
+    stream: httpx.AsyncByteStream,
+    request: httpx.Request | None = None,
+) -> httpx.Response:
+    extensions = {"http_version": b"HTTP/1.1"}
+    if response.reason:
+        extensions["reason_phrase"] = response.reason.encode()
+    return httpx.Response(
+        status_code=response.status,
+        headers=response.raw_headers,
+        stream=stream,
+        request=request,
+        extensions=extensions,
+    )
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response's body as aiohttp's stream hands it over."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except Exception:  # translated on the way out
+            with map_aiohttp_exceptions():
+                raise
+
+    async def aclose(self) -> None:
+        with map_aiohttp_exceptions():
+            await self._response.__aexit__(None, None, None)
 
 
 class _Transport(AiohttpTransport):
     """httpx-aiohttp's transport, whose https requests wait for the CA certificates that load
     beside startup (tls.py; done before nearly any request); plain http never waits. A request
-    whose "proxy" extension names a proxy goes through it (https through CONNECT). The URL is
-    sent as httpx holds it (aiohttp would requote it: "%" as "%25", "[" as "%5B", "%7e" as
-    "~"), so the server gets the URL a browser would send."""
+    whose "proxy" extension names a proxy goes through it (see `_open`)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":
             await tls.verify_paths_loaded()
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
-        proxy = request.extensions.get("proxy")
-        headers = request.headers
-        tunnel_headers = None
-        bare = None
-        if proxy is not None:
-            bare, authorization = split_credentials(proxy)
-            if authorization is not None:  # to the proxy: in the request, or in its CONNECT
-                if request.url.scheme == "http":
-                    headers = headers.copy()
-                    headers["Proxy-Authorization"] = authorization
-                else:
-                    tunnel_headers = {"Proxy-Authorization": authorization}
         timeout = request.extensions.get("timeout", {})
+        headers = request.headers
         data: bytes | httpx.AsyncByteStream | None
         try:
             data = request.content or None
@@ -260,38 +379,34 @@ class _Transport(AiohttpTransport):
             data = request.stream  # type: ignore[assignment]
             headers.pop("transfer-encoding", None)
         try:
-            response = await self.client.request(
-                method=request.method,
-                url=yarl.URL(str(request.url), encoded=True),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")),
-                proxy=bare,
-                proxy_headers=tunnel_headers,
-            ).__aenter__()
+            response = await _open(
+                self.client,
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers,
+                data,
+                request.extensions.get("proxy"),
+                timeout.get("connect"),
+            )
         except Exception:  # translated on the way out (entering these costs every request)
             with _proxy_errors(), map_aiohttp_exceptions():
                 raise
-        extensions = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode()
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=AiohttpResponseStream(response),
-            request=request,
-            extensions=extensions,
-        )
+        return _response(response, AiohttpResponseStream(response), request)
+
+
+def _adding(headers: Mapping[str, str] | None, name: str, value: str) -> list[tuple[str, str]]:
+    """`headers` (every value of a repeated one kept) and one more."""
+    if isinstance(headers, httpx.Headers):
+        pairs = headers.multi_items()
+    else:
+        pairs = list((headers or {}).items())
+    return [*pairs, (name, value)]
 
 
 @functools.lru_cache(maxsize=16)
-def _timeout(
-    connect: float | None, read: float | None, pool: float | None
-) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
+def _timeout(connect: float | None) -> aiohttp.ClientTimeout:
+    """Only the connection has a timeout of its own: the fetcher times the whole request."""
+    return aiohttp.ClientTimeout(sock_connect=connect)
 
 
 @contextlib.contextmanager

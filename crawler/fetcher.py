@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .addresses import AddressGuard, GuardedTransport, pinned_transport
+from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .errors import (
@@ -99,31 +99,36 @@ class Fetcher:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        if guard is not None:
-            transport = (
-                GuardedTransport(transport, guard)
-                if transport is not None
-                else pinned_transport(guard, limits)
-            )
-        # The transport is called directly, not through httpx.AsyncClient: the client's
-        # per-request layers (URL merging, auth, redirects, event hooks, a cookie jar parsed
-        # on every response) were a fifth of the crawler's CPU, and we follow redirects here.
-        self._transport = transport or httpx.AsyncHTTPTransport(limits=limits)
+        headers = {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+        self._headers = httpx.Headers(headers)
+        #: The whole request runs under `timeout` (fetch): a read or pool timeout as long would
+        #: only cost the network timers to set and cancel for every request.
+        self._connect_timeout = min(connect_timeout or timeout, timeout)
+        self._extensions = {"timeout": httpx.Timeout(None, connect=self._connect_timeout).as_dict()}
+        self._session: PinnedSession | None = None
+        self._transport: httpx.AsyncBaseTransport | None = None
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
-        if cache_dir is not None:
-            self._transport = _cached(
-                self._transport, cache_dir, cache_ttl, cache_rfc, cache_recording
-            )
-        self._headers = httpx.Headers(
-            {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
-        )
-        connect = min(connect_timeout or timeout, timeout)
-        self._extensions = {
-            # the whole request runs under `timeout` (fetch): a read or pool timeout as long
-            # would only cost the transport timers to set and cancel for every request
-            "timeout": httpx.Timeout(None, connect=connect).as_dict(),
-        }
+        if guard is not None and transport is None and cache_dir is None:
+            # The network straight through aiohttp: httpx's request and transport layers
+            # (URL parsing, header merging, the request's preparation) are for the cache and
+            # for the transports tests hand in.
+            self._session = PinnedSession(guard, limits, headers)
+        else:
+            if guard is not None:
+                transport = (
+                    GuardedTransport(transport, guard)
+                    if transport is not None
+                    else pinned_transport(guard, limits)
+                )
+            # A transport is called directly, not through httpx.AsyncClient: the client's
+            # per-request layers (URL merging, auth, redirects, event hooks, a cookie jar parsed
+            # on every response) were a fifth of the crawler's CPU, and we follow redirects here.
+            self._transport = transport or httpx.AsyncHTTPTransport(limits=limits)
+            if cache_dir is not None:
+                self._transport = _cached(
+                    self._transport, cache_dir, cache_ttl, cache_rfc, cache_recording
+                )
         self.jars = jars or Jars()
         self._proxies = proxies
 
@@ -136,7 +141,10 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
 
     @contextlib.asynccontextmanager
     async def _send(
@@ -150,19 +158,34 @@ class Fetcher:
     ) -> AsyncIterator[httpx.Response]:
         """One request, its body not read yet; the session's cookies sent and kept, like a
         browser's. `headers` go over the crawl's."""
-        merged = self._headers
-        if headers:
-            merged = self._headers.copy()
-            merged.update(headers)
-        extensions = self._extensions if proxy is None else {**self._extensions, "proxy": proxy}
-        request = httpx.Request(method, url, headers=merged, content=body, extensions=extensions)
         jar = self.jars.jar(session)
-        if jar.jar:
-            jar.set_cookie_header(request)
-        response = await self._transport.handle_async_request(request)
-        response.request = request
+        request = None
+        if self._session is not None:
+            if jar.jar:
+                headers = _with_cookies(jar, method, url, headers)
+            response = await self._session.send(
+                method, url, headers, body, proxy, self._connect_timeout
+            )
+        else:
+            assert self._transport is not None
+            merged = self._headers
+            if headers:
+                merged = self._headers.copy()
+                merged.update(headers)
+            extensions: dict[str, Any] = self._extensions
+            if proxy is not None:
+                extensions = {**extensions, "proxy": proxy}
+            request = httpx.Request(
+                method, url, headers=merged, content=body, extensions=extensions
+            )
+            if jar.jar:
+                jar.set_cookie_header(request)
+            response = await self._transport.handle_async_request(request)
+            response.request = request
         try:
             if "set-cookie" in response.headers:
+                if request is None:  # the jar reads the request's URL
+                    response.request = httpx.Request(method, url)
                 jar.extract_cookies(response)
                 self.jars.changed(session)
             yield response
@@ -300,7 +323,7 @@ class Fetcher:
                         if error_body or self._caching:
                             content = await _read_capped(response, url, limit, truncate=True)
                             if error_body:
-                                final = str(response.url)
+                                final = url
                                 fetched = Fetched(
                                     final, status, response.headers, content, hop, method
                                 )
@@ -308,7 +331,7 @@ class Fetcher:
                     content = await _read_capped(response, url, limit, truncate)
                     caching = response.extensions.get("caching") or {}
                     return Fetched(
-                        str(response.url),
+                        url,
                         status,
                         response.headers,
                         content,
@@ -476,6 +499,18 @@ class _Exchange(NamedTuple):
     redirect: Callable[[str], str | None] | None
     limit: int
     truncate: bool
+
+
+def _with_cookies(
+    jar: httpx.Cookies, method: str, url: str, headers: dict[str, str] | None
+) -> dict[str, str] | None:
+    """`headers` with the jar's cookies for `url`, unless they name cookies themselves."""
+    probe = httpx.Request(method, url, headers=headers)
+    jar.set_cookie_header(probe)
+    cookie = probe.headers.get("cookie")
+    if cookie is None or any(name.lower() == "cookie" for name in headers or ()):
+        return headers
+    return {**(headers or {}), "Cookie": cookie}
 
 
 def _without_content(headers: dict[str, str] | None) -> dict[str, str] | None:

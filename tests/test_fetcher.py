@@ -216,3 +216,54 @@ async def test_compressed_bodies_within_the_cap_are_decoded() -> None:
             assert (await f.fetch(f"http://a.com/{coding}")).body == page
         with pytest.raises(ContentDecodingError):
             await f.fetch("http://a.com/")
+
+
+async def test_the_network_path_sends_what_the_mock_path_sends() -> None:
+    """Without a transport handed in, requests go straight through aiohttp: the same headers
+    (the request's over the crawl's), the jar's cookies (unless the request names its own),
+    the body, and the URL byte for byte."""
+    from aiohttp import web
+
+    from crawler.addresses import AddressGuard
+    from tests.sites import serve
+
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.raw_path, dict(request.headers), await request.read()))
+        if request.path == "/login":
+            return web.Response(status=302, headers={"Location": "/home", "Set-Cookie": "s=1"})
+        return web.Response(text="ok")
+
+    app_runners: list[web.AppRunner] = []
+    ports = await serve(handler, ["127.0.0.1"], app_runners)
+    app_runners[0].app.router.add_route("POST", "/{tail:.*}", handler)
+    base = f"http://127.0.0.1:{ports['127.0.0.1']}"
+    guard = AddressGuard(trusted_hosts=["127.0.0.1"])
+    try:
+        async with Fetcher(
+            user_agent="test-bot/1",
+            timeout=5,
+            max_size=1000,
+            max_redirects=3,
+            max_connections=2,
+            guard=guard,
+        ) as f:
+            await f.fetch(f"{base}/login")
+            await f.fetch(f"{base}/a%7e[b]?q=%", headers={"User-Agent": "mine", "X-Y": "z"})
+            await f.fetch(f"{base}/own", headers={"cookie": "t=2"})
+            page = await f.fetch(f"{base}/post", method="POST", body=b"k=v")
+    finally:
+        for runner in app_runners:
+            await runner.cleanup()
+    assert page.body == b"ok"
+    assert page.url == f"{base}/post"
+    login, home, quoted, own, post = seen
+    assert (login[0], login[1], home[1]) == ("GET", "/login", "/home")
+    assert login[2]["User-Agent"] == "test-bot/1"
+    assert "Cookie" not in login[2]
+    assert home[2]["Cookie"] == "s=1"
+    assert quoted[1] == "/a%7e[b]?q=%"
+    assert (quoted[2]["User-Agent"], quoted[2]["X-Y"], quoted[2]["Cookie"]) == ("mine", "z", "s=1")
+    assert own[2]["Cookie"] == "t=2"
+    assert (post[0], post[3], post[2]["Content-Length"]) == ("POST", b"k=v", "3")
