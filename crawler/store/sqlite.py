@@ -481,7 +481,7 @@ class SQLiteStore:
         return store_in_use(self.path)
 
     async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
-        async with self._transaction():
+        async with self._tx_lock:  # one statement: a transaction of its own
             rows = await self._fetchall(
                 f"UPDATE requests SET state = 1, lease = ? WHERE id IN ("
                 f" SELECT id FROM requests WHERE state = 0 AND host = ? AND not_before <= ?"
@@ -919,9 +919,8 @@ class SQLiteStore:
         )
 
     async def _fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            async with self._db.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())  # type: ignore[arg-type]
+        try:  # (one hand-off to the store's thread, where execute + fetchall + close are three)
+            return list(await self._db.execute_fetchall(sql, params))  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: {exc}") from exc
 
