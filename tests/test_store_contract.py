@@ -28,6 +28,7 @@ from crawler.records import (
 )
 from crawler.store import Store, open_store
 from crawler.store.postgres import PostgresStore, schema_name
+from tests.conftest import drop_schema
 
 Opener = Callable[..., Awaitable[Store]]
 
@@ -525,7 +526,82 @@ async def test_a_session_lost_just_before_its_commit_is_run_again(
                 await killer.close()
 
     monkeypatch.setattr(store, "_keep", keep_then_lose_the_session)
+    monkeypatch.setattr(store, "_plain", lambda outcomes: False)  # statement by statement
     await store.commit([Outcome(one, State.DONE, 1, items=['"1"'])])
     assert ended
     assert [i async for i in store.items()] == ['"1"']  # once
+    assert (await store.counts()).done == 1
+
+
+async def _crawl_a_little(store: PostgresStore) -> tuple[Any, ...]:
+    """Commits of every kind a crawl makes, and what the store then says."""
+    await store.add([req("/1"), req("/2"), req("/3"), req("/4")])
+    await store.acquire_hosts(10, None)
+    one, two = await store.lease("a.com", 2, now=1.0)
+    await store.commit(  # new hosts: statement by statement
+        [Outcome(one, State.DONE, 1, status=200, items=['"1"'], links=[req("/x", host="b.com")])]
+    )
+    statements = store.statements
+    await store.commit(  # plain: one statement
+        [
+            Outcome(two, State.DONE, 1, status=200, items=['"2"', '"3"'], links=[req("/5")]),
+        ],
+        counters={"spider/things": 2},
+    )
+    plain_statements = store.statements - statements
+    three, four = await store.lease("a.com", 2, now=1.0)
+    await store.commit(
+        [
+            Outcome(three, State.FAILED, 1, status=404, error=ErrorKind.HTTP_STATUS),
+            Outcome(four, State.QUEUED, 1, error=ErrorKind.TIMEOUT, not_before=50.0),
+        ]
+    )
+    counts = await store.counts()
+    totals = await store.host_totals()
+    return (
+        plain_statements,
+        sorted([i async for i in store.items()]),
+        (counts.done, counts.failed, counts.pending, counts.items, counts.fetched),
+        {host: (t.done, t.failed, t.pending, t.items) for host, t in totals.items()},
+        await store.counters(),
+    )
+
+
+async def test_a_plain_batch_is_one_statement_and_commits_as_the_long_way_does(
+    postgres_dsn: str, pg_spider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = await PostgresStore.open(postgres_dsn, pg_spider)
+    try:
+        one_statement = await _crawl_a_little(quick)
+    finally:
+        await quick.close()
+    other = f"{pg_spider}b"
+    slow = await PostgresStore.open(postgres_dsn, other)
+    monkeypatch.setattr(slow, "_plain", lambda outcomes: False)
+    try:
+        long_way = await _crawl_a_little(slow)
+    finally:
+        await slow.close()
+        drop_schema(postgres_dsn, other)
+    assert one_statement[0] == 1
+    assert long_way[0] > 3
+    assert one_statement[1:] == long_way[1:]
+    assert one_statement[1] == ['"1"', '"2"', '"3"']
+
+
+async def test_a_plain_commit_run_again_after_it_landed_keeps_nothing_twice(
+    shared: Opener,
+) -> None:
+    """A session lost as the one statement's answer came back: it may have landed. Run again,
+    it finds its pages closed already, and keeps nothing a second time."""
+    store = await shared()
+    await store.add([req("/1")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 1, now=1.0)
+    outcome = Outcome(one, State.DONE, 1, status=200, items=['"1"'])
+    assert not (await store.commit([outcome]))[0].lost
+    (again,) = await store.commit([outcome])
+    assert again.lost
+    assert not again.items
+    assert [i async for i in store.items()] == ['"1"']
     assert (await store.counts()).done == 1

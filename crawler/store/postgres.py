@@ -13,8 +13,12 @@ leased under>` in the same transaction: the outcomes of a host that went to anot
 (this one was paused or cut off past its lease) are refused, and only rows closed by that
 transaction (`state = 1 -> 2|3`) get their items, so every item is stored exactly once.
 
-No statement per page: a batch of outcomes is one transaction of about six statements with
-array parameters (`unnest`), whatever its size. Running totals are rows per (host, process)
+No statement per page: a batch of plain outcomes is one statement, whatever its size: a call of
+the schema's `commit_pages` function with array parameters (`unnest`), atomic without BEGIN and
+COMMIT; the writer's commits are the crawl's critical path, and each round trip of a
+transaction waited its turn on the busy event loop. A batch the function refuses (a lease
+lost) or cannot take (redirects to claim, cookies, revisits, sitemap dates, new hosts) is one
+transaction of about six statements. Running totals are rows per (host, process)
 that only their process writes (summed on read), so there is no shared hot row.
 """
 
@@ -69,7 +73,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -104,6 +108,147 @@ _CLOSE = """UPDATE requests r SET state = u.state, attempts = u.attempts,
 _COUNT = _count_sql(1)
 #: Both in one statement (the totals' parameters follow the pages', from $14).
 _CLOSE_AND_COUNT = f"WITH closed AS ({_CLOSE}) {_count_sql(14)}"
+
+#: The parameters of commit_pages, in order (the names prefix what they describe: f_ a fence
+#: renewed, p_ a page closed, i_ an item, l_ a link, t_ a host's totals, k_ a counter).
+_COMMIT_PAGES_PARAMETERS = (
+    ("worker", "text"),
+    ("ttl", "float8"),
+    *(
+        (f"f_{name}", kind)
+        for name, kind in (
+            ("host", "text[]"),
+            ("fence", "bigint[]"),
+            ("has_state", "bool[]"),
+            ("not_before", "float8[]"),
+            ("failures", "int[]"),
+            ("opens", "int[]"),
+            ("open_until", "float8[]"),
+            ("silent_since", "float8[]"),
+        )
+    ),
+    *(
+        (f"p_{name}", kind)
+        for name, kind in (
+            ("id", "bigint[]"),
+            ("state", "smallint[]"),
+            ("attempts", "int[]"),
+            ("not_before", "float8[]"),
+            ("status", "int[]"),
+            ("error", "text[]"),
+            ("message", "text[]"),
+            ("latency", "float8[]"),
+            ("size", "int[]"),
+            ("etag", "text[]"),
+            ("last_modified", "text[]"),
+            ("revisit", "smallint[]"),
+        )
+    ),
+    ("now", "float8"),
+    ("i_request", "bigint[]"),
+    ("i_data", "text[]"),
+    *(
+        (f"l_{name}", kind)
+        for name, kind in (
+            ("url", "text[]"),
+            ("host", "text[]"),
+            ("callback", "text[]"),
+            ("priority", "int[]"),
+            ("depth", "int[]"),
+            ("meta", "text[]"),
+            ("any_content_type", "bool[]"),
+            ("state", "smallint[]"),
+            ("error", "text[]"),
+            ("message", "text[]"),
+            ("key", "text[]"),
+            ("method", "text[]"),
+            ("body", "bytea[]"),
+            ("errback", "text[]"),
+            ("spec", "text[]"),
+        )
+    ),
+    *(
+        (f"t_{name}", kind)
+        for name, kind in (
+            ("host", "text[]"),
+            ("done", "bigint[]"),
+            ("failed", "bigint[]"),
+            ("items", "bigint[]"),
+            ("fetched", "bigint[]"),
+        )
+    ),
+    ("k_name", "text[]"),
+    ("k_value", "bigint[]"),
+)
+
+
+def _columns(prefix: str) -> str:
+    return ", ".join(name for name, _ in _COMMIT_PAGES_PARAMETERS if name.startswith(prefix))
+
+
+#: A commit of plain pages in one round trip: the statements of `_commit`, in its order, in a
+#: function (a call is one statement: atomic without BEGIN and COMMIT, each of which cost the
+#: writer a turn of the busy event loop). Refused (SQLSTATE CR001, nothing done) when a fence
+#: or a page lease was lost: the caller then commits the batch statement by statement, which
+#: sorts out what it keeps.
+_COMMIT_PAGES = f"""CREATE OR REPLACE FUNCTION commit_pages(
+    {", ".join(f"{name} {kind}" for name, kind in _COMMIT_PAGES_PARAMETERS)}
+) RETURNS void LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE hosts h SET lease_until = {_NOW} + ttl, kept = h.kept OR u.has_state,
+        not_before = CASE WHEN u.has_state THEN u.not_before ELSE h.not_before END,
+        failures = CASE WHEN u.has_state THEN u.failures ELSE h.failures END,
+        opens = CASE WHEN u.has_state THEN u.opens ELSE h.opens END,
+        open_until = CASE WHEN u.has_state THEN u.open_until ELSE h.open_until END,
+        silent_since = CASE WHEN u.has_state THEN u.silent_since ELSE h.silent_since END
+    FROM unnest({_columns("f_")}) u(host, fence, has_state, not_before, failures, opens,
+        open_until, silent_since)
+    WHERE h.host = u.host AND h.fence = u.fence AND h.owner = worker;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < cardinality(f_host) THEN
+        RAISE EXCEPTION 'a fence was lost' USING ERRCODE = 'CR001';
+    END IF;
+    SELECT count(*) INTO n FROM (SELECT r.id FROM requests r
+        WHERE r.id = ANY(p_id) AND r.state = 1 ORDER BY r.id FOR UPDATE) locked;
+    IF n < cardinality(p_id) THEN
+        RAISE EXCEPTION 'a lease was lost' USING ERRCODE = 'CR001';
+    END IF;
+    INSERT INTO items (request_id, data) SELECT * FROM unnest(i_request, i_data);
+    WITH added AS (
+        INSERT INTO requests ({NEW_REQUEST_COLUMNS}) SELECT * FROM unnest({_columns("l_")})
+        ON CONFLICT ((COALESCE(key, url))) DO NOTHING RETURNING host, state),
+    totals AS (
+        SELECT host, count(*) AS added, 0::bigint AS done,
+            count(*) FILTER (WHERE state = {int(State.FAILED)}) AS failed, 0::bigint AS items,
+            0::bigint AS fetched
+        FROM added GROUP BY host
+        UNION ALL SELECT u.host, 0, u.done, u.failed, u.items, u.fetched
+        FROM unnest({_columns("t_")}) u(host, done, failed, items, fetched))
+    INSERT INTO counts (host, writer, added, done, failed, items, fetched)
+    SELECT host, worker, sum(added), sum(done), sum(failed), sum(items), sum(fetched)
+    FROM totals GROUP BY host ORDER BY host
+    ON CONFLICT (host, writer) DO UPDATE SET added = counts.added + excluded.added,
+        done = counts.done + excluded.done, failed = counts.failed + excluded.failed,
+        items = counts.items + excluded.items, fetched = counts.fetched + excluded.fetched;
+    UPDATE requests r SET state = u.state, attempts = u.attempts,
+        not_before = u.not_before, status = u.status, error = u.error,
+        message = u.message, updated = now, latency = u.latency, size = u.size,
+        lease = NULL, etag = COALESCE(u.etag, r.etag),
+        last_modified = COALESCE(u.last_modified, r.last_modified), revisit = u.revisit
+    FROM unnest({_columns("p_")}) u(id, state, attempts, not_before, status, error, message,
+        latency, size, etag, last_modified, revisit)
+    WHERE r.id = u.id;
+    INSERT INTO counters (name, writer, value)
+    SELECT u.name, worker, u.value FROM unnest(k_name, k_value) u(name, value)
+    ON CONFLICT (name, writer) DO UPDATE SET value = counters.value + excluded.value;
+END
+$body$"""
+_CALL_COMMIT_PAGES = (
+    f"SELECT commit_pages({', '.join(f'${i + 1}' for i in range(len(_COMMIT_PAGES_PARAMETERS)))})"
+)
 
 
 _TABLES = [
@@ -186,6 +331,7 @@ _TABLES = [
         granted bigint NOT NULL DEFAULT 0,
         closed bool NOT NULL DEFAULT false
     )""",
+    _COMMIT_PAGES,
 ]
 
 #: Migrations from each older schema version to the next.
@@ -203,6 +349,7 @@ _MIGRATIONS = {
     3: [  # 4: host health: when a host's failures since its last success began
         "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
+    4: [_COMMIT_PAGES],  # 5: a commit of plain pages in one statement
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
 _REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
@@ -693,6 +840,10 @@ class PostgresStore:
             return []
         for attempt in range(5):
             try:
+                if state is None and outcomes and self._plain(outcomes):
+                    async with self._commit_lock, self._connection() as db:
+                        if await self._commit_pages(db, outcomes, hosts, counters):
+                            return list(outcomes)
                 async with self._commit_lock, self._tx() as db:
                     committed = await self._commit(db, outcomes, hosts)
                     total = dict(counters or {})
@@ -706,6 +857,91 @@ class PostgresStore:
                     raise StoreError(f"store {self.location}: {exc}") from exc
                 log.debug("commit retried: %s", exc)
         raise AssertionError("unreachable")
+
+    def _plain(self, outcomes: Sequence[Outcome]) -> bool:
+        """Whether `commit_pages` can commit `outcomes`: no redirect to claim, no cookies, no
+        revisit replacing items, no sitemap dates, no host or callback new to this process."""
+        for outcome in outcomes:
+            if outcome.final_url is not None or outcome.jars or outcome.revisit in _REPLACING:
+                return False
+            for link in outcome.links:
+                if (
+                    link.lastmod
+                    or link.host not in self._known_hosts
+                    or link.callback not in self._known_callbacks
+                    or (link.errback and link.errback not in self._known_callbacks)
+                ):
+                    return False
+        return True
+
+    async def _commit_pages(
+        self,
+        db: Db,
+        outcomes: Sequence[Outcome],
+        hosts: Sequence[HostState],
+        counters: Mapping[str, int] | None,
+    ) -> bool:
+        """Commit plain outcomes (see `_plain`) in one statement; False when it was refused
+        (a fence or a lease was lost: nothing was done)."""
+        states = {state.host: state for state in hosts}
+        fences = sorted(
+            {(o.request.host, o.request.fence) for o in outcomes}
+            | {(h, self._fences[h]) for h in states if h in self._fences}
+        )
+        pages = sorted(outcomes, key=lambda o: o.request.id)
+        counts: dict[str, list[int]] = {}  # host: [done, failed, items, fetched]
+        total = dict(counters or {})
+        for outcome in pages:
+            row = counts.setdefault(outcome.request.host, [0, 0, 0, 0])
+            row[0] += outcome.state is State.DONE
+            row[1] += outcome.state is State.FAILED
+            row[2] += len(outcome.items)
+            row[3] += outcome.state is not State.QUEUED and outcome.fetched
+            add_counters(total, outcome.counters)
+        links = sorted((link for o in pages for link in o.links), key=lambda r: r.key or r.url)
+        link_columns = zip(*(r.row() for r in links), strict=True) if links else [[]] * 15
+        totals = sorted(counts.items())
+        names = sorted(total)
+        try:
+            await db.execute(
+                _CALL_COMMIT_PAGES,
+                self.worker,
+                self.lease_ttl,
+                [h for h, _ in fences],
+                [f for _, f in fences],
+                [h in states for h, _ in fences],
+                [states[h].not_before if h in states else 0.0 for h, _ in fences],
+                [states[h].failures if h in states else 0 for h, _ in fences],
+                [states[h].opens if h in states else 0 for h, _ in fences],
+                [states[h].open_until if h in states else 0.0 for h, _ in fences],
+                [states[h].silent_since if h in states else None for h, _ in fences],
+                [o.request.id for o in pages],
+                [int(o.state) for o in pages],
+                [o.attempts for o in pages],
+                [o.not_before for o in pages],
+                [o.status for o in pages],
+                [o.error for o in pages],
+                [o.message for o in pages],
+                [o.latency for o in pages],
+                [o.size for o in pages],
+                [o.etag for o in pages],
+                [o.last_modified for o in pages],
+                [revisit_mark(o) for o in pages],
+                time.time(),
+                [o.request.id for o in pages for _ in o.items],
+                [item for o in pages for item in o.items],
+                *(list(column) for column in link_columns),
+                [host for host, _ in totals],
+                *([row[i] for _, row in totals] for i in range(4)),
+                names,
+                [total[name] for name in names],
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == "CR001":
+                return False
+            raise
+        self.pages += len(pages)
+        return True
 
     async def _commit(
         self, db: Db, outcomes: Sequence[Outcome], hosts: Sequence[HostState]
