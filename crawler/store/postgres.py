@@ -14,7 +14,8 @@ leased under>` in the same transaction: the outcomes of a host that went to anot
 transaction (`state = 1 -> 2|3`) get their items, so every item is stored exactly once.
 
 No statement per page: a batch of plain outcomes is one statement, whatever its size: a call of
-the schema's `commit_pages` function with array parameters (`unnest`), atomic without BEGIN and
+the schema's `commit_pages` function (created, as this crawler has it, whenever a process opens
+the crawl) with array parameters (`unnest`), atomic without BEGIN and
 COMMIT; the writer's commits are the crawl's critical path, and each round trip of a
 transaction waited its turn on the busy event loop. A batch the function refuses (a lease
 lost) or cannot take (redirects to claim, cookies, revisits, sitemap dates, new hosts) is one
@@ -73,7 +74,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 4
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -92,91 +93,87 @@ def _count_sql(first: int) -> str:
             items = counts.items + excluded.items, fetched = counts.fetched + excluded.fetched"""
 
 
-#: Closing a commit's pages: their ids and outcomes ($1-$9, $11-$13), the time ($10).
-_CLOSE = """UPDATE requests r SET state = u.state, attempts = u.attempts,
+#: What a commit closes a page with (from its outcome), and the column types.
+_PAGE_COLUMNS = (
+    ("id", "bigint"),
+    ("state", "smallint"),
+    ("attempts", "int"),
+    ("not_before", "float8"),
+    ("status", "int"),
+    ("error", "text"),
+    ("message", "text"),
+    ("latency", "float8"),
+    ("size", "int"),
+    ("etag", "text"),
+    ("last_modified", "text"),
+    ("revisit", "smallint"),
+)
+_PAGES = ", ".join(name for name, _ in _PAGE_COLUMNS)
+#: The types of NEW_REQUEST_COLUMNS, in their order.
+_NEW_REQUEST_TYPES = (
+    "text", "text", "text", "int", "int", "text", "bool", "smallint", "text", "text", "text",
+    "text", "bytea", "text", "text",
+)  # fmt: skip
+
+
+_NEW_REQUEST_ARRAYS = ", ".join(f"${i + 1}::{kind}[]" for i, kind in enumerate(_NEW_REQUEST_TYPES))
+
+
+def _closing(arrays: str, now: str) -> str:
+    """Closing a commit's pages, from `arrays` (the unnest arguments, in _PAGE_COLUMNS'
+    order) at the time `now`."""
+    return f"""UPDATE requests r SET state = u.state, attempts = u.attempts,
         not_before = u.not_before, status = u.status, error = u.error,
-        message = u.message, updated = $10, latency = u.latency, size = u.size,
+        message = u.message, updated = {now}, latency = u.latency, size = u.size,
         lease = NULL, etag = COALESCE(u.etag, r.etag),
         last_modified = COALESCE(u.last_modified, r.last_modified),
         revisit = u.revisit
-    FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::float8[], $5::int[],
-        $6::text[], $7::text[], $8::float8[], $9::int[], $11::text[], $12::text[],
-        $13::smallint[])
-        u(id, state, attempts, not_before, status, error, message, latency, size,
-          etag, last_modified, revisit)
+    FROM unnest({arrays}) u({_PAGES})
     WHERE r.id = u.id"""
+
+
+#: Closing a commit's pages: their ids and outcomes ($1-$12, see `_close_args`), the time ($13).
+_CLOSE = _closing(
+    ", ".join(f"${i + 1}::{kind}[]" for i, (_, kind) in enumerate(_PAGE_COLUMNS)), "$13"
+)
 _COUNT = _count_sql(1)
 #: Both in one statement (the totals' parameters follow the pages', from $14).
 _CLOSE_AND_COUNT = f"WITH closed AS ({_CLOSE}) {_count_sql(14)}"
 
+#: A fence renewed by a commit, with the host's state when it changed (has_state).
+_FENCE_COLUMNS = (
+    ("host", "text"),
+    ("fence", "bigint"),
+    ("has_state", "bool"),
+    ("not_before", "float8"),
+    ("failures", "int"),
+    ("opens", "int"),
+    ("open_until", "float8"),
+    ("silent_since", "float8"),
+)
+#: What a commit adds to its process's totals of a host, besides the URLs it queued.
+_TOTAL_COLUMNS = (
+    ("host", "text"),
+    ("done", "bigint"),
+    ("failed", "bigint"),
+    ("items", "bigint"),
+    ("fetched", "bigint"),
+)
 #: The parameters of commit_pages, in order (the names prefix what they describe: f_ a fence
 #: renewed, p_ a page closed, i_ an item, l_ a link, t_ a host's totals, k_ a counter).
 _COMMIT_PAGES_PARAMETERS = (
     ("worker", "text"),
     ("ttl", "float8"),
-    *(
-        (f"f_{name}", kind)
-        for name, kind in (
-            ("host", "text[]"),
-            ("fence", "bigint[]"),
-            ("has_state", "bool[]"),
-            ("not_before", "float8[]"),
-            ("failures", "int[]"),
-            ("opens", "int[]"),
-            ("open_until", "float8[]"),
-            ("silent_since", "float8[]"),
-        )
-    ),
-    *(
-        (f"p_{name}", kind)
-        for name, kind in (
-            ("id", "bigint[]"),
-            ("state", "smallint[]"),
-            ("attempts", "int[]"),
-            ("not_before", "float8[]"),
-            ("status", "int[]"),
-            ("error", "text[]"),
-            ("message", "text[]"),
-            ("latency", "float8[]"),
-            ("size", "int[]"),
-            ("etag", "text[]"),
-            ("last_modified", "text[]"),
-            ("revisit", "smallint[]"),
-        )
-    ),
+    *((f"f_{name}", f"{kind}[]") for name, kind in _FENCE_COLUMNS),
+    *((f"p_{name}", f"{kind}[]") for name, kind in _PAGE_COLUMNS),
     ("now", "float8"),
     ("i_request", "bigint[]"),
     ("i_data", "text[]"),
     *(
-        (f"l_{name}", kind)
-        for name, kind in (
-            ("url", "text[]"),
-            ("host", "text[]"),
-            ("callback", "text[]"),
-            ("priority", "int[]"),
-            ("depth", "int[]"),
-            ("meta", "text[]"),
-            ("any_content_type", "bool[]"),
-            ("state", "smallint[]"),
-            ("error", "text[]"),
-            ("message", "text[]"),
-            ("key", "text[]"),
-            ("method", "text[]"),
-            ("body", "bytea[]"),
-            ("errback", "text[]"),
-            ("spec", "text[]"),
-        )
+        (f"l_{name.strip()}", f"{kind}[]")
+        for name, kind in zip(NEW_REQUEST_COLUMNS.split(","), _NEW_REQUEST_TYPES, strict=True)
     ),
-    *(
-        (f"t_{name}", kind)
-        for name, kind in (
-            ("host", "text[]"),
-            ("done", "bigint[]"),
-            ("failed", "bigint[]"),
-            ("items", "bigint[]"),
-            ("fetched", "bigint[]"),
-        )
-    ),
+    *((f"t_{name}", f"{kind}[]") for name, kind in _TOTAL_COLUMNS),
     ("k_name", "text[]"),
     ("k_value", "bigint[]"),
 )
@@ -204,8 +201,7 @@ BEGIN
         opens = CASE WHEN u.has_state THEN u.opens ELSE h.opens END,
         open_until = CASE WHEN u.has_state THEN u.open_until ELSE h.open_until END,
         silent_since = CASE WHEN u.has_state THEN u.silent_since ELSE h.silent_since END
-    FROM unnest({_columns("f_")}) u(host, fence, has_state, not_before, failures, opens,
-        open_until, silent_since)
+    FROM unnest({_columns("f_")}) u({", ".join(name for name, _ in _FENCE_COLUMNS)})
     WHERE h.host = u.host AND h.fence = u.fence AND h.owner = worker;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n < cardinality(f_host) THEN
@@ -226,21 +222,14 @@ BEGIN
             0::bigint AS fetched
         FROM added GROUP BY host
         UNION ALL SELECT u.host, 0, u.done, u.failed, u.items, u.fetched
-        FROM unnest({_columns("t_")}) u(host, done, failed, items, fetched))
+        FROM unnest({_columns("t_")}) u({", ".join(name for name, _ in _TOTAL_COLUMNS)}))
     INSERT INTO counts (host, writer, added, done, failed, items, fetched)
     SELECT host, worker, sum(added), sum(done), sum(failed), sum(items), sum(fetched)
     FROM totals GROUP BY host ORDER BY host
     ON CONFLICT (host, writer) DO UPDATE SET added = counts.added + excluded.added,
         done = counts.done + excluded.done, failed = counts.failed + excluded.failed,
         items = counts.items + excluded.items, fetched = counts.fetched + excluded.fetched;
-    UPDATE requests r SET state = u.state, attempts = u.attempts,
-        not_before = u.not_before, status = u.status, error = u.error,
-        message = u.message, updated = now, latency = u.latency, size = u.size,
-        lease = NULL, etag = COALESCE(u.etag, r.etag),
-        last_modified = COALESCE(u.last_modified, r.last_modified), revisit = u.revisit
-    FROM unnest({_columns("p_")}) u(id, state, attempts, not_before, status, error, message,
-        latency, size, etag, last_modified, revisit)
-    WHERE r.id = u.id;
+    {_closing(_columns("p_"), "now")};
     INSERT INTO counters (name, writer, value)
     SELECT u.name, worker, u.value FROM unnest(k_name, k_value) u(name, value)
     ON CONFLICT (name, writer) DO UPDATE SET value = counters.value + excluded.value;
@@ -331,7 +320,6 @@ _TABLES = [
         granted bigint NOT NULL DEFAULT 0,
         closed bool NOT NULL DEFAULT false
     )""",
-    _COMMIT_PAGES,
 ]
 
 #: Migrations from each older schema version to the next.
@@ -349,7 +337,6 @@ _MIGRATIONS = {
     3: [  # 4: host health: when a host's failures since its last success began
         "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
-    4: [_COMMIT_PAGES],  # 5: a commit of plain pages in one statement
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
 _REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
@@ -542,6 +529,9 @@ class PostgresStore:
                     f"{meta.get('schema_version')}, this crawler uses {SCHEMA_VERSION}: "
                     "start over with --fresh"
                 )
+            # the function as this crawler has it (stores of any version get it, and crawlers
+            # of earlier versions, which never call it, still open them)
+            await db.execute(_COMMIT_PAGES)
             await db.execute(
                 "INSERT INTO meta (key, value) VALUES ('lease_ttl', $1)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -907,27 +897,8 @@ class PostgresStore:
                 _CALL_COMMIT_PAGES,
                 self.worker,
                 self.lease_ttl,
-                [h for h, _ in fences],
-                [f for _, f in fences],
-                [h in states for h, _ in fences],
-                [states[h].not_before if h in states else 0.0 for h, _ in fences],
-                [states[h].failures if h in states else 0 for h, _ in fences],
-                [states[h].opens if h in states else 0 for h, _ in fences],
-                [states[h].open_until if h in states else 0.0 for h, _ in fences],
-                [states[h].silent_since if h in states else None for h, _ in fences],
-                [o.request.id for o in pages],
-                [int(o.state) for o in pages],
-                [o.attempts for o in pages],
-                [o.not_before for o in pages],
-                [o.status for o in pages],
-                [o.error for o in pages],
-                [o.message for o in pages],
-                [o.latency for o in pages],
-                [o.size for o in pages],
-                [o.etag for o in pages],
-                [o.last_modified for o in pages],
-                [revisit_mark(o) for o in pages],
-                time.time(),
+                *_fence_args(fences, states),
+                *_close_args(pages, time.time()),
                 [o.request.id for o in pages for _ in o.items],
                 [item for o in pages for item in o.items],
                 *(list(column) for column in link_columns),
@@ -963,6 +934,7 @@ class PostgresStore:
         closed: set[int] = set()
         if fences:
             leased = sorted((o.request.id, o.request.host, o.request.fence) for o in outcomes)
+            fenced = _fence_args(fences, states)
             rows = await db.fetch(
                 f"""WITH fenced AS (UPDATE hosts h SET lease_until = {_NOW} + $9,
                     kept = h.kept OR u.has_state,
@@ -984,16 +956,10 @@ class PostgresStore:
                     WHERE r.state = 1 ORDER BY r.id FOR UPDATE OF r)
                 SELECT host, fence, NULL::bigint FROM fenced
                 UNION ALL SELECT NULL, NULL, id FROM locked""",
-                [h for h, _ in fences],
-                [f for _, f in fences],
-                [h in states for h, _ in fences],
-                [states[h].not_before if h in states else 0.0 for h, _ in fences],
-                [states[h].failures if h in states else 0 for h, _ in fences],
-                [states[h].opens if h in states else 0 for h, _ in fences],
-                [states[h].open_until if h in states else 0.0 for h, _ in fences],
+                *fenced[:7],
                 self.worker,
                 self.lease_ttl,
-                [states[h].silent_since if h in states else None for h, _ in fences],
+                fenced[7],
                 [page[0] for page in leased],
                 [page[1] for page in leased],
                 [page[2] for page in leased],
@@ -1057,21 +1023,7 @@ class PostgresStore:
         done = [o for o in accepted if o.request.id in closed]
         totals = self._totals(counts)
         if done:
-            close = (
-                [o.request.id for o in done],
-                [int(o.state) for o in done],
-                [o.attempts for o in done],
-                [o.not_before for o in done],
-                [o.status for o in done],
-                [o.error for o in done],
-                [o.message for o in done],
-                [o.latency for o in done],
-                [o.size for o in done],
-                now,
-                [o.etag for o in done],
-                [o.last_modified for o in done],
-                [revisit_mark(o) for o in done],
-            )
+            close = _close_args(done, now)
             if totals:
                 await db.execute(_CLOSE_AND_COUNT, *close, *totals)
             else:
@@ -1197,9 +1149,7 @@ class PostgresStore:
             self._known_callbacks.update(new_names)
         rows = await db.fetch(
             f"""INSERT INTO requests ({NEW_REQUEST_COLUMNS})
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
-                $6::text[], $7::bool[], $8::smallint[], $9::text[], $10::text[], $11::text[],
-                $12::text[], $13::bytea[], $14::text[], $15::text[])
+            SELECT * FROM unnest({_NEW_REQUEST_ARRAYS})
             ON CONFLICT ((COALESCE(key, url))) DO NOTHING
             RETURNING host, state""",
             *(list(column) for column in zip(*(r.row() for r in ordered), strict=True)),
@@ -1630,3 +1580,39 @@ async def _connect(
         raise ConfigError(f"cannot open the PostgreSQL store {safe_dsn(dsn)}: {exc}") from None
     assert pool is not None
     return pool
+
+
+def _fence_args(
+    fences: Sequence[tuple[str, int]], states: Mapping[str, HostState]
+) -> tuple[list[Any], ...]:
+    """The arrays of _FENCE_COLUMNS for `fences` (host, fence), with the hosts' `states`."""
+    kept = [states.get(host) for host, _ in fences]
+    return (
+        [host for host, _ in fences],
+        [fence for _, fence in fences],
+        [state is not None for state in kept],
+        [state.not_before if state else 0.0 for state in kept],
+        [state.failures if state else 0 for state in kept],
+        [state.opens if state else 0 for state in kept],
+        [state.open_until if state else 0.0 for state in kept],
+        [state.silent_since if state else None for state in kept],
+    )
+
+
+def _close_args(pages: Sequence[Outcome], now: float) -> tuple[Any, ...]:
+    """The arrays of _PAGE_COLUMNS for the outcomes `pages`, and the time `now`."""
+    return (
+        [o.request.id for o in pages],
+        [int(o.state) for o in pages],
+        [o.attempts for o in pages],
+        [o.not_before for o in pages],
+        [o.status for o in pages],
+        [o.error for o in pages],
+        [o.message for o in pages],
+        [o.latency for o in pages],
+        [o.size for o in pages],
+        [o.etag for o in pages],
+        [o.last_modified for o in pages],
+        [revisit_mark(o) for o in pages],
+        now,
+    )
