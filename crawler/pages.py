@@ -139,21 +139,30 @@ class PageRunner:
     async def _run(
         self, stored: StoredRequest, request: Request, pages: contextlib.AsyncExitStack
     ) -> Outcome:
+        with _Slot(self._release, stored.host) as slot:  # freed once, whatever happens
+            return await self._through(stored, request, pages, slot)
+
+    async def _through(
+        self,
+        stored: StoredRequest,
+        request: Request,
+        pages: contextlib.AsyncExitStack,
+        slot: _Slot,
+    ) -> Outcome:
+        """A page through the hooks, robots.txt, the fetch, rendering and the callback. The
+        host's slot is freed as soon as the fetch (and the rendering) says how the host did,
+        before the callback runs; on any other way out, by `_run`."""
         attempts = stored.attempts + 1
-        started: float | None = None
         if self._hooks is not None and self._hooks.on_request:
-            try:
-                changed = await self._request_hooks(request, stored)
-            except BaseException:
-                self._release(stored.host, None, None)
-                raise
+            changed = await self._request_hooks(request, stored)
             if not isinstance(changed, Request):
-                self._release(stored.host, None, None)
+                slot.free()
                 return await self._errback(request, changed, None)
             request = changed
+        started: float | None = None
         try:
             if self._robots is not None and not await self._robots.allowed(request.url):
-                self._release(stored.host, None, None)
+                slot.free()
                 outcome = Outcome(
                     stored,
                     State.FAILED,
@@ -183,9 +192,7 @@ class PageRunner:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
                 outcome.latency = time.monotonic() - started
-            self._release(
-                stored.host, health_of(exc), wait_until, exc.message, retry=stored.attempts > 0
-            )
+            slot.free(health_of(exc), wait_until, exc.message, retry=stored.attempts > 0)
             gone = isinstance(exc, HTTPStatusError) and exc.status in _GONE
             if stored.revisit and outcome.state is State.FAILED and gone:
                 outcome.revisit = Revisit.GONE  # its items go with it
@@ -194,12 +201,9 @@ class PageRunner:
                 response = getattr(exc, "response", None)
                 return await self._errback(request, outcome, self._response(request, response))
             return outcome
-        except BaseException:
-            self._release(stored.host, None, None)
-            raise
         latency = time.monotonic() - started
         if stored.revisit and fetched.status == 304:  # unchanged: its items stay
-            self._release(stored.host, Health.OK, None)
+            slot.free(Health.OK)
             add_counter(REVISIT + Revisit.UNCHANGED)
             return _validated(
                 Outcome(
@@ -220,13 +224,10 @@ class PageRunner:
             except FetchError as exc:
                 outcome, _ = self._failed(stored, attempts, exc)
                 outcome.status, outcome.latency = fetched.status, latency
-                self._release(stored.host, None, None)
+                slot.free()
                 if outcome.state is State.FAILED:
                     return await self._errback(request, outcome, None)
                 return outcome
-            except BaseException:
-                self._release(stored.host, None, None)
-                raise
             latency = time.monotonic() - started
         response = self._response(request, fetched)
         assert response is not None
@@ -241,12 +242,12 @@ class PageRunner:
             except Retry as exc:
                 outcome, _ = self._failed(stored, attempts, _RetryAsked(stored.url, exc.reason))
                 outcome.status, outcome.latency = fetched.status, latency
-                self._release(stored.host, Health.ERROR, None)
+                slot.free(Health.ERROR)
                 if outcome.state is State.FAILED:
                     return await self._errback(request, outcome, response)
                 return outcome
             except Exception as exc:
-                self._release(stored.host, _status_health(fetched.status), None)
+                slot.free(_status_health(fetched.status))
                 message = f"process_response raised {type(exc).__name__}: {exc}"
                 log.error("%s: %s", stored.url, message, exc_info=exc)
                 return Outcome(
@@ -258,10 +259,7 @@ class PageRunner:
                     message=message,
                     latency=latency,
                 )
-            except BaseException:
-                self._release(stored.host, None, None)
-                raise
-        self._release(stored.host, _status_health(fetched.status), None)
+        slot.free(_status_health(fetched.status))
         log.debug("%d %s", fetched.status, fetched.url)
         outcome = await self._parsed(stored, request, attempts, fetched, response)
         outcome.latency = latency
@@ -590,6 +588,36 @@ def _checked(request: Request) -> Request:
         render=request.render,
         depth=request.depth,
     )
+
+
+class _Slot:
+    """The host slot a page's fetch took, freed once: `free()` with what the fetch says about
+    the host, or, when the page ends without it (an error, a cancellation), with nothing."""
+
+    __slots__ = ("_host", "_release", "freed")
+
+    def __init__(self, release: Release, host: str) -> None:
+        self._release = release
+        self._host = host
+        self.freed = False
+
+    def free(
+        self,
+        health: Health | None = None,
+        wait_until: float | None = None,
+        why: str | None = None,
+        *,
+        retry: bool = False,
+    ) -> None:
+        if not self.freed:
+            self.freed = True
+            self._release(self._host, health, wait_until, why, retry=retry)
+
+    def __enter__(self) -> _Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
 
 
 class Release(Protocol):
