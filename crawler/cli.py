@@ -539,11 +539,8 @@ def _parse(args: argparse.Namespace) -> int:
                 )
                 for item in items:
                     show("item", response, _plain(item))
-                for yielded in requests:
+                for yielded in requests:  # (the ones a crawl would queue)
                     show("request", response, yielded)
-                    if not requester.in_scope(yielded):
-                        log.info("not followed (out of scope): %s", yielded.url)
-                        continue
                     following.append(yielded)
                 for name, n in counters.items():
                     log.info("%s: %s %d", response.url, name, n)

@@ -1,71 +1,56 @@
-"""The spider author's loop: one request at a time through the crawl's real fetcher, robots.txt,
-address guard and hooks, and one callback run on its response, with no store (the `fetch`,
-`parse` and `shell` commands). `Crawler.requester()` makes a Requester from a crawl's settings.
+"""The spider author's loop: one request at a time through the crawl's own page runner (its
+fetcher, robots.txt, address guard, hooks and link rules), and one callback run on its response,
+with no store (the `fetch`, `parse` and `shell` commands, and testing.Replay).
+`Crawler.requester()` makes a Requester from a crawl's settings.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import inspect
 import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import parser, tls
-from .browser import Renderer, renders
-from .errors import ConfigError, CrawlerError, SpiderError
-from .fetcher import Fetcher
-from .hooks import Hooks, Retry
-from .intercept import as_fetched
+from . import parser
+from .errors import ConfigError, SpiderError
 from .models import Callback, Request, Response
-from .pages import outputs_of, parses
-from .pipelines import Pipelines, is_item
+from .pages import PageRunner, parses
+from .pipelines import Pipelines
 from .records import Outcome, State, StoredRequest
-from .robots import Robots
 from .spider import Spider
 from .stats import counting
 from .urls import Canonicalizer, Scope
 
 log = logging.getLogger("crawler")
 
-#: Every error status: a developer looking at a page wants to see it, whatever its status.
-_ANY_ERROR = frozenset(range(400, 600))
-
 
 class Requester:
-    """Fetches requests one at a time and runs callbacks on their responses (see module).
-    A request to render (its own `render`, else `render_all`) is loaded in `renderer`, and its
-    page stays open until the next fetch or `aclose()`."""
+    """Fetches requests one at a time and runs callbacks on their responses (see module),
+    through the crawl's own page runner: the same hooks, robots.txt, redirects in scope,
+    rendering, and rules for what a callback's items and requests come to. A rendered
+    response's page stays open until the next fetch or `aclose()`."""
 
     def __init__(
         self,
         spider: Spider,
-        fetcher: Fetcher,
-        robots: Robots | None,
-        hooks: Hooks,
+        runner: PageRunner,
         pipelines: Pipelines,
         canonicalizer: Canonicalizer,
-        scope: Scope,
+        scope_of: Callable[[Iterable[str]], Scope],
         *,
         allow_status: Iterable[int] = (),
-        renderer: Renderer | None = None,
-        render_all: bool = False,
     ) -> None:
         self.spider = spider
-        self._fetcher = fetcher
-        self._robots = robots
-        self._hooks = hooks
+        self._runner = runner
         self._pipelines = pipelines
         self._canonicalizer = canonicalizer
-        self._scope = scope
+        self._scope_of = scope_of
         self._allow_status = frozenset(allow_status)
-        self._renderer = renderer
-        self._render_all = render_all
         self._page = contextlib.AsyncExitStack()
 
     async def aclose(self) -> None:
@@ -83,52 +68,15 @@ class Requester:
             why = invalid[2] if invalid else "not an absolute http(s) URL"
             raise ConfigError(f"cannot fetch {request.url!r}: {why}")
         request.url = split[0]  # the URL a crawl fetches (and a recording holds)
-        if self._hooks.on_request:
-            changed = await self._hooks.request(request)
-            if changed is None:
-                raise CrawlerError(f"process_request dropped the request for {request.url}")
-            request = changed
-        if self._robots is not None and not await self._robots.allowed(request.url):
-            raise CrawlerError(
-                f"{request.url} is disallowed by robots.txt (-s obey_robots=false to fetch it)"
-            )
-        fetched = await self._fetcher.fetch(
-            request.url,
-            method=request.method,
-            headers=request.headers,
-            body=request.body,
-            cookies=request.cookies,
-            session=request.session or "",
-            proxy=request.proxy,
-            allow_status=_ANY_ERROR,
-        )
         await self._page.aclose()  # the last response's page: a new one comes
-        rendered = None
-        if self._renderer is not None and renders(request.render, self._render_all, fetched):
-            rendered = await self._page.enter_async_context(
-                self._renderer.render(fetched, session=request.session or "", proxy=request.proxy)
-            )
-            fetched = as_fetched(fetched, rendered)
-        response = Response(
-            url=fetched.url,
-            status=fetched.status,
-            headers=fetched.headers,
-            body=fetched.body,
-            request=request,
-        )
-        response.cached = fetched.cached
-        response.rendered = rendered
-        if self._hooks.on_response:
-            try:
-                response = await self._hooks.response(request, response)
-            except Retry as exc:
-                log.warning("process_response asks for a retry of %s: %s", request.url, exc)
-        return response
+        return await self._runner.response_to(request, split[1], self._page)
 
-    def in_scope(self, request: Request) -> bool:
-        """Whether a crawl from the URLs given would follow `request`."""
-        split = self._canonicalizer.split(request.url)
-        return split is not None and self._scope.allows(*split)
+    def start_at(self, url: str) -> None:
+        """Judge requests as a crawl started at `url` would (the spider's scope from its
+        host), as when the URL was given at the start."""
+        split = self._canonicalizer.split(url)
+        if split is not None:
+            self._runner.scope = self._scope_of([split[1]])
 
     def callback(self, name: str | None, request: Request) -> Callback:
         """The callback `name` (a ConfigError when the spider has none), else the request's."""
@@ -151,38 +99,14 @@ class Requester:
     async def run(
         self, callback: Callback, response: Response, *, pipelines: bool = False
     ) -> tuple[list[Any], list[Request], dict[str, int]]:
-        """What `callback` yields for `response`: items (run through the pipelines and read
-        back from their JSON, with `pipelines`), requests, and the counters bumped (drops
-        included). A callback error is a SpiderError."""
+        """What `callback` yields for `response`, as a crawl keeps it: items (none from a
+        noindex page; run through the pipelines and read back from their JSON, with
+        `pipelines`), the requests a crawl would queue (in scope, not too deep, the first of
+        duplicates; none from a nofollow page), and the counters bumped (drops included). A
+        callback error is a SpiderError."""
         counters: dict[str, int] = {}
-        items: list[Any] = []
-        requests: list[Request] = []
-        name = getattr(callback, "__name__", "callback")
-        await tls.verify_paths_loaded()
         with counting(counters):
-            try:
-                result = callback(response)
-                if inspect.isasyncgen(result):
-                    outputs = [output async for output in result]
-                else:
-                    if inspect.isawaitable(result):
-                        result = await result
-                    outputs = list(outputs_of(result))
-            except Exception as exc:
-                raise SpiderError(
-                    response.url, f"{name}() raised {type(exc).__name__}: {exc}"
-                ) from exc
-        for output in outputs:
-            if isinstance(output, Request):
-                output.depth = response.request.depth + 1 if response.request else 1
-                requests.append(output)
-            elif output is not None:
-                if not is_item(output):
-                    raise SpiderError(
-                        response.url,
-                        f"{name}() yielded a {type(output).__name__}: yield items or Requests",
-                    )
-                items.append(output)
+            items, requests = await self._runner.outputs(callback, response)
         if pipelines and items:
             outcome = await self._pipelines.process(
                 Outcome(_row(response.url), State.DONE, 1, produced=items, counters=counters)

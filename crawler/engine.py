@@ -36,7 +36,7 @@ from .fetcher import Fetcher
 from .frontier import Frontier
 from .hooks import Hooks, check_hooks
 from .models import Request, http_statuses
-from .pages import PageRunner
+from .pages import PageRunner, Release
 from .pipelines import Pipelines, check_pipelines
 from .politeness import Breaker, Circuit, HostHealth, Wait
 from .proxies import ProxyPool, ProxyStatus
@@ -564,18 +564,41 @@ class Crawler:
         hooks: Hooks,
         renderer: Renderer | None = None,
     ) -> PageRunner:
-        settings = self.settings
         robots = self._robots(
             RobotsCache(
                 fetch=self._robots_fetcher(fetcher), load=store.robots_get, save=store.robots_put
             ),
             self._crawl_delay(frontier),
         )
+        return self._page_runner(
+            fetcher,
+            robots,
+            self._scope,
+            hooks,
+            renderer,
+            release=frontier.release,
+            refund=frontier.refund,
+        )
+
+    def _page_runner(
+        self,
+        fetcher: Fetcher,
+        robots: Robots | None,
+        scope: Scope,
+        hooks: Hooks,
+        renderer: Renderer | None,
+        *,
+        release: Release,
+        refund: Callable[[str], None] | None = None,
+        known_urls: int = 200_000,
+    ) -> PageRunner:
+        """The page runner of the crawl (or, with no store, of one page at a time)."""
+        settings = self.settings
         return PageRunner(
             spider=self.spider,
             fetcher=fetcher,
             robots=robots,
-            scope=self._scope,
+            scope=scope,
             canonicalizer=self._canonicalizer,
             traps=TrapGuard(
                 max_length=settings.max_url_length,
@@ -583,7 +606,7 @@ class Crawler:
                 max_params=settings.max_query_params,
             ),
             obey_nofollow=settings.obey_nofollow,
-            release=frontier.release,
+            release=release,
             max_depth=settings.max_depth,
             max_retries=settings.max_retries,
             retry_statuses=settings.retry_statuses,
@@ -593,9 +616,10 @@ class Crawler:
             allow_status=self._allow_status(),
             clock=self._clock,
             hooks=hooks if hooks.on_request or hooks.on_response else None,
-            refund=frontier.refund,
+            refund=refund,
             renderer=renderer,
             render_all=self.spider.render,
+            known_urls=known_urls,
         )
 
     async def _crawl(
@@ -723,17 +747,18 @@ class Crawler:
 
         robots = self._robots(RobotsCache(self._robots_fetcher(fetcher), load, save), None)
         renderer = self._make_renderer(fetcher, self._allows(scope))
+        # one page at a time, through the crawl's own page runner: no slots to free, and no
+        # memory of links across pages (each page shows every request it would queue)
+        runner = self._page_runner(
+            fetcher, robots, scope, hooks, renderer, release=_no_release, known_urls=0
+        )
         requester = Requester(
             self.spider,
-            fetcher,
-            robots,
-            hooks,
+            runner,
             pipelines,
             self._canonicalizer,
-            scope,
+            self._spider_scope,
             allow_status=self._allow_status(),
-            renderer=renderer,
-            render_all=self.spider.render,
         )
         try:
             yield requester
@@ -848,6 +873,10 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if not isinstance(error, asyncio.CancelledError):
             return error
     return group.exceptions[0]
+
+
+def _no_release(*_: object, **__: object) -> None:
+    """A page outside a crawl holds no host slot."""
 
 
 class _Writer:

@@ -20,6 +20,7 @@ from . import parser, tls
 from .browser import Renderer, renders
 from .clock import Clock
 from .errors import (
+    CrawlerError,
     FetchConnectError,
     FetchError,
     FetchTimeout,
@@ -30,7 +31,7 @@ from .errors import (
 from .fetcher import Fetched, Fetcher
 from .hooks import Hooks, Retry
 from .intercept import Rendered, as_fetched
-from .models import Failure, Request, Response
+from .models import Callback, Failure, Request, Response
 from .pipelines import is_item
 from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
@@ -83,7 +84,8 @@ class PageRunner:
         self._spider = spider
         self._fetcher = fetcher
         self._robots = robots
-        self._scope = scope
+        #: Which URLs the crawl visits (the one-page tools move it to where they start).
+        self.scope = scope
         self._canonicalizer = canonicalizer
         self._traps = traps
         self._obey_nofollow = obey_nofollow
@@ -110,6 +112,64 @@ class PageRunner:
         self.dropped_nofollow = 0
         self.dropped_noindex = 0
 
+    # -- one page outside a crawl: the fetch, parse and shell commands, testing.Replay -------
+
+    async def response_to(
+        self, request: Request, host: str, pages: contextlib.AsyncExitStack
+    ) -> Response:
+        """The response to `request` (for `host`) as a crawl gets it: through the request
+        hooks (which may change its URL within its host only), robots.txt, the fetch (whose
+        redirects stay in scope), rendering (the page open until `pages` closes) and the
+        response hooks; whatever its status. Raises CrawlerError when a hook drops or fails
+        it or robots.txt disallows it, and FetchError when the fetch fails."""
+        stored = _stand_in(request, host)
+        if self._hooks is not None and self._hooks.on_request:
+            changed = await self._request_hooks(request, stored)
+            if not isinstance(changed, Request):
+                raise CrawlerError(f"{request.url}: {changed.message}")
+            request = changed
+        if self._robots is not None and not await self._robots.allowed(request.url):
+            raise CrawlerError(
+                f"{request.url} is disallowed by robots.txt (-s obey_robots=false to fetch it)"
+            )
+        fetched = await self._fetcher.fetch(
+            request.url,
+            method=request.method,
+            headers=request.headers,
+            body=request.body,
+            cookies=request.cookies,
+            session=request.session or "",
+            proxy=request.proxy,
+            allow_status=_ANY_ERROR,
+            redirect=self.redirect_target,
+        )
+        rendered = None
+        if self._renderer is not None and renders(request.render, self._render_all, fetched):
+            fetched, rendered = await self._rendered(request, fetched, pages)
+        response = self._response(request, fetched)
+        assert response is not None
+        response.rendered = rendered
+        if self._hooks is not None and self._hooks.on_response:
+            try:
+                response = await self._hooks.response(request, response)
+            except Retry as exc:
+                log.warning("process_response asks for a retry of %s: %s", request.url, exc)
+        return response
+
+    async def outputs(
+        self, callback: Callback, response: Response
+    ) -> tuple[list[Any], list[Request]]:
+        """What `callback` yields for `response`, as a crawl keeps it: the items (none from a
+        noindex page) and the requests it would queue (in scope, not too deep, the first of
+        duplicates; none from a nofollow page). Raises SpiderError."""
+        request = response.request
+        assert request is not None
+        kept: list[Request] = []
+        request.callback = callback  # the callback a crawl would have stored with the request
+        name = getattr(callback, "__name__", "callback")
+        produced, _ = await self._produce(request, response, callback, name, 0, kept)
+        return produced, kept
+
     def redirect_target(self, url: str) -> str | None:
         """Where a redirect to `url` goes: the URL to request, or None when it is out of scope.
         Raises InvalidURL for a URL no browser would fetch."""
@@ -119,7 +179,7 @@ class PageRunner:
             if invalid is not None:
                 raise InvalidURL(url, f"redirected to an invalid URL: {invalid[2]}")
             return None
-        return split[0] if self._scope.allows(*split) else None
+        return split[0] if self.scope.allows(*split) else None
 
     async def run(self, stored: StoredRequest) -> Outcome:
         """The outcome of fetching and parsing `stored` (of its errback, when it finally
@@ -307,7 +367,7 @@ class PageRunner:
             changed = await self._hooks.request(request)
             if changed is not None:
                 changed = _checked(changed)
-            if changed is not None and changed.url != request.url:
+            if changed is not None and changed.url != stored.url:  # (in place, or a new one)
                 split = self._canonicalizer.split(changed.url)
                 if split is None or split[1] != stored.host:
                     raise ValueError(
@@ -359,21 +419,9 @@ class PageRunner:
             )
         try:
             assert request.callback is not None
-            produced, links = await self._outputs(
-                request,
-                response.url,
-                request.callback_name,
-                lambda: request.callback(response),  # type: ignore[misc]
-                stored.id,
+            produced, links = await self._produce(
+                request, response, request.callback, request.callback_name, stored.id
             )
-            if self._obey_nofollow and (produced or links):
-                directives = response.robots_directives
-                if "noindex" in directives and produced:
-                    self.dropped_noindex += len(produced)
-                    produced = []
-                if "nofollow" in directives and links:
-                    self.dropped_nofollow += len(links)
-                    links = []
         except SpiderError as exc:
             log.error("%s", exc, exc_info=exc.__cause__)
             return Outcome(
@@ -394,6 +442,34 @@ class PageRunner:
             final_url=final,
             final_key=final_key,
         )
+
+    async def _produce(
+        self,
+        request: Request,
+        response: Response,
+        callback: Callback,
+        name: str,
+        parent: int,
+        kept: list[Request] | None = None,
+    ) -> tuple[list[Any], list[NewRequest]]:
+        """What `callback` yields for `response` (to `request`, the row `parent`), by the
+        crawl's rules: its items (none from a noindex page), and the requests to queue (in
+        scope, not seen, not too deep; none from a nofollow page). `kept` receives the Request
+        each queued one was made of. Raises SpiderError."""
+        produced, links = await self._outputs(
+            request, response.url, name, lambda: callback(response), parent, kept
+        )
+        if self._obey_nofollow and (produced or links):
+            directives = response.robots_directives
+            if "noindex" in directives and produced:
+                self.dropped_noindex += len(produced)
+                produced = []
+            if "nofollow" in directives and links:
+                self.dropped_nofollow += len(links)
+                links = []
+                if kept is not None:
+                    kept.clear()
+        return produced, links
 
     async def _errback(
         self, request: Request, outcome: Outcome, response: Response | None
@@ -467,7 +543,13 @@ class PageRunner:
             known.popitem(last=False)  # the oldest: FIFO keeps the filter bounded, in O(1)
 
     async def _outputs(
-        self, source: Request, where: str, name: str, produce: Callable[[], Any], parent: int
+        self,
+        source: Request,
+        where: str,
+        name: str,
+        produce: Callable[[], Any],
+        parent: int,
+        kept: list[Request] | None = None,
     ) -> tuple[list[Any], list[NewRequest]]:
         """Run a callback or errback (`produce()` calls it) and collect what it yielded:
         items (as they are: the pipelines see them next), and new requests (in scope, not
@@ -481,12 +563,12 @@ class PageRunner:
             result = produce()
             if inspect.isasyncgen(result):
                 async for output in result:
-                    self._collect(output, source, where, parent, items, links, seen)
+                    self._collect(output, source, where, parent, items, links, seen, kept)
             else:
                 if inspect.isawaitable(result):
                     result = await result
                 for output in outputs_of(result):
-                    self._collect(output, source, where, parent, items, links, seen)
+                    self._collect(output, source, where, parent, items, links, seen, kept)
         except SpiderError:
             raise
         except Exception as exc:
@@ -502,6 +584,7 @@ class PageRunner:
         items: list[Any],
         links: list[NewRequest],
         seen: set[str],
+        kept: list[Request] | None = None,
     ) -> None:
         if isinstance(output, Request):
             plain = (
@@ -531,7 +614,7 @@ class PageRunner:
             if key in seen:
                 return
             seen.add(key)
-            if not self._scope.allows(*split):
+            if not self.scope.allows(*split):
                 self.dropped_offsite += 1
                 if plain:
                     self._remember(output.url)
@@ -547,6 +630,9 @@ class PageRunner:
             links.append(
                 to_stored(self._spider, output, split, depth, error, message, origin, canonical)
             )
+            if kept is not None:
+                output.depth = depth
+                kept.append(output)
             if plain:
                 self._remember(output.url)
         elif output is not None:
@@ -587,6 +673,25 @@ def _checked(request: Request) -> Request:
         proxy=request.proxy,
         render=request.render,
         depth=request.depth,
+    )
+
+
+#: Every error status: one page looked at outside a crawl is shown whatever its status.
+_ANY_ERROR = frozenset(range(400, 600))
+
+
+def _stand_in(request: Request, host: str) -> StoredRequest:
+    """The store row a request outside a crawl stands for (never stored)."""
+    return StoredRequest(
+        0,
+        request.url,
+        host,
+        request.callback_name,
+        request.priority,
+        request.depth,
+        None,
+        request.any_content_type,
+        0,
     )
 
 

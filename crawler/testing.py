@@ -123,6 +123,7 @@ class Replay:
         requester = self._live()
         request = target if isinstance(target, Request) else Request(target, meta=meta)
         method = requester.callback(callback, request)
+        requester.start_at(request.url)  # as a crawl started at this page would judge it
         response = await requester.fetch(request)
         items, requests, _ = await requester.run(method, response, pipelines=self._pipelines)
         return Replayed(response, items, requests)

@@ -83,6 +83,27 @@ async def test_run_a_callback_keeps_what_it_yields_apart() -> None:
     assert [(q.url, q.callback_name, q.depth) for q in requests] == [("http://a.com/b", "parse", 1)]
 
 
+class Mover(Signed):
+    def process_request(self, request: Request) -> Request:
+        request.url = "http://b.com/elsewhere"
+        return request
+
+
+async def test_a_hook_may_not_move_a_request_to_another_host_here_either() -> None:
+    """The one-page tools run the crawl's own checks: a hook moving a request off its host
+    fails the page in a crawl (politeness is per host), and here too."""
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return html("<title>t</title>")
+
+    async with requester(handler, Mover(), obey_robots=False) as r:
+        with pytest.raises(CrawlerError, match="within its host only"):
+            await r.fetch("http://a.com/page")
+    assert fetched == []
+
+
 @pytest.fixture(scope="module")
 def shop() -> Iterator[str]:
     from crawler.demo import DemoShop, serve

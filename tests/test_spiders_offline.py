@@ -5,17 +5,21 @@ replaying part of these tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.spider import load_spider_class
 from crawler.testing import NotRecorded, Replay
 
@@ -186,3 +190,82 @@ async def test_a_default_cache_is_kept_out_of_git_and_a_recording_is_not(tmp_pat
     async with fetcher(hishels, True) as f:
         await f.fetch("http://a.com/")
     assert (hishels / ".gitignore").read_text() == "mine\n"
+
+
+PAGES = {
+    "/": '<a href="/a">a</a> <a href="/a#again">a</a> <a href="http://elsewhere.test/x">x</a>'
+    ' <a href="/noindex">n</a> <a href="/nofollow">f</a>',
+    "/a": '<a href="/deep">deep</a> <a href="/">home</a>',
+    "/deep": '<a href="/deeper">deeper</a>',  # at the depth limit: not followed
+    "/deeper": "",
+    "/noindex": '<meta name="robots" content="noindex"><a href="/after-noindex">next</a>',
+    "/after-noindex": "",
+    "/nofollow": '<meta name="robots" content="nofollow"><a href="/hidden">hidden</a>',
+    "/hidden": "",
+}
+
+
+class Follower(Spider):
+    """An item per page, every link followed."""
+
+    name = "follower"
+    custom_settings = {"max_depth": 2}
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+        for url in response.links():
+            yield Request(url)
+
+
+async def test_replay_keeps_what_the_crawl_keeps(tmp_path: Path) -> None:
+    """The same spider on the same site, crawled live (and recorded), then replayed page by
+    page: each page's items and requests are what the crawl kept (noindex, nofollow, scope,
+    depth and duplicates alike)."""
+    from aiohttp import web
+
+    from tests.conftest import rows
+    from tests.sites import serve
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path not in PAGES:
+            return web.Response(status=404)
+        return web.Response(
+            text=f"<html><body>{PAGES[request.path]}</body></html>", content_type="text/html"
+        )
+
+    runners: list[web.AppRunner] = []
+    port = (await serve(page, ["127.0.0.1"], runners))["127.0.0.1"]
+    base = f"http://127.0.0.1:{port}"
+    folder = tmp_path / "recording"
+    settings = Settings(obey_robots=False, http_cache=True, http_cache_dir=str(folder))
+    try:
+        await Crawler(
+            Follower(start_urls=f"{base}/"),
+            settings.merge(Follower.custom_settings),
+            store_path=tmp_path / "crawl.db",
+        ).run()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+    crawled = dict(rows(tmp_path / "crawl.db", "SELECT url, depth FROM requests WHERE state = 2"))
+    kept_items = {
+        json.loads(text)["url"] for (text,) in rows(tmp_path / "crawl.db", "SELECT data FROM items")
+    }
+    assert f"{base}/hidden" not in crawled  # the crawl's own rules, as a reference
+    assert f"{base}/deeper" not in crawled
+    assert f"{base}/noindex" in crawled
+    assert f"{base}/noindex" not in kept_items
+
+    replayed_items: set[str] = set()
+    replayed_requests: set[str] = set()
+    async with Replay(Follower(), folder) as replay:
+        for url, depth in crawled.items():
+            result = await replay.parse(Request(str(url), depth=int(str(depth))))
+            replayed_items.update(item["url"] for item in result.items)
+            replayed_requests.update(r.url for r in result.requests)
+            if url == f"{base}/nofollow":
+                assert result.requests == []
+            if url == f"{base}/noindex":
+                assert result.items == []
+    assert replayed_items == kept_items
+    assert replayed_requests | {f"{base}/"} == set(crawled)
