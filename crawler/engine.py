@@ -51,6 +51,7 @@ from .records import (
     WorkerInfo,
 )
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
+from .rules import LinkRules, RetryRules
 from .settings import DEFAULT_CACHE_DIR, Settings
 from .sinks import Delivery, Sink, SinkFailed, check_sinks
 from .spider import Spider, check_spider_class, load_object
@@ -598,21 +599,25 @@ class Crawler:
             spider=self.spider,
             fetcher=fetcher,
             robots=robots,
-            scope=scope,
-            canonicalizer=self._canonicalizer,
-            traps=TrapGuard(
-                max_length=settings.max_url_length,
-                max_repeats=settings.max_repeated_segments,
-                max_params=settings.max_query_params,
+            links=LinkRules(
+                scope,
+                settings.max_depth,
+                TrapGuard(
+                    max_length=settings.max_url_length,
+                    max_repeats=settings.max_repeated_segments,
+                    max_params=settings.max_query_params,
+                ),
             ),
+            retries=RetryRules(
+                max_retries=settings.max_retries,
+                statuses=frozenset(settings.retry_statuses),
+                backoff=settings.retry_backoff,
+                backoff_max=settings.retry_backoff_max,
+                max_retry_after=settings.max_retry_after,
+            ),
+            canonicalizer=self._canonicalizer,
             obey_nofollow=settings.obey_nofollow,
             release=release,
-            max_depth=settings.max_depth,
-            max_retries=settings.max_retries,
-            retry_statuses=settings.retry_statuses,
-            retry_backoff=settings.retry_backoff,
-            retry_backoff_max=settings.retry_backoff_max,
-            max_retry_after=settings.max_retry_after,
             allow_status=self._allow_status(),
             clock=self._clock,
             hooks=hooks if hooks.on_request or hooks.on_response else None,

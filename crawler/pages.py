@@ -7,6 +7,7 @@ escape. Takes plain values; reads no settings and writes no store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import random
@@ -36,16 +37,14 @@ from .pipelines import is_item
 from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
 from .robots import Robots, RobotsUnavailable
+from .rules import LinkRules, RetryRules
 from .spider import Spider
 from .stats import CACHE_HITS, RENDER, REVISIT, counting
 from .stats import bump as add_counter
 from .stored import from_stored, identity, request_key, to_stored
-from .urls import Canonicalizer, Scope, TrapGuard
+from .urls import Canonicalizer, Scope
 
 log = logging.getLogger("crawler")
-
-#: Statuses whose Retry-After header is honoured.
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 class PageRunner:
@@ -62,17 +61,11 @@ class PageRunner:
         spider: Spider,
         fetcher: Fetcher,
         robots: Robots | None,
-        scope: Scope,
+        links: LinkRules,
+        retries: RetryRules,
         canonicalizer: Canonicalizer,
-        traps: TrapGuard,
         obey_nofollow: bool,
         release: Release,
-        max_depth: int,
-        max_retries: int,
-        retry_statuses: Iterable[int],
-        retry_backoff: float,
-        retry_backoff_max: float,
-        max_retry_after: float,
         allow_status: Iterable[int] = (),
         clock: Clock | None = None,
         known_urls: int = 200_000,
@@ -84,18 +77,11 @@ class PageRunner:
         self._spider = spider
         self._fetcher = fetcher
         self._robots = robots
-        #: Which URLs the crawl visits (the one-page tools move it to where they start).
-        self.scope = scope
+        self._links = links
+        self._retries = retries
         self._canonicalizer = canonicalizer
-        self._traps = traps
         self._obey_nofollow = obey_nofollow
         self._release = release
-        self._max_depth = max_depth
-        self._max_retries = max_retries
-        self._retry_statuses = frozenset(retry_statuses)
-        self._retry_backoff = retry_backoff
-        self._retry_backoff_max = retry_backoff_max
-        self._max_retry_after = max_retry_after
         #: Statuses >= 400 handed to callbacks for every request (the spider's allow_status).
         self._allow_status = frozenset(allow_status)
         self._clock = clock or Clock()
@@ -111,6 +97,15 @@ class PageRunner:
         self.dropped_depth = 0
         self.dropped_nofollow = 0
         self.dropped_noindex = 0
+
+    @property
+    def scope(self) -> Scope:
+        """Which URLs the crawl visits (the one-page tools move it to where they start)."""
+        return self._links.scope
+
+    @scope.setter
+    def scope(self, scope: Scope) -> None:
+        self._links = dataclasses.replace(self._links, scope=scope)
 
     # -- one page outside a crawl: the fetch, parse and shell commands, testing.Replay -------
 
@@ -179,7 +174,7 @@ class PageRunner:
             if invalid is not None:
                 raise InvalidURL(url, f"redirected to an invalid URL: {invalid[2]}")
             return None
-        return split[0] if self.scope.allows(*split) else None
+        return split[0] if self._links.scope.allows(*split) else None
 
     async def run(self, stored: StoredRequest) -> Outcome:
         """The outcome of fetching and parsing `stored` (of its errback, when it finally
@@ -498,43 +493,23 @@ class PageRunner:
     def _failed(
         self, stored: StoredRequest, attempts: int, exc: FetchError
     ) -> tuple[Outcome, float | None]:
-        """The outcome of a failed fetch (a retry, or a failure), and until when the whole host
-        must wait (a Retry-After), if it must."""
-        status = exc.status if isinstance(exc, HTTPStatusError) else None
-        transient = status in self._retry_statuses if status is not None else exc.transient
-        now = self._clock.now()
-        delay = random.uniform(
-            0, min(self._retry_backoff_max, self._retry_backoff * 2 ** (attempts - 1))
-        )
-        wait_until = None
-        if isinstance(exc, HTTPStatusError) and exc.status in _RETRY_AFTER_STATUSES:
-            pause = exc.retry_after if exc.retry_after is not None else delay
-            if pause > self._max_retry_after:
-                message = f"{exc.message}, Retry-After {pause:.0f} s exceeds max_retry_after"
-                log.warning("failed %s: %s", stored.url, message)
-                outcome = Outcome(
-                    stored, State.FAILED, attempts, status=status, error=exc.kind, message=message
-                )
-                return outcome, None
-            wait_until = now + pause
-            delay = max(delay, pause)
-        if transient and attempts <= self._max_retries:
+        """The outcome of a failed fetch (a retry, or a failure: see RetryRules), and until
+        when the whole host must wait (a Retry-After), if it must."""
+        verdict = self._retries.verdict(exc, attempts, self._clock.now(), random.random())
+        if verdict.state is State.QUEUED:
             log.debug("retrying %s (%s), attempt %d", stored.url, exc.message, attempts)
-            outcome = Outcome(
-                stored,
-                State.QUEUED,
-                attempts,
-                status=status,
-                error=exc.kind,
-                message=exc.message,
-                not_before=now + delay,
-            )
-            return outcome, wait_until
-        log.warning("failed %s: %s", stored.url, exc.message)
+        else:
+            log.warning("failed %s: %s", stored.url, verdict.message)
         outcome = Outcome(
-            stored, State.FAILED, attempts, status=status, error=exc.kind, message=exc.message
+            stored,
+            verdict.state,
+            attempts,
+            status=exc.status if isinstance(exc, HTTPStatusError) else None,
+            error=exc.kind,
+            message=verdict.message,
+            not_before=verdict.not_before,
         )
-        return outcome, wait_until
+        return outcome, verdict.wait_until
 
     def _remember(self, url: str) -> None:
         known = self._known
@@ -614,18 +589,17 @@ class PageRunner:
             if key in seen:
                 return
             seen.add(key)
-            if not self.scope.allows(*split):
+            rules = self._links
+            if not rules.scope.allows(*split):
                 self.dropped_offsite += 1
                 if plain:
                     self._remember(output.url)
                 return
-            # a sitemap lists seeds: its entries start at the sitemap's own depth
-            sitemap = source.callback_name == "parse_sitemap"
-            depth = source.depth + (0 if sitemap else 1)
-            if self._max_depth and depth > self._max_depth:
+            depth = rules.depth(source.depth, source.callback_name)
+            if rules.too_deep(depth):
                 self.dropped_depth += 1  # not remembered: a shallower page may add it
                 return
-            if error is None and (message := self._traps.reason(split[0])) is not None:
+            if error is None and (message := rules.traps.reason(split[0])) is not None:
                 error = ErrorKind.TRAP
             links.append(
                 to_stored(self._spider, output, split, depth, error, message, origin, canonical)
