@@ -181,9 +181,14 @@ class PageRunner:
         fails), with the cookie jar its fetch changed."""
         request = from_stored(self._spider, stored)
         counters: dict[str, int] = {}
-        with counting(counters):  # the spider's stats.inc() while the page runs count with it
-            async with contextlib.AsyncExitStack() as pages:  # a rendered page, until parsed
-                outcome = await self._run(stored, request, pages)
+        # the spider's stats.inc() while the page runs count with it; the host's slot is freed
+        # once, whatever happens
+        with counting(counters), _Slot(self._release, stored.host) as slot:
+            if self._renderer is None:
+                outcome = await self._through(stored, request, None, slot)
+            else:
+                async with contextlib.AsyncExitStack() as pages:  # a rendered page, until parsed
+                    outcome = await self._through(stored, request, pages, slot)
         outcome.counters = counters or None
         session = request.session or ""
         jar = self._fetcher.jars.take(session)
@@ -191,22 +196,16 @@ class PageRunner:
             outcome.jars = {session: jar}
         return outcome
 
-    async def _run(
-        self, stored: StoredRequest, request: Request, pages: contextlib.AsyncExitStack
-    ) -> Outcome:
-        with _Slot(self._release, stored.host) as slot:  # freed once, whatever happens
-            return await self._through(stored, request, pages, slot)
-
     async def _through(
         self,
         stored: StoredRequest,
         request: Request,
-        pages: contextlib.AsyncExitStack,
+        pages: contextlib.AsyncExitStack | None,
         slot: _Slot,
     ) -> Outcome:
         """A page through the hooks, robots.txt, the fetch, rendering and the callback. The
         host's slot is freed as soon as the fetch (and the rendering) says how the host did,
-        before the callback runs; on any other way out, by `_run`."""
+        before the callback runs; on any other way out, by `run`."""
         attempts = stored.attempts + 1
         if self._hooks is not None and self._hooks.on_request:
             changed = await self._request_hooks(request, stored)
@@ -274,6 +273,7 @@ class PageRunner:
             )
         rendered = None
         if self._renderer is not None and renders(request.render, self._render_all, fetched):
+            assert pages is not None
             try:
                 fetched, rendered = await self._rendered(request, fetched, pages)
             except FetchError as exc:
