@@ -6,6 +6,7 @@ from .errors import (
     ConfigError,
     ContentDecodingError,
     CrawlerError,
+    DropItem,
     FetchConnectError,
     FetchError,
     FetchTimeout,
@@ -14,13 +15,12 @@ from .errors import (
     RedirectOutOfScope,
     RenderError,
     ResponseTooLarge,
+    Retry,
     SpiderError,
     StoreError,
     TooManyRedirects,
 )
-from .hooks import Retry
 from .models import Failure, FormRequest, JsonRequest, Request, Response
-from .pipelines import DropItem
 from .settings import Settings
 from .sinks import CsvSink, JsonlSink, JsonSink, PostgresSink, Sink, StoredItem
 from .spider import Spider

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from . import tls
-from .errors import FetchConnectError, FetchError, ProxyError
+from .errors import BlockedAddress as BlockedAddress  # (re-exported)
+from .errors import FetchConnectError, ProxyError
 from .proxies import split_credentials
-from .records import ErrorKind
 
 # aiohttp loads the system's CA bundle twice at import; see tls.py
 with tls.deferred_verify_paths():
@@ -43,13 +43,6 @@ Resolver = Callable[[str], Awaitable[list[str]]]
 
 #: Seconds a checked address stays pinned to its host.
 PIN_SECONDS = 300.0
-
-
-class BlockedAddress(FetchError):
-    """The host resolves only to addresses the crawl may not contact."""
-
-    kind = ErrorKind.BLOCKED_ADDRESS
-    sent = False
 
 
 async def system_resolver(host: str) -> list[str]:

@@ -29,12 +29,11 @@ from typing import Any, TextIO
 
 from . import __version__
 from .engine import Crawler, CrawlStats
-from .errors import ConfigError, CrawlerError, SpiderError
+from .errors import ConfigError, CrawlerError, SinkFailed, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
 from .records import ErrorKind, FailedFilter, error_kinds
 from .settings import Settings
-from .sinks import SinkFailed
 from .spider import Spider, load_spider_class
 from .store import Summary, is_dsn, open_readonly, open_store
 

@@ -29,7 +29,7 @@ from .browser import Renderer
 from .clock import Clock
 from .cookies import Jars
 from .devtools import Requester
-from .errors import ConfigError, CrawlerError, SpiderError, StoreError
+from .errors import ConfigError, CrawlerError, SinkFailed, SpiderError, StoreError
 from .events import EventLog
 from .export import check_output, file_sink
 from .fetcher import Fetcher
@@ -53,7 +53,7 @@ from .records import (
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .rules import LinkRules, RetryRules
 from .settings import DEFAULT_CACHE_DIR, Settings
-from .sinks import Delivery, Sink, SinkFailed, check_sinks
+from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
 from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
 from .stats import split as split_counters

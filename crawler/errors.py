@@ -1,4 +1,5 @@
-"""The exception tree: every error the crawler raises on purpose derives from CrawlerError.
+"""Every error the crawler raises on purpose, in one tree, and the signals a spider raises to
+steer it, apart (so that `except CrawlerError` never swallows a signal):
 
     CrawlerError
     ├── ConfigError          bad setting, unloadable spider file, store from another spider
@@ -11,10 +12,23 @@
     │   ├── TooManyRedirects
     │   ├── RedirectOutOfScope
     │   ├── ContentDecodingError
+    │   ├── BlockedAddress   the host resolves only to addresses the crawl may not contact
+    │   ├── RobotsUnavailable  robots.txt answered 5xx or could not be fetched
     │   ├── RenderError      the browser could not render the page
     │   └── HTTPStatusError  .status, .retry_after
     ├── SpiderError          .url: wraps the exception a user callback raised
-    └── StoreError           the store cannot be opened, read or written
+    ├── StoreError           the store cannot be opened, read or written
+    ├── SinkTaken            another process feeds the sink
+    ├── SinkFailed           a sink could not take the items (they stay in the store)
+    └── NotRecorded          a replayed test asked for a response the recording lacks
+
+    Signal                   raised by spider code to tell the crawler what to do
+    ├── Retry                process_response: fetch the page again
+    └── DropItem             process_item: leave the item out
+
+Private subclasses (a retry a hook asked for, a rendered page's refused request, a lost
+PostgreSQL session) live beside their one user. Parsing helpers raise ValueError subclasses
+(DecodingError, SitemapError, InvalidHost) that their callers translate into these.
 
 Only the fetcher imports httpx; it translates httpx errors into FetchError subclasses.
 """
@@ -130,3 +144,65 @@ class SpiderError(CrawlerError):
         super().__init__(f"{message} (while parsing {url})")
         self.url = url
         self.message = message
+
+
+class BlockedAddress(FetchError):
+    """The host resolves only to addresses the crawl may not contact."""
+
+    kind = ErrorKind.BLOCKED_ADDRESS
+    sent = False
+
+
+class RobotsUnavailable(FetchError):
+    """robots.txt answered 5xx or could not be fetched: the origin is off limits for now."""
+
+    kind = ErrorKind.ROBOTS_UNAVAILABLE
+    transient = True
+    sent = False  # the page's own request never went out
+
+
+class SinkTaken(CrawlerError):
+    """A sink found that another process is feeding it (it wrote nothing): this process stops
+    feeding it."""
+
+
+class SinkFailed(CrawlerError):
+    """A sink could not take the crawl's items (they stay in the store for the next run).
+    `sink` names it; `waiting` counts its items left in the store when the run ended."""
+
+    def __init__(self, message: str, sink: str = "", waiting: int = 0) -> None:
+        super().__init__(message)
+        self.message, self.sink, self.waiting = message, sink, waiting
+
+    def __str__(self) -> str:
+        if not self.waiting:
+            return self.message
+        return (
+            f"{self.message}; {self.waiting} items wait for it in the store: run the same "
+            "command again to deliver them"
+        )
+
+
+class NotRecorded(CrawlerError):
+    """A replayed test asked for a response the recording does not hold."""
+
+
+class Signal(Exception):
+    """Root of what spider code raises to steer the crawl (not errors)."""
+
+
+class Retry(Signal):
+    """Raise it in `process_response` to fetch the request again (with the usual back-off, up
+    to `max_retries`; then the page fails with error "retry" and `reason` as its message)."""
+
+    def __init__(self, reason: str = "retry asked for by process_response") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DropItem(Signal):
+    """Raise it in `process_item` to leave an item out; `reason` is what it is counted under."""
+
+    def __init__(self, reason: str = "dropped") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -18,19 +18,11 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import ConfigError, CrawlerError
+from .errors import ConfigError
+from .errors import Retry as Retry  # (re-exported)
 from .models import Request, Response
 
 _METHODS = ("process_request", "process_response")
-
-
-class Retry(CrawlerError):
-    """Raise it in `process_response` to fetch the request again (with the usual back-off, up
-    to `max_retries`; then the page fails with error "retry" and `reason` as its message)."""
-
-    def __init__(self, reason: str = "retry asked for by process_response") -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def check_hooks(hooks: Any, where: str) -> list[Any]:

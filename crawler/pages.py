@@ -27,16 +27,18 @@ from .errors import (
     FetchTimeout,
     HTTPStatusError,
     InvalidURL,
+    Retry,
+    RobotsUnavailable,
     SpiderError,
 )
 from .fetcher import Fetched, Fetcher
-from .hooks import Hooks, Retry
+from .hooks import Hooks
 from .intercept import Rendered, as_fetched
 from .models import Callback, Failure, Request, Response
 from .pipelines import is_item
 from .politeness import Health
 from .records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
-from .robots import Robots, RobotsUnavailable
+from .robots import Robots
 from .rules import LinkRules, RetryRules
 from .spider import Spider
 from .stats import CACHE_HITS, RENDER, REVISIT, counting

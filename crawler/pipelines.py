@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigError, CrawlerError, SpiderError
+from .errors import ConfigError, DropItem, SpiderError
 from .records import ErrorKind, Outcome, State
 from .stats import DROPPED, counting
 
@@ -34,14 +34,6 @@ log = logging.getLogger("crawler")
 
 #: The longest drop reason kept (reasons are counted: they should name a kind of problem).
 MAX_REASON = 160
-
-
-class DropItem(CrawlerError):
-    """Raise it in `process_item` to leave an item out; `reason` is what it is counted under."""
-
-    def __init__(self, reason: str = "dropped") -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def check_pipelines(pipelines: Any, where: str) -> list[Any]:

@@ -16,22 +16,12 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from .addresses import BlockedAddress
-from .errors import FetchError, HTTPStatusError
-from .records import ErrorKind
+from .errors import BlockedAddress, FetchError, HTTPStatusError, RobotsUnavailable
 
 log = logging.getLogger(__name__)
 
 #: How much of a robots.txt is parsed at most (RFC 9309 asks for at least 500 KiB).
 MAX_ROBOTS_BYTES = 500 * 1024
-
-
-class RobotsUnavailable(FetchError):
-    """robots.txt answered 5xx or could not be fetched: the origin is off limits for now."""
-
-    kind = ErrorKind.ROBOTS_UNAVAILABLE
-    transient = True
-    sent = False  # the page's own request never went out
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, CrawlerError
+from .errors import ConfigError, SinkTaken
+from .errors import SinkFailed as SinkFailed  # (re-exported)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -319,28 +320,6 @@ class PostgresSink(Sink):
 
 
 # -- feeding the sinks --------------------------------------------------------------------
-
-
-class SinkTaken(CrawlerError):
-    """A sink found that another process is feeding it (it wrote nothing): this process stops
-    feeding it."""
-
-
-class SinkFailed(CrawlerError):
-    """A sink could not take the crawl's items (they stay in the store for the next run).
-    `sink` names it; `waiting` counts its items left in the store when the run ended."""
-
-    def __init__(self, message: str, sink: str = "", waiting: int = 0) -> None:
-        super().__init__(message)
-        self.message, self.sink, self.waiting = message, sink, waiting
-
-    def __str__(self) -> str:
-        if not self.waiting:
-            return self.message
-        return (
-            f"{self.message}; {self.waiting} items wait for it in the store: run the same "
-            "command again to deliver them"
-        )
 
 
 class Delivery:

@@ -19,3 +19,20 @@ def test_the_version_has_one_source() -> None:
     from importlib.metadata import version
 
     assert version("crawler") == crawler.__version__
+
+
+def test_every_public_error_lives_in_the_one_tree_and_signals_stand_apart() -> None:
+    import crawler.errors
+    import crawler.store.postgres  # (it defines a private error of its own)
+
+    def subclasses(root: type) -> list[type]:
+        found = []
+        for sub in root.__subclasses__():
+            found += [sub, *subclasses(sub)]
+        return found
+
+    public = [e for e in subclasses(crawler.CrawlerError) if not e.__name__.startswith("_")]
+    assert {e.__module__ for e in public} == {"crawler.errors"}
+    for signal in (crawler.Retry, crawler.DropItem):
+        assert issubclass(signal, crawler.errors.Signal)
+        assert not issubclass(signal, crawler.CrawlerError)  # `except CrawlerError` lets it by
