@@ -32,7 +32,7 @@ from .engine import Crawler, CrawlStats
 from .errors import ConfigError, CrawlerError, SinkFailed, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
-from .records import ErrorKind, FailedFilter, error_kinds
+from .records import Ended, ErrorKind, FailedFilter, error_kinds
 from .settings import Settings
 from .spider import Spider, load_spider_class
 from .store import Summary, is_dsn, open_readonly, open_store
@@ -374,7 +374,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     # on benchmarks/ab.py's workload, 6 interleaved runs)
     gc.freeze()
     stats = _crawl_and_sum_up(crawler, args.quiet, shlex.join(resume))
-    return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+    return EXIT_INTERRUPTED if stats.ended == Ended.STOPPED else EXIT_OK
 
 
 def _crawl_and_sum_up(crawler: Crawler, quiet: bool, resume: str) -> CrawlStats:
@@ -856,12 +856,12 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         if stats.failed_total
         else ""
     )
-    lines = {
-        "complete": "crawl complete",
-        "already complete": f"crawl already complete: nothing left to fetch ({again}--fresh "
+    lines: dict[str, str] = {
+        Ended.COMPLETE: "crawl complete",
+        Ended.ALREADY_COMPLETE: f"crawl already complete: nothing left to fetch ({again}--fresh "
         "starts over)",
-        "max_pages": "crawl reached max_pages",
-        "stopped": "crawl stopped",
+        Ended.MAX_PAGES: "crawl reached max_pages",
+        Ended.STOPPED: "crawl stopped",
     }
     skipped = (
         f", {stats.robots_disallowed} disallowed by robots.txt" if stats.robots_disallowed else ""
@@ -892,7 +892,7 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
         f"{stats.queued} queued, {stats.items_total} items",
         file=sys.stderr,
     )
-    if stats.ended == "stopped" or (stats.ended == "max_pages" and stats.queued):
+    if stats.ended == Ended.STOPPED or (stats.ended == Ended.MAX_PAGES and stats.queued):
         print(f"resume with: {resume}", file=sys.stderr)
 
 
@@ -984,7 +984,7 @@ def _bench(args: argparse.Namespace) -> int:
     settings = BENCH_SETTINGS.merge(_pairs(args.settings, "-s"))
     result = run_bench(args.hosts, args.pages, settings)
     print(result.report())
-    return EXIT_OK if result.stats.ended == "complete" else EXIT_INTERRUPTED
+    return EXIT_OK if result.stats.ended == Ended.COMPLETE else EXIT_INTERRUPTED
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -1030,4 +1030,4 @@ def _demo(args: argparse.Namespace) -> int:
             f"export the items with: python -m crawler export --store {args.store} -o items.jsonl",
             file=sys.stderr,
         )
-    return EXIT_INTERRUPTED if stats.ended == "stopped" else EXIT_OK
+    return EXIT_INTERRUPTED if stats.ended == Ended.STOPPED else EXIT_OK

@@ -42,6 +42,7 @@ from .politeness import Breaker, Circuit, HostHealth, Wait
 from .proxies import ProxyPool, ProxyStatus
 from .records import (
     STATE_MARK,
+    Ended,
     ErrorKind,
     FailedFilter,
     NewRequest,
@@ -92,8 +93,8 @@ class CrawlStats:
     gone: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
-    #: How the run ended: "complete", "already complete", "max_pages", or "stopped".
-    ended: str = ""
+    #: How the run ended (empty while it runs).
+    ended: Ended | str = ""
     #: Rows left in the store when the run ended.
     queued: int = 0
     done_total: int = 0
@@ -326,7 +327,7 @@ class Crawler:
             writer = _Writer(
                 store, frontier, stats, self.spider, pipelines, delivery, events, saved_state
             )
-            ended = "error"
+            ended: Ended | str = Ended.ERROR
             try:
                 await pipelines.open()
                 await self._lifecycle("opened")
@@ -402,11 +403,13 @@ class Crawler:
                 self.spider.name, f"{name}() raised {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _close(self, store: Store, pipelines: Pipelines, writer: _Writer, ended: str) -> None:
+    async def _close(
+        self, store: Store, pipelines: Pipelines, writer: _Writer, ended: Ended | str
+    ) -> None:
         """The end of a run, however it ended: the spider's `closed(reason)`, the pipelines'
         `close`, then the state and counters they left, committed. When the run failed, errors
         here are logged (the run's own error is the one raised)."""
-        failing = ended == "error"
+        failing = ended == Ended.ERROR
         steps: list[Callable[[], Awaitable[None]]] = [
             functools.partial(self._lifecycle, "closed", ended),
             pipelines.close,
@@ -448,9 +451,9 @@ class Crawler:
             # a shared store grants pages as they are fetched, against every process's
             budget = 0 if store.shared else max(settings.max_pages - counts.fetched, 0)
             if counts.fetched >= settings.max_pages:
-                stats.ended = "max_pages"
+                stats.ended = Ended.MAX_PAGES
         if counts.pending == 0:
-            stats.ended = "already complete"
+            stats.ended = Ended.ALREADY_COMPLETE
         if not stats.ended:
             log.info(
                 "%s crawl of spider %r: %d queued, %d done, %d failed (store %s)",
@@ -660,11 +663,11 @@ class Crawler:
         """How the run ended, and what this run dropped."""
         stats = self.stats
         if self._stopping:
-            stats.ended = "stopped"
+            stats.ended = Ended.STOPPED
         elif frontier.budget_spent:
-            stats.ended = "max_pages"
+            stats.ended = Ended.MAX_PAGES
         else:
-            stats.ended = "complete"
+            stats.ended = Ended.COMPLETE
         stats.dropped_offsite, stats.dropped_depth = page.dropped_offsite, page.dropped_depth
         stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
         stats.pages += frontier.abandoned_pages

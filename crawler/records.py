@@ -101,6 +101,26 @@ def revisit_mark(outcome: Outcome) -> int:
     return REVISIT_CHANGED if outcome.revisit is Revisit.CHANGED else 0
 
 
+class Ended(enum.StrEnum):
+    """How a run ended (`CrawlStats.ended`, and the reason `Spider.closed` gets). String
+    values: `stats.ended == "complete"` holds as well."""
+
+    COMPLETE = "complete"
+    ALREADY_COMPLETE = "already complete"
+    MAX_PAGES = "max_pages"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class ScopeStrategy(enum.StrEnum):
+    """Where a crawl without `allowed_domains` may go from its start URLs (`Spider.scope`):
+    those hosts exactly, their registrable domains with subdomains, or anywhere."""
+
+    SAME_HOST = "same-host"
+    SAME_DOMAIN = "same-domain"
+    ANY = "any"
+
+
 class State(enum.IntEnum):
     QUEUED = 0
     LEASED = 1

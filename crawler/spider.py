@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .models import Callback, Request, Response, http_statuses
+from .records import ScopeStrategy
 from .settings import parse_value
 from .sitemaps import MAX_SITEMAP_BYTES, SITEMAP_LASTMOD, SitemapEntry, SitemapError
 from .sitemaps import parse as parse_sitemap_body
@@ -25,7 +26,7 @@ _NOT_ARGUMENTS = frozenset(
     {"custom_settings", "pipelines", "hooks", "sinks", "state", "stats", "logger"}
 )
 #: The values of `Spider.scope`.
-SCOPES = ("same-host", "same-domain", "any")
+SCOPES = tuple(ScopeStrategy)
 
 
 class Spider:
@@ -62,7 +63,7 @@ class Spider:
     start_urls: Sequence[str] = ()
     sitemap_urls: Sequence[str] = ()
     allowed_domains: Sequence[str] | None = None
-    scope: str = "same-host"
+    scope: ScopeStrategy | str = ScopeStrategy.SAME_HOST
     allow: Sequence[str] = ()
     deny: Sequence[str] = ()
     allow_status: Sequence[int] = ()

@@ -36,6 +36,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 import ada_url
 import idna
 
+from .records import ScopeStrategy
+
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -508,7 +510,7 @@ class Scope:
         *,
         start_hosts: Iterable[str],
         allowed_domains: Iterable[str] | None,
-        strategy: str = "same-host",
+        strategy: str = ScopeStrategy.SAME_HOST,
         allow: Iterable[str] = (),
         deny: Iterable[str] = (),
     ) -> Scope:
@@ -521,10 +523,10 @@ class Scope:
         if allowed_domains is not None:
             domains = frozenset(map(canonical_domain, allowed_domains))
             return cls(domains=domains, allow=allowed, deny=denied)
-        if strategy == "any":
+        if strategy == ScopeStrategy.ANY:
             return cls(allow=allowed, deny=denied)
         hosts = frozenset(h.lower() for h in start_hosts)
-        if strategy == "same-domain":
+        if strategy == ScopeStrategy.SAME_DOMAIN:
             domains = frozenset(registrable_domain(h) for h in hosts)
             return cls(domains=domains, allow=allowed, deny=denied)
         return cls(hosts=hosts, allow=allowed, deny=denied)

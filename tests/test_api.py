@@ -36,3 +36,12 @@ def test_every_public_error_lives_in_the_one_tree_and_signals_stand_apart() -> N
     for signal in (crawler.Retry, crawler.DropItem):
         assert issubclass(signal, crawler.errors.Signal)
         assert not issubclass(signal, crawler.CrawlerError)  # `except CrawlerError` lets it by
+
+
+def test_states_are_enums_that_read_as_the_strings_they_were() -> None:
+    from crawler.records import Ended, ScopeStrategy
+
+    assert Ended.COMPLETE == "complete"
+    assert f"{Ended.MAX_PAGES}" == "max_pages"
+    assert crawler.Spider.scope is ScopeStrategy.SAME_HOST
+    assert crawler.Spider.scope == "same-host"

@@ -82,6 +82,7 @@ async def site(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[He
     await health.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("site", "clock"), [((["flaky"], {}), 5)], indirect=True)
 async def test_a_flaky_host_is_crawled_whole_within_seconds(
     site: HealthSite, store_path: Path, clock: Clock

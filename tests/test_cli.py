@@ -223,6 +223,7 @@ def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:
     assert all(b["rating"] in {"1", "2", "3", "4", "5"} for b in books)
 
 
+@pytest.mark.slow
 async def test_failures_are_listed_filtered_and_retried(
     graph: GraphSite, spider_file: Path, tmp_path: Path
 ) -> None:

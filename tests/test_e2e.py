@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.export import export_items
 from crawler.store import SQLiteStore
@@ -136,6 +138,7 @@ async def test_robots_txt_disallowed_pages_are_never_requested(
     assert disallowed == [(11,)]  # /p/1 and /p/10 ... /p/19
 
 
+@pytest.mark.slow
 async def test_robots_unavailable_hosts_are_not_crawled_and_missing_robots_allow_all(
     graph: GraphSite, store_path: Path
 ) -> None:
