@@ -30,8 +30,9 @@ from .errors import BlockedAddress as BlockedAddress  # (re-exported)
 from .errors import FetchConnectError, ProxyError
 from .proxies import split_credentials
 
-# aiohttp loads the system's CA bundle twice at import; see tls.py
-with tls.deferred_verify_paths():
+# aiohttp loads the system's CA bundle twice at import: the command line has it done beside
+# startup (tls.py); a program that imports crawler gets aiohttp as it is
+with tls.deferred_for_the_command_line():
     import aiohttp
     import aiohttp.abc
     import yarl

@@ -2,7 +2,8 @@
 
 aiohttp builds its two default SSL contexts when it is imported, and each one loads the
 system's CA bundle: about 50 ms apiece with OpenSSL 3, a fifth of the time `python -m crawler
-run` takes to send its first request. Imported under `deferred_verify_paths()`, those loads are
+run` takes to send its first request. Imported under `deferred_verify_paths()` (by the command
+line only: see `deferred_for_the_command_line`), those loads are
 recorded instead and then run in a background thread, where they overlap the rest of startup
 (OpenSSL parses the bundle without holding the GIL); the context that verifies nothing
 (CERT_NONE) is left without the CAs it would never consult. Whatever may use those contexts awaits
@@ -14,14 +15,32 @@ waits for them too, so that a child process never inherits a half-loaded context
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 _loaders: list[threading.Thread] = []
 _errors: list[BaseException] = []
+
+
+def deferred_for_the_command_line() -> contextlib.AbstractContextManager[None]:
+    """`deferred_verify_paths()` when this process is the crawler's own command line (`python
+    -m crawler`, or the `crawler` script), which knows every user of those contexts; a program
+    that imports crawler keeps aiohttp's contexts loaded as aiohttp loads them."""
+    return deferred_verify_paths() if command_line() else contextlib.nullcontext()
+
+
+def command_line() -> bool:
+    """Whether this process runs the crawler's command line."""
+    argv = sys.orig_argv
+    if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "crawler":
+        return True
+    return Path(sys.argv[0]).name == "crawler"
 
 
 @contextmanager

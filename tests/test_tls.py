@@ -176,6 +176,8 @@ def test_the_interpreter_waits_for_the_loading_before_it_exits(tmp_path: Path) -
         "    original(context)\n"
         "    print('loaded', flush=True)\n"
         "ssl.SSLContext.set_default_verify_paths = slow\n"
+        "import sys\n"
+        "sys.orig_argv = [sys.executable, '-m', 'crawler']\n"  # as the command line does
         "import crawler.addresses\n"
     )
     result = subprocess.run(
@@ -184,3 +186,27 @@ def test_the_interpreter_waits_for_the_loading_before_it_exits(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     # aiohttp's verifying default context (the one that verifies nothing needs no CAs)
     assert result.stdout.count("loaded") == 1
+
+
+def test_a_program_that_imports_crawler_gets_aiohttp_as_it_is() -> None:
+    """Only the command line defers aiohttp's CA loading: a program of the user's may use
+    aiohttp's default contexts the moment it has imported crawler."""
+    script = (
+        "import crawler, crawler.tls, aiohttp.connector as c\n"
+        "assert not crawler.tls._loaders\n"
+        "assert c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'] > 0\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_command_line_is_told_by_how_it_was_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-X", "dev", "-m", "crawler", "run"])
+    assert tls.command_line()
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-m", "pytest"])
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/crawler", "run"])
+    assert tls.command_line()
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    assert not tls.command_line()
