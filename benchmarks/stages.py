@@ -55,7 +55,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("page runner (pages.py)", ("crawler/pages.py",)),
     ("frontier + politeness", ("crawler/frontier.py", "crawler/politeness.py")),
-    ("engine (workers, writer)", ("crawler/engine.py",)),
+    ("engine (workers, writer)", ("crawler/engine.py", "crawler/writer.py")),
     ("event loop (asyncio)", ("asyncio/", "selectors.py")),
 ]
 

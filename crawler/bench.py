@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engine import Crawler, CrawlStats
+from .engine import Crawler
 from .models import Request, Response
+from .progress import CrawlStats
 from .settings import Settings
 from .spider import Spider
 

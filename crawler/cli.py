@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .engine import Crawler, CrawlStats
+from .engine import Crawler
 from .errors import ConfigError, CrawlerError, SinkFailed, SpiderError
 from .export import check_output, export_items
 from .models import Request, Response
+from .progress import CrawlStats
 from .records import Ended, ErrorKind, FailedFilter, error_kinds
 from .settings import Settings
 from .spider import Spider, load_spider_class

@@ -21,8 +21,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from .engine import Progress
 from .politeness import HostHealth
+from .progress import Progress
 
 #: Hosts shown in the live table.
 TOP_HOSTS = 10

@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -38,121 +37,28 @@ from .hooks import Hooks, check_hooks
 from .models import Request, http_statuses
 from .pages import PageRunner, Release
 from .pipelines import Pipelines, check_pipelines
-from .politeness import Breaker, Circuit, HostHealth, Wait
-from .proxies import ProxyPool, ProxyStatus
+from .politeness import Breaker, Circuit, HostHealth
+from .progress import CrawlStats, HostProgress, Progress
+from .proxies import ProxyPool
 from .records import (
     STATE_MARK,
     Ended,
     ErrorKind,
     FailedFilter,
     NewRequest,
-    Outcome,
-    Revisit,
-    State,
-    WorkerInfo,
 )
 from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from .rules import LinkRules, RetryRules
 from .settings import DEFAULT_CACHE_DIR, Settings
 from .sinks import Delivery, Sink, check_sinks
 from .spider import Spider, check_spider_class, load_object
-from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
 from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
+from .writer import Writer
 
 log = logging.getLogger("crawler")
-
-#: Most page outcomes committed in one transaction.
-MAX_BATCH = 512
-
-
-@dataclass(slots=True)
-class CrawlStats:
-    """What a run did. `pages` counts pages finished in this run (done or failed)."""
-
-    pages: int = 0
-    failed: int = 0
-    retried: int = 0
-    items: int = 0
-    dropped_offsite: int = 0
-    dropped_depth: int = 0
-    #: Links of nofollow pages and items of noindex pages left out.
-    dropped_nofollow: int = 0
-    #: Items the pipelines dropped in this run.
-    dropped_items: int = 0
-    #: Pages the HTTP cache answered in this run.
-    cached: int = 0
-    #: Pages rendered in the browser in this run, and the requests of theirs that were refused.
-    rendered: int = 0
-    render_blocked: int = 0
-    #: Revisits of this run: pages found unchanged (304), changed, and gone (404/410).
-    unchanged: int = 0
-    changed: int = 0
-    gone: int = 0
-    started: float = field(default_factory=time.monotonic)
-    elapsed: float = 0.0
-    #: How the run ended (empty while it runs).
-    ended: Ended | str = ""
-    #: Rows left in the store when the run ended.
-    queued: int = 0
-    done_total: int = 0
-    failed_total: int = 0
-    items_total: int = 0
-    #: URLs robots.txt disallowed: skipped, apart from `pages` and failures (this run; store).
-    robots_disallowed: int = 0
-    robots_disallowed_total: int = 0
-
-    @property
-    def pages_per_second(self) -> float:
-        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class HostProgress:
-    """One host while the crawl runs: requests in flight, rows waiting (queued, or leased and
-    buffered), pages done and failed (earlier runs included), seconds between request starts,
-    seconds until its next request may start, and its circuit breaker's state."""
-
-    host: str
-    in_flight: int
-    queued: int
-    done: int
-    failed: int
-    delay: float
-    wait: float
-    circuit: Circuit
-    #: What holds its next request back for `wait` seconds (None: nothing).
-    waiting_for: Wait | None = None
-    #: Its health (ok, slowed, open, given up) and why (see politeness.host_health).
-    health: HostHealth = HostHealth.OK
-    why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """A running crawl at one moment (see `Crawler.progress`). `run` holds this run's counts
-    (pages, failed, retried, items); the totals are the store's, earlier runs included
-    (`fetched`: pages a request went out for, what `max_pages` counts)."""
-
-    elapsed: float
-    run: CrawlStats
-    queued: int
-    done: int
-    failed: int
-    items: int
-    fetched: int
-    in_flight: int
-    max_pages: int | None
-    hosts: list[HostProgress]
-    #: The processes of the crawl, on a shared store (none otherwise).
-    workers: list[WorkerInfo] = field(default_factory=list)
-    #: The spider's own counters and the items its pipelines dropped, by reason (committed).
-    stats: dict[str, int] = field(default_factory=dict)
-    dropped_items: dict[str, int] = field(default_factory=dict)
-    #: The crawl's proxies (`proxies` setting): requests, failures, rest (none without).
-    proxies: list[ProxyStatus] = field(default_factory=list)
 
 
 class Crawler:
@@ -324,7 +230,7 @@ class Crawler:
             if events is not None:
                 stack.callback(events.close)
                 events.emit("start", spider=self.spider.name, store=str(self.store_path))
-            writer = _Writer(
+            writer = Writer(
                 store, frontier, stats, self.spider, pipelines, delivery, events, saved_state
             )
             ended: Ended | str = Ended.ERROR
@@ -404,7 +310,7 @@ class Crawler:
             ) from exc
 
     async def _close(
-        self, store: Store, pipelines: Pipelines, writer: _Writer, ended: Ended | str
+        self, store: Store, pipelines: Pipelines, writer: Writer, ended: Ended | str
     ) -> None:
         """The end of a run, however it ended: the spider's `closed(reason)`, the pipelines'
         `close`, then the state and counters they left, committed. When the run failed, errors
@@ -631,7 +537,7 @@ class Crawler:
         )
 
     async def _crawl(
-        self, store: Store, frontier: Frontier, page: PageRunner, writer: _Writer
+        self, store: Store, frontier: Frontier, page: PageRunner, writer: Writer
     ) -> None:
         """Run the worker pool and the writer until the frontier is done or the crawl stops;
         leased URLs not fetched go back to the queue."""
@@ -714,7 +620,7 @@ class Crawler:
         stats.items_total = counts.items
         stats.elapsed = time.monotonic() - stats.started
 
-    async def _worker(self, frontier: Frontier, page: PageRunner, writer: _Writer) -> None:
+    async def _worker(self, frontier: Frontier, page: PageRunner, writer: Writer) -> None:
         while (stored := await frontier.next()) is not None:
             await writer.commit(await page.run(stored))
 
@@ -885,145 +791,3 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def _no_release(*_: object, **__: object) -> None:
     """A page outside a crawl holds no host slot."""
-
-
-class _Writer:
-    """The one task that commits page outcomes, many per transaction (group commit): while one
-    batch commits, the next accumulates. A worker waits for its page's commit before it takes
-    another URL, so a crash re-fetches at most `concurrency` pages; the frontier hears of an
-    outcome only once it is durable, so the crawl never ends with a page's links in memory."""
-
-    def __init__(
-        self,
-        store: Store,
-        frontier: Frontier,
-        stats: CrawlStats,
-        spider: Spider,
-        pipelines: Pipelines,
-        delivery: Delivery,
-        events: EventLog | None = None,
-        state: str | None = None,
-    ) -> None:
-        self._store = store
-        self._frontier = frontier
-        self._stats = stats
-        self._spider = spider
-        self._pipelines = pipelines
-        self._delivery = delivery
-        self._events = events
-        #: The state as last committed (as restored, at first): a process that leaves it as it
-        #: found it never writes it over another's.
-        self._state = state
-        self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
-
-    async def commit(self, outcome: Outcome) -> None:
-        """Return once `outcome` is committed (raises what the commit raised)."""
-        done = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((outcome, done))
-        await done
-
-    def close(self) -> None:
-        """No more outcomes: the writer commits what it holds and ends."""
-        self._queue.put_nowait(None)
-
-    async def run(self) -> None:
-        closing = False
-        while not closing:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                entry = self._queue.get_nowait()
-                if entry is None:
-                    closing = True
-                    break
-                batch.append(entry)
-            try:
-                # pipelines run here, page by page in commit order, so that the state saved
-                # with this commit reflects exactly the pages it commits
-                outcomes = await self._redirects_kept([outcome for outcome, _ in batch])
-                outcomes = [await self._pipelines.process(outcome) for outcome in outcomes]
-                outcomes = await self._store.commit(
-                    outcomes,
-                    self._frontier.take_changed_hosts(),
-                    state=self._changed_state(),
-                    counters=self._spider.stats.take(),
-                )
-            except BaseException as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                        done.exception()  # the writer task reports it; waiters need not
-                raise
-            self._settled(outcomes)
-            if self._events is not None:
-                self._events.committed(outcomes)
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-            self._delivery.poke()
-
-    async def _redirects_kept(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """The outcomes, without the items of redirects whose final URL is crawled on its own
-        (the commit would drop them): the pipelines must not see them, or a dedup pipeline
-        would take the page's own items, committed later, for duplicates."""
-        finals = {
-            o.final_key or o.final_url[0]
-            for o in outcomes
-            if o.final_url is not None and o.produced and o.state is not State.QUEUED
-        }
-        if not finals:
-            return outcomes
-        taken = await self._store.taken(sorted(finals))
-        for outcome in outcomes:
-            final = outcome.final_url
-            if final is not None and (outcome.final_key or final[0]) in taken:
-                outcome.produced = []
-        return outcomes
-
-    async def flush(self) -> None:
-        """Commit the state and the counters changed since the last batch (the run is over)."""
-        state, counters = self._changed_state(), self._spider.stats.take()
-        if state is not None or counters:
-            await self._store.commit([], state=state, counters=counters)
-            self._delivery.poke()
-
-    def _changed_state(self) -> str | None:
-        """The spider's state as JSON text, when it changed since the last commit."""
-        state = self._spider.state
-        if not state and self._state is None:
-            return None
-        try:
-            text = json.dumps(state, ensure_ascii=False, sort_keys=True)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"spider {self._spider.name!r}: self.state must be JSON-serializable: {exc}"
-            ) from None
-        if text == self._state:
-            return None
-        self._state = text
-        return text
-
-    def _settled(self, batch: list[Outcome]) -> None:
-        stats = self._stats
-        for outcome in batch:
-            if outcome.state is State.QUEUED:
-                stats.retried += 1
-            elif outcome.error is ErrorKind.ROBOTS_DISALLOWED:
-                stats.robots_disallowed += 1
-            else:
-                stats.pages += 1
-                stats.failed += outcome.state is State.FAILED
-                stats.items += len(outcome.items)
-            if outcome.counters and not outcome.lost:
-                stats.dropped_items += sum(
-                    n for name, n in outcome.counters.items() if name.startswith(DROPPED)
-                )
-                stats.cached += outcome.counters.get(CACHE_HITS, 0)
-                stats.rendered += outcome.counters.get(RENDER + "pages", 0)
-                stats.render_blocked += outcome.counters.get(RENDER + "blocked", 0)
-                stats.unchanged += outcome.counters.get(REVISIT + Revisit.UNCHANGED, 0)
-                stats.changed += outcome.counters.get(REVISIT + Revisit.CHANGED, 0)
-                stats.gone += outcome.counters.get(REVISIT + Revisit.GONE, 0)
-        self._frontier.settle(batch)

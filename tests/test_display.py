@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
-from crawler.engine import CrawlStats, HostProgress, Progress
 from crawler.politeness import Circuit, HostHealth, Wait
+from crawler.progress import CrawlStats, HostProgress, Progress
 
 
 def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
