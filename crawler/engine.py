@@ -22,24 +22,22 @@ from pathlib import Path
 
 import httpx
 
-from . import parser, tls
-from .addresses import AddressGuard, Resolver, system_resolver
-from .browser import Renderer
+from . import tls
+from .addresses import Resolver
+from .assembly import Parts
 from .clock import Clock
 from .cookies import Jars
 from .devtools import Requester
 from .errors import ConfigError, CrawlerError, SinkFailed, SpiderError, StoreError
 from .events import EventLog
-from .export import check_output, file_sink
+from .export import check_output
 from .fetcher import Fetcher
 from .frontier import Frontier
-from .hooks import Hooks, check_hooks
-from .models import Request, http_statuses
-from .pages import PageRunner, Release
-from .pipelines import Pipelines, check_pipelines
-from .politeness import Breaker, Circuit, HostHealth
+from .models import Request
+from .pages import PageRunner
+from .pipelines import Pipelines
+from .politeness import Circuit, HostHealth
 from .progress import CrawlStats, HostProgress, Progress
-from .proxies import ProxyPool
 from .records import (
     STATE_MARK,
     Ended,
@@ -47,15 +45,13 @@ from .records import (
     FailedFilter,
     NewRequest,
 )
-from .robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
-from .rules import LinkRules, RetryRules
-from .settings import DEFAULT_CACHE_DIR, Settings
-from .sinks import Delivery, Sink, check_sinks
-from .spider import Spider, check_spider_class, load_object
+from .settings import Settings
+from .sinks import Delivery
+from .spider import Spider, check_spider_class
 from .stats import split as split_counters
 from .store import Store, is_dsn, open_store
 from .stored import to_stored
-from .urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
+from .urls import Scope
 from .writer import Writer
 
 log = logging.getLogger("crawler")
@@ -111,10 +107,15 @@ class Crawler:
         self.output = check_output(output) if output is not None else None
         self.overwrite_output = overwrite_output
         self.stats = CrawlStats()
-        self._transport = transport
-        self._resolver = resolver or system_resolver
-        self._clock = clock or Clock()
-        self._proxy_pool: ProxyPool | None = None
+        self._parts = Parts(
+            spider,
+            self.settings,
+            output=self.output,
+            overwrite_output=overwrite_output,
+            transport=transport,
+            resolver=resolver,
+            clock=clock,
+        )
         self.events = Path(events) if events is not None else None
         self._frontier: Frontier | None = None
         self._store: Store | None = None
@@ -122,11 +123,7 @@ class Crawler:
         self._stopping = False
         self._grace_timer: asyncio.TimerHandle | None = None
         self._scope = Scope()
-        self._canonicalizer = Canonicalizer(
-            strip_params=frozenset(self.settings.strip_query_params),
-            strip_tracking=self.settings.strip_tracking_params,
-            sort_query=self.settings.sort_query,
-        )
+        self._canonicalizer = self._parts.canonicalizer
 
     # -- control ---------------------------------------------------------------------------
 
@@ -190,7 +187,7 @@ class Crawler:
             workers=await store.workers(),
             stats=own,
             dropped_items=dropped,
-            proxies=self._proxy_pool.status() if self._proxy_pool is not None else [],
+            proxies=self._parts.proxy_pool.status() if self._parts.proxy_pool else [],
         )
 
     # -- the run ---------------------------------------------------------------------------
@@ -199,7 +196,7 @@ class Crawler:
         """Crawl until the frontier is exhausted, `max_pages` is reached, or `stop()`."""
         stats = self.stats
         stats.started = time.monotonic()
-        pipelines, hooks, sinks = self._extensions()
+        pipelines, hooks, sinks = self._parts.extensions()
         seeds = await self._seed_requests()
         async with contextlib.AsyncExitStack() as stack:
             store = await self._open_store()
@@ -216,16 +213,18 @@ class Crawler:
             stack.callback(delivery.cancel)
             fetcher = await self._make_fetcher(store, seeds)
             stack.push_async_callback(fetcher.aclose)
-            frontier = self._frontier = self._make_frontier(store, budget)
+            frontier = self._frontier = self._parts.frontier(store, budget)
             stack.push_async_callback(frontier.aclose)
             await frontier.start()
             if self._stopping:
                 frontier.stop()
-            renderer = self._make_renderer(
-                fetcher, self._allows(self._scope), self._charge(frontier)
+            renderer = self._parts.renderer(
+                fetcher, self._parts.allows(self._scope), self._parts.charge(frontier)
             )
             stack.push_async_callback(renderer.aclose)
-            page = self._make_page_runner(store, fetcher, frontier, hooks, renderer)
+            page = self._parts.crawl_page_runner(
+                store, fetcher, frontier, hooks, renderer, self._scope
+            )
             events = EventLog(self.events) if self.events is not None else None
             if events is not None:
                 stack.callback(events.close)
@@ -259,32 +258,6 @@ class Crawler:
         except SinkFailed:
             await self._final_counts(store, stats)
             raise
-
-    def _extensions(self) -> tuple[Pipelines, Hooks, list[Sink]]:
-        """The spider's pipelines, hooks and sinks, then those the settings name: each checked
-        (or loaded) now, so that a bad one is a one-line error before anything runs."""
-        spider, settings = self.spider, self.settings
-        where = f"spider {spider.name!r}"
-        pipelines = check_pipelines(spider.pipelines, f"{where}: pipelines")
-        pipelines += check_pipelines(
-            [load_object(spec, "setting 'pipelines'") for spec in settings.pipelines],
-            "setting 'pipelines'",
-        )
-        hooks = check_hooks(spider.hooks, f"{where}: hooks")
-        hooks += check_hooks(
-            [load_object(spec, "setting 'hooks'") for spec in settings.hooks], "setting 'hooks'"
-        )
-        sinks = (
-            [file_sink(self.output, overwrite=self.overwrite_output)]
-            if self.output is not None
-            else []
-        )
-        sinks += check_sinks(spider.sinks, f"{where}: sinks")
-        sinks += check_sinks(
-            [load_object(spec, "setting 'sinks'") for spec in settings.sinks], "setting 'sinks'"
-        )
-        check_sinks(sinks, f"{where}: sinks")  # one bookmark each
-        return Pipelines(pipelines, spider), Hooks(hooks, spider), sinks
 
     async def _restore_state(self, store: Store) -> str | None:
         """Give the spider the state the last commit kept; returns its text."""
@@ -373,168 +346,16 @@ class Crawler:
         return budget
 
     async def _make_fetcher(self, store: Store, seeds: list[NewRequest]) -> Fetcher:
-        return self._fetcher(self._trusted_hosts(seeds), await self._jars(store))
+        return self._parts.fetcher(self._parts.trusted_hosts(seeds), await self._jars(store))
 
-    def _fetcher(self, trusted_hosts: frozenset[str], jars: Jars) -> Fetcher:
-        settings = self.settings
-        return Fetcher(
-            user_agent=settings.user_agent,
-            timeout=settings.request_timeout,
-            max_size=settings.max_response_size,
-            max_redirects=settings.max_redirects,
-            max_connections=settings.concurrency,
-            connect_timeout=settings.connect_timeout,
-            transport=self._transport,
-            guard=AddressGuard(
-                resolve=self._resolver,
-                trusted_hosts=trusted_hosts,
-                allow_private=settings.allow_private_networks,
-            ),
-            jars=jars,
-            proxies=self._proxies(),
-            cache_dir=Path(settings.http_cache_dir) if settings.http_cache else None,
-            cache_ttl=settings.http_cache_ttl or None,
-            cache_rfc=settings.http_cache_policy == "rfc9111",
-            # a folder the user named is a recording, to commit; the default one is a cache
-            cache_recording=settings.http_cache_dir != DEFAULT_CACHE_DIR,
-        )
-
-    def _make_frontier(self, store: Store, budget: int | None) -> Frontier:
-        settings = self.settings
-        return Frontier(
-            store,
-            per_host_concurrency=settings.per_domain_concurrency,
-            rate_limit=settings.rate_limit,
-            batch_size=max(2 * settings.per_domain_concurrency, 16),
-            max_buffered=max(8 * settings.concurrency, 256),
-            page_budget=budget,
-            gate_hosts=settings.obey_robots,
-            host_budget=settings.max_pages_per_host or None,
-            breaker=lambda: Breaker(
-                threshold=settings.breaker_threshold,
-                cooldown=settings.breaker_cooldown,
-                window=settings.breaker_window,
-                cooldown_max=settings.breaker_cooldown_max,
-                give_up_requests=settings.host_give_up_requests,
-                give_up_after=settings.host_give_up_after,
-            ),
-            clock=self._clock,
-            max_pages=settings.max_pages or None,
-            # enough hosts to keep every worker busy, twice over (hosts run dry, or wait out
-            # their rate limits), and one to spare
-            hosts_wanted=2 * -(-settings.concurrency // settings.per_domain_concurrency) + 1,
-            heartbeat=min(1.0, settings.lease_ttl / 4),
-        )
-
-    def _make_renderer(
-        self,
-        fetcher: Fetcher,
-        allows: Callable[[str], bool],
-        charge: Callable[[str], None] | None = None,
-    ) -> Renderer:
-        """The browser for pages that ask to be rendered (started by the first of them); the
-        pages may request the URLs that `allows`, and `charge(url)` paces their hosts."""
-        settings = self.settings
-        return Renderer(
-            fetcher=fetcher,
-            allows=allows,
-            concurrency=settings.browser_concurrency,
-            wait=settings.render_wait,
-            block=frozenset(settings.block_resources),
-            timeout=settings.request_timeout,
-            user_agent=settings.user_agent,
-            executable=settings.browser_executable,
-            charge=charge,
-        )
-
-    def _charge(self, frontier: Frontier) -> Callable[[str], None]:
-        """A rendered page's requests take their hosts' tokens, as pages do."""
-
-        def charge(url: str) -> None:
-            split = self._canonicalizer.split(url)
-            if split is not None:
-                frontier.charge(split[1])
-
-        return charge
-
-    def _allows(self, scope: Scope) -> Callable[[str], bool]:
-        """Whether `scope` allows a URL (in its canonical form)."""
-
-        def allows(url: str) -> bool:
-            split = self._canonicalizer.split(url)
-            return split is not None and scope.allows(*split)
-
-        return allows
-
-    def _make_page_runner(
-        self,
-        store: Store,
-        fetcher: Fetcher,
-        frontier: Frontier,
-        hooks: Hooks,
-        renderer: Renderer | None = None,
-    ) -> PageRunner:
-        robots = self._robots(
-            RobotsCache(
-                fetch=self._robots_fetcher(fetcher), load=store.robots_get, save=store.robots_put
-            ),
-            self._crawl_delay(frontier),
-        )
-        return self._page_runner(
-            fetcher,
-            robots,
-            self._scope,
-            hooks,
-            renderer,
-            release=frontier.release,
-            refund=frontier.refund,
-        )
-
-    def _page_runner(
-        self,
-        fetcher: Fetcher,
-        robots: Robots | None,
-        scope: Scope,
-        hooks: Hooks,
-        renderer: Renderer | None,
-        *,
-        release: Release,
-        refund: Callable[[str], None] | None = None,
-        known_urls: int = 200_000,
-    ) -> PageRunner:
-        """The page runner of the crawl (or, with no store, of one page at a time)."""
-        settings = self.settings
-        return PageRunner(
-            spider=self.spider,
-            fetcher=fetcher,
-            robots=robots,
-            links=LinkRules(
-                scope,
-                settings.max_depth,
-                TrapGuard(
-                    max_length=settings.max_url_length,
-                    max_repeats=settings.max_repeated_segments,
-                    max_params=settings.max_query_params,
-                ),
-            ),
-            retries=RetryRules(
-                max_retries=settings.max_retries,
-                statuses=frozenset(settings.retry_statuses),
-                backoff=settings.retry_backoff,
-                backoff_max=settings.retry_backoff_max,
-                max_retry_after=settings.max_retry_after,
-            ),
-            canonicalizer=self._canonicalizer,
-            obey_nofollow=settings.obey_nofollow,
-            release=release,
-            allow_status=self._allow_status(),
-            clock=self._clock,
-            hooks=hooks if hooks.on_request or hooks.on_response else None,
-            refund=refund,
-            renderer=renderer,
-            render_all=self.spider.render,
-            known_urls=known_urls,
-        )
+    def requester(
+        self, urls: Iterable[str] = ()
+    ) -> contextlib.AbstractAsyncContextManager[Requester]:
+        """One request at a time through this crawl's fetcher, robots.txt, address guard,
+        hooks and page runner, with no store (the `fetch`, `parse` and `shell` commands,
+        testing.Replay). `urls` stand for the start URLs: their hosts are trusted (they may be
+        private addresses) and set the scope."""
+        return self._parts.requester(urls)
 
     async def _crawl(
         self, store: Store, frontier: Frontier, page: PageRunner, writer: Writer
@@ -584,22 +405,6 @@ class Crawler:
             self.store_path, self.spider.name, fresh=self.fresh, lease_ttl=self.settings.lease_ttl
         )
 
-    def _proxies(self) -> ProxyPool | None:
-        """The crawl's proxies (or the environment's); None when every request goes direct."""
-        pool = ProxyPool(self.settings.proxies, clock=self._clock)
-        self._proxy_pool = pool if pool.active else None
-        return self._proxy_pool
-
-    def _allow_status(self) -> tuple[int, ...]:
-        """The spider's allow_status (from the command line, its entries are strings)."""
-        try:
-            return http_statuses([int(status) for status in self.spider.allow_status])
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"spider {self.spider.name!r}: allow_status must list HTTP statuses, "
-                f"got {self.spider.allow_status!r}"
-            ) from None
-
     async def _jars(self, store: Store) -> Jars:
         """The cookie jars as the last committed page left them."""
         try:
@@ -623,86 +428,6 @@ class Crawler:
     async def _worker(self, frontier: Frontier, page: PageRunner, writer: Writer) -> None:
         while (stored := await frontier.next()) is not None:
             await writer.commit(await page.run(stored))
-
-    def _robots(
-        self, cache: RobotsCache, on_rules: Callable[[str, float], None] | None
-    ) -> Robots | None:
-        """What robots.txt allows (None: the crawl does not obey it)."""
-        settings = self.settings
-        if not settings.obey_robots:
-            return None
-        return Robots(
-            cache,
-            settings.robots_user_agent or agent_token(settings.user_agent),
-            ttl=settings.robots_ttl,
-            on_rules=on_rules,
-            clock=self._clock.now,
-        )
-
-    @contextlib.asynccontextmanager
-    async def requester(self, urls: Iterable[str] = ()) -> AsyncIterator[Requester]:
-        """One request at a time through this crawl's fetcher, robots.txt, address guard and
-        hooks, with no store (the `fetch`, `parse` and `shell` commands). `urls` stand for the
-        start URLs: their hosts are trusted (they may be private addresses) and set the scope."""
-        pipelines, hooks, _ = self._extensions()
-        given = [split[1] for url in urls if (split := self._canonicalizer.split(url))]
-        started = [
-            split[1] for url in self.spider.start_urls if (split := self._canonicalizer.split(url))
-        ]
-        scope = self._spider_scope(given or started)
-        fetcher = self._fetcher(self._trusted_hosts([]) | {*given, *started}, Jars({}))
-        kept: dict[str, tuple[float, str | None]] = {}
-
-        async def load(origin: str) -> tuple[float, str | None] | None:
-            return kept.get(origin)
-
-        async def save(origin: str, fetched_at: float, body: str | None) -> None:
-            kept[origin] = (fetched_at, body)
-
-        robots = self._robots(RobotsCache(self._robots_fetcher(fetcher), load, save), None)
-        renderer = self._make_renderer(fetcher, self._allows(scope))
-        # one page at a time, through the crawl's own page runner: no slots to free, and no
-        # memory of links across pages (each page shows every request it would queue)
-        runner = self._page_runner(
-            fetcher, robots, scope, hooks, renderer, release=_no_release, known_urls=0
-        )
-        requester = Requester(
-            self.spider,
-            runner,
-            pipelines,
-            self._canonicalizer,
-            self._spider_scope,
-            allow_status=self._allow_status(),
-        )
-        try:
-            yield requester
-        finally:
-            await requester.aclose()
-            await renderer.aclose()
-            await fetcher.aclose()
-
-    def _robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
-        async def fetch_text(url: str) -> str:
-            fetched = await fetcher.fetch(url, max_size=MAX_ROBOTS_BYTES, truncate=True)
-            return parser.decode(fetched.body, "text/plain; charset=utf-8")
-
-        return fetch_text
-
-    def _crawl_delay(self, frontier: Frontier) -> Callable[[str, float], None]:
-        cap = self.settings.max_crawl_delay
-
-        def apply(host: str, interval: float) -> None:
-            if interval > cap:
-                log.warning(
-                    "%s asks for a Crawl-delay of %g s; using max_crawl_delay (%g s)",
-                    host,
-                    interval,
-                    cap,
-                )
-                interval = cap
-            frontier.host_rules(host, interval)
-
-        return apply
 
     # -- requests in and out ---------------------------------------------------------------
 
@@ -755,28 +480,8 @@ class Crawler:
                 raise ConfigError(
                     f"spider {self.spider.name!r}: start request: {exc.message}"
                 ) from None
-        self._scope = self._spider_scope(seed.host for seed in seeds)
+        self._scope = self._parts.spider_scope(seed.host for seed in seeds)
         return seeds
-
-    def _spider_scope(self, start_hosts: Iterable[str]) -> Scope:
-        """The spider's scope from these start hosts (see Scope.of); a ConfigError for an
-        allowed domain no browser would accept."""
-        try:
-            return Scope.of(
-                start_hosts=start_hosts,
-                allowed_domains=self.spider.allowed_domains,
-                strategy=self.spider.scope,
-                allow=self.spider.allow,
-                deny=self.spider.deny,
-            )
-        except InvalidHost as exc:
-            raise ConfigError(f"spider {self.spider.name!r}: allowed_domains: {exc}") from None
-
-    def _trusted_hosts(self, seeds: list[NewRequest]) -> frozenset[str]:
-        """The hosts the spider's author named, which may be private (a local site): the
-        start requests' hosts and the allowed domains, exactly (not their subdomains)."""
-        named = map(canonical_domain, self.spider.allowed_domains or ())
-        return frozenset([*(seed.host for seed in seeds), *named])
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -787,7 +492,3 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if not isinstance(error, asyncio.CancelledError):
             return error
     return group.exceptions[0]
-
-
-def _no_release(*_: object, **__: object) -> None:
-    """A page outside a crawl holds no host slot."""

@@ -126,8 +126,8 @@ async def test_a_dead_proxy_is_rested_reported_and_the_crawl_goes_on(
     assert summary["proxies"][proxy.url]["failed"] == 0
     assert summary["proxies"][proxy.url]["requests"] >= len(graph.all_urls())
     assert summary["errors"] == {}  # the pages themselves did not fail
-    assert crawler._proxy_pool is not None
-    status = {p.proxy: p for p in crawler._proxy_pool.status()}
+    assert crawler._parts.proxy_pool is not None
+    status = {p.proxy: p for p in crawler._parts.proxy_pool.status()}
     assert status["http://127.0.0.31:9"].failed >= 3
     assert status["http://127.0.0.31:9"].last_error
 
