@@ -62,7 +62,9 @@ class Crawler:
 
     `settings` defaults to `Settings()` with the spider's `custom_settings` applied; settings
     given explicitly are used as they are (layer them with `Settings.merge`). `store_path`
-    defaults to `<spider name>.db` in the current directory; `fresh` discards what the store
+    defaults to `<spider name>.db` in the current directory; or `store` is a store already
+    open (`crawler.store.open_store(location, spider name)`), which the run uses and leaves open
+    (its caller closes it; several runs may share it). `fresh` discards what the store
     held; `retry_failed` puts the URLs that failed back in the queue first (a FailedFilter:
     only those of some error kinds or hosts); `revisit`
     (seconds) queues again the pages done longer ago than that, fetched conditionally (a 304
@@ -83,6 +85,7 @@ class Crawler:
         settings: Settings | None = None,
         *,
         store_path: str | Path | None = None,
+        store: Store | None = None,
         fresh: bool = False,
         retry_failed: bool | FailedFilter = False,
         revisit: float | None = None,
@@ -97,7 +100,12 @@ class Crawler:
         self.spider = spider
         base = settings or Settings()
         self.settings = base.merge(type(spider).custom_settings) if settings is None else base
-        location = store_path or f"{spider.name}.db"
+        if store is not None and (store_path is not None or fresh):
+            raise ConfigError(
+                "Crawler: a store already open takes neither store_path nor fresh (open it fresh)"
+            )
+        self._given_store = store
+        location = store.location if store is not None else store_path or f"{spider.name}.db"
         #: A SQLite file, or a PostgreSQL DSN (postgresql://...) for a shared store.
         self.store_path: str | Path = str(location) if is_dsn(location) else Path(location)
         self.fresh = fresh
@@ -199,8 +207,10 @@ class Crawler:
         pipelines, hooks, sinks = self._parts.extensions()
         seeds = await self._seed_requests()
         async with contextlib.AsyncExitStack() as stack:
-            store = await self._open_store()
-            stack.push_async_callback(store.close)
+            store = self._given_store
+            if store is None:
+                store = await self._open_store()
+                stack.push_async_callback(store.close)
             saved_state = await self._restore_state(store)
             budget = await self._queue_seeds(store, seeds)
             delivery = Delivery(store, sinks, self.spider)

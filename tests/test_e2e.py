@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crawler import Crawler, Request, Response, Settings, Spider
+from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
 from crawler.export import export_items
 from crawler.store import SQLiteStore
 from tests.conftest import rows
@@ -44,6 +44,24 @@ async def exported(path: Path, tmp: Path) -> list[dict[str, Any]]:
 
 
 SETTINGS = Settings(concurrency=16, per_domain_concurrency=3, obey_robots=False)
+
+
+async def test_a_crawl_runs_on_a_store_its_caller_opened_and_leaves_it_open(
+    graph: GraphSite, store_path: Path
+) -> None:
+    store = await SQLiteStore.open(store_path, GraphSpider.name)
+    try:
+        stats = await Crawler(spider_for(graph), SETTINGS, store=store).run()
+        assert stats.ended == "complete"
+        assert stats.pages == 300
+        again = await Crawler(spider_for(graph), SETTINGS, store=store).run()  # still open
+        assert again.ended == "already complete"
+        assert len([item async for item in store.items()]) == 300
+    finally:
+        await store.close()
+    assert max(graph.hits.values()) == 1
+    with pytest.raises(ConfigError, match="neither store_path nor fresh"):
+        Crawler(spider_for(graph), SETTINGS, store=store, fresh=True)
 
 
 async def test_crawl_reaches_every_page_exactly_once(
