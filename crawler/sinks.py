@@ -283,7 +283,7 @@ class PostgresSink(Sink):
 
     @property
     def key(self) -> str:
-        from .store.postgres import safe_dsn
+        from .store.shared import safe_dsn
 
         return f"sink:postgres:{safe_dsn(self.dsn)}:{self._name}"
 

@@ -36,7 +36,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -63,7 +62,7 @@ from ..records import (
 )
 from ..stats import REVISIT
 from ..stats import add as add_counters
-from .sqlite import bucket_seconds as _bucket_seconds
+from .shared import bucket_seconds, safe_dsn
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -389,16 +388,6 @@ def _retrying(
 def schema_name(spider_name: str) -> str:
     """The schema holding `spider_name`'s crawl (an identifier PostgreSQL keeps as it is)."""
     return "crawler_" + re.sub(r"[^a-z0-9_]", "_", spider_name.lower())[:50]
-
-
-def safe_dsn(dsn: str) -> str:
-    """`dsn` without its password, for messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 class PostgresStore:
@@ -1347,7 +1336,7 @@ class PostgresStore:
         ((first, last),) = await self._fetch(
             "SELECT min(updated), max(updated) FROM requests WHERE state >= 2"
         )
-        bucket = _bucket_seconds((last or 0) - (first or 0))
+        bucket = bucket_seconds((last or 0) - (first or 0))
         timeline = [
             (first + n * bucket, int(done), int(failed))
             for n, done, failed in await self._fetch(

@@ -40,6 +40,7 @@ from ..records import (
 )
 from ..stats import REVISIT
 from ..stats import add as add_counters
+from .shared import bucket_seconds
 
 log = logging.getLogger(__name__)
 
@@ -939,14 +940,6 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"store {self.path}: {exc}") from exc
                 raise
-
-
-def bucket_seconds(span: float) -> float:
-    """A round bucket size that splits `span` seconds into at most ~120 buckets."""
-    for size in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
-        if span / size <= 120:
-            return float(size)
-    return 86400.0 * (span // (86400 * 120) + 1)
 
 
 def store_in_use(path: str | Path) -> bool:
