@@ -120,6 +120,15 @@ class AddressGuard:
         with contextlib.suppress(FetchConnectError):  # the proxy may know names we do not
             await self.check(host, url)
 
+    async def admit(self, host: str, url: str, proxy_host: str | None) -> None:
+        """Check (and pin) `host` for a request to `url`, sent directly, or through a proxy
+        at `proxy_host` (which is pinned; the proxy resolves the host itself)."""
+        if proxy_host is None:
+            await self.check(host, url)
+        else:
+            await self.check_proxied(host, url)
+            await self.pin_proxy(proxy_host, url)
+
     async def pin_proxy(self, host: str, url: str) -> None:
         """Resolve and pin a proxy's host. The crawl's author chose the proxy: any address
         is allowed. Raises ProxyError when the name does not resolve."""
@@ -161,11 +170,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         proxy = request.extensions.get("proxy")
-        if proxy is None:
-            await self._guard.check(request.url.host, str(request.url))
-        else:
-            await self._guard.check_proxied(request.url.host, str(request.url))
-            await self._guard.pin_proxy(httpx.URL(proxy).host, str(request.url))
+        proxy_host = httpx.URL(proxy).host if proxy is not None else None
+        await self._guard.admit(request.url.host, str(request.url), proxy_host)
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -257,12 +263,8 @@ class PinnedSession:
     ) -> httpx.Response:
         """`method` to `url` with `headers` over the session's, through `proxy` if given."""
         target = yarl.URL(url, encoded=True)
-        host = target.raw_host or ""
-        if proxy is None:
-            await self._guard.check(host, url)
-        else:
-            await self._guard.check_proxied(host, url)
-            await self._guard.pin_proxy(yarl.URL(proxy).raw_host or "", url)
+        proxy_host = (yarl.URL(proxy).raw_host or "") if proxy is not None else None
+        await self._guard.admit(target.raw_host or "", url, proxy_host)
         if target.scheme == "https":
             await tls.verify_paths_loaded()
         if self._client is None:

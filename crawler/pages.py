@@ -129,17 +129,7 @@ class PageRunner:
             raise CrawlerError(
                 f"{request.url} is disallowed by robots.txt (-s obey_robots=false to fetch it)"
             )
-        fetched = await self._fetcher.fetch(
-            request.url,
-            method=request.method,
-            headers=request.headers,
-            body=request.body,
-            cookies=request.cookies,
-            session=request.session or "",
-            proxy=request.proxy,
-            allow_status=_ANY_ERROR,
-            redirect=self.redirect_target,
-        )
+        fetched = await self._fetch(request, stored, _ANY_ERROR)
         rendered = None
         if self._renderer is not None and renders(request.render, self._render_all, fetched):
             fetched, rendered = await self._rendered(request, fetched, pages)
@@ -228,22 +218,12 @@ class PageRunner:
                 )
                 return await self._errback(request, outcome, None)
             started = time.monotonic()
-            fetched = await self._fetcher.fetch(
-                request.url,
-                method=request.method,
-                headers=_conditional(request.headers, stored)
-                if stored.revisit
-                else request.headers,
-                body=request.body,
-                cookies=request.cookies,
-                session=request.session or "",
-                proxy=request.proxy,
-                allow_status=self._allow_status.union(request.allow_status)
+            allow_status = (
+                self._allow_status.union(request.allow_status)
                 if request.allow_status
-                else self._allow_status,
-                error_body=request.errback is not None,
-                redirect=self.redirect_target,
+                else self._allow_status
             )
+            fetched = await self._fetch(request, stored, allow_status)
         except FetchError as exc:
             outcome, wait_until = self._failed(stored, attempts, exc)
             if started is not None and exc.sent:
@@ -325,6 +305,24 @@ class PageRunner:
             outcome.revisit = Revisit.CHANGED  # its items are replaced by these
             add_counter(REVISIT + Revisit.CHANGED)
         return _validated(outcome, fetched)
+
+    async def _fetch(
+        self, request: Request, stored: StoredRequest, allow_status: frozenset[int]
+    ) -> Fetched:
+        """The fetch of `request` (the row `stored`: a revisit asks conditionally), its
+        redirects kept in scope; statuses in `allow_status` are answers, not errors."""
+        return await self._fetcher.fetch(
+            request.url,
+            method=request.method,
+            headers=_conditional(request.headers, stored) if stored.revisit else request.headers,
+            body=request.body,
+            cookies=request.cookies,
+            session=request.session or "",
+            proxy=request.proxy,
+            allow_status=allow_status,
+            error_body=request.errback is not None,
+            redirect=self.redirect_target,
+        )
 
     async def _rendered(
         self, request: Request, fetched: Fetched, pages: contextlib.AsyncExitStack

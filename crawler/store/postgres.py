@@ -878,7 +878,9 @@ class PostgresStore:
             row[3] += outcome.state is not State.QUEUED and outcome.fetched
             add_counters(total, outcome.counters)
         links = sorted((link for o in pages for link in o.links), key=lambda r: r.key or r.url)
-        link_columns = zip(*(r.row() for r in links), strict=True) if links else [[]] * 15
+        link_columns = (
+            zip(*(r.row() for r in links), strict=True) if links else [[]] * len(_NEW_REQUEST_TYPES)
+        )
         totals = sorted(counts.items())
         names = sorted(total)
         try:
