@@ -22,6 +22,7 @@ from .export import file_sink
 from .fetcher import Fetcher
 from .frontier import Frontier
 from .hooks import Hooks, check_hooks
+from .leases import HostCoordination, SharedLeases, SoleHolder
 from .models import http_statuses
 from .pages import PageRunner, Release
 from .pipelines import Pipelines, check_pipelines
@@ -122,11 +123,24 @@ class Parts:
 
     def frontier(self, store: Store, budget: int | None) -> Frontier:
         settings = self.settings
+        batch = max(2 * settings.per_domain_concurrency, 16)
+        coordination: HostCoordination = SoleHolder(store)
+        if store.shared:
+            coordination = SharedLeases(
+                store,
+                # enough hosts to keep every worker busy, twice over (hosts run dry, or wait
+                # out their rate limits), and one to spare
+                hosts_wanted=2 * -(-settings.concurrency // settings.per_domain_concurrency) + 1,
+                heartbeat=min(1.0, settings.lease_ttl / 4),
+                max_pages=settings.max_pages or None,
+                host_budget=settings.max_pages_per_host or None,
+                grant_chunk=batch,
+            )
         return Frontier(
             store,
             per_host_concurrency=settings.per_domain_concurrency,
             rate_limit=settings.rate_limit,
-            batch_size=max(2 * settings.per_domain_concurrency, 16),
+            batch_size=batch,
             max_buffered=max(8 * settings.concurrency, 256),
             page_budget=budget,
             gate_hosts=settings.obey_robots,
@@ -140,11 +154,7 @@ class Parts:
                 give_up_after=settings.host_give_up_after,
             ),
             clock=self.clock,
-            max_pages=settings.max_pages or None,
-            # enough hosts to keep every worker busy, twice over (hosts run dry, or wait out
-            # their rate limits), and one to spare
-            hosts_wanted=2 * -(-settings.concurrency // settings.per_domain_concurrency) + 1,
-            heartbeat=min(1.0, settings.lease_ttl / 4),
+            coordination=coordination,
         )
 
     def renderer(

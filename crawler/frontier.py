@@ -8,11 +8,9 @@ memory grows with the number of hosts, not with the number of queued URLs.
 It separates "nothing ready right now" (hosts cooling down: `next()` waits) from "finished"
 (nothing queued, buffered or in flight: `next()` returns None).
 
-On a shared store (many processes, see store/__init__) the frontier serves only the hosts it
-holds a lease on: one holder per host makes per-host politeness global. A heartbeat renews the
-leases, takes more hosts while workers idle, hands hosts back when other processes go hungry
-or a host runs dry, and stops serving a host whose lease it could not renew in time (another
-process may hold it now). The crawl is finished when the store says so for every process.
+Which hosts it may serve, and when the crawl is over, is its host coordination's say (see
+leases.py): every host for good with a store of one process, the hosts it holds a lease on with
+a shared store.
 """
 
 from __future__ import annotations
@@ -26,18 +24,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .clock import Clock
+from .leases import HostCoordination, SoleHolder
 from .politeness import Breaker, Circuit, Health, HostHealth, HostSlot, Wait, host_health
 from .records import ErrorKind, HostLease, HostState, Outcome, State, StoredRequest
-from .store import Store
+from .store import HostLeases, Queue
 
 log = logging.getLogger(__name__)
 
 
+class FrontierStore(Queue, HostLeases, Protocol):
+    """The frontier's part of the store: the queue, and the hosts this process may serve."""
+
+
 @dataclass(slots=True)
-class _Host:
+class HostEntry:
+    """A host the frontier knows: its politeness slot, its buffered rows, its place in the
+    heaps, and (see leases.py) whether this process serves it."""
+
     name: str
     slot: HostSlot
     buffer: deque[StoredRequest] = field(default_factory=deque)
@@ -97,7 +103,7 @@ class Frontier:
 
     def __init__(
         self,
-        store: Store,
+        store: FrontierStore,
         *,
         per_host_concurrency: int,
         rate_limit: float,
@@ -108,23 +114,11 @@ class Frontier:
         gate_hosts: bool = False,
         host_budget: int | None = None,
         clock: Clock | None = None,
-        max_pages: int | None = None,
-        hosts_wanted: int = 1,
-        heartbeat: float = 1.0,
+        coordination: HostCoordination | None = None,
     ) -> None:
         self._store = store
-        self._shared = store.shared
-        #: A shared store: the crawl's max_pages (granted to this process in chunks, as
-        #: `page_budget` grows), hosts to hold when they have work, seconds between heartbeats.
-        self._max_pages = max_pages
-        self._grants_over = False
-        self._hosts_wanted = hosts_wanted
-        self._heartbeat = heartbeat
-        self._crawl_over = False
-        self._grant_pending = False
-        self._beat_task: asyncio.Task[None] | None = None
-        #: Set when workers idle for want of hosts: the heartbeat comes early.
-        self._beat_now = asyncio.Event()
+        #: Which hosts this process serves (default: all, a store of one process).
+        self._coordination = coordination or SoleHolder(store)
         self._per_host = per_host_concurrency
         self._rate = rate_limit
         self._batch = batch_size
@@ -134,9 +128,9 @@ class Frontier:
         self._breaker = breaker or (lambda: Breaker(threshold=5, cooldown=30.0))
         self._gate_hosts = gate_hosts
         self._host_budget = host_budget
-        self._hosts: dict[str, _Host] = {}
-        self._heap: list[tuple[float, int, _Host]] = []  # hosts with buffered requests
-        self._due_heap: list[tuple[float, int, _Host]] = []  # hosts whose buffer needs a refill
+        self._hosts: dict[str, HostEntry] = {}
+        self._heap: list[tuple[float, int, HostEntry]] = []  # hosts with buffered requests
+        self._due_heap: list[tuple[float, int, HostEntry]] = []  # hosts whose buffer needs a refill
         self._due_hosts = 0  # hosts whose store_due is not None
         self._seq = 0
         self._buffered = 0
@@ -156,36 +150,12 @@ class Frontier:
     async def start(self) -> None:
         """Take the hosts with queued rows (on a shared store, a fair share of those no other
         process holds) with their politeness state and pages fetched so far."""
-        if not self._shared:
-            for state in await self._store.host_states():
-                entry = self._host(state.host)
-                entry.slot.restore(state)  # links to them follow its rules
-                entry.abandoned = entry.slot.given_up  # its new links fail at once
-        await self._acquire()
-        if self._shared:
-            self._beat_task = asyncio.create_task(self._beat())
+        await self._coordination.start(self)
         self._wakeup.set()
-
-    async def _acquire(self) -> None:
-        """Lease hosts with work from the store (on a shared store, up to `hosts_wanted`)."""
-        want = self._hosts_wanted - self._working_hosts()
-        if self._shared and want <= 0:
-            return
-        sent = time.monotonic()
-        for lease in await self._store.acquire_hosts(max(want, 0), self._host_budget):
-            self._take_lease(lease, sent)
 
     def _take_lease(self, lease: HostLease, sent: float) -> None:
         entry = self._host(lease.host)
-        now = self._clock.now()
-        if self._shared:
-            entry.held, entry.fence, entry.draining = True, lease.fence, False
-            entry.deadline = sent + self._store.lease_ttl * 0.75
-            entry.exhausted = False
-            if lease.state is not None:
-                entry.slot.restore(lease.state)
-            if lease.start_in > 0:  # the previous holder's rate limit carries over
-                entry.slot.back_off(now + lease.start_in)
+        self._coordination.on_lease(entry, lease, sent, self._clock.now())
         entry.abandoned = entry.slot.given_up  # new links fail at once, as before the restart
         if self._host_budget is not None:
             entry.fetched = lease.fetched
@@ -206,12 +176,10 @@ class Frontier:
                 if self._stopping:
                     return None
                 now = self._clock.now()
-                if self._crawl_over and self._in_flight == 0:
+                if self._coordination.crawl_over and self._in_flight == 0:
                     return None
                 if self._budget_spent():
-                    if self._shared and not self._grants_over:
-                        self._ask_grant()
-                    elif self._in_flight == 0:
+                    if not self._coordination.more_pages() and self._in_flight == 0:
                         return None
                     wait = math.inf
                 else:
@@ -219,10 +187,8 @@ class Frontier:
                     request, wait = self._pop_ready(now)
                     if request is not None:
                         return request
-                    if self._finished() and not self._shared:
+                    if self._coordination.idle(self):
                         return None
-                    if self._shared and not self._heap and self._hungry():
-                        self._beat_now.set()  # nothing ready here: look for more hosts now
                     wait = min(wait, self._next_store_due(now))
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
@@ -340,9 +306,7 @@ class Frontier:
 
     async def aclose(self) -> None:
         """Wait for refills under way (their rows stay leased; the store releases them)."""
-        if self._beat_task is not None:
-            self._beat_task.cancel()
-            await asyncio.gather(self._beat_task, return_exceptions=True)
+        await self._coordination.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -353,7 +317,7 @@ class Frontier:
 
     @property
     def budget_spent(self) -> bool:
-        return self._budget_spent() and (not self._shared or self._grants_over)
+        return self._budget_spent() and self._coordination.grants_over
 
     def host_in_flight(self, host: str) -> int:
         entry = self._hosts.get(host)
@@ -383,10 +347,10 @@ class Frontier:
 
     # -- scheduling ------------------------------------------------------------------------
 
-    def _host(self, name: str) -> _Host:
+    def _host(self, name: str) -> HostEntry:
         entry = self._hosts.get(name)
         if entry is None:
-            entry = self._hosts[name] = _Host(
+            entry = self._hosts[name] = HostEntry(
                 name,
                 HostSlot(
                     self._per_host,
@@ -395,118 +359,78 @@ class Frontier:
                     breaker=self._breaker(),
                     gated=self._gate_hosts,
                 ),
-                held=not self._shared,
+                held=self._coordination.holds_every_host,
             )
         return entry
 
-    # -- a shared store: leases, heartbeats, grants ----------------------------------------
+    # -- for the host coordination (see leases.py) -------------------------------------------
 
-    async def _beat(self) -> None:
-        """Every `heartbeat` seconds: renew the leases, hand back hosts that ran dry or that
-        hungry processes should get, take more hosts when workers idle, and find out whether
-        the crawl is over for everyone. A failing store ends the crawl loudly."""
-        started = time.monotonic()
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._heartbeat):  # leases renewed in time
-                        await self._beat_now.wait()
-                    # poked: workers idle for want of hosts; ask the store at most 10x a second
-                    await asyncio.sleep(0.1)
-                self._beat_now.clear()
-                await self._beat_once(started)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._error = exc
-            self._wakeup.set()
+    def restore(self, state: HostState) -> None:
+        """Take up a host's politeness state kept by an earlier run."""
+        entry = self._host(state.host)
+        entry.slot.restore(state)
+        entry.abandoned = entry.slot.given_up  # its new links fail at once
 
-    async def _beat_once(self, started: float) -> None:
-        held = [e for e in self._hosts.values() if e.held]
+    async def take_hosts(self, want: int) -> None:
+        """Lease up to `want` hosts with work from the store (see Store.acquire_hosts)."""
         sent = time.monotonic()
-        hungry = self._hungry()
-        rate = self._fetched_pages / max(sent - started, 1e-9)
-        kept, share = await self._store.heartbeat(
-            [(e.name, e.fence) for e in held], self._fetched_pages, rate, hungry
-        )
-        now = self._clock.now()
-        for entry in held:
-            if entry.name in kept:
-                entry.deadline = sent + self._store.lease_ttl * 0.75
-                self._push(entry, now)
-            else:
-                log.warning("lost the lease on host %s: another process holds it", entry.name)
-                self._drop(entry)
-        mine = [e for e in self._hosts.values() if e.held and not e.draining]
-        if share is not None and len(mine) > share:
-            mine.sort(key=lambda e: (e.store_due is not None, e.pending, len(e.buffer)))
-            for entry in mine[: len(mine) - share]:
-                entry.draining = True  # handed back once nothing of it is in flight
-        await self._hand_back()
-        if hungry and not self._stopping:
-            await self._acquire()
-        if (
-            self._finished()
-            and not any(e.held for e in self._hosts.values())
-            and await self._store.crawl_done(self._host_budget, self._max_pages)
-        ):
-            self._crawl_over = True
-        self._wakeup.set()
+        for lease in await self._store.acquire_hosts(want, self._host_budget):
+            self._take_lease(lease, sent)
 
-    def _working_hosts(self) -> int:
-        """Hosts held with rows in the store."""
-        return sum(1 for e in self._hosts.values() if e.held and e.store_due is not None)
+    def entries(self) -> list[HostEntry]:
+        return list(self._hosts.values())
 
-    def _hungry(self) -> bool:
-        """Whether this process could serve more hosts than it holds with work."""
-        return self._working_hosts() < self._hosts_wanted and not self._budget_spent()
+    def reschedule(self, entry: HostEntry) -> None:
+        """The host may be ready again: give it its place in the heap."""
+        self._push(entry, self._clock.now())
 
-    async def _hand_back(self) -> None:
-        """Release the held hosts that are draining or ran dry, with nothing in flight."""
-        done = [
-            e
-            for e in self._hosts.values()
-            if e.held
-            and e.pending == 0
-            and not e.refilling
-            and (e.draining or e.exhausted or (e.store_due is None and not e.buffer))
-        ]
-        if not done:
-            return
-        now = self._clock.now()
-        releases = []
-        for entry in done:
-            ready = entry.slot.ready_at(now)  # inf: given up, nothing to pace
-            start_in = 0.0 if math.isinf(ready) else max(0.0, ready - now)
-            releases.append((entry.name, entry.fence, start_in))
-            self._drop(entry)
-        await self._store.release_hosts(releases)
-
-    def _drop(self, entry: _Host) -> None:
+    def drop(self, entry: HostEntry) -> None:
         """Serve the host no more (its lease was lost or handed back): forget its buffer."""
         entry.held = entry.draining = False
         self._buffered -= len(entry.buffer)
         entry.buffer.clear()
         self._set_due(entry, None)
 
-    def _ask_grant(self) -> None:
-        """Ask the store for more of the crawl's max_pages (one request at a time)."""
-        if self._grant_pending:
-            return
-        self._grant_pending = True
+    def grant(self, pages: int) -> None:
+        """Raise the page budget by `pages`."""
+        self._budget = (self._budget or 0) + pages
 
-        async def grant() -> None:
-            try:
-                more = await self._store.grant_pages(max(self._batch, 16), self._max_pages or 0)
-                if more == 0:
-                    self._grants_over = True
-                self._budget = (self._budget or 0) + more
-            finally:
-                self._grant_pending = False
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._spawn(work, None)
 
-        self._spawn(grant(), None)
+    def fail(self, exc: BaseException) -> None:
+        """End the crawl: the next `next()` raises `exc`."""
+        self._error = exc
+        self._wakeup.set()
 
-    def _push(self, entry: _Host, now: float) -> None:
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def finished(self) -> bool:
+        """Nothing of this process is queued, buffered or in flight."""
+        return self._finished()
+
+    def budget_spent_here(self) -> bool:
+        """This process's page budget is spent (more may be granted)."""
+        return self._budget_spent()
+
+    @property
+    def has_ready_hosts(self) -> bool:
+        return bool(self._heap)
+
+    @property
+    def fetched_pages(self) -> int:
+        """Pages done or failed in this run, after a request went out."""
+        return self._fetched_pages
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def _push(self, entry: HostEntry, now: float) -> None:
         if entry.in_heap or not entry.buffer or entry.slot.full or entry.abandoned:
             return
         self._seq += 1
@@ -546,7 +470,7 @@ class Frontier:
         return None, math.inf
 
     @staticmethod
-    def _take(entry: _Host) -> StoredRequest:
+    def _take(entry: HostEntry) -> StoredRequest:
         """The host's next request. The probes of an open circuit take turns between a URL
         that failed before (a flaky page's next attempt may succeed) and one that has not (a
         bad page's next attempt says more about the page than about its host), when the
@@ -560,11 +484,11 @@ class Frontier:
                     return request
         return buffer.popleft()
 
-    def _host_spent(self, entry: _Host) -> bool:
+    def _host_spent(self, entry: HostEntry) -> bool:
         budget = self._host_budget
         return budget is not None and entry.fetched + entry.pending >= budget
 
-    def _exhaust(self, entry: _Host) -> None:
+    def _exhaust(self, entry: HostEntry) -> None:
         """The host's budget is spent: hand its buffered rows back to the queue and stop
         looking for more, so the crawl can end with them queued."""
         if entry.exhausted or entry.fetched < (self._host_budget or 0):
@@ -573,7 +497,7 @@ class Frontier:
         self._set_due(entry, None)
         self._return_buffer(entry)
 
-    def _return_buffer(self, entry: _Host) -> None:
+    def _return_buffer(self, entry: HostEntry) -> None:
         """Give an exhausted host's buffered rows back to the queue."""
         if entry.buffer:
             leased = [request.id for request in entry.buffer]
@@ -601,13 +525,13 @@ class Frontier:
             return math.inf
         return max(self._due_heap[0][0] - now, 0.0)
 
-    def _set_due(self, entry: _Host, due: float | None) -> None:
+    def _set_due(self, entry: HostEntry, due: float | None) -> None:
         if (entry.store_due is None) != (due is None):
             self._due_hosts += 1 if due is not None else -1
         entry.store_due = due
         self._file_for_refill(entry)
 
-    def _file_for_refill(self, entry: _Host) -> None:
+    def _file_for_refill(self, entry: HostEntry) -> None:
         """File the host in the refill heap when its buffer is low and the store has rows."""
         due = entry.store_due
         if (
@@ -642,7 +566,7 @@ class Frontier:
             work = self._abandon if entry.abandoned else self._refill
             self._spawn(work(entry, now), entry)
 
-    def _spawn(self, work: Coroutine[Any, Any, None], entry: _Host | None) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], entry: HostEntry | None) -> None:
         """Run store work for the frontier in the background. While it runs the crawl cannot
         be finished; a store failure is raised by the next `next()`, ending the crawl loudly."""
         self._refills += 1
@@ -665,7 +589,7 @@ class Frontier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _evidence(self, entry: _Host, now: float) -> str:
+    def _evidence(self, entry: HostEntry, now: float) -> str:
         """Why a host was given up, in words."""
         breaker = entry.slot.breaker
         last = f" (last: {entry.last_failure})" if entry.last_failure else ""
@@ -674,7 +598,7 @@ class Frontier:
             f"{breaker.outage(now):.0f} s{last}"
         )
 
-    async def _abandon(self, entry: _Host, now: float) -> None:
+    async def _abandon(self, entry: HostEntry, now: float) -> None:
         """Fail the host's buffered and queued URLs (a refill, for a host given up on)."""
         generation = entry.generation
         leased = [request.id for request in entry.buffer]
@@ -690,7 +614,7 @@ class Frontier:
         entry.refilling = False
         self._set_due(entry, 0.0 if entry.generation != generation else None)
 
-    async def _refill(self, entry: _Host, now: float) -> None:
+    async def _refill(self, entry: HostEntry, now: float) -> None:
         generation = entry.generation
         want = self._batch - len(entry.buffer)
         rows = await self._store.lease(entry.name, want, now)
