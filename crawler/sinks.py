@@ -24,13 +24,17 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConfigError, SinkTaken
 from .errors import SinkFailed as SinkFailed  # (re-exported)
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import ItemFeed, Marks
+
+    class FeedStore(ItemFeed, Marks, Protocol):
+        """The part of the store that feeds sinks: items in commit order, and bookmarks."""
+
 
 log = logging.getLogger("crawler")
 
@@ -326,7 +330,7 @@ class Delivery:
     """Feeds sinks from the store: `start()` once open, `poke()` after each commit, `finish()`
     once the crawl ended (the last items, then each sink's close); `cancel()` on an error."""
 
-    def __init__(self, store: Store, sinks: Sequence[Sink], spider: Any) -> None:
+    def __init__(self, store: FeedStore, sinks: Sequence[Sink], spider: Any) -> None:
         self._store = store
         self._sinks = list(sinks)
         self._spider = spider

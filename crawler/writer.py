@@ -16,7 +16,7 @@ from .records import ErrorKind, Outcome, Revisit, State
 from .sinks import Delivery
 from .spider import Spider
 from .stats import CACHE_HITS, DROPPED, RENDER, REVISIT
-from .store import Store
+from .store import Commits
 
 #: Most page outcomes committed in one transaction.
 MAX_BATCH = 512
@@ -30,7 +30,7 @@ class Writer:
 
     def __init__(
         self,
-        store: Store,
+        store: Commits,
         frontier: Frontier,
         stats: CrawlStats,
         spider: Spider,

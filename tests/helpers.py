@@ -63,3 +63,9 @@ async def crawler_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode or 0, out.decode(), err.decode()
+
+
+async def fetched_per_host(store: Any) -> dict[str, int]:
+    """Pages fetched per host, for hosts with any, through the reader protocol."""
+    totals = await store.host_totals()
+    return {host: counts.fetched for host, counts in totals.items() if counts.fetched}

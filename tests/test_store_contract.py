@@ -29,6 +29,7 @@ from crawler.records import (
 from crawler.store import Store, open_store
 from crawler.store.postgres import PostgresStore, schema_name
 from tests.conftest import drop_schema
+from tests.helpers import fetched_per_host
 
 Opener = Callable[..., Awaitable[Store]]
 
@@ -104,7 +105,7 @@ async def test_commit_is_one_unit_with_items_links_and_retries(opener: Opener) -
     assert [r.attempts for r in await store.lease("a.com", 5, now=50.0)] == [1]
     totals = await store.host_totals()
     assert (totals["a.com"].done, totals["c.com"].pending) == (1, 1)
-    assert await store.fetched_per_host() == {"a.com": 1}
+    assert await fetched_per_host(store) == {"a.com": 1}
 
 
 async def test_cancelled_commit_leaves_nothing_behind(opener: Opener) -> None:
@@ -183,7 +184,7 @@ async def test_host_states_robots_cookies_and_marks_are_kept(opener: Opener) -> 
     await store.commit([Outcome(one, State.DONE, 1, jars={"alice": "[]"})], [state])
     await store.robots_put("http://a.com", 3.0, "User-agent: *\nDisallow: /x")
     await store.robots_put("http://b.com", 4.0, None)
-    await store.set_mark("out", "12")
+    assert await store.move_mark("out", None, "12")
     await store.close()
     again = await opener()
     assert await again.host_states() == [state]

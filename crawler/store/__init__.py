@@ -1,6 +1,7 @@
 """The crawl's durable state: frontier rows, visited marks, failures and items.
 
-The engine talks to the `Store` protocol only: `sqlite.SQLiteStore` (the default, one process, a
+The crawl talks to the `Store` protocol only (cut by its consumers: `Queue`, `HostLeases`,
+`Commits`, `Kept`, `Marks`, `ItemFeed`, `Reader`): `sqlite.SQLiteStore` (the default, one process, a
 file) and `postgres.PostgresStore` (many processes on many machines) implement it, and
 `tests/test_store_contract.py` holds both to it. Every URL the crawl discovers is one row in
 one of four states:
@@ -42,13 +43,20 @@ __all__ = [
     "LATENCY_BOUNDS",
     "SCHEMA_VERSION",
     "STATE_MARK",
+    "Commits",
     "Counts",
     "HostLease",
+    "HostLeases",
     "HostState",
     "HostSummary",
+    "ItemFeed",
+    "Kept",
+    "Marks",
     "NewRequest",
     "Outcome",
+    "Queue",
     "ReadableStore",
+    "Reader",
     "SQLiteStore",
     "State",
     "Store",
@@ -62,27 +70,59 @@ __all__ = [
 ]
 
 
-class Store(Protocol):
-    """What the engine needs from a store. Methods are safe to call from one event loop.
+class Queue(Protocol):
+    """The queue of URLs (the frontier, and the engine as a run starts)."""
 
-    A store is `shared` when other processes may crawl from it at the same time. Then a process
-    fetches only from the hosts it holds a lease on (`acquire_hosts`, kept alive by `heartbeat`),
-    and `commit` refuses the outcomes of a host whose lease went to another process. A store of
-    one process grants every host at once, for good."""
+    async def add(self, requests: Sequence[NewRequest]) -> None:
+        """Queue requests; those whose URL is already known (in any state) are ignored."""
+
+    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
+        """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
+        then oldest first. Fewer than `limit` (maybe none) when the host has no more due."""
+
+    async def next_due(self, host: str) -> float | None:
+        """The earliest not-before time of `host`'s queued rows, or None when it has none."""
+
+    async def release(self, ids: Sequence[int] | None = None) -> int:
+        """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
+        many."""
+
+    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
+        """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
+        (buffered, not in flight); returns how many."""
+
+    async def requeue_stale(self, before: float) -> int:
+        """Queue again, as revisits, the pages done before `before` (epoch seconds), but a
+        redirect's final URL; returns how many. A revisit is fetched conditionally and its
+        outcome keeps, replaces or removes the page's items (see Outcome.revisit)."""
+
+    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
+        """Put failed rows (of `host`, of error kind `error`) back in the queue with no
+        attempts used, and forget the politeness state of their hosts; returns how many."""
+
+    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
+        """Callback and errback names of the rows still queued or leased, except those
+        `known` accepts (only the others are looked up: that can take a scan of the queue)."""
+
+
+class HostLeases(Protocol):
+    """Which process serves which host (leases.py): a store is `shared` when other processes
+    may crawl from it at the same time. Then a process fetches only from the hosts it holds a
+    lease on (`acquire_hosts`, kept alive by `heartbeat`), and `commit` refuses the outcomes of a
+    host whose lease went to another process. A store of one process grants every host at once,
+    for good."""
 
     shared: bool
     #: Seconds a host lease lasts without a heartbeat (a shared store).
     lease_ttl: float
-    #: Where the store is, for messages (a path, or a DSN without its password).
-    location: str
-
-    async def add(self, requests: Sequence[NewRequest]) -> None:
-        """Queue requests; those whose URL is already known (in any state) are ignored."""
 
     async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
         """Lease up to `limit` hosts with queued rows that no live process holds (and whose
         pages fetched are under `host_budget`). Rows another holder had leased are queued
         again. A store of one process returns every host with queued rows, whatever `limit`."""
+
+    async def host_states(self) -> list[HostState]:
+        """Every host state kept by `commit`."""
 
     async def heartbeat(
         self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool
@@ -104,15 +144,9 @@ class Store(Protocol):
         """Up to `want` more pages this process may fetch under the crawl's `max_pages` (what
         the crawl fetched, and what live processes were granted and not fetched yet, count)."""
 
-    async def workers(self) -> list[WorkerInfo]:
-        """The processes of the crawl (none for a store of one process)."""
 
-    async def lease(self, host: str, limit: int, now: float) -> list[StoredRequest]:
-        """Lease up to `limit` queued rows of `host` due at `now`, highest priority first,
-        then oldest first. Fewer than `limit` (maybe none) when the host has no more due."""
-
-    async def next_due(self, host: str) -> float | None:
-        """The earliest not-before time of `host`'s queued rows, or None when it has none."""
+class Commits(Protocol):
+    """Where pages' outcomes land (the writer)."""
 
     async def commit(
         self,
@@ -133,39 +167,12 @@ class Store(Protocol):
         """Which of these request identities (canonical URL, or `key`) are leased, done or
         failed: a redirect to one of them keeps no items (see `commit`)."""
 
+
+class Kept(Protocol):
+    """What a crawl keeps between runs besides its rows: cookie jars and robots.txt."""
+
     async def jars(self) -> dict[str, str]:
         """Every cookie jar kept by `commit`, by session name (their text)."""
-
-    async def host_states(self) -> list[HostState]:
-        """Every host state kept by `commit`."""
-
-    async def release(self, ids: Sequence[int] | None = None) -> int:
-        """Put this run's leased rows (or just the rows `ids`) back in the queue; returns how
-        many."""
-
-    async def fetched_per_host(self) -> dict[str, int]:
-        """Pages fetched (see `Outcome.fetched`) per host, for hosts with any."""
-
-    async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
-        """Mark as failed (never fetched) the queued rows of `host` and the leased rows `leased`
-        (buffered, not in flight); returns how many."""
-
-    async def requeue_stale(self, before: float) -> int:
-        """Queue again, as revisits, the pages done before `before` (epoch seconds), but a
-        redirect's final URL; returns how many. A revisit is fetched conditionally and its
-        outcome keeps, replaces or removes the page's items (see Outcome.revisit)."""
-
-    async def requeue_failed(self, host: str | None = None, error: str | None = None) -> int:
-        """Put failed rows (of `host`, of error kind `error`) back in the queue with no
-        attempts used, and forget the politeness state of their hosts; returns how many."""
-
-    async def counts(self) -> Counts:
-        """Rows per state and items stored."""
-
-    def failures(
-        self, host: str | None = None, error: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Failed rows (of `host`, of error kind `error`), oldest first (as ReadableStore)."""
 
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
         """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
@@ -173,30 +180,9 @@ class Store(Protocol):
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
 
-    async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
-        """Callback and errback names of the rows still queued or leased, except those
-        `known` accepts (only the others are looked up: that can take a scan of the queue)."""
 
-    def items(self) -> AsyncIterator[str]:
-        """Every stored item as JSON text, in the order they were committed."""
-
-    def changed_items(self) -> AsyncIterator[str]:
-        """The items of the pages the last revisit found changed (see requeue_stale)."""
-
-    async def items_since(
-        self, cursor: str | None, limit: int
-    ) -> tuple[list[tuple[int, str]], str | None]:
-        """Up to `limit` (id, JSON text) items committed after the bookmark `cursor` (None:
-        from the first), in commit order, and the bookmark after them. No item committed
-        after `cursor` is ever left out of a later call (what sinks rely on)."""
-
-    async def items_waiting(self, cursor: str | None) -> int:
-        """How many items committed after the bookmark `cursor` `items_since` does not give
-        yet: on PostgreSQL, those of transactions younger than the oldest one still running
-        on the server (it gives them once that one ends); 0 when every item is given."""
-
-    async def counters(self) -> dict[str, int]:
-        """The spider's counters and drop reasons (see stats.py), summed."""
+class Marks(Protocol):
+    """Bookmarks, and who feeds a sink (sinks.py)."""
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
         """Whether this process may feed the sink `key`: on a shared store one process at a
@@ -210,45 +196,75 @@ class Store(Protocol):
         """Replace the bookmark `key` if it still reads `old` (None: there is none yet), in a
         transaction of its own; whether it did (no: another process moved it)."""
 
-    async def set_mark(self, key: str, value: str) -> None:
-        """Keep a bookmark, in a transaction of its own."""
+
+class ItemFeed(Protocol):
+    """Items in commit order, for sinks fed as the crawl goes (sinks.py)."""
+
+    async def items_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[int, str]], str | None]:
+        """Up to `limit` (id, JSON text) items committed after the bookmark `cursor` (None:
+        from the first), in commit order, and the bookmark after them. No item committed
+        after `cursor` is ever left out of a later call (what sinks rely on)."""
+
+    async def items_waiting(self, cursor: str | None) -> int:
+        """How many items committed after the bookmark `cursor` `items_since` does not give
+        yet: on PostgreSQL, those of transactions younger than the oldest one still running
+        on the server (it gives them once that one ends); 0 when every item is given."""
+
+
+class Reader(Protocol):
+    """What `stats`, `export`, `failures` and `report` read, and the run's end."""
+
+    #: Where the store is, for messages (a path, or a DSN without its password).
+    location: str
+
+    def items(self) -> AsyncIterator[str]:
+        """Every stored item as JSON text, in the order they were committed."""
+
+    def changed_items(self) -> AsyncIterator[str]:
+        """The items of the pages the last revisit found changed (see requeue_stale)."""
+
+    def failures(
+        self, host: str | None = None, error: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Failed rows (of `host`, of error kind `error`), oldest first (as ReadableStore)."""
+
+    async def counts(self) -> Counts:
+        """Rows per state and items stored."""
 
     async def host_totals(self) -> dict[str, Counts]:
         """Rows per state and items stored, per host (kept as the crawl goes: cheap)."""
 
+    async def counters(self) -> dict[str, int]:
+        """The spider's counters and drop reasons (see stats.py), summed."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes of the crawl (none for a store of one process)."""
+
     async def summary(self) -> Summary:
         """The crawl's summary (reads every row: seconds for millions)."""
+
+
+class Store(Queue, HostLeases, Commits, Kept, Marks, ItemFeed, Reader, Protocol):
+    """What a crawl needs from its store: every part above, safe to call from one event loop.
+    Each consumer types its store as the part it uses."""
 
     async def close(self) -> None:
         """Release the store (its connection and its lock)."""
 
 
-class ReadableStore(Protocol):
-    """What `stats`, `export`, `failures` and `report` read (beside a running crawl)."""
-
-    location: str
+class ReadableStore(Reader, Protocol):
+    """A store opened to read beside a running crawl."""
 
     @property
     def outdated(self) -> bool:
         """Written by an older crawler: resuming the crawl brings it up to date."""
 
-    def items(self) -> AsyncIterator[str]: ...
-
-    def changed_items(self) -> AsyncIterator[str]: ...
-
-    def failures(
-        self, host: str | None = None, error: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]: ...
-
-    async def summary(self) -> Summary: ...
-
-    async def counters(self) -> dict[str, int]: ...
-
-    async def workers(self) -> list[WorkerInfo]: ...
-
     async def in_use(self) -> bool: ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the store (its connection and its lock)."""
 
 
 def is_dsn(location: str | Path) -> bool:

@@ -1275,12 +1275,6 @@ class PostgresStore:
         )
         return [HostState(*row) for row in rows]
 
-    async def fetched_per_host(self) -> dict[str, int]:
-        rows = await self._fetch(
-            "SELECT host, sum(fetched)::bigint FROM counts GROUP BY host HAVING sum(fetched) > 0"
-        )
-        return {host: int(n) for host, n in rows}
-
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
         row = await self._fetch("SELECT fetched_at, body FROM robots WHERE origin = $1", origin)
         return (row[0][0], row[0][1]) if row else None
@@ -1456,14 +1450,6 @@ class PostgresStore:
                 "UPDATE meta SET value = $3 WHERE key = $1 AND value = $2", f"mark:{key}", old, new
             )
         return result.endswith(" 1")
-
-    async def set_mark(self, key: str, value: str) -> None:
-        await self._execute(
-            "INSERT INTO meta (key, value) VALUES ($1, $2)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            f"mark:{key}",
-            value,
-        )
 
     # -- helpers ---------------------------------------------------------------------------
 

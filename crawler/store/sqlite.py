@@ -437,7 +437,10 @@ class SQLiteStore:
         return [host for (host,) in rows]
 
     async def acquire_hosts(self, limit: int, host_budget: int | None) -> list[HostLease]:
-        fetched = await self.fetched_per_host() if host_budget is not None else {}
+        fetched: dict[str, int] = {}
+        if host_budget is not None:
+            rows = await self._fetchall("SELECT host, fetched FROM host_counts WHERE fetched > 0")
+            fetched = {host: count for host, count in rows}
         states = {state.host: state for state in await self.host_states()}
         return [
             HostLease(host, 0, states.get(host), fetched.get(host, 0))
@@ -644,10 +647,6 @@ class SQLiteStore:
                     [(row,) for row in ids],
                 )
             return cursor.rowcount
-
-    async def fetched_per_host(self) -> dict[str, int]:
-        rows = await self._fetchall("SELECT host, fetched FROM host_counts WHERE fetched > 0")
-        return {host: count for host, count in rows}
 
     async def fail_host(self, host: str, leased: Sequence[int], *, error: str, message: str) -> int:
         now = time.time()
@@ -884,12 +883,6 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"mark:{key}", new)
             )
         return True
-
-    async def set_mark(self, key: str, value: str) -> None:
-        async with self._transaction():
-            await self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"mark:{key}", value)
-            )
 
     # -- helpers ---------------------------------------------------------------------------
 
