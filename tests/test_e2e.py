@@ -12,7 +12,8 @@ import pytest
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
 from crawler.export import export_items
-from crawler.store import SQLiteStore
+from crawler.store import SQLiteStore, Store
+from crawler.store.memory import MemoryStore
 from tests.conftest import rows
 from tests.sites import GraphSite
 
@@ -46,10 +47,15 @@ async def exported(path: Path, tmp: Path) -> list[dict[str, Any]]:
 SETTINGS = Settings(concurrency=16, per_domain_concurrency=3, obey_robots=False)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
 async def test_a_crawl_runs_on_a_store_its_caller_opened_and_leaves_it_open(
-    graph: GraphSite, store_path: Path
+    graph: GraphSite, store_path: Path, backend: str
 ) -> None:
-    store = await SQLiteStore.open(store_path, GraphSpider.name)
+    store: Store
+    if backend == "sqlite":
+        store = await SQLiteStore.open(store_path, GraphSpider.name)
+    else:  # the reference store: what the crawl needs of a store, and nothing on disk
+        store = await MemoryStore.open(GraphSpider.name)
     try:
         stats = await Crawler(spider_for(graph), SETTINGS, store=store).run()
         assert stats.ended == "complete"

@@ -1,5 +1,6 @@
-"""The Store protocol, held against every backend: SQLite (a file, one process) and PostgreSQL
-(shared by many processes). A third backend passes these tests to be a store.
+"""The Store protocol, held against every backend: in memory (the reference implementation),
+SQLite (a file, one process) and PostgreSQL (shared by many processes). Another backend passes
+these tests to be a store.
 
 The PostgreSQL cases need a server (CRAWLER_TEST_POSTGRES, default the project machines' one):
 in CI an unreachable server fails them, elsewhere they are skipped."""
@@ -27,6 +28,7 @@ from crawler.records import (
     State,
 )
 from crawler.store import Store, open_store
+from crawler.store.memory import MemoryDatabase, MemoryStore
 from crawler.store.postgres import PostgresStore, schema_name
 from tests.conftest import drop_schema
 from tests.helpers import fetched_per_host
@@ -38,11 +40,23 @@ def req(path: str, host: str = "a.com", priority: int = 0, **kw: object) -> NewR
     return NewRequest(url=f"http://{host}{path}", host=host, priority=priority, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """Opens the store of one crawl on the backend under test (each call: a new process's
     view of it, as far as a store can tell)."""
     opened: list[Store] = []
+    if request.param == "memory":  # the reference implementation
+        database = MemoryDatabase()
+
+        async def open_memory(*, fresh: bool = False, lease_ttl: float = 30.0) -> Store:
+            store = await MemoryStore.open("s", database=database, fresh=fresh)
+            opened.append(store)
+            return store
+
+        yield open_memory
+        for store in opened:
+            await store.close()
+        return
     if request.param == "sqlite":
         location = str(tmp_path / "crawl.db")
         spider = "s"
@@ -225,6 +239,26 @@ async def test_summary_and_pending_callbacks(opener: Opener) -> None:
     assert sum(summary.latencies) == 2
     await store.add([req("/3", callback="gone")])
     assert await store.callbacks_pending(known=lambda name: name == "parse") == {"gone"}
+
+
+async def test_summary_of_a_crawl_with_urls_failed_as_found(opener: Opener) -> None:
+    # a trap or an invalid URL is failed as it is found, with no time of its own: the summary
+    # (crawler stats, report) counts it and leaves it off the timeline
+    store = await opener()
+    await store.add([req("/1"), req("/t", error=ErrorKind.TRAP), req("/x", host="b.com")])
+    await store.acquire_hosts(10, None)
+    (one,) = await store.lease("a.com", 5, now=1.0)
+    await store.commit([Outcome(one, State.DONE, 1, status=200, latency=0.2, size=10)])
+    summary = await store.summary()
+    assert summary.errors == {"trap": 1}
+    assert [(done, failed) for _, done, failed in summary.timeline] == [(1, 0)]
+    assert summary.first is not None
+    assert summary.first == summary.last
+    assert [(h.host, h.done, h.failed, h.queued) for h in summary.hosts] == [
+        ("a.com", 1, 1, 0),
+        ("b.com", 0, 0, 1),
+    ]
+    assert (summary.statuses, summary.depths, summary.bytes) == ({200: 1}, {0: 2}, 10)
 
 
 async def test_page_grants_and_the_end_of_the_crawl(opener: Opener) -> None:

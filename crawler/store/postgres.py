@@ -41,7 +41,6 @@ import asyncpg
 
 from ..errors import ConfigError, StoreError
 from ..records import (
-    LATENCY_BOUNDS,
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
     STATE_MARK,
@@ -57,12 +56,12 @@ from ..records import (
     Summary,
     WorkerInfo,
     failure_dict,
-    host_summaries,
     revisit_mark,
 )
 from ..stats import REVISIT
 from ..stats import add as add_counters
-from .shared import bucket_seconds, safe_dsn
+from . import sql
+from .shared import REDIRECTED, REPLACING, safe_dsn
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -338,7 +337,6 @@ _MIGRATIONS = {
     ],
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
-_REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
@@ -841,7 +839,7 @@ class PostgresStore:
         """Whether `commit_pages` can commit `outcomes`: no redirect to claim, no cookies, no
         revisit replacing items, no sitemap dates, no host or callback new to this process."""
         for outcome in outcomes:
-            if outcome.final_url is not None or outcome.jars or outcome.revisit in _REPLACING:
+            if outcome.final_url is not None or outcome.jars or outcome.revisit in REPLACING:
                 return False
             for link in outcome.links:
                 if (
@@ -989,7 +987,7 @@ class PostgresStore:
             log.warning("%d page outcomes refused: their hosts went to another process", lost)
         # 3. a revisit's old items, the items, the links found (in one order for every
         # process: two commits adding the same URLs wait on each other, never in a cycle)
-        replaced = [o for o in committed if not o.lost and o.revisit in _REPLACING]
+        replaced = [o for o in committed if not o.lost and o.revisit in REPLACING]
         if replaced:
             pages = {o.request.id: o.request.host for o in replaced}
             for (request_id,) in await db.fetch(
@@ -1111,7 +1109,7 @@ class PostgresStore:
             return outcome
         claimed = await db.fetchval(
             "UPDATE requests SET state = 2, status = $1, updated = $2,"
-            " message = 'fetched through a redirect' WHERE COALESCE(key, url) = $3"
+            f" message = '{REDIRECTED}' WHERE COALESCE(key, url) = $3"
             " AND state = 0 RETURNING host",
             outcome.status,
             now,
@@ -1213,7 +1211,7 @@ class PostgresStore:
             rows = await db.fetch(
                 "WITH r AS (UPDATE requests SET state = 0, revisit = 1, attempts = 0,"
                 " not_before = 0 WHERE state = 2 AND updated < $1"
-                " AND COALESCE(message, '') <> 'fetched through a redirect'"
+                f" AND COALESCE(message, '') <> '{REDIRECTED}'"
                 " RETURNING host, latency IS NOT NULL AS fetched)"
                 " SELECT host, count(*), count(*) FILTER (WHERE fetched) FROM r GROUP BY host",
                 before,
@@ -1312,64 +1310,14 @@ class PostgresStore:
         return totals
 
     async def summary(self) -> Summary:
-        measured = {
-            host: (int(size or 0), mean, top)
-            for host, size, mean, top in await self._fetch(
-                "SELECT host, sum(size), avg(latency), max(latency) FROM requests"
-                " WHERE state >= 2 GROUP BY host"
-            )
-        }
-        politeness = {state.host: state for state in await self.host_states()}
-        hosts = host_summaries(await self.host_totals(), measured, politeness)
-        cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
-        histogram = {
-            bucket: int(n)
-            for bucket, n in await self._fetch(
-                f"SELECT CASE {cases} ELSE {len(LATENCY_BOUNDS)} END, count(*) FROM requests"
-                " WHERE latency IS NOT NULL GROUP BY 1"
-            )
-        }
-        ((first, last),) = await self._fetch(
-            "SELECT min(updated), max(updated) FROM requests WHERE state >= 2"
-        )
-        bucket = bucket_seconds((last or 0) - (first or 0))
-        timeline = [
-            (first + n * bucket, int(done), int(failed))
-            for n, done, failed in await self._fetch(
-                "SELECT floor((updated - $1) / $2)::int, count(*) FILTER (WHERE state = 2),"
-                " count(*) FILTER (WHERE state = 3) FROM requests WHERE state >= 2"
-                " GROUP BY 1 ORDER BY 1",
-                first or 0.0,
-                bucket,
-            )
-        ]
-
-        async def grouped(sql: str) -> dict[Any, int]:
-            return {key: int(n) for key, n in await self._fetch(sql)}
-
-        return Summary(
+        return await sql.summary(
+            lambda query, args: self._fetch(query, *args),
+            sql.POSTGRES,
             counts=await self.counts(),
-            hosts=hosts,
-            statuses=await grouped(
-                "SELECT status, count(*) FROM requests WHERE status IS NOT NULL"
-                " AND state >= 2 GROUP BY status ORDER BY status"
-            ),
-            errors=await grouped(
-                "SELECT error, count(*) FROM requests WHERE state = 3"
-                " GROUP BY error ORDER BY 2 DESC"
-            ),
-            depths=await grouped(
-                "SELECT depth, count(*) FROM requests WHERE state >= 2"
-                " GROUP BY depth ORDER BY depth"
-            ),
-            latencies=[histogram.get(i, 0) for i in range(len(LATENCY_BOUNDS) + 1)],
-            timeline=timeline,
-            bucket=bucket,
-            first=first,
-            last=last,
-            bytes=sum(h.bytes for h in hosts),
-            workers=await self.workers(),
+            totals=await self.host_totals(),
+            politeness=await self.host_states(),
             counters=await self.counters(),
+            workers=await self.workers(),
         )
 
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:

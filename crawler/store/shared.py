@@ -1,9 +1,17 @@
-"""What the store's backends (and the sinks) share that is no SQL: the timeline's bucket size,
-a DSN fit for messages."""
+"""What the store's backends (and the sinks) share that is no SQL: the redirect and revisit
+rules' constants, the timeline's bucket size, a DSN fit for messages."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
+
+from ..records import Revisit
+
+#: The message of a redirect's final URL, marked done by its redirect: it is revisited
+#: through that redirect, never on its own.
+REDIRECTED = "fetched through a redirect"
+#: The revisit outcomes that take a page's items away (new ones, if any, come in).
+REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
 
 
 def bucket_seconds(span: float) -> float:

@@ -19,7 +19,6 @@ import aiosqlite
 
 from ..errors import ConfigError, StoreError
 from ..records import (
-    LATENCY_BOUNDS,
     NEVER_SENT,
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
@@ -35,12 +34,12 @@ from ..records import (
     Summary,
     WorkerInfo,
     failure_dict,
-    host_summaries,
     revisit_mark,
 )
 from ..stats import REVISIT
 from ..stats import add as add_counters
-from .shared import bucket_seconds
+from . import sql
+from .shared import REDIRECTED, REPLACING
 
 log = logging.getLogger(__name__)
 
@@ -274,11 +273,9 @@ _MIGRATIONS[8] = [  # 9: revisits (validators kept, rows queued again, items rep
     _ITEM_DELETED,
 ]
 
-#: The revisit outcomes that take a page's items away (new ones, if any, come in).
-_REPLACING = frozenset({Revisit.CHANGED, Revisit.GONE})
 #: Pages a revisit fetches again: done before a time, and crawled under their own URL (a
 #: redirect's final URL, marked done by its redirect, is revisited through that redirect).
-_STALE = "state = 2 AND updated < ? AND COALESCE(message, '') <> 'fetched through a redirect'"
+_STALE = f"state = 2 AND updated < ? AND COALESCE(message, '') <> '{REDIRECTED}'"
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
@@ -581,7 +578,7 @@ class SQLiteStore:
                 )
                 for o in committed
             ]
-            replaced = [(o.request.id,) for o in committed if o.revisit in _REPLACING]
+            replaced = [(o.request.id,) for o in committed if o.revisit in REPLACING]
             if replaced:  # a revisit found the page changed (or gone): its old items go
                 await self._db.executemany("DELETE FROM items WHERE request_id = ?", replaced)
             if links:
@@ -624,7 +621,7 @@ class SQLiteStore:
         if cursor.rowcount == 0:
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 2, status = ?, updated = ?,"
-                " message = 'fetched through a redirect' WHERE COALESCE(key, url) = ?"
+                f" message = '{REDIRECTED}' WHERE COALESCE(key, url) = ?"
                 " AND state = 0",
                 (outcome.status, now, key or url),
             )
@@ -746,63 +743,14 @@ class SQLiteStore:
         return {host: Counts(*totals) for host, *totals in rows}
 
     async def summary(self) -> Summary:
-        measured = {
-            host: (int(size), mean, top)
-            for host, size, mean, top in await self._fetchall(
-                "SELECT host, TOTAL(size), AVG(latency), MAX(latency) FROM requests"
-                " WHERE state >= 2 GROUP BY host"
-            )
-        }
-        politeness = {state.host: state for state in await self.host_states()}
-        hosts = host_summaries(await self.host_totals(), measured, politeness)
-        cases = " ".join(f"WHEN latency < {b} THEN {i}" for i, b in enumerate(LATENCY_BOUNDS))
-        histogram = dict(
-            await self._fetchall(
-                f"SELECT CASE {cases} ELSE {len(LATENCY_BOUNDS)} END, COUNT(*) FROM requests"
-                " WHERE latency IS NOT NULL GROUP BY 1"
-            )
-        )
-        ((first, last),) = await self._fetchall(
-            "SELECT MIN(updated), MAX(updated) FROM requests WHERE state >= 2"
-        )
-        bucket = bucket_seconds((last or 0) - (first or 0))
-        timeline = [
-            (first + n * bucket, done, failed)
-            for n, done, failed in await self._fetchall(
-                "SELECT CAST((updated - ?) / ? AS INTEGER), SUM(state = 2), SUM(state = 3)"
-                " FROM requests WHERE state >= 2 GROUP BY 1 ORDER BY 1",
-                (first or 0, bucket),
-            )
-        ]
-        counts = await self.counts()
-        return Summary(
-            counts=counts,
-            hosts=hosts,
-            statuses=dict(
-                await self._fetchall(
-                    "SELECT status, COUNT(*) FROM requests WHERE status IS NOT NULL"
-                    " AND state >= 2 GROUP BY status ORDER BY status"
-                )
-            ),
-            errors=dict(
-                await self._fetchall(
-                    "SELECT error, COUNT(*) FROM requests WHERE state = 3"
-                    " GROUP BY error ORDER BY 2 DESC"
-                )
-            ),
-            depths=dict(
-                await self._fetchall(
-                    "SELECT depth, COUNT(*) FROM requests WHERE state >= 2"
-                    " GROUP BY depth ORDER BY depth"
-                )
-            ),
-            latencies=[histogram.get(i, 0) for i in range(len(LATENCY_BOUNDS) + 1)],
-            timeline=timeline,
-            bucket=bucket,
-            first=first,
-            last=last,
-            bytes=sum(h.bytes for h in hosts),
+        return await sql.summary(
+            lambda query, args: self._fetchall(query, tuple(args)),
+            sql.SQLITE,
+            counts=await self.counts(),
+            totals=await self.host_totals(),
+            politeness=await self.host_states(),
             counters=await self.counters(),
+            workers=[],
         )
 
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
