@@ -37,7 +37,6 @@ from ..records import (
     HostState,
     NewRequest,
     Outcome,
-    Revisit,
     State,
     StoredRequest,
     Summary,
@@ -46,9 +45,17 @@ from ..records import (
     host_summaries,
     revisit_mark,
 )
-from ..stats import REVISIT
 from ..stats import add as add_counters
-from .shared import REDIRECTED, REPLACING, bucket_seconds
+from .shared import (
+    REDIRECTED,
+    REPLACING,
+    bucket_seconds,
+    commit_counters,
+    count_unchanged,
+    crawled_on_its_own,
+    sitemap_dated,
+    unchanged_by_sitemap,
+)
 
 
 @dataclass(slots=True)
@@ -329,9 +336,7 @@ class MemoryStore:
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
     ) -> list[Outcome]:
-        total = dict(counters or {})
-        for outcome in outcomes:
-            add_counters(total, outcome.counters)
+        total = commit_counters(outcomes, counters)
         if not outcomes and not hosts and state is None and not total:
             return []
         await self._turn()
@@ -359,10 +364,7 @@ class MemoryStore:
             for item in outcome.items:
                 db.items[db.next_item] = (outcome.request.id, item)
                 db.next_item += 1
-        total = dict(counters or {})
-        for outcome in committed:
-            add_counters(total, outcome.counters)
-        add_counters(db.counters, total)
+        add_counters(db.counters, commit_counters(committed, counters))  # with the sitemaps
         for o in committed:
             row = db.rows[o.request.id]
             row.state, row.attempts, row.not_before = o.state, o.attempts, o.not_before
@@ -584,32 +586,29 @@ class MemoryStore:
                 REDIRECTED,
             )
             return outcome
-        return dataclasses.replace(
-            outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
-        )
+        return crawled_on_its_own(outcome, url)
 
     def _unchanged_by_sitemap(self, outcome: Outcome, now: float) -> None:
-        """Mark done, as unchanged, the queued revisits of pages a sitemap (this outcome's
-        page) says have not changed since they were last fetched."""
-        skipped = 0
-        for link in outcome.links:
-            row_id = self._db.identities.get(link.key or link.url)
-            if link.lastmod is None or row_id is None:
-                continue
+        """Mark done, as unchanged, the queued revisits a sitemap (this outcome's page) says
+        have not changed (see shared.unchanged_by_sitemap)."""
+        rows = [self._db.rows[i] for i in self._ids(sitemap_dated(outcome.links))]
+        fetched = {
+            r.key or r.url: r.updated
+            for r in rows
+            if r.state is State.QUEUED and r.revisit == REVISIT_QUEUED
+        }
+        unchanged = self._ids(unchanged_by_sitemap(outcome.links, fetched))
+        for row_id in set(unchanged):
             row = self._db.rows[row_id]
-            if (
-                row.state is State.QUEUED
-                and row.revisit == REVISIT_QUEUED
-                and row.updated is not None
-                and row.updated >= link.lastmod
-            ):
-                row.state, row.revisit, row.updated = State.DONE, 0, now
-                row.message = UNCHANGED_BY_SITEMAP
-                skipped += 1
-        if skipped:
-            outcome.counters = outcome.counters or {}
-            key = REVISIT + Revisit.UNCHANGED
-            outcome.counters[key] = outcome.counters.get(key, 0) + skipped
+            row.state, row.revisit, row.updated = State.DONE, 0, now
+            row.message = UNCHANGED_BY_SITEMAP
+        count_unchanged(outcome, len(set(unchanged)))
+
+    def _ids(self, identities: Iterable[str]) -> list[int]:
+        """The rows of these identities (those known)."""
+        return [
+            i for identity in identities if (i := self._db.identities.get(identity)) is not None
+        ]
 
 
 def _sum(totals: Iterable[Counts]) -> Counts:

@@ -44,24 +44,20 @@ from ..records import (
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
     STATE_MARK,
-    UNCHANGED_BY_SITEMAP,
     Counts,
     HostLease,
     HostState,
     NewRequest,
     Outcome,
-    Revisit,
     State,
     StoredRequest,
     Summary,
     WorkerInfo,
-    failure_dict,
     revisit_mark,
 )
-from ..stats import REVISIT
 from ..stats import add as add_counters
 from . import sql
-from .shared import REDIRECTED, REPLACING, safe_dsn
+from .shared import REDIRECTED, REPLACING, commit_counters, crawled_on_its_own, safe_dsn
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -823,10 +819,8 @@ class PostgresStore:
                             return list(outcomes)
                 async with self._commit_lock, self._tx() as db:
                     committed = await self._commit(db, outcomes, hosts)
-                    total = dict(counters or {})
-                    for outcome in committed:
-                        if not outcome.lost:
-                            add_counters(total, outcome.counters)
+                    kept = [outcome for outcome in committed if not outcome.lost]
+                    total = commit_counters(kept, counters)
                     await self._keep(db, state, total)
                     return committed
             except _RETRY as exc:  # two batches inserting the same new URLs: run it again
@@ -1007,7 +1001,9 @@ class PostgresStore:
         if links:
             await self._insert(db, links, counts)
             for outcome in committed:
-                await self._unchanged_by_sitemap(db, outcome, now, counts)
+                query = _in(db)
+                for host in await sql.mark_unchanged_by_sitemap(query, sql.POSTGRES, outcome, now):
+                    counts.setdefault(host, [0, 0, 0, 0, 0])[1] += 1
         # 4. close the pages, and add to this process's totals, in one statement
         done = [o for o in accepted if o.request.id in closed]
         totals = self._totals(counts)
@@ -1020,32 +1016,6 @@ class PostgresStore:
         elif totals:
             await db.execute(_COUNT, *totals)
         return committed
-
-    async def _unchanged_by_sitemap(
-        self, db: Db, outcome: Outcome, now: float, counts: dict[str, list[int]]
-    ) -> None:
-        """Mark done, as unchanged, the queued revisits of pages a sitemap (this outcome's
-        page) says have not changed since they were last fetched."""
-        dated = sorted((r.key or r.url, r.lastmod) for r in outcome.links if r.lastmod)
-        if not dated:
-            return
-        rows = await db.fetch(
-            f"""UPDATE requests r SET state = 2, revisit = 0, updated = $3,
-                message = '{UNCHANGED_BY_SITEMAP}'
-            FROM unnest($1::text[], $2::float8[]) u(identity, lastmod)
-            WHERE COALESCE(r.key, r.url) = u.identity AND r.state = 0 AND r.revisit = 1
-                AND r.updated >= u.lastmod
-            RETURNING r.host""",
-            [identity for identity, _ in dated],
-            [lastmod for _, lastmod in dated],
-            now,
-        )
-        for (host,) in rows:
-            counts.setdefault(host, [0, 0, 0, 0, 0])[1] += 1
-        if rows:
-            outcome.counters = outcome.counters or {}
-            key = REVISIT + Revisit.UNCHANGED
-            outcome.counters[key] = outcome.counters.get(key, 0) + len(rows)
 
     async def _keep(self, db: Db, state: str | None, counters: dict[str, int]) -> None:
         """Keep the spider's state and add to this process's rows of its counters."""
@@ -1118,9 +1088,7 @@ class PostgresStore:
         if claimed is not None:
             counts.setdefault(claimed, [0, 0, 0, 0, 0])[1] += 1
             return outcome
-        return dataclasses.replace(
-            outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
-        )
+        return crawled_on_its_own(outcome, url)
 
     async def _insert(
         self, db: Db, requests: Sequence[NewRequest], counts: dict[str, list[int]]
@@ -1210,8 +1178,7 @@ class PostgresStore:
             await db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
             rows = await db.fetch(
                 "WITH r AS (UPDATE requests SET state = 0, revisit = 1, attempts = 0,"
-                " not_before = 0 WHERE state = 2 AND updated < $1"
-                f" AND COALESCE(message, '') <> '{REDIRECTED}'"
+                f" not_before = 0 WHERE {sql.stale(sql.POSTGRES)}"
                 " RETURNING host, latency IS NOT NULL AS fetched)"
                 " SELECT host, count(*), count(*) FILTER (WHERE fetched) FROM r GROUP BY host",
                 before,
@@ -1241,25 +1208,10 @@ class PostgresStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def failures(
+    def failures(
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Failed rows as dicts (see SQLiteStore.failures)."""
-        last = 0
-        while True:
-            rows = await self._fetch(
-                "SELECT id, url, error, status, attempts, message, method FROM requests"
-                " WHERE state = 3 AND id > $1 AND ($2::text IS NULL OR host = $2)"
-                " AND ($3::text IS NULL OR error = $3) ORDER BY id LIMIT 1000",
-                last,
-                host,
-                error,
-            )
-            if not rows:
-                return
-            for _, *failure in rows:
-                yield failure_dict(*failure)
-            last = rows[-1][0]
+        return sql.failures(self._query, sql.POSTGRES, host, error)
 
     async def jars(self) -> dict[str, str]:
         return {
@@ -1324,11 +1276,7 @@ class PostgresStore:
         pending = set()
         for (name,) in await self._fetch("SELECT name FROM callbacks"):
             self._known_callbacks.add(name)
-            if not known(name) and await self._fetch(
-                "SELECT 1 FROM requests WHERE (callback = $1 OR errback = $1) AND state <= 1"
-                " LIMIT 1",
-                name,
-            ):
+            if not known(name) and await self._fetch(sql.callback_in_use(sql.POSTGRES), name):
                 pending.add(name)
         return pending
 
@@ -1341,17 +1289,8 @@ class PostgresStore:
                 yield row[1]
             last = rows[-1][0]
 
-    async def changed_items(self) -> AsyncIterator[str]:
-        last = 0
-        while rows := await self._fetch(
-            "SELECT items.id, items.data FROM items JOIN requests"
-            " ON requests.id = items.request_id"
-            " WHERE items.id > $1 AND requests.revisit = 2 ORDER BY items.id LIMIT 1000",
-            last,
-        ):
-            for row in rows:
-                yield row[1]
-            last = rows[-1][0]
+    def changed_items(self) -> AsyncIterator[str]:
+        return sql.changed_items(self._query, sql.POSTGRES)
 
     async def items_since(
         self, cursor: str | None, limit: int
@@ -1427,26 +1366,39 @@ class PostgresStore:
                     raise _SessionLost(f"store {self.location}: {exc}") from exc
                 raise
 
-    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def _query(self, query: str, params: Sequence[Any]) -> list[asyncpg.Record]:
+        """A query of the SQL written for both backends (store/sql.py)."""
+        return await self._fetch(query, *params)
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         async def once() -> list[asyncpg.Record]:
             async with self._connection() as db:
-                return list(await db.fetch(sql, *args))
+                return list(await db.fetch(query, *args))
 
         return await _retried(self.location, once)
 
-    async def _val(self, sql: str, *args: object) -> Any:
+    async def _val(self, query: str, *args: object) -> Any:
         async def once() -> Any:
             async with self._connection() as db:
-                return await db.fetchval(sql, *args)
+                return await db.fetchval(query, *args)
 
         return await _retried(self.location, once)
 
-    async def _execute(self, sql: str, *args: object) -> str:
+    async def _execute(self, query: str, *args: object) -> str:
         async def once() -> str:
             async with self._connection() as db:
-                return str(await db.execute(sql, *args))
+                return str(await db.execute(query, *args))
 
         return await _retried(self.location, once)
+
+
+def _in(db: Db) -> sql.Fetch:
+    """Queries of store/sql.py, run in the transaction under way on `db`."""
+
+    async def fetch(query: str, params: Sequence[Any]) -> list[asyncpg.Record]:
+        return list(await db.fetch(query, *params))
+
+    return fetch
 
 
 async def _retried(location: str, attempt: Callable[[], Awaitable[T]]) -> T:

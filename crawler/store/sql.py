@@ -1,24 +1,30 @@
 """SQL that both SQL backends run, written once: each supplies its dialect pieces (how a query
-names its parameters, how a number is cut to an integer) and a function that runs a query.
+names its parameters, how it takes a list, how a number is cut to an integer) and a function
+that runs a query (on its connection, or in the transaction under way).
 
-What is here reads the requests table, whose columns both schemas share.
+What is here works on the requests and items tables, whose columns both schemas share; the
+spider's policy it applies (redirects, sitemaps) is asked of store/shared.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..records import (
     LATENCY_BOUNDS,
+    UNCHANGED_BY_SITEMAP,
     Counts,
     HostState,
+    Outcome,
     Summary,
     WorkerInfo,
+    failure_dict,
     host_summaries,
 )
-from .shared import bucket_seconds
+from .shared import REDIRECTED, bucket_seconds, count_unchanged, sitemap_dated
+from .shared import unchanged_by_sitemap as sitemap_policy
 
 #: Runs a query with its parameters; the rows.
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Any]]]
@@ -28,14 +34,117 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Any]]]
 class Dialect:
     """What differs between the backends' SQL."""
 
-    #: The n-th (from 1) parameter of a query.
+    #: The n-th (from 1) parameter of a query, and the same for a text that may be NULL.
     placeholder: Callable[[int], str]
+    text: Callable[[int], str]
+    #: `IN` a list of `count` texts from the n-th parameter on, and the parameters for it.
+    among: Callable[[int, int], str]
+    among_args: Callable[[Sequence[str]], tuple[Any, ...]]
+    #: Most list items one statement takes.
+    chunk: int
     #: The integer part of a non-negative number.
     integer: Callable[[str], str]
 
+    def chunks(self, values: Sequence[str]) -> Iterator[Sequence[str]]:
+        for start in range(0, len(values), self.chunk):
+            yield values[start : start + self.chunk]
 
-SQLITE = Dialect(placeholder=lambda n: "?", integer=lambda x: f"CAST({x} AS INTEGER)")
-POSTGRES = Dialect(placeholder=lambda n: f"${n}", integer=lambda x: f"floor({x})::int")
+
+SQLITE = Dialect(
+    placeholder=lambda n: f"?{n}",
+    text=lambda n: f"?{n}",
+    among=lambda n, count: f"IN ({', '.join(f'?{n + i}' for i in range(count))})",
+    among_args=tuple,
+    chunk=500,  # (SQLite caps a statement's parameters)
+    integer=lambda x: f"CAST({x} AS INTEGER)",
+)
+POSTGRES = Dialect(
+    placeholder=lambda n: f"${n}",
+    text=lambda n: f"${n}::text",
+    among=lambda n, count: f"= ANY(${n}::text[])",
+    among_args=lambda values: (list(values),),
+    chunk=100_000,
+    integer=lambda x: f"floor({x})::int",
+)
+
+#: Pages a revisit fetches again: done before a time (the first parameter), and crawled under
+#: their own URL (a redirect's final URL is revisited through that redirect).
+STALE = f"state = 2 AND updated < {{p1}} AND COALESCE(message, '') <> '{REDIRECTED}'"
+
+
+def stale(d: Dialect) -> str:
+    return STALE.format(p1=d.placeholder(1))
+
+
+async def failures(
+    fetch: Fetch, d: Dialect, host: str | None, error: str | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Failed rows (of `host`, of error kind `error`) as dicts: url, error, status, attempts,
+    message (and method, when not GET); in the order they were discovered."""
+    p1, p2, p3 = d.placeholder(1), d.text(2), d.text(3)
+    query = (
+        "SELECT id, url, error, status, attempts, message, method FROM requests"
+        f" WHERE state = 3 AND id > {p1} AND ({p2} IS NULL OR host = {p2})"
+        f" AND ({p3} IS NULL OR error = {p3}) ORDER BY id LIMIT 1000"
+    )
+    last = 0
+    while rows := await fetch(query, (last, host, error)):
+        for _, *failure in rows:
+            yield failure_dict(*failure)
+        last = rows[-1][0]
+
+
+async def changed_items(fetch: Fetch, d: Dialect) -> AsyncIterator[str]:
+    """The items of the pages the last revisit found changed, in commit order."""
+    query = (
+        "SELECT items.id, items.data FROM items JOIN requests ON requests.id = items.request_id"
+        f" WHERE items.id > {d.placeholder(1)} AND requests.revisit = 2"
+        " ORDER BY items.id LIMIT 1000"
+    )
+    last = 0
+    while rows := await fetch(query, (last,)):
+        for row in rows:
+            yield row[1]
+        last = rows[-1][0]
+
+
+def callback_in_use(d: Dialect) -> str:
+    """Whether a queued or leased row names the callback or errback (the first parameter)."""
+    p1 = d.placeholder(1)
+    return (
+        f"SELECT 1 FROM requests WHERE (callback = {p1} OR errback = {p1}) AND state <= 1 LIMIT 1"
+    )
+
+
+async def mark_unchanged_by_sitemap(
+    fetch: Fetch, d: Dialect, outcome: Outcome, now: float
+) -> list[str]:
+    """Mark done, as unchanged, the queued revisits a sitemap (this outcome's page) says have
+    not changed since their page was last fetched (shared.unchanged_by_sitemap), and count
+    them on the outcome; the host of each. Run in the commit's transaction."""
+    dated = sitemap_dated(outcome.links)
+    if not dated:
+        return []
+    fetched: dict[str, float | None] = {}
+    for chunk in d.chunks(dated):
+        rows = await fetch(
+            "SELECT COALESCE(key, url), updated FROM requests WHERE state = 0 AND revisit = 1"
+            f" AND COALESCE(key, url) {d.among(1, len(chunk))}",
+            d.among_args(chunk),
+        )
+        fetched.update((identity, updated) for identity, updated in rows)
+    hosts: list[str] = []
+    for chunk in d.chunks(sitemap_policy(outcome.links, fetched)):
+        rows = await fetch(
+            f"UPDATE requests SET state = 2, revisit = 0, updated = {d.placeholder(1)},"
+            f" message = '{UNCHANGED_BY_SITEMAP}' WHERE state = 0 AND revisit = 1"
+            f" AND COALESCE(key, url) {d.among(2, len(chunk))} RETURNING host",
+            (now, *d.among_args(chunk)),
+        )
+        hosts += [host for (host,) in rows]
+    count_unchanged(outcome, len(hosts))
+    return hosts
+
 
 _FINISHED = "state >= 2"
 

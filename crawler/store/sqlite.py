@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import os
@@ -23,23 +22,18 @@ from ..records import (
     NEW_REQUEST_COLUMNS,
     REVISIT_QUEUED,
     STATE_MARK,
-    UNCHANGED_BY_SITEMAP,
     Counts,
     HostLease,
     HostState,
     NewRequest,
     Outcome,
-    Revisit,
     StoredRequest,
     Summary,
     WorkerInfo,
-    failure_dict,
     revisit_mark,
 )
-from ..stats import REVISIT
-from ..stats import add as add_counters
 from . import sql
-from .shared import REDIRECTED, REPLACING
+from .shared import REDIRECTED, REPLACING, commit_counters, crawled_on_its_own
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +267,6 @@ _MIGRATIONS[8] = [  # 9: revisits (validators kept, rows queued again, items rep
     _ITEM_DELETED,
 ]
 
-#: Pages a revisit fetches again: done before a time, and crawled under their own URL (a
-#: redirect's final URL, marked done by its redirect, is revisited through that redirect).
-_STALE = f"state = 2 AND updated < ? AND COALESCE(message, '') <> '{REDIRECTED}'"
 
 _COLUMNS = (
     "id, url, host, callback, priority, depth, meta, any_content_type, attempts,"
@@ -527,9 +518,7 @@ class SQLiteStore:
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
     ) -> list[Outcome]:
-        total = dict(counters or {})
-        for outcome in outcomes:
-            add_counters(total, outcome.counters)
+        total = commit_counters(outcomes, counters)
         if not outcomes and not hosts and state is None and not total:
             return []
         now = time.time()
@@ -584,14 +573,12 @@ class SQLiteStore:
             if links:
                 await self._insert(links)
                 for outcome in committed:
-                    await self._unchanged_by_sitemap(outcome, now)
+                    await sql.mark_unchanged_by_sitemap(self._query, sql.SQLITE, outcome, now)
             if items:
                 await self._db.executemany(
                     "INSERT INTO items (request_id, data) VALUES (?, ?)", items
                 )
-            total = dict(counters or {})
-            for outcome in committed:
-                add_counters(total, outcome.counters)
+            total = commit_counters(committed, counters)  # with the sitemaps' counts
             if total:
                 await self._db.executemany(
                     "INSERT INTO counters (name, value) VALUES (?, ?)"
@@ -627,9 +614,7 @@ class SQLiteStore:
             )
         if cursor.rowcount == 1:
             return outcome
-        return dataclasses.replace(
-            outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
-        )
+        return crawled_on_its_own(outcome, url)
 
     async def release(self, ids: Sequence[int] | None = None) -> int:
         async with self._transaction():
@@ -669,7 +654,7 @@ class SQLiteStore:
             await self._db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 0, revisit = 1, attempts = 0, not_before = 0"
-                f" WHERE {_STALE}",
+                f" WHERE {sql.stale(sql.SQLITE)}",
                 (before,),
             )
             return cursor.rowcount
@@ -686,24 +671,10 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
-    async def failures(
+    def failures(
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Failed rows (of `host`, of error kind `error`) as dicts: url, error, status,
-        attempts, message (and method, when not GET); in the order they were discovered."""
-        last = 0
-        while True:
-            rows = await self._fetchall(
-                "SELECT id, url, error, status, attempts, message, method FROM requests"
-                " WHERE state = 3 AND id > ?1 AND (?2 IS NULL OR host = ?2)"
-                " AND (?3 IS NULL OR error = ?3) ORDER BY id LIMIT 1000",
-                (last, host, error),
-            )
-            if not rows:
-                return
-            for _, *failure in rows:
-                yield failure_dict(*failure)
-            last = rows[-1][0]
+        return sql.failures(self._query, sql.SQLITE, host, error)
 
     async def jars(self) -> dict[str, str]:
         return dict(await self._fetchall("SELECT name, cookies FROM sessions"))
@@ -756,11 +727,7 @@ class SQLiteStore:
     async def callbacks_pending(self, known: Callable[[str], bool]) -> set[str]:
         pending = set()
         for (name,) in await self._fetchall("SELECT name FROM callbacks"):
-            if not known(name) and await self._fetchall(
-                "SELECT 1 FROM requests WHERE (callback = ?1 OR errback = ?1) AND state <= 1"
-                " LIMIT 1",
-                (name,),
-            ):
+            if not known(name) and await self._fetchall(sql.callback_in_use(sql.SQLITE), (name,)):
                 pending.add(name)
         return pending
 
@@ -773,17 +740,8 @@ class SQLiteStore:
             for _, data in rows:
                 yield data
 
-    async def changed_items(self) -> AsyncIterator[str]:
-        last = 0
-        while rows := await self._fetchall(
-            "SELECT items.id, items.data FROM items JOIN requests"
-            " ON requests.id = items.request_id"
-            " WHERE items.id > ? AND requests.revisit = 2 ORDER BY items.id LIMIT 1000",
-            (last,),
-        ):
-            for _, data in rows:
-                yield data
-            last = rows[-1][0]
+    def changed_items(self) -> AsyncIterator[str]:
+        return sql.changed_items(self._query, sql.SQLITE)
 
     async def items_since(
         self, cursor: str | None, limit: int
@@ -834,24 +792,6 @@ class SQLiteStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _unchanged_by_sitemap(self, outcome: Outcome, now: float) -> None:
-        """Mark done, as unchanged, the queued revisits of pages a sitemap (this outcome's
-        page) says have not changed since they were last fetched."""
-        dated = [(now, r.key or r.url, r.lastmod) for r in outcome.links if r.lastmod]
-        if not dated:
-            return
-        cursor = await self._db.executemany(
-            "UPDATE requests SET state = 2, revisit = 0, updated = ?,"
-            f" message = '{UNCHANGED_BY_SITEMAP}' WHERE COALESCE(key, url) = ? AND state = 0"
-            " AND revisit = 1 AND updated >= ?",
-            dated,
-        )
-        skipped = cursor.rowcount  # (total_changes would count the triggers' changes too)
-        if skipped:
-            outcome.counters = outcome.counters or {}
-            key = REVISIT + Revisit.UNCHANGED
-            outcome.counters[key] = outcome.counters.get(key, 0) + skipped
-
     async def _insert(self, requests: Sequence[NewRequest]) -> None:
         """Queue `requests` (failed at once: those with an error), unless already known."""
         await self._db.executemany(
@@ -860,11 +800,15 @@ class SQLiteStore:
             [r.row() for r in requests],
         )
 
-    async def _fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    async def _fetchall(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:  # (one hand-off to the store's thread, where execute + fetchall + close are three)
-            return list(await self._db.execute_fetchall(sql, params))  # type: ignore[arg-type]
+            return list(await self._db.execute_fetchall(query, params))  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: {exc}") from exc
+
+    async def _query(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A query of the SQL written for both backends (store/sql.py)."""
+        return await self._fetchall(query, tuple(params))
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
