@@ -1,7 +1,7 @@
 """Our side of the comparison: an item per page, every link followed (robots.txt obeyed).
 The spider `python -m crawler bench` runs, at the same settings."""
 
-from crawler.bench import BENCH_SETTINGS, BenchSpider
+from crawler.tools.bench import BENCH_SETTINGS, BenchSpider
 
 
 class Bench(BenchSpider):

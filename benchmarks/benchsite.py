@@ -1,7 +1,7 @@
 """The multi-host site for benchmarks: `hosts` hosts on 127.0.0.2..., ~14 KB pages with ~42 links
 each (a third to other hosts), every page reachable from each host's /p/0.html. The pages are
-`crawler.bench`'s (the site `python -m crawler bench` crawls). Served as static files by nginx
-when it is installed (apt-get install nginx-light), else by crawler.bench's aiohttp server
+`crawler.tools.bench`'s (the site `python -m crawler bench` crawls). Served as static files by nginx
+when it is installed (apt-get install nginx-light), else by crawler.tools.bench's aiohttp server
 process, which keeps up with one crawler but shares the machine's cores with it."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.bench import ROBOTS_TXT, bench_page, serve_site
+from crawler.tools.bench import ROBOTS_TXT, bench_page, serve_site
 
 #: The spider every benchmark crawl runs (an item per page, every link followed).
 BENCH_SPIDER = Path(__file__).resolve().parent / "bench_spider.py"
@@ -143,7 +143,10 @@ def serve(
     nginx = find_nginx()
     if not nginx:
         with serve_site(names, pages) as port:
-            yield [f"http://{name}:{port}/p/0.html" for name in names], "aiohttp (crawler.bench)"
+            yield (
+                [f"http://{name}:{port}/p/0.html" for name in names],
+                "aiohttp (crawler.tools.bench)",
+            )
         return
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,7 +47,7 @@ from aiohttp import web
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
-from crawler.bench import bench_page  # noqa: E402
+from crawler.tools.bench import bench_page  # noqa: E402
 
 SITE_HOSTS = [f"127.0.0.{i}" for i in range(2, 12)]
 FLAKY, SILENT, SPELLED = "127.0.0.20", "127.0.0.21", "127.0.0.22"

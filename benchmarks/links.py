@@ -1,5 +1,5 @@
 """Cost of a page's links: extraction, resolution and canonicalization, per link, on the benchmark
-page (crawler.bench: 14 KB, 42 links, a third of them absolute to other hosts), as the crawl does
+page (crawler.tools.bench: 14 KB, 42 links, a third of them absolute to other hosts), as the crawl does
 them (extract_links, then each link's URL to request, host and canonical form). The HTML parse is
 timed apart. Also the per-link cost of the URL parsers we could build on, for the README's
 dependency notes.
@@ -43,8 +43,8 @@ def main() -> None:
     sys.path.insert(0, str(args.crawler.resolve()))
 
     from crawler import urls
-    from crawler.bench import bench_page
     from crawler.parser import extract_links, parse_html
+    from crawler.tools.bench import bench_page
 
     hosts = [f"127.0.0.{i + 2}" for i in range(10)]
     html = bench_page(hosts, 8080, 0, 7, 500).decode()

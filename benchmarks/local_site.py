@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from crawler import Crawler, Request, Response, Settings, Spider
-from crawler.demo import DemoShop, serve
+from crawler.tools.demo import DemoShop, serve
 
 
 class Everything(Spider):

@@ -29,7 +29,7 @@ args = parser.parse_args()
 sys.path.insert(0, str(args.baseline or Path(__file__).resolve().parent.parent))
 
 from crawler import Crawler  # noqa: E402
-from crawler.bench import BENCH_SETTINGS, BenchSpider, loopback_hosts, serve_site  # noqa: E402
+from crawler.tools.bench import BENCH_SETTINGS, BenchSpider, loopback_hosts, serve_site  # noqa: E402
 
 
 class Trivial:
@@ -69,7 +69,7 @@ def crawl(start_urls: str, pipelines: list[Any]) -> tuple[float, float, int]:
 
 def writer_cost(pipelines: list[Any], n: int = 20_000) -> float:
     """Microseconds per item the writer spends on the pipelines and the JSON text."""
-    from crawler.pipelines import Pipelines
+    from crawler.page.pipelines import Pipelines
     from crawler.records import Outcome, State, StoredRequest
 
     runner = Pipelines(pipelines, BenchSpider())

@@ -1,7 +1,9 @@
 """crawler: an asyncio-native web crawler framework. This module is the one public front door."""
 
 from .clock import Clock
-from .engine import Crawler
+from .crawl.engine import Crawler
+from .crawl.progress import CrawlStats
+from .crawl.sinks import CsvSink, JsonlSink, JsonSink, PostgresSink, Sink, StoredItem
 from .errors import (
     ConfigError,
     ContentDecodingError,
@@ -21,9 +23,7 @@ from .errors import (
     TooManyRedirects,
 )
 from .models import Failure, FormRequest, JsonRequest, Request, Response
-from .progress import CrawlStats
 from .settings import Settings
-from .sinks import CsvSink, JsonlSink, JsonSink, PostgresSink, Sink, StoredItem
 from .spider import Spider
 
 __version__ = "0.1.0"

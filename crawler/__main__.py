@@ -1,5 +1,5 @@
 """`python -m crawler`: hand over to the command line."""
 
-from .cli import main
+from .tools.cli import main
 
 raise SystemExit(main())

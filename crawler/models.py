@@ -250,7 +250,7 @@ class FormRequest(Request):
         is no such form. The first submit button is clicked (sent with its name and value),
         or the one whose attributes match `clickdata`. The request stays in the page's session
         unless another is given."""
-        from .forms import find_form, form_fields
+        from .page.forms import find_form, form_fields
 
         form = find_form(response.tree, css=formcss, id=formid, name=formname, number=formnumber)
         fields = form_fields(form, clickdata=clickdata)

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .models import Callback, Request, Response, http_statuses
+from .page.sitemaps import MAX_SITEMAP_BYTES, SITEMAP_LASTMOD, SitemapEntry, SitemapError
+from .page.sitemaps import parse as parse_sitemap_body
 from .records import ScopeStrategy
 from .settings import parse_value
-from .sitemaps import MAX_SITEMAP_BYTES, SITEMAP_LASTMOD, SitemapEntry, SitemapError
-from .sitemaps import parse as parse_sitemap_body
 from .stats import SpiderStats
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ class Spider:
     - `allow_status`: HTTP statuses >= 400 handed to callbacks instead of failing the
       request, for every request (a Request's own `allow_status` adds to it).
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
-    - `render = True`: every page is loaded in a headless browser (see browser.py); a
+    - `render = True`: every page is loaded in a headless browser (see render/browser.py); a
       Request's own `render` decides for that request.
     - `pipelines`: objects whose `process_item(item, spider)` each item goes through before
-      it is stored (see pipelines.py); `hooks`: objects with `process_request(request,
-      spider)` / `process_response(request, response, spider)` (see hooks.py), or define
-      those methods on the spider; `sinks`: where committed items are delivered (sinks.py).
+      it is stored (see page/pipelines.py); `hooks`: objects with `process_request(request,
+      spider)` / `process_response(request, response, spider)` (see page/hooks.py), or define
+      those methods on the spider; `sinks`: where committed items are delivered (crawl/sinks.py).
     - `self.state`: a JSON-serializable dict saved with every commit and restored on resume;
       `self.stats.inc(name, n=1)`: counters shown by `stats`, the live view and the report;
       `self.logger`: a logger named after the spider.

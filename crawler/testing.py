@@ -33,10 +33,10 @@ from typing import Any
 
 import httpx
 
-from .devtools import Requester
-from .engine import Crawler
+from .crawl.engine import Crawler
 from .errors import NotRecorded as NotRecorded  # (re-exported: tests import it from here)
 from .models import Request, Response
+from .page.devtools import Requester
 from .settings import Settings
 from .spider import Spider
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from crawler import Crawler, Request, Response, Settings, Spider
-from crawler.addresses import AddressGuard, BlockedAddress, is_public
-from crawler.fetcher import Fetcher
+from crawler.net.addresses import AddressGuard, BlockedAddress, is_public
+from crawler.net.fetcher import Fetcher
 from tests.conftest import rows
 
 PUBLIC = "93.184.215.14"

@@ -45,3 +45,40 @@ def test_states_are_enums_that_read_as_the_strings_they_were() -> None:
     assert f"{Ended.MAX_PAGES}" == "max_pages"
     assert crawler.Spider.scope is ScopeStrategy.SAME_HOST
     assert crawler.Spider.scope == "same-host"
+
+
+def test_the_folders_depend_one_way() -> None:
+    # crawl/ assembles the rest and tools/ drives it from outside; no folder below them
+    # imports either, and the network and the store know nothing of pages or rendering
+    import ast
+    from pathlib import Path
+
+    package = Path(crawler.__file__).parent
+    below = {
+        "page": {"crawl", "tools"},
+        "render": {"crawl", "tools", "page"},
+        "net": {"crawl", "tools", "page", "render", "store"},
+        "store": {"crawl", "tools", "page", "render", "net"},
+    }
+    found = []
+    for folder, forbidden in below.items():
+        for path in (package / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
+                    if node.module.split(".")[0] in forbidden:
+                        found.append(f"{folder}/{path.name} imports {node.module}")
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    parts = node.module.split(".")
+                    if parts[0] == "crawler" and len(parts) > 1 and parts[1] in forbidden:
+                        found.append(f"{folder}/{path.name} imports {node.module}")
+    assert found == []
+
+
+def test_public_import_paths_still_work() -> None:
+    from crawler.errors import Signal
+    from crawler.parser import extract_links
+    from crawler.store import open_store
+    from crawler.testing import Replay
+    from crawler.urls import canonicalize, resolve
+
+    assert all((Signal, extract_links, open_store, Replay, canonicalize, resolve))

@@ -58,8 +58,8 @@ def test_crawler_bench_rejects_a_bad_size() -> None:
 
 
 def test_bench_pages_are_deterministic_and_link_across_hosts() -> None:
-    from crawler.bench import bench_page
     from crawler.parser import extract_links, parse_html
+    from crawler.tools.bench import bench_page
 
     hosts = ["127.0.0.2", "127.0.0.3"]
     page = bench_page(hosts, 8000, 0, 3, 50)

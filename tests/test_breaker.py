@@ -15,8 +15,8 @@ import pytest
 
 from crawler import Clock, Crawler, CrawlStats, Request, Response, Settings, Spider
 from crawler.records import FailedFilter
-from crawler.report import stats_text
 from crawler.store import open_readonly
+from crawler.tools.report import stats_text
 from tests.conftest import rows
 from tests.sites import HealthSite
 

@@ -25,11 +25,11 @@ import pytest
 from aiohttp import web
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
-from crawler.demo import DemoShop, catalogue
-from crawler.demo import serve as serve_demo
 from crawler.spider import load_spider_class
 from crawler.store.sqlite import SQLiteStore
 from crawler.testing import Replay
+from crawler.tools.demo import DemoShop, catalogue
+from crawler.tools.demo import serve as serve_demo
 from tests.helpers import crawler_cli
 from tests.sites import Decoy, ScriptSite, serve
 
@@ -503,7 +503,7 @@ async def test_rendering_without_playwright_is_a_one_line_error(
 async def test_a_page_that_crashes_while_loading_is_retried(
     shop: ScriptSite, store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crawler.browser import Renderer
+    from crawler.render.browser import Renderer
 
     load = Renderer._load
     crashed: list[str] = []

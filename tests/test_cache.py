@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from crawler import Crawler, Response, Settings
-from crawler.politeness import TokenBucket
+from crawler.net.politeness import TokenBucket
 from crawler.store import SQLiteStore
 from tests.sites import GraphSite
 from tests.test_cli import acli, cli, run_args, spider_file  # noqa: F401 - a fixture

@@ -208,7 +208,7 @@ def test_demo_crawls_the_local_shop(tmp_path: Path) -> None:
 
 
 def test_books_example_spider_on_the_demo_shop(tmp_path: Path) -> None:
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     spider = Path(__file__).parent.parent / "spiders" / "books.py"
     with serve(DemoShop(45)) as base:
@@ -350,7 +350,7 @@ def test_spider_means_a_spider_name_everywhere(tmp_path: Path) -> None:
 
 
 def test_view_opens_the_page_as_the_crawler_saw_it(tmp_path: Path) -> None:
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     opener = tmp_path / "browser.py"
     opener.write_text("import sys, pathlib\npathlib.Path(sys.argv[2]).write_text(sys.argv[1])\n")
@@ -373,7 +373,7 @@ def test_view_opens_the_page_as_the_crawler_saw_it(tmp_path: Path) -> None:
 
 
 def test_shop_example_spider_cleans_validates_and_dedups(tmp_path: Path) -> None:
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     spider = Path(__file__).parent.parent / "spiders" / "shop.py"
     with serve(DemoShop(45)) as base:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.demo import USERS, DemoShop, serve
+from crawler.tools.demo import USERS, DemoShop, serve
 from tests.conftest import rows
 from tests.test_cli import acli, cli
 

@@ -106,7 +106,7 @@ async def test_a_hook_may_not_move_a_request_to_another_host_here_either() -> No
 
 @pytest.fixture(scope="module")
 def shop() -> Iterator[str]:
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     with serve(DemoShop(25)) as base:
         yield base

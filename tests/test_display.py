@@ -9,9 +9,9 @@ import re
 import pytest
 from rich.console import Console
 
-from crawler.display import Rates, eta, host_table, log_line, showing, summary_line
-from crawler.politeness import Circuit, HostHealth, Wait
-from crawler.progress import CrawlStats, HostProgress, Progress
+from crawler.crawl.progress import CrawlStats, HostProgress, Progress
+from crawler.net.politeness import Circuit, HostHealth, Wait
+from crawler.tools.display import Rates, eta, host_table, log_line, showing, summary_line
 
 
 def progress(elapsed: float = 30.0, pages: int = 300, max_pages: int | None = None) -> Progress:
@@ -144,7 +144,7 @@ def test_the_spiders_counters_and_dropped_items_show_in_the_view_and_the_lines()
     line = log_line(p, 12.0, 10.0)
     assert line.endswith("; ban pages 3; dropped 9 (duplicate 7, invalid price 2)")
     console = Console(record=True, width=120, color_system=None)
-    from crawler.display import render
+    from crawler.tools.display import render
 
     console.print(render(p, 12.0, 10.0))
     assert "ban pages 3; dropped 9 (duplicate 7, invalid price 2)" in console.export_text()
@@ -154,8 +154,8 @@ def test_the_spiders_counters_and_dropped_items_show_in_the_view_and_the_lines()
 def test_failing_proxies_show_in_the_view_and_the_lines() -> None:
     import dataclasses
 
-    from crawler.display import proxies_line
-    from crawler.proxies import ProxyStatus
+    from crawler.net.proxies import ProxyStatus
+    from crawler.tools.display import proxies_line
 
     proxies = [
         ProxyStatus("http://p1:3128", 12, 12, 28.0, "ConnectError: refused"),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
-from crawler.export import export_items
+from crawler.crawl.export import export_items
 from crawler.store import SQLiteStore, Store
 from crawler.store.memory import MemoryStore
 from tests.conftest import rows

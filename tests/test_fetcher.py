@@ -17,7 +17,7 @@ from crawler import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from crawler.fetcher import Fetcher, retry_after
+from crawler.net.fetcher import Fetcher, retry_after
 
 
 def fetcher(handler: Callable[[httpx.Request], httpx.Response], **kw: int) -> Fetcher:
@@ -224,7 +224,7 @@ async def test_the_network_path_sends_what_the_mock_path_sends() -> None:
     the body, and the URL byte for byte."""
     from aiohttp import web
 
-    from crawler.addresses import AddressGuard
+    from crawler.net.addresses import AddressGuard
     from tests.sites import serve
 
     seen: list[tuple[str, str, dict[str, str], bytes]] = []

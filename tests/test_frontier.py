@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.frontier import Frontier
-from crawler.politeness import Circuit, Health, Wait
+from crawler.crawl.frontier import Frontier
+from crawler.net.politeness import Circuit, Health, Wait
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
 from tests.helpers import ManualClock
 
@@ -137,7 +137,7 @@ async def test_retry_after_holds_the_whole_host_but_not_others(store: SQLiteStor
 
 
 async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> None:
-    from crawler.politeness import Breaker
+    from crawler.net.politeness import Breaker
 
     await store.add([req("dead.com", n) for n in range(5)])
     frontier = await started(
@@ -169,7 +169,7 @@ async def test_a_host_given_up_on_has_its_urls_failed(store: SQLiteStore) -> Non
 async def test_host_politeness_state_survives_a_restart(
     store: SQLiteStore, store_path: Path
 ) -> None:
-    from crawler.politeness import Breaker
+    from crawler.net.politeness import Breaker
 
     clock = ManualClock(1000.0)
     await store.add(
@@ -263,7 +263,7 @@ async def test_a_refill_landing_after_the_host_budget_ran_out_gives_its_rows_bac
 async def test_the_probes_of_an_open_circuit_take_turns_between_fresh_urls_and_retries(
     store: SQLiteStore,
 ) -> None:
-    from crawler.politeness import Breaker
+    from crawler.net.politeness import Breaker
 
     clock = ManualClock(1000.0)
     await store.add([req("a.com", 0)])

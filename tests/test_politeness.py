@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from crawler.politeness import Breaker, Circuit, Health, HostSlot, TokenBucket, Wait
+from crawler.net.politeness import Breaker, Circuit, Health, HostSlot, TokenBucket, Wait
 
 
 def test_token_bucket_paces_starts_in_virtual_time() -> None:
@@ -188,7 +188,7 @@ def test_a_probe_that_tells_nothing_is_sent_again() -> None:
 
 
 def test_a_hosts_health_and_why_from_its_kept_state() -> None:
-    from crawler.politeness import HostHealth, host_health
+    from crawler.net.politeness import HostHealth, host_health
     from crawler.records import HostState
 
     assert host_health(None, 0.0) == (HostHealth.OK, "")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from crawler import ConfigError, Crawler, Settings
-from crawler.proxies import ProxyPool, from_environment, split_credentials
+from crawler.net.proxies import ProxyPool, from_environment, split_credentials
 from crawler.records import Summary
-from crawler.report import summary_dict
 from crawler.store import open_readonly
+from crawler.tools.report import summary_dict
 from tests.helpers import ManualClock
 from tests.sites import ForwardProxy, GraphSite
 from tests.test_cli import SPIDER, acli

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from crawler import Crawler, Settings
-from crawler.report import render_html, stats_text, summary_dict
 from crawler.store import SQLiteStore, Summary, store_in_use
+from crawler.tools.report import render_html, stats_text, summary_dict
 from tests.sites import GraphSite
 from tests.test_e2e import spider_for
 

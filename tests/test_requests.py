@@ -365,7 +365,7 @@ async def test_errbacks_allow_status_and_dont_filter_at_a_local_server(store_pat
 
 
 def test_cookies_go_to_a_browser_and_come_back_as_they_were() -> None:
-    from crawler.cookies import Jars, from_browser, to_browser
+    from crawler.net.cookies import Jars, from_browser, to_browser
 
     jars = Jars()
     jar = jars.jar("")

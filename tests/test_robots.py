@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from crawler import HTTPStatusError
-from crawler.robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, RobotsUnavailable, agent_token
+from crawler.net.robots import (
+    MAX_ROBOTS_BYTES,
+    Robots,
+    RobotsCache,
+    RobotsUnavailable,
+    agent_token,
+)
 from crawler.store import SQLiteStore
 
 

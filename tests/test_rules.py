@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from crawler.errors import FetchTimeout, HTTPStatusError, InvalidURL
+from crawler.page.rules import LinkRules, RetryRules, Verdict
 from crawler.records import State
-from crawler.rules import LinkRules, RetryRules, Verdict
 from crawler.urls import Scope, TrapGuard
 
 RULES = RetryRules(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from crawler import CsvSink, JsonlSink, PostgresSink, Request, Response, Sink, Spider, StoredItem
-from crawler.sinks import SinkFailed
+from crawler.crawl.sinks import SinkFailed
 from tests.conftest import rows
 from tests.helpers import crawl, html
 
@@ -164,7 +164,7 @@ def test_postgres_sink_checks_its_arguments() -> None:
 async def test_a_file_sink_written_by_another_process_meanwhile_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    from crawler.sinks import SinkTaken
+    from crawler.crawl.sinks import SinkTaken
 
     first, second = JsonlSink(tmp_path / "items.jsonl"), JsonlSink(tmp_path / "items.jsonl")
     for sink in (first, second):  # both resume from the same bookmark: never expected
@@ -176,7 +176,7 @@ async def test_a_file_sink_written_by_another_process_meanwhile_writes_nothing(
 
 
 def test_a_run_ended_by_a_sink_failure_still_prints_its_summary(tmp_path: Path) -> None:
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
     from tests.test_cli import cli
 
     (tmp_path / "down.py").write_text(

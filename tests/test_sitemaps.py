@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from crawler import Crawler, Response, Settings, Spider
-from crawler.sitemaps import SitemapEntry, SitemapError, parse
+from crawler.page.sitemaps import SitemapEntry, SitemapError, parse
 from tests.sites import GraphSite
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'

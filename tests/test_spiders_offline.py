@@ -29,7 +29,7 @@ SPIDERS = Path(__file__).parent.parent / "spiders"
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A crawl of the demo shop (25 books), recorded; the shop is gone afterwards."""
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     folder = tmp_path_factory.mktemp("recording")
     with serve(DemoShop(25)) as base:
@@ -119,7 +119,7 @@ def _readme_block(marker: str) -> str:
 def test_the_readme_recipe_works_as_copied(tmp_path: Path) -> None:
     """A user copies the README's recording command and example test into a project of their
     own (no pytest settings): the recording commits with git and the example passes."""
-    from crawler.demo import DemoShop, serve
+    from crawler.tools.demo import DemoShop, serve
 
     project = tmp_path / "project"
     (project / "spiders").mkdir(parents=True)
@@ -158,7 +158,7 @@ def test_the_readme_recipe_works_as_copied(tmp_path: Path) -> None:
 
 
 async def test_a_default_cache_is_kept_out_of_git_and_a_recording_is_not(tmp_path: Path) -> None:
-    from crawler.fetcher import Fetcher
+    from crawler.net.fetcher import Fetcher
 
     def fetcher(folder: Path, recording: bool) -> Fetcher:
         transport = httpx.MockTransport(

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crawler import Crawler, Request, Response, Settings, Spider, tls
+from crawler import Crawler, Request, Response, Settings, Spider
+from crawler.net import tls
 from tests.helpers import Handler, public_resolver
 from tests.test_cli import SPIDER, acli
 
@@ -178,7 +179,7 @@ def test_the_interpreter_waits_for_the_loading_before_it_exits(tmp_path: Path) -
         "ssl.SSLContext.set_default_verify_paths = slow\n"
         "import sys\n"
         "sys.orig_argv = [sys.executable, '-m', 'crawler']\n"  # as the command line does
-        "import crawler.addresses\n"
+        "import crawler.net.addresses\n"
     )
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60
@@ -192,8 +193,8 @@ def test_a_program_that_imports_crawler_gets_aiohttp_as_it_is() -> None:
     """Only the command line defers aiohttp's CA loading: a program of the user's may use
     aiohttp's default contexts the moment it has imported crawler."""
     script = (
-        "import crawler, crawler.tls, aiohttp.connector as c\n"
-        "assert not crawler.tls._loaders\n"
+        "import crawler, crawler.net.tls, aiohttp.connector as c\n"
+        "assert not crawler.net.tls._loaders\n"
         "assert c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'] > 0\n"
     )
     result = subprocess.run(

@@ -106,7 +106,7 @@ class Queue(Protocol):
 
 
 class HostLeases(Protocol):
-    """Which process serves which host (leases.py): a store is `shared` when other processes
+    """Which process serves which host (crawl/leases.py): a store is `shared` when other processes
     may crawl from it at the same time. Then a process fetches only from the hosts it holds a
     lease on (`acquire_hosts`, kept alive by `heartbeat`), and `commit` refuses the outcomes of a
     host whose lease went to another process. A store of one process grants every host at once,
@@ -182,7 +182,7 @@ class Kept(Protocol):
 
 
 class Marks(Protocol):
-    """Bookmarks, and who feeds a sink (sinks.py)."""
+    """Bookmarks, and who feeds a sink (crawl/sinks.py)."""
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
         """Whether this process may feed the sink `key`: on a shared store one process at a
@@ -198,7 +198,7 @@ class Marks(Protocol):
 
 
 class ItemFeed(Protocol):
-    """Items in commit order, for sinks fed as the crawl goes (sinks.py)."""
+    """Items in commit order, for sinks fed as the crawl goes (crawl/sinks.py)."""
 
     async def items_since(
         self, cursor: str | None, limit: int
