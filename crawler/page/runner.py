@@ -210,62 +210,26 @@ class PageRunner:
         try:
             if self._robots is not None and not await self._robots.allowed(request.url):
                 slot.free()
-                outcome = Outcome(
-                    stored,
-                    State.FAILED,
-                    attempts,
-                    error=ErrorKind.ROBOTS_DISALLOWED,
-                    message="disallowed by robots.txt",
-                )
-                return await self._errback(request, outcome, None)
+                return await self._errback(request, _disallowed(stored, attempts), None)
             started = time.monotonic()
-            allow_status = (
-                self._allow_status.union(request.allow_status)
-                if request.allow_status
-                else self._allow_status
-            )
-            fetched = await self._fetch(request, stored, allow_status)
+            fetched = await self._fetch(request, stored, self._statuses_allowed(request))
         except FetchError as exc:
-            outcome, wait_until = self._failed(stored, attempts, exc)
-            if started is not None and exc.sent:
-                outcome.latency = time.monotonic() - started
-            slot.free(health_of(exc), wait_until, exc.message, retry=stored.attempts > 0)
-            gone = isinstance(exc, HTTPStatusError) and exc.status in _GONE
-            if stored.revisit and outcome.state is State.FAILED and gone:
-                outcome.revisit = Revisit.GONE  # its items go with it
-                add_counter(REVISIT + Revisit.GONE)
-            if outcome.state is State.FAILED:
-                response = getattr(exc, "response", None)
-                return await self._errback(request, outcome, self._response(request, response))
-            return outcome
+            return await self._fetch_failed(stored, request, attempts, exc, started, slot)
         latency = time.monotonic() - started
         if stored.revisit and fetched.status == 304:  # unchanged: its items stay
             slot.free(Health.OK)
             add_counter(REVISIT + Revisit.UNCHANGED)
-            return _validated(
-                Outcome(
-                    stored,
-                    State.DONE,
-                    attempts,
-                    status=304,
-                    latency=latency,
-                    size=0,
-                    revisit=Revisit.UNCHANGED,
-                ),
-                fetched,
-            )
+            return _unchanged(stored, attempts, fetched, latency)
         rendered = None
         if self._renderer is not None and renders(request.render, self._render_all, fetched):
             assert pages is not None
             try:
                 fetched, rendered = await self._rendered(request, fetched, pages)
             except FetchError as exc:
-                outcome, _ = self._failed(stored, attempts, exc)
-                outcome.status, outcome.latency = fetched.status, latency
                 slot.free()
-                if outcome.state is State.FAILED:
-                    return await self._errback(request, outcome, None)
-                return outcome
+                return await self._failed_after_fetch(
+                    stored, request, attempts, exc, fetched, latency, None
+                )
             latency = time.monotonic() - started
         response = self._response(request, fetched)
         assert response is not None
@@ -275,28 +239,12 @@ class PageRunner:
             if self._refund is not None:
                 self._refund(stored.host)
         if self._hooks is not None and self._hooks.on_response:
-            try:
-                response = await self._hooks.response(request, response)
-            except Retry as exc:
-                outcome, _ = self._failed(stored, attempts, _RetryAsked(stored.url, exc.reason))
-                outcome.status, outcome.latency = fetched.status, latency
-                slot.free(Health.ERROR)
-                if outcome.state is State.FAILED:
-                    return await self._errback(request, outcome, response)
-                return outcome
-            except Exception as exc:
-                slot.free(_status_health(fetched.status))
-                message = f"process_response raised {type(exc).__name__}: {exc}"
-                log.error("%s: %s", stored.url, message, exc_info=exc)
-                return Outcome(
-                    stored,
-                    State.FAILED,
-                    attempts,
-                    status=fetched.status,
-                    error=ErrorKind.SPIDER,
-                    message=message,
-                    latency=latency,
-                )
+            hooked = await self._response_hooks(
+                stored, request, attempts, fetched, latency, response, slot
+            )
+            if isinstance(hooked, Outcome):
+                return hooked
+            response = hooked
         slot.free(_status_health(fetched.status))
         log.debug("%d %s", fetched.status, fetched.url)
         outcome = await self._parsed(stored, request, attempts, fetched, response)
@@ -306,6 +254,89 @@ class PageRunner:
             outcome.revisit = Revisit.CHANGED  # its items are replaced by these
             add_counter(REVISIT + Revisit.CHANGED)
         return _validated(outcome, fetched)
+
+    def _statuses_allowed(self, request: Request) -> frozenset[int]:
+        """The statuses that are answers for `request`, not errors."""
+        if request.allow_status:
+            return self._allow_status.union(request.allow_status)
+        return self._allow_status
+
+    async def _fetch_failed(
+        self,
+        stored: StoredRequest,
+        request: Request,
+        attempts: int,
+        exc: FetchError,
+        started: float | None,
+        slot: _Slot,
+    ) -> Outcome:
+        """The fetch failed (or robots.txt could not be had, before it: `started` None): a
+        retry, or a failure through the errback; the host's health hears of it."""
+        outcome, wait_until = self._failed(stored, attempts, exc)
+        if started is not None and exc.sent:
+            outcome.latency = time.monotonic() - started
+        slot.free(health_of(exc), wait_until, exc.message, retry=stored.attempts > 0)
+        gone = isinstance(exc, HTTPStatusError) and exc.status in _GONE
+        if stored.revisit and outcome.state is State.FAILED and gone:
+            outcome.revisit = Revisit.GONE  # its items go with it
+            add_counter(REVISIT + Revisit.GONE)
+        if outcome.state is State.FAILED:
+            response = getattr(exc, "response", None)
+            return await self._errback(request, outcome, self._response(request, response))
+        return outcome
+
+    async def _failed_after_fetch(
+        self,
+        stored: StoredRequest,
+        request: Request,
+        attempts: int,
+        exc: FetchError,
+        fetched: Fetched,
+        latency: float,
+        response: Response | None,
+    ) -> Outcome:
+        """A page fetched, then failed (its rendering, or a hook's Retry): a retry, or a
+        failure through the errback."""
+        outcome, _ = self._failed(stored, attempts, exc)
+        outcome.status, outcome.latency = fetched.status, latency
+        if outcome.state is State.FAILED:
+            return await self._errback(request, outcome, response)
+        return outcome
+
+    async def _response_hooks(
+        self,
+        stored: StoredRequest,
+        request: Request,
+        attempts: int,
+        fetched: Fetched,
+        latency: float,
+        response: Response,
+        slot: _Slot,
+    ) -> Response | Outcome:
+        """The response through the hooks' process_response: the response to parse, or the
+        page's outcome (a hook asked for a retry, or failed)."""
+        assert self._hooks is not None
+        try:
+            return await self._hooks.response(request, response)
+        except Retry as exc:
+            slot.free(Health.ERROR)
+            asked = _RetryAsked(stored.url, exc.reason)
+            return await self._failed_after_fetch(
+                stored, request, attempts, asked, fetched, latency, response
+            )
+        except Exception as exc:
+            slot.free(_status_health(fetched.status))
+            message = f"process_response raised {type(exc).__name__}: {exc}"
+            log.error("%s: %s", stored.url, message, exc_info=exc)
+            return Outcome(
+                stored,
+                State.FAILED,
+                attempts,
+                status=fetched.status,
+                error=ErrorKind.SPIDER,
+                message=message,
+                latency=latency,
+            )
 
     async def _fetch(
         self, request: Request, stored: StoredRequest, allow_status: frozenset[int]
@@ -754,6 +785,30 @@ def _conditional(headers: dict[str, str] | None, stored: StoredRequest) -> dict[
     if stored.last_modified:
         conditional["If-Modified-Since"] = stored.last_modified
     return conditional
+
+
+def _disallowed(stored: StoredRequest, attempts: int) -> Outcome:
+    return Outcome(
+        stored,
+        State.FAILED,
+        attempts,
+        error=ErrorKind.ROBOTS_DISALLOWED,
+        message="disallowed by robots.txt",
+    )
+
+
+def _unchanged(stored: StoredRequest, attempts: int, fetched: Fetched, latency: float) -> Outcome:
+    """A revisit answered 304: the page is unchanged, its items stay."""
+    outcome = Outcome(
+        stored,
+        State.DONE,
+        attempts,
+        status=304,
+        latency=latency,
+        size=0,
+        revisit=Revisit.UNCHANGED,
+    )
+    return _validated(outcome, fetched)
 
 
 def _validated(outcome: Outcome, fetched: Fetched) -> Outcome:
