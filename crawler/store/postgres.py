@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     Db = PoolConnectionProxy[asyncpg.Record]
 
 log = logging.getLogger(__name__)
+
+_SQL = sql.POSTGRES_SQL
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -796,9 +798,7 @@ class PostgresStore:
         return leased
 
     async def next_due(self, host: str) -> float | None:
-        due = await self._val(
-            "SELECT min(not_before) FROM requests WHERE state = 0 AND host = $1", host
-        )
+        due = await self._val(_SQL.next_due, host)
         return None if due is None else float(due)
 
     async def commit(
@@ -952,11 +952,7 @@ class PostgresStore:
         accepted = [o for o in outcomes if (o.request.host, o.request.fence) in kept]
         jars = {name: text for o in accepted if o.jars for name, text in o.jars.items()}
         if jars:
-            await db.executemany(
-                "INSERT INTO sessions (name, cookies) VALUES ($1, $2)"
-                " ON CONFLICT (name) DO UPDATE SET cookies = excluded.cookies",
-                sorted(jars.items()),
-            )
+            await db.executemany(_SQL.keep_jar, sorted(jars.items()))
         counts: dict[str, list[int]] = {}  # host: [added, done, failed, items, fetched]
         committed: list[Outcome] = []
         for outcome in outcomes:
@@ -1020,12 +1016,7 @@ class PostgresStore:
     async def _keep(self, db: Db, state: str | None, counters: dict[str, int]) -> None:
         """Keep the spider's state and add to this process's rows of its counters."""
         if state is not None:
-            await db.execute(
-                "INSERT INTO meta (key, value) VALUES ($1, $2)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                f"mark:{STATE_MARK}",
-                state,
-            )
+            await db.execute(_SQL.keep_mark, f"mark:{STATE_MARK}", state)
         if counters:
             names = sorted(counters)
             await db.execute(
@@ -1040,11 +1031,7 @@ class PostgresStore:
     async def taken(self, identities: Sequence[str]) -> set[str]:
         if not identities:
             return set()
-        rows = await self._fetch(
-            "SELECT COALESCE(key, url) FROM requests"
-            " WHERE COALESCE(key, url) = ANY($1::text[]) AND state > 0",
-            list(identities),
-        )
+        rows = await self._fetch(_SQL.taken(len(identities)), list(identities))
         return {row[0] for row in rows}
 
     async def counters(self) -> dict[str, int]:
@@ -1175,7 +1162,7 @@ class PostgresStore:
     async def requeue_stale(self, before: float) -> int:
         async with self._tx() as db:
             # a new revisit: what the last one changed is no longer news
-            await db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
+            await db.execute(_SQL.old_news)
             rows = await db.fetch(
                 "WITH r AS (UPDATE requests SET state = 0, revisit = 1, attempts = 0,"
                 f" not_before = 0 WHERE {sql.stale(sql.POSTGRES)}"
@@ -1214,9 +1201,7 @@ class PostgresStore:
         return sql.failures(self._query, sql.POSTGRES, host, error)
 
     async def jars(self) -> dict[str, str]:
-        return {
-            name: text for name, text in await self._fetch("SELECT name, cookies FROM sessions")
-        }
+        return {name: text for name, text in await self._fetch(_SQL.jars)}
 
     async def host_states(self) -> list[HostState]:
         rows = await self._fetch(
@@ -1226,18 +1211,11 @@ class PostgresStore:
         return [HostState(*row) for row in rows]
 
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
-        row = await self._fetch("SELECT fetched_at, body FROM robots WHERE origin = $1", origin)
+        row = await self._fetch(_SQL.robots_get, origin)
         return (row[0][0], row[0][1]) if row else None
 
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
-        await self._execute(
-            "INSERT INTO robots (origin, fetched_at, body) VALUES ($1, $2, $3)"
-            " ON CONFLICT (origin) DO UPDATE SET fetched_at = excluded.fetched_at,"
-            " body = excluded.body",
-            origin,
-            fetched_at,
-            body,
-        )
+        await self._execute(_SQL.robots_put, origin, fetched_at, body)
 
     async def counts(self) -> Counts:
         row = (
@@ -1322,20 +1300,14 @@ class PostgresStore:
         return int(value or 0)
 
     async def get_mark(self, key: str) -> str | None:
-        value = await self._val("SELECT value FROM meta WHERE key = $1", f"mark:{key}")
+        value = await self._val(_SQL.get_mark, f"mark:{key}")
         return None if value is None else str(value)
 
     async def move_mark(self, key: str, old: str | None, new: str) -> bool:
         if old is None:
-            result = await self._execute(
-                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                f"mark:{key}",
-                new,
-            )
+            result = await self._execute(_SQL.new_mark, f"mark:{key}", new)
         else:
-            result = await self._execute(
-                "UPDATE meta SET value = $3 WHERE key = $1 AND value = $2", f"mark:{key}", old, new
-            )
+            result = await self._execute(_SQL.move_mark, f"mark:{key}", old, new)
         return result.endswith(" 1")
 
     # -- helpers ---------------------------------------------------------------------------

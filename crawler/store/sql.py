@@ -67,6 +67,47 @@ POSTGRES = Dialect(
     integer=lambda x: f"floor({x})::int",
 )
 
+
+class Statements:
+    """The statements both SQL backends run as they are, in one dialect (portable SQL: the
+    upserts are SQLite's and PostgreSQL's common ON CONFLICT form)."""
+
+    def __init__(self, d: Dialect) -> None:
+        p1, p2, p3 = d.placeholder(1), d.placeholder(2), d.placeholder(3)
+        self.next_due = f"SELECT MIN(not_before) FROM requests WHERE state = 0 AND host = {p1}"
+        self.jars = "SELECT name, cookies FROM sessions"
+        self.keep_jar = (
+            f"INSERT INTO sessions (name, cookies) VALUES ({p1}, {p2})"
+            " ON CONFLICT (name) DO UPDATE SET cookies = excluded.cookies"
+        )
+        self.robots_get = f"SELECT fetched_at, body FROM robots WHERE origin = {p1}"
+        self.robots_put = (
+            f"INSERT INTO robots (origin, fetched_at, body) VALUES ({p1}, {p2}, {p3})"
+            " ON CONFLICT (origin) DO UPDATE SET fetched_at = excluded.fetched_at,"
+            " body = excluded.body"
+        )
+        #: Bookmarks (key "mark:NAME"): read, keep, set if missing, move from a value.
+        self.get_mark = f"SELECT value FROM meta WHERE key = {p1}"
+        self.keep_mark = (
+            f"INSERT INTO meta (key, value) VALUES ({p1}, {p2})"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        self.new_mark = (
+            f"INSERT INTO meta (key, value) VALUES ({p1}, {p2}) ON CONFLICT (key) DO NOTHING"
+        )
+        self.move_mark = f"UPDATE meta SET value = {p3} WHERE key = {p1} AND value = {p2}"
+        #: A new revisit: what the last one changed is no longer news.
+        self.old_news = "UPDATE requests SET revisit = 0 WHERE revisit = 2"
+        self._d = d
+
+    def taken(self, count: int) -> str:
+        """Which of `count` identities are leased, done or failed."""
+        return (
+            "SELECT COALESCE(key, url) FROM requests"
+            f" WHERE COALESCE(key, url) {self._d.among(1, count)} AND state > 0"
+        )
+
+
 #: Pages a revisit fetches again: done before a time (the first parameter), and crawled under
 #: their own URL (a redirect's final URL is revisited through that redirect).
 STALE = f"state = 2 AND updated < {{p1}} AND COALESCE(message, '') <> '{REDIRECTED}'"
@@ -223,3 +264,7 @@ async def summary(
 
 async def _grouped(fetch: Fetch, sql: str) -> dict[Any, int]:
     return {key: int(n) for key, n in await fetch(sql, ())}
+
+
+SQLITE_SQL = Statements(SQLITE)
+POSTGRES_SQL = Statements(POSTGRES)

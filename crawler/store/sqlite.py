@@ -37,6 +37,8 @@ from .shared import REDIRECTED, REPLACING, commit_counters, crawled_on_its_own
 
 log = logging.getLogger(__name__)
 
+_SQL = sql.SQLITE_SQL
+
 SCHEMA_VERSION = 10
 
 
@@ -505,9 +507,7 @@ class SQLiteStore:
         return leased
 
     async def next_due(self, host: str) -> float | None:
-        rows = await self._fetchall(
-            "SELECT MIN(not_before) FROM requests WHERE state = 0 AND host = ?", (host,)
-        )
+        rows = await self._fetchall(_SQL.next_due, (host,))
         return rows[0][0] if rows else None
 
     async def commit(
@@ -525,10 +525,7 @@ class SQLiteStore:
         jars = {name: text for o in outcomes if o.jars for name, text in o.jars.items()}
         async with self._transaction():
             if state is not None:
-                await self._db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    (f"mark:{STATE_MARK}", state),
-                )
+                await self._db.execute(_SQL.keep_mark, (f"mark:{STATE_MARK}", state))
             if hosts:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO hosts"
@@ -540,9 +537,7 @@ class SQLiteStore:
                     ],
                 )
             if jars:  # the latest state of each jar the batch changed
-                await self._db.executemany(
-                    "INSERT OR REPLACE INTO sessions (name, cookies) VALUES (?, ?)", jars.items()
-                )
+                await self._db.executemany(_SQL.keep_jar, jars.items())
             committed = [
                 outcome if outcome.final_url is None else await self._claim_final(outcome, now)
                 for outcome in outcomes
@@ -651,7 +646,7 @@ class SQLiteStore:
     async def requeue_stale(self, before: float) -> int:
         async with self._transaction():
             # a new revisit: what the last one changed is no longer news
-            await self._db.execute("UPDATE requests SET revisit = 0 WHERE revisit = 2")
+            await self._db.execute(_SQL.old_news)
             cursor = await self._db.execute(
                 "UPDATE requests SET state = 0, revisit = 1, attempts = 0, not_before = 0"
                 f" WHERE {sql.stale(sql.SQLITE)}",
@@ -677,7 +672,7 @@ class SQLiteStore:
         return sql.failures(self._query, sql.SQLITE, host, error)
 
     async def jars(self) -> dict[str, str]:
-        return dict(await self._fetchall("SELECT name, cookies FROM sessions"))
+        return dict(await self._fetchall(_SQL.jars))
 
     async def host_states(self) -> list[HostState]:
         rows = await self._fetchall(
@@ -687,18 +682,13 @@ class SQLiteStore:
 
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:
         """The robots.txt kept for `origin`: (fetched_at, text; None means allow all)."""
-        rows = await self._fetchall(
-            "SELECT fetched_at, body FROM robots WHERE origin = ?", (origin,)
-        )
+        rows = await self._fetchall(_SQL.robots_get, (origin,))
         return (rows[0][0], rows[0][1]) if rows else None
 
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
         async with self._transaction():
-            await self._db.execute(
-                "INSERT OR REPLACE INTO robots (origin, fetched_at, body) VALUES (?, ?, ?)",
-                (origin, fetched_at, body),
-            )
+            await self._db.execute(_SQL.robots_put, (origin, fetched_at, body))
 
     async def counts(self) -> Counts:
         ((queued, leased, done, failed, items, fetched),) = await self._fetchall(
@@ -758,13 +748,8 @@ class SQLiteStore:
 
     async def taken(self, identities: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(identities), 500):  # (SQLite caps a statement's parameters)
-            chunk = tuple(identities[start : start + 500])
-            rows = await self._fetchall(
-                "SELECT COALESCE(key, url) FROM requests WHERE COALESCE(key, url) IN"
-                f" ({', '.join('?' * len(chunk))}) AND state > 0",
-                chunk,
-            )
+        for chunk in sql.SQLITE.chunks(identities):
+            rows = await self._fetchall(_SQL.taken(len(chunk)), tuple(chunk))
             found.update(identity for (identity,) in rows)
         return found
 
@@ -777,18 +762,16 @@ class SQLiteStore:
         return dict(await self._fetchall("SELECT name, value FROM counters"))
 
     async def get_mark(self, key: str) -> str | None:
-        rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
+        rows = await self._fetchall(_SQL.get_mark, (f"mark:{key}",))
         return str(rows[0][0]) if rows else None
 
     async def move_mark(self, key: str, old: str | None, new: str) -> bool:
         async with self._transaction():
-            rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
-            if (rows[0][0] if rows else None) != old:
-                return False
-            await self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"mark:{key}", new)
-            )
-        return True
+            if old is None:
+                cursor = await self._db.execute(_SQL.new_mark, (f"mark:{key}", new))
+            else:
+                cursor = await self._db.execute(_SQL.move_mark, (f"mark:{key}", old, new))
+            return cursor.rowcount == 1
 
     # -- helpers ---------------------------------------------------------------------------
 
