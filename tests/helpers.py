@@ -12,6 +12,7 @@ import httpx
 
 from crawler import Crawler, CrawlStats, Settings, Spider
 from crawler.clock import Clock
+from crawler.store import Counts, Summary, open_readonly
 
 
 class ManualClock(Clock):
@@ -69,3 +70,40 @@ async def fetched_per_host(store: Any) -> dict[str, int]:
     """Pages fetched per host, for hosts with any, through the reader protocol."""
     totals = await store.host_totals()
     return {host: counts.fetched for host, counts in totals.items() if counts.fetched}
+
+
+# -- a crawl's store, read through the reader protocol (what stats, export and report read) --
+
+
+async def stored_items(path: Path | str) -> list[str]:
+    """The store's items (JSON text), in commit order."""
+    store = await open_readonly(path)
+    try:
+        return [item async for item in store.items()]
+    finally:
+        await store.close()
+
+
+async def stored_counts(path: Path | str) -> Counts:
+    store = await open_readonly(path)
+    try:
+        return await store.counts()
+    finally:
+        await store.close()
+
+
+async def stored_failures(path: Path | str, error: str | None = None) -> list[dict[str, Any]]:
+    """The failed requests (url, error, status, attempts, message), in discovery order."""
+    store = await open_readonly(path)
+    try:
+        return [failure async for failure in store.failures(error=error)]
+    finally:
+        await store.close()
+
+
+async def stored_summary(path: Path | str) -> Summary:
+    store = await open_readonly(path)
+    try:
+        return await store.summary()
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ from aiohttp import web
 from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.net.addresses import AddressGuard, BlockedAddress, is_public
 from crawler.net.fetcher import Fetcher
-from tests.conftest import rows
+from tests.helpers import stored_failures
 
 PUBLIC = "93.184.215.14"
 DNS = {
@@ -95,19 +95,15 @@ async def test_a_public_crawl_never_reaches_internal_addresses(store_path: Path)
         AnyLink(), settings, store_path=store_path, transport=transport, resolver=fake_dns
     ).run()
     assert set(seen) == {"public.example", "mixed.example"}  # robots.txt included
-    blocked = {
-        str(u)
-        for (u,) in rows(store_path, "SELECT url FROM requests WHERE error = 'blocked_address'")
-    }
+    failures = await stored_failures(store_path, error="blocked_address")
+    blocked = {f["url"] for f in failures}
     redirects = {"http://public.example/redirect", "http://mixed.example/redirect"}
     assert blocked == {*INTERNAL, *redirects}  # a redirect hop is checked too
-    message = rows(
-        store_path,
-        "SELECT message FROM requests WHERE url = ?",
-        ("http://169.254.169.254/latest/meta-data/",),
-    )
-    assert str(message[0][0]).startswith("169.254.169.254 is not a public address")
-    assert "allow_private_networks=true" in str(message[0][0])  # names what lifts the rule
+    (message,) = [
+        f["message"] for f in failures if f["url"] == "http://169.254.169.254/latest/meta-data/"
+    ]
+    assert message.startswith("169.254.169.254 is not a public address")
+    assert "allow_private_networks=true" in message  # names what lifts the rule
 
 
 async def test_private_networks_can_be_allowed_explicitly(store_path: Path) -> None:

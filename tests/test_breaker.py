@@ -18,6 +18,7 @@ from crawler.records import FailedFilter
 from crawler.store import open_readonly
 from crawler.tools.report import stats_text
 from tests.conftest import rows
+from tests.helpers import stored_counts
 from tests.sites import HealthSite
 
 #: The per-host settings of the issue that asked for this.
@@ -167,7 +168,7 @@ async def test_a_given_up_host_comes_back_with_retry_failed(
     site: HealthSite, store_path: Path, clock: Clock
 ) -> None:
     await crawl(site, store_path, clock)
-    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 3") == [(100,)]
+    assert (await stored_counts(store_path)).failed == 100
     site.repaired = True
     crawler = Crawler(
         spider(site),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import rows
+from tests.helpers import stored_counts
 from tests.sites import GraphSite
 
 SPIDER = """
@@ -155,7 +155,7 @@ async def test_ctrl_c_exits_130_and_the_same_command_resumes(
     assert code == 130, stderr
     assert "crawl stopped" in stderr
     assert "resume with: python -m crawler run graph.py" in stderr
-    assert rows(tmp_path / "graph.db", "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    assert (await stored_counts(tmp_path / "graph.db")).leased == 0
     partial = (tmp_path / "items.jsonl").read_text().splitlines()
     assert 60 <= len(partial) < 300
     assert max(graph.hits.values()) == 1  # in-flight pages were finished, not dropped

@@ -15,6 +15,7 @@ from crawler.crawl.export import export_items
 from crawler.store import SQLiteStore, Store
 from crawler.store.memory import MemoryStore
 from tests.conftest import rows
+from tests.helpers import stored_counts, stored_failures, stored_summary
 from tests.sites import GraphSite
 
 
@@ -102,7 +103,7 @@ async def test_stopped_then_resumed_crawl_matches_an_uninterrupted_one(
     stats = await first.run()
     assert stats.ended == "stopped"
     assert 120 <= stats.pages < 300
-    assert rows(halves, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    assert (await stored_counts(halves)).leased == 0
 
     graph.on_hit = None
     stats = await Crawler(spider_for(graph), SETTINGS, store_path=halves).run()
@@ -123,7 +124,7 @@ async def test_forced_stop_refetches_only_pages_in_flight(graph: GraphSite, tmp_
     graph.on_hit = lambda n: first.stop(force=True) if n >= 100 else None
     stats = await first.run()
     assert stats.ended == "stopped"
-    assert rows(path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    assert (await stored_counts(path)).leased == 0
 
     graph.on_hit = None
     await Crawler(spider_for(graph), SETTINGS, store_path=path).run()
@@ -158,8 +159,8 @@ async def test_robots_txt_disallowed_pages_are_never_requested(
     host0 = [u for u in graph.hits if f"//{graph.hosts[0]}:" in u]
     assert host0
     assert not any("/p/1" in u.split(":", 2)[2] for u in host0)
-    disallowed = rows(store_path, "SELECT COUNT(*) FROM requests WHERE error = 'robots_disallowed'")
-    assert disallowed == [(11,)]  # /p/1 and /p/10 ... /p/19
+    disallowed = await stored_failures(store_path, error="robots_disallowed")
+    assert len(disallowed) == 11  # /p/1 and /p/10 ... /p/19
 
 
 @pytest.mark.slow
@@ -227,7 +228,7 @@ async def test_per_host_page_budget_holds_across_resumes(
     assert stats.pages == 40
     for host in graph.hosts:
         assert sum(1 for u in graph.hits if f"//{host}:" in u) == 10
-    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    assert (await stored_counts(store_path)).leased == 0
     again = await Crawler(spider_for(graph), settings, store_path=store_path).run()
     assert again.pages == 0
     assert sum(graph.hits.values()) == 40
@@ -255,13 +256,10 @@ async def _budget_scenario(graph: GraphSite, store_path: Path) -> None:
     stats = await Crawler(spider, settings, store_path=store_path).run()
     assert stats.ended == "max_pages"
     assert sum(graph.hits.values()) == 50  # at the server: exactly the budget
-    refused = dict(
-        rows(store_path, "SELECT error, COUNT(*) FROM requests WHERE state = 3 GROUP BY error")
-    )
+    refused = (await stored_summary(store_path)).errors
     assert refused["blocked_address"] > 0
     assert refused["robots_disallowed"] > 0
-    fetched = rows(store_path, "SELECT COUNT(*) FROM requests WHERE latency IS NOT NULL")
-    assert fetched == [(50,)]
+    assert (await stored_counts(store_path)).fetched == 50
 
     # a resume counts what went out before, not what was refused
     more = await Crawler(spider, settings.merge({"max_pages": 60}), store_path=store_path).run()

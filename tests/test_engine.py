@@ -10,7 +10,7 @@ import pytest
 
 from crawler import ConfigError, Request, Response, Spider
 from tests.conftest import rows
-from tests.helpers import crawl, html
+from tests.helpers import crawl, html, stored_counts, stored_failures, stored_items
 
 
 class Links(Spider):
@@ -79,9 +79,9 @@ async def test_non_html_is_visited_but_not_parsed_unless_asked(store_path: Path)
     stats = await crawl(Mixed(), handler, store_path)
     assert by_url(store_path)["http://a.com/img.png"][0:2] == (2, 200)
     assert by_url(store_path)["http://a.com/img.png"][4] == "not parsed: image/png"
-    assert rows(store_path, "SELECT data FROM items ORDER BY id") == [
-        ('{"url": "http://a.com/"}',),
-        ('{"json": "{\\"k\\":1}"}',),
+    assert await stored_items(store_path) == [
+        '{"url": "http://a.com/"}',
+        '{"json": "{\\"k\\":1}"}',
     ]
     assert stats.items == 2
 
@@ -121,7 +121,7 @@ async def test_callback_errors_fail_the_page_and_keep_nothing_from_it(
     assert "not a method of the spider" in table["http://a.com/lambda"][4]
     assert table["http://a.com/fine"][0] == 2
     # a failed page's items and links were discarded with it
-    assert rows(store_path, "SELECT data FROM items") == [('{"partial": "fine"}',)]
+    assert await stored_items(store_path) == ['{"partial": "fine"}']
     assert "http://a.com/from-boom" not in table
     assert "http://a.com/from-fine" in table
     assert stats.failed == 4
@@ -151,7 +151,7 @@ async def test_callbacks_meta_priority_and_depth_round_trip(store_path: Path) ->
     await crawl(
         Detail(), lambda request: html(""), store_path, concurrency=1, per_domain_concurrency=1
     )
-    items = [row[0] for row in rows(store_path, "SELECT data FROM items ORDER BY id")]
+    items = await stored_items(store_path)
     assert items == [  # one at a time: highest priority first
         '{"n": 2, "depth": 1, "cb": "parse_detail"}',
         '{"n": 1, "depth": 1, "cb": "parse_detail"}',
@@ -176,9 +176,7 @@ async def test_redirect_target_is_what_the_spider_sees_and_is_marked_visited(
 
     await crawl(Links(), handler, store_path)
     table = by_url(store_path)
-    assert rows(store_path, "SELECT data FROM items")[0] == (
-        '{"url": "http://a.com/home", "depth": 0}',
-    )
+    assert (await stored_items(store_path))[0] == '{"url": "http://a.com/home", "depth": 0}'
     assert table["http://a.com/home"][0] == 2
     assert seen["/home"] == 1  # the link to the redirect target was not fetched again
     assert table["http://a.com/away"][:3] == (3, None, "redirect_out_of_scope")
@@ -250,9 +248,9 @@ async def test_a_failing_store_stops_the_crawl_with_a_store_error(
     with pytest.raises(StoreError, match="disk is full"):
         await crawl(Links(), endless, store_path)
     monkeypatch.undo()
-    done = rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 2")
-    assert done == [(2,)]  # what was committed is intact; the rest will be fetched again
-    assert rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 1") == [(0,)]
+    counts = await stored_counts(store_path)
+    assert counts.done == 2  # what was committed is intact; the rest will be fetched again
+    assert counts.leased == 0
 
 
 async def test_retry_after_beyond_the_cap_fails_the_url_with_the_reason(store_path: Path) -> None:
@@ -287,8 +285,7 @@ async def test_traps_are_recorded_with_their_reason_and_never_fetched(store_path
         )
 
     await crawl(Links(), handler, store_path)
-    traps = rows(store_path, "SELECT url, message FROM requests WHERE error = 'trap'")
-    reasons = {str(message) for _, message in traps}
+    reasons = {str(f["message"]) for f in await stored_failures(store_path, error="trap")}
     assert any("repeated more than 3 times" in r for r in reasons)
     assert any("more than 32 query parameters" in r for r in reasons)
     assert not any("?" in path for path in fetched)
@@ -317,7 +314,7 @@ async def test_nofollow_and_noindex_are_respected_unless_switched_off(tmp_path: 
         for (u,) in rows(tmp_path / "obey.db", "SELECT url FROM requests")
     }
     assert visited == {"/", "/plain", "/meta-nofollow", "/noindex", "/header", "/after-noindex"}
-    items = {str(d) for (d,) in rows(tmp_path / "obey.db", "SELECT data FROM items")}
+    items = set(await stored_items(tmp_path / "obey.db"))
     assert not any("/noindex" in i or "/header" in i for i in items)
 
     await crawl(Links(), handler, tmp_path / "ignore.db", obey_nofollow=False)
@@ -382,7 +379,7 @@ async def test_a_full_disk_stops_the_crawl_cleanly_and_the_store_resumes(
     assert done == items > 0  # every committed page has its item, and no more
     stats = await crawl(Big(), handler, store_path, max_pages=done + 20)
     assert stats.ended == "max_pages"
-    assert rows(store_path, "SELECT COUNT(*) FROM items") == [(done + 20,)]
+    assert (await stored_counts(store_path)).items == done + 20
 
 
 class Spelled(Spider):
@@ -434,9 +431,9 @@ async def test_hosts_the_spider_names_may_be_private_and_no_others(store_path: P
         return html("")
 
     await crawl(Spelled(), handler, store_path)  # only the start host is named
-    blocked = rows(store_path, "SELECT url, message FROM requests WHERE error = 'blocked_address'")
-    assert [str(u) for u, _ in blocked] == ["http://127.0.0.3/other"]
-    assert "allow_private_networks=true" in str(blocked[0][1])
+    blocked = await stored_failures(store_path, error="blocked_address")
+    assert [f["url"] for f in blocked] == ["http://127.0.0.3/other"]
+    assert "allow_private_networks=true" in blocked[0]["message"]
 
     named = Spelled()
     named.allowed_domains = ["127.0.0.2", "0x7f000003"]  # 127.0.0.3, in another spelling

@@ -17,11 +17,11 @@ import pytest
 from crawler import ConfigError, DropItem, Request, Response, Retry, Spider
 from crawler.store import SQLiteStore
 from tests.conftest import rows
-from tests.helpers import crawl, html
+from tests.helpers import crawl, html, stored_counts, stored_failures, stored_items
 
 
-def stored_items(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(str(data)) for (data,) in rows(path, "SELECT data FROM items ORDER BY id")]
+async def items_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(data) for data in await stored_items(path)]
 
 
 async def counters(path: Path) -> dict[str, int]:
@@ -90,7 +90,7 @@ class Shop(Spider):
 
 async def test_pipelines_clean_validate_and_dedup(store_path: Path) -> None:
     stats = await crawl(Shop(), products, store_path, concurrency=1)
-    items = stored_items(store_path)
+    items = await items_of(store_path)
     assert sorted(i["sku"] for i in items) == [1, 2, 3, 5]
     assert all(i["name"] == f"Product {i['sku']}" for i in items)
     assert all(isinstance(i["price"], float) for i in items)
@@ -110,7 +110,7 @@ async def test_state_is_restored_and_dedups_across_runs(store_path: Path) -> Non
         start_urls = ["http://a.com/"]
 
     await crawl(Seen(), products, store_path, max_pages=3, concurrency=1)
-    first = len(stored_items(store_path))
+    first = len(await items_of(store_path))
     spider = Seen()
     opened_with: list[dict[str, Any]] = []
 
@@ -121,7 +121,7 @@ async def test_state_is_restored_and_dedups_across_runs(store_path: Path) -> Non
     await crawl(spider, products, store_path, concurrency=1)
     assert opened_with
     assert len(opened_with[0]["skus"]) == first
-    assert sorted(i["sku"] for i in stored_items(store_path)) == [1, 2, 3, 5]
+    assert sorted(i["sku"] for i in await items_of(store_path)) == [1, 2, 3, 5]
 
 
 @dataclasses.dataclass
@@ -149,7 +149,7 @@ class Kinds(Spider):
 
 async def test_items_may_be_dicts_dataclasses_attrs_or_pydantic(store_path: Path) -> None:
     await crawl(Kinds(), lambda r: html(""), store_path)
-    assert stored_items(store_path) == [
+    assert await items_of(store_path) == [
         {"kind": "dict"},
         {"kind": "dataclass", "tags": ["a", "b"]},
         {"kind": "attrs", "n": 2},
@@ -169,8 +169,8 @@ async def test_a_pipeline_error_fails_the_page_and_keeps_nothing_of_it(store_pat
         pipelines = [Broken()]
 
     await crawl(Failing(), products, store_path)
-    assert sorted(i["sku"] for i in stored_items(store_path)) == ["0", "1", "3", "3", "5"]
-    failed = rows(store_path, "SELECT url, error, message FROM requests WHERE state = 3")
+    assert sorted(i["sku"] for i in await items_of(store_path)) == ["0", "1", "3", "3", "5"]
+    failed = [(f["url"], f["error"], f["message"]) for f in await stored_failures(store_path)]
     assert failed == [
         ("http://a.com/p/2", "spider", "Broken.process_item() raised KeyError: 'boom'")
     ]
@@ -279,7 +279,7 @@ async def test_pipelines_from_the_setting_run_after_the_spiders(store_path: Path
             yield {"n": 1}
 
     await crawl(Tagged(), lambda r: html(""), store_path, pipelines="tests.test_extensions:Stamp")
-    assert stored_items(store_path) == [{"n": 1, "order": ["spider", "setting"]}]
+    assert await items_of(store_path) == [{"n": 1, "order": ["spider", "setting"]}]
 
 
 class Stamp:
@@ -352,7 +352,7 @@ async def test_hooks_add_headers_drop_requests_and_retry_ban_pages(store_path: P
     assert table["http://a.com/flaky"][:2] == (2, None)
     assert ban.seen.count("http://a.com/flaky") == 2  # retries go through the hooks too
     assert (await counters(store_path))["stat:bans"] == 4
-    assert sorted(i["url"] for i in stored_items(store_path)) == [
+    assert sorted(i["url"] for i in await items_of(store_path)) == [
         "http://a.com/",
         "http://a.com/flaky",
     ]
@@ -370,9 +370,10 @@ async def test_a_hook_may_not_move_a_request_to_another_host(store_path: Path) -
             yield {}
 
     await crawl(Elsewhere(), lambda r: html(""), store_path)
-    ((error, message),) = rows(store_path, "SELECT error, message FROM requests")
-    assert error == "spider"
-    assert "within its host only" in str(message)
+    (failed,) = await stored_failures(store_path)
+    assert (await stored_counts(store_path)).done == 0
+    assert failed["error"] == "spider"
+    assert "within its host only" in failed["message"]
 
 
 async def test_counters_of_a_failed_page_are_kept_with_its_failure(store_path: Path) -> None:
@@ -404,7 +405,7 @@ async def test_a_state_that_is_not_json_stops_the_crawl_with_a_clear_error(
 
     with pytest.raises(ConfigError, match=r"self\.state must be JSON-serializable"):
         await crawl(Unsaveable(), lambda r: html(""), store_path)
-    assert rows(store_path, "SELECT COUNT(*) FROM items") == [(0,)]
+    assert (await stored_counts(store_path)).items == 0
 
 
 async def test_a_redirect_to_a_page_in_flight_does_not_fool_a_dedup_pipeline(
@@ -455,7 +456,7 @@ async def test_a_redirect_to_a_page_in_flight_does_not_fool_a_dedup_pipeline(
 
     await crawl(Redirected(), handler, store_path, concurrency=2)  # type: ignore[arg-type]
     assert direct_b == 2
-    assert [i["sku"] for i in stored_items(store_path)] == [7]
+    assert [i["sku"] for i in await items_of(store_path)] == [7]
     assert "dropped:duplicate sku" not in await counters(store_path)
 
 
@@ -512,13 +513,13 @@ async def test_a_hook_that_breaks_a_request_fails_that_page_only(store_path: Pat
                 yield Request(url)
 
     await crawl(Broken(), lambda r: html('<a href="/bad">b</a><a href="/ok">o</a>'), store_path)
-    assert sorted(i["url"] for i in stored_items(store_path)) == [
+    assert sorted(i["url"] for i in await items_of(store_path)) == [
         "http://a.com/",
         "http://a.com/ok",
     ]
-    ((message,),) = rows(store_path, "SELECT message FROM requests WHERE state = 3")
-    assert "process_request raised ValueError" in str(message)
-    assert "X-Bad" in str(message)
+    (failed,) = await stored_failures(store_path)
+    assert "process_request raised ValueError" in failed["message"]
+    assert "X-Bad" in failed["message"]
 
 
 async def test_hooks_named_by_the_setting_run_before_the_spiders_own(store_path: Path) -> None:

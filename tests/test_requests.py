@@ -24,13 +24,12 @@ from crawler import (
     Spider,
 )
 from crawler.store import SQLiteStore
-from tests.conftest import rows
-from tests.helpers import Handler, crawl, html
+from tests.helpers import Handler, crawl, html, stored_counts, stored_failures, stored_items
 from tests.sites import serve
 
 
-def items(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(str(data)) for (data,) in rows(path, "SELECT data FROM items ORDER BY id")]
+async def items(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(data) for data in await stored_items(path)]
 
 
 class Api(Spider):
@@ -69,7 +68,7 @@ async def test_a_json_api_is_paged_through_with_posts(store_path: Path) -> None:
     stats = await crawl(Api(), handler, store_path)
     assert stats.ended == "complete"
     assert seen == [("POST", {"q": "tea", "page": n}) for n in (1, 2, 3)]  # one POST per body
-    assert items(store_path) == [{"n": 10}, {"n": 11}, {"n": 20}, {"n": 21}]
+    assert await items(store_path) == [{"n": 10}, {"n": 11}, {"n": 20}, {"n": 21}]
 
 
 class Methods(Spider):
@@ -106,8 +105,7 @@ async def test_method_and_body_make_a_request_distinct(store_path: Path) -> None
         ("POST", "/form", b"a=1"): 1,
         ("GET", "/done", b""): 1,  # after the 303: a GET without the body
     }
-    failed = rows(store_path, "SELECT COUNT(*) FROM requests WHERE state = 3")
-    assert failed == [(0,)]
+    assert (await stored_counts(store_path)).failed == 0
 
 
 class Logins(Spider):
@@ -153,7 +151,7 @@ def cookie_site(handler_log: list[tuple[str, str]]) -> Handler:
 async def test_sessions_keep_cookie_jars_apart_and_in_the_store(store_path: Path) -> None:
     log: list[tuple[str, str]] = []
     await crawl(Logins(), cookie_site(log), store_path)
-    assert sorted((i["session"] or "", i["page"]) for i in items(store_path)) == [
+    assert sorted((i["session"] or "", i["page"]) for i in await items(store_path)) == [
         ("", "cookies: theme=dark"),
         ("alice", "cookies: sid=alice"),
         ("bob", "cookies: sid=bob"),
@@ -221,7 +219,7 @@ async def test_errbacks_and_allowed_statuses(store_path: Path) -> None:
         return html("ok")
 
     await crawl(Errbacks(), handler, store_path, max_retries=1, breaker_threshold=100)
-    found = items(store_path)
+    found = await items(store_path)
     assert {"parsed": "http://a.example/missing", "status": 404} in found  # its own allow_status
     assert {"parsed": "http://a.example/gone", "status": 410} in found  # the spider's
     assert {
@@ -238,7 +236,7 @@ async def test_errbacks_and_allowed_statuses(store_path: Path) -> None:
     } in found
     assert {"parsed": "http://a.example/after-failure", "status": 200} in found
     assert len(found) == 5  # /broken?plain has no errback: just recorded
-    failed = rows(store_path, "SELECT url, error FROM requests WHERE state = 3 ORDER BY url")
+    failed = sorted((f["url"], f["error"]) for f in await stored_failures(store_path))
     assert failed == [
         ("http://a.example/broken", "http_status"),
         ("http://a.example/broken?plain", "http_status"),
@@ -269,7 +267,7 @@ async def test_dont_filter_fetches_a_seen_request_again(store_path: Path) -> Non
 
     await crawl(Poll(), handler, store_path)
     assert calls == 3
-    assert [i["seen"] for i in items(store_path)] == ["busy", "busy", "ready"]
+    assert [i["seen"] for i in await items(store_path)] == ["busy", "busy", "ready"]
 
 
 async def test_bad_requests_are_errors_when_the_crawl_starts(store_path: Path) -> None:
@@ -357,7 +355,7 @@ async def test_errbacks_allow_status_and_dont_filter_at_a_local_server(store_pat
     finally:
         for runner in runners:
             await runner.cleanup()
-    found = items(store_path)
+    found = await items(store_path)
     assert {"allowed": 404} in found
     assert {"failed": 500, "body": "oops"} in found
     assert [i["status_page"] for i in found if "status_page" in i] == ["busy", "busy", "ready"]

@@ -13,6 +13,7 @@ import pytest
 
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
 from tests.conftest import rows
+from tests.helpers import stored_counts, stored_items
 from tests.sites import GraphSite
 from tests.test_cli import SPIDER, acli, run_args, run_until_hits
 
@@ -39,10 +40,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     lines = (tmp_path / "items.jsonl").read_text().splitlines()
     urls = [json.loads(line)["url"] for line in lines]
     assert sorted(urls) == sorted(graph.all_urls())  # every page's item, exactly once
-    stored = [
-        json.loads(str(d))["url"]
-        for (d,) in rows(tmp_path / "graph.db", "SELECT data FROM items ORDER BY id")
-    ]
+    stored = [json.loads(d)["url"] for d in await stored_items(tmp_path / "graph.db")]
     assert urls == stored  # the file is the store, in commit order
     refetched = sum(n - 1 for n in graph.hits.values())
     assert refetched <= len(moments) * CONCURRENCY
@@ -74,9 +72,7 @@ async def test_a_second_ctrl_c_stops_at_once_and_the_store_stays_consistent(
         stderr = seen + rest
         assert proc.returncode == 130, stderr.decode()
         assert b"stopping now" in stderr
-        assert rows(tmp_path / "graph.db", "SELECT COUNT(*) FROM requests WHERE state = 1") == [
-            (0,)
-        ]
+        assert (await stored_counts(tmp_path / "graph.db")).leased == 0
         site.on_hit = None
         site.delay = 0.0
         proc = await acli(*args, cwd=tmp_path)

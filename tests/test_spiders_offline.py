@@ -22,6 +22,7 @@ import pytest
 from crawler import Crawler, Request, Response, Settings, Spider
 from crawler.spider import load_spider_class
 from crawler.testing import NotRecorded, Replay
+from tests.helpers import stored_items
 
 SPIDERS = Path(__file__).parent.parent / "spiders"
 
@@ -248,9 +249,7 @@ async def test_replay_keeps_what_the_crawl_keeps(tmp_path: Path) -> None:
         for runner in runners:
             await runner.cleanup()
     crawled = dict(rows(tmp_path / "crawl.db", "SELECT url, depth FROM requests WHERE state = 2"))
-    kept_items = {
-        json.loads(text)["url"] for (text,) in rows(tmp_path / "crawl.db", "SELECT data FROM items")
-    }
+    kept_items = {json.loads(text)["url"] for text in await stored_items(tmp_path / "crawl.db")}
     assert f"{base}/hidden" not in crawled  # the crawl's own rules, as a reference
     assert f"{base}/deeper" not in crawled
     assert f"{base}/noindex" in crawled
