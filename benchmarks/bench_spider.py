@@ -1,7 +1,10 @@
 """Our side of the comparison: an item per page, every link followed (robots.txt obeyed).
 The spider `python -m crawler bench` runs, at the same settings."""
 
-from crawler.tools.bench import BENCH_SETTINGS, BenchSpider
+try:
+    from crawler.tools.bench import BENCH_SETTINGS, BenchSpider
+except ImportError:  # a revision from before the folders (benchmarks/ab.py runs old ones)
+    from crawler.bench import BENCH_SETTINGS, BenchSpider  # type: ignore[no-redef]
 
 
 class Bench(BenchSpider):

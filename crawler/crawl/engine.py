@@ -19,20 +19,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-
-from ..clock import Clock
 from ..errors import ConfigError, CrawlerError, SinkFailed, SpiderError, StoreError
 from ..models import Request
 from ..net import tls
-from ..net.addresses import Resolver
 from ..net.cookies import Jars
-from ..net.fetcher import Fetcher
-from ..net.politeness import Circuit, HostHealth
-from ..page.devtools import Requester
-from ..page.pipelines import Pipelines
-from ..page.runner import PageRunner
 from ..page.stored import to_stored
 from ..records import (
     STATE_MARK,
@@ -43,16 +35,25 @@ from ..records import (
 )
 from ..settings import Settings
 from ..spider import Spider, check_spider_class
-from ..stats import split as split_counters
 from ..store import Store, is_dsn, open_store
 from ..urls import Scope
 from .assembly import Parts
 from .events import EventLog
 from .export import check_output
-from .frontier import Frontier
-from .progress import CrawlStats, HostProgress, Progress
+from .progress import CrawlStats, Progress, snapshot
 from .sinks import Delivery
 from .writer import Writer
+
+if TYPE_CHECKING:  # (types only: the parts themselves are made by assembly.Parts)
+    import httpx
+
+    from ..clock import Clock
+    from ..net.addresses import Resolver
+    from ..net.fetcher import Fetcher
+    from ..page.devtools import Requester
+    from ..page.pipelines import Pipelines
+    from ..page.runner import PageRunner
+    from .frontier import Frontier
 
 log = logging.getLogger("crawler")
 
@@ -158,44 +159,13 @@ class Crawler:
         store, frontier = self._store, self._frontier
         if store is None or frontier is None:
             return None
-        totals = await store.host_totals()
-        status = frontier.host_status()
-        hosts = []
-        for host, counts in totals.items():
-            now = status.get(host)
-            in_flight = now.in_flight if now else 0
-            hosts.append(
-                HostProgress(
-                    host,
-                    in_flight,
-                    counts.pending - in_flight,
-                    counts.done,
-                    counts.failed,
-                    now.delay if now else 0.0,
-                    now.wait if now else 0.0,
-                    now.circuit if now else Circuit.CLOSED,
-                    now.waiting_for if now else None,
-                    now.health if now else HostHealth.OK,
-                    now.why if now else "",
-                )
-            )
-        hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
-        own, dropped = split_counters(await store.counters())
-        return Progress(
-            elapsed=time.monotonic() - self.stats.started,
-            run=dataclasses.replace(self.stats),
-            queued=sum(h.queued for h in hosts),
-            done=sum(h.done for h in hosts),
-            failed=sum(h.failed for h in hosts),
-            items=sum(c.items for c in totals.values()),
-            fetched=sum(c.fetched for c in totals.values()),
-            in_flight=frontier.in_flight,
+        pool = self._parts.proxy_pool
+        return await snapshot(
+            store,
+            frontier,
+            self.stats,
             max_pages=self.settings.max_pages or None,
-            hosts=hosts,
-            workers=await store.workers(),
-            stats=own,
-            dropped_items=dropped,
-            proxies=self._parts.proxy_pool.status() if self._parts.proxy_pool else [],
+            proxies=pool.status() if pool else [],
         )
 
     # -- the run ---------------------------------------------------------------------------

@@ -3,12 +3,19 @@ one moment (Progress, a HostProgress per host). Plain records; the engine fills 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..net.politeness import Circuit, HostHealth, Wait
 from ..net.proxies import ProxyStatus
 from ..records import Ended, WorkerInfo
+from ..stats import split as split_counters
+
+if TYPE_CHECKING:
+    from ..store import Reader
+    from .frontier import Frontier
 
 
 @dataclass(slots=True)
@@ -96,3 +103,53 @@ class Progress:
     dropped_items: dict[str, int] = field(default_factory=dict)
     #: The crawl's proxies (`proxies` setting): requests, failures, rest (none without).
     proxies: list[ProxyStatus] = field(default_factory=list)
+
+
+async def snapshot(
+    store: Reader,
+    frontier: Frontier,
+    stats: CrawlStats,
+    *,
+    max_pages: int | None,
+    proxies: list[ProxyStatus],
+) -> Progress:
+    """Where a running crawl is now, host by host (busiest first)."""
+    totals = await store.host_totals()
+    status = frontier.host_status()
+    hosts = []
+    for host, counts in totals.items():
+        now = status.get(host)
+        in_flight = now.in_flight if now else 0
+        hosts.append(
+            HostProgress(
+                host,
+                in_flight,
+                counts.pending - in_flight,
+                counts.done,
+                counts.failed,
+                now.delay if now else 0.0,
+                now.wait if now else 0.0,
+                now.circuit if now else Circuit.CLOSED,
+                now.waiting_for if now else None,
+                now.health if now else HostHealth.OK,
+                now.why if now else "",
+            )
+        )
+    hosts.sort(key=lambda h: (-h.in_flight, -(h.queued > 0), -(h.done + h.failed), h.host))
+    own, dropped = split_counters(await store.counters())
+    return Progress(
+        elapsed=time.monotonic() - stats.started,
+        run=dataclasses.replace(stats),
+        queued=sum(h.queued for h in hosts),
+        done=sum(h.done for h in hosts),
+        failed=sum(h.failed for h in hosts),
+        items=sum(c.items for c in totals.values()),
+        fetched=sum(c.fetched for c in totals.values()),
+        in_flight=frontier.in_flight,
+        max_pages=max_pages,
+        hosts=hosts,
+        workers=await store.workers(),
+        stats=own,
+        dropped_items=dropped,
+        proxies=proxies,
+    )
