@@ -4,6 +4,13 @@ that runs a query (on its connection, or in the transaction under way).
 
 What is here works on the requests and items tables, whose columns both schemas share; the
 spider's policy it applies (redirects, sitemaps) is asked of store/shared.py.
+
+What each backend keeps in its own SQL is where their algorithms differ, not their dialects:
+the schema and its migrations, and the write path (inserting requests, leasing, committing,
+releasing, failing a host, requeueing, a redirect's claim, items since a bookmark). SQLite has
+one writer and keeps its per-host totals with triggers; PostgreSQL has many, so it keeps them
+as per-process rows it adds to explicitly (no hot row to contend on), fences every commit
+against lost host leases, and commits a batch of plain pages in one plpgsql call.
 """
 
 from __future__ import annotations
