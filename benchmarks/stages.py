@@ -35,16 +35,16 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("URL resolution + canonicalization", ("crawler/urls.py", "ada_url")),
     ("link extraction", ("extract_links", "crawler/parser.py:base_url")),
     ("HTML parse", ("parse_html", "selectolax", "lexbor")),
-    ("decode", ("crawler/decoding.py", "parser.py:decode", "charset_normalizer", "(decode ")),
+    ("decode", ("/decoding.py", "parser.py:decode", "charset_normalizer", "(decode ")),
     ("store", ("crawler/store/", "aiosqlite", "sqlite3", "asyncpg")),
-    ("events + stats", ("crawler/events.py", "crawler/stats.py", "crawler/display.py")),
-    ("dedup", ("_collect", "_remember", "crawler/stored.py")),
-    ("spider callback", ("crawler/bench.py", "crawler/models.py", "crawler/spider.py")),
+    ("events + stats", ("/events.py", "crawler/stats.py", "/display.py")),
+    ("dedup", ("_collect", "_remember", "/stored.py")),
+    ("spider callback", ("/bench.py", "crawler/models.py", "crawler/spider.py", "_spider.py")),
     (
         "fetch",
         (
-            "crawler/fetcher.py",
-            "crawler/addresses.py",
+            "/fetcher.py",
+            "/addresses.py",
             "aiohttp/",
             "httpx/",
             "httpx_aiohttp",
@@ -53,11 +53,14 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "hishel",
         ),
     ),
-    ("page runner (pages.py)", ("crawler/pages.py",)),
-    ("frontier + politeness", ("crawler/frontier.py", "crawler/politeness.py")),
-    ("engine (workers, writer)", ("crawler/engine.py", "crawler/writer.py")),
+    ("page runner", ("crawler/pages.py", "page/runner.py")),
+    ("robots.txt", ("/robots.py", "protego")),
+    ("frontier + politeness", ("/frontier.py", "/politeness.py", "/leases.py")),
+    ("engine (workers, writer)", ("/engine.py", "/writer.py")),
     ("event loop (asyncio)", ("asyncio/", "selectors.py")),
 ]
+# (patterns name files by their last folder and name, or by their name alone, so that they
+# hold for revisions from before the folders too: crawler/fetcher.py, crawler/net/fetcher.py)
 
 
 #: Innermost frames that wait rather than compute (py-spy cannot always tell a thread blocked in
@@ -131,20 +134,26 @@ def main() -> None:
         )
         if args.keep:
             shutil.copy(raw, args.keep)
-        counts: collections.Counter[str] = collections.Counter()
-        for line in raw.read_text().splitlines():
-            stack_text, _, count = line.rpartition(" ")
-            counts[stage_of(stack_text.split(";"))] += int(count)
+        raw_text = raw.read_text()
+    print(f"{pages} pages, {cpu_ms:.3f} CPU ms per page (unprofiled run, startup included)")
+    print(table(raw_text, cpu_ms))
+
+
+def table(raw: str, cpu_ms: float) -> str:
+    """py-spy's raw stacks put in stages: a markdown table of each stage's share and CPU ms per
+    page (`cpu_ms`: the CPU per page of an unprofiled run)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        counts[stage_of(stack_text.split(";"))] += int(count)
     idle = counts.pop(IDLE_STAGE, 0)
     total = sum(counts.values())
-    print(
-        f"{pages} pages, {cpu_ms:.3f} CPU ms per page (unprofiled run, startup included); "
-        f"{total} samples computing, {idle} waiting (left out)"
-    )
-    print("\n| stage | share | CPU ms per page |\n|---|---|---|")
+    rows = [f"{total} samples computing, {idle} waiting (left out)", ""]
+    rows += ["| stage | share | CPU ms per page |", "|---|---|---|"]
     for stage, count in counts.most_common():
         share = count / total
-        print(f"| {stage} | {share:.1%} | {share * cpu_ms:.3f} |")
+        rows.append(f"| {stage} | {share:.1%} | {share * cpu_ms:.3f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

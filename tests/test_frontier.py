@@ -309,3 +309,40 @@ async def test_requests_a_rendered_page_made_take_its_hosts_tokens(store: SQLite
     clock.t = 100.031
     again = await asyncio.wait_for(pending, 5)
     assert again is not None
+
+
+async def test_a_broad_crawl_finishes_the_hosts_it_works_on_before_starting_others(
+    store: SQLiteStore,
+) -> None:
+    # Mercator's back queues: with max_active_hosts, a host's pages come while its connection
+    # is warm, instead of every host in turn (each host then waits for all the others)
+    hosts = ["a.com", "b.com", "c.com", "d.com"]
+
+    async def order(**options: object) -> list[str]:
+        await store.add([req(host, n) for host in hosts for n in range(3)])
+        frontier = await started(store, per_host_concurrency=1, **options)
+        seen = []
+        while (request := await frontier.next()) is not None:
+            seen.append(request.host)
+            await done(frontier, store, request)
+        await frontier.aclose()
+        return seen
+
+    narrow = await order(max_active_hosts=2)
+    assert set(narrow[:6]) == {"a.com", "b.com"}
+    assert set(narrow[6:]) == {"c.com", "d.com"}
+    await store.requeue_stale(float("inf"))  # the same pages again, every host at once
+    assert {"c.com", "d.com"} & set((await order())[:6])  # without the limit: hosts in turn
+
+
+async def test_an_idle_worker_starts_another_host_beyond_the_limit(store: SQLiteStore) -> None:
+    # the limit holds only while the hosts worked on keep the workers busy: a host that must
+    # wait for its rate limit lets another one start
+    await store.add([req(host, n) for host in ("a.com", "b.com", "c.com") for n in range(2)])
+    frontier = await started(store, rate_limit=0.001, max_active_hosts=1)
+    first = await frontier.next()
+    assert first is not None
+    await done(frontier, store, first)
+    second, third = await frontier.next(), await frontier.next()
+    assert {first.host, second.host, third.host} == {"a.com", "b.com", "c.com"}  # type: ignore[union-attr]
+    await frontier.aclose()

@@ -141,7 +141,8 @@ class Parts:
             per_host_concurrency=settings.per_domain_concurrency,
             rate_limit=settings.rate_limit,
             batch_size=batch,
-            max_buffered=max(8 * settings.concurrency, 256),
+            # rows leased ahead: enough for every active host's next requests
+            max_buffered=max(64 * settings.concurrency, 1024),
             page_budget=budget,
             gate_hosts=settings.obey_robots,
             host_budget=settings.max_pages_per_host or None,
@@ -155,6 +156,8 @@ class Parts:
             ),
             clock=self.clock,
             coordination=coordination,
+            # a broad crawl works on this many hosts at a time (more while workers idle)
+            max_active_hosts=max(16 * settings.concurrency, 256),
         )
 
     def renderer(

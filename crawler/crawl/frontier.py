@@ -76,6 +76,8 @@ class HostEntry:
     deadline: float = math.inf
     #: Handed back to the store once nothing of it is in flight (another process wants it).
     draining: bool = False
+    #: One of the hosts the crawl works on now (see `max_active_hosts`).
+    active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ class Frontier:
         host_budget: int | None = None,
         clock: Clock | None = None,
         coordination: HostCoordination | None = None,
+        max_active_hosts: int | None = None,
     ) -> None:
         self._store = store
         #: Which hosts this process serves (default: all, a store of one process).
@@ -131,6 +134,13 @@ class Frontier:
         self._hosts: dict[str, HostEntry] = {}
         self._heap: list[tuple[float, int, HostEntry]] = []  # hosts with buffered requests
         self._due_heap: list[tuple[float, int, HostEntry]] = []  # hosts whose buffer needs a refill
+        #: Hosts with rows in the store that the crawl does not work on yet, by due time: one
+        #: becomes active when an active one has nothing left to do now (Mercator's back
+        #: queues: a broad crawl finishes hosts while their connections are warm, instead of
+        #: visiting every host in turn). None: every host is active.
+        self._max_active = max_active_hosts
+        self._waiting_heap: list[tuple[float, int, HostEntry]] = []
+        self._active = 0
         self._due_hosts = 0  # hosts whose store_due is not None
         self._seq = 0
         self._buffered = 0
@@ -187,6 +197,8 @@ class Frontier:
                     request, wait = self._pop_ready(now)
                     if request is not None:
                         return request
+                    if self._refills == 0:  # a worker idles, nothing is on its way
+                        self._activate_one(now)  # work on one more host
                     if self._coordination.idle(self):
                         return None
                     wait = min(wait, self._next_store_due(now))
@@ -288,6 +300,7 @@ class Frontier:
             self._push(entry, now)  # it may have been set aside while its budget looked spent
             for link in outcome.links:
                 self.notify(link.host, now)
+            self._retire_if_idle(entry, now)
         self._wakeup.set()
 
     def notify(self, host: str, due: float) -> None:
@@ -390,6 +403,7 @@ class Frontier:
         self._buffered -= len(entry.buffer)
         entry.buffer.clear()
         self._set_due(entry, None)
+        self._retire_if_idle(entry, self._clock.now())
 
     def grant(self, pages: int) -> None:
         """Raise the page budget by `pages`."""
@@ -521,18 +535,44 @@ class Frontier:
         )
 
     def _next_store_due(self, now: float) -> float:
-        if not self._due_heap or self._buffered >= self._max_buffered:
+        if self._buffered >= self._max_buffered:
             return math.inf
-        return max(self._due_heap[0][0] - now, 0.0)
+        due = self._due_heap[0][0] if self._due_heap else math.inf
+        if self._waiting_heap and self._may_activate():
+            due = min(due, self._waiting_heap[0][0])
+        return max(due - now, 0.0)
+
+    def _may_activate(self) -> bool:
+        return self._max_active is None or self._active < self._max_active
 
     def _set_due(self, entry: HostEntry, due: float | None) -> None:
         if (entry.store_due is None) != (due is None):
             self._due_hosts += 1 if due is not None else -1
         entry.store_due = due
         self._file_for_refill(entry)
+        if due is None:
+            self._retire_if_idle(entry, self._clock.now())
+
+    def _retire_if_idle(self, entry: HostEntry, now: float) -> None:
+        """An active host with nothing to do now (nothing buffered, in flight or being leased,
+        no rows due in the store) makes room for a waiting one; it waits again when rows of
+        it come due."""
+        if (
+            entry.active
+            and not entry.buffer
+            and entry.pending == 0
+            and not entry.refilling
+            and (entry.store_due is None or entry.store_due > now)
+        ):
+            entry.active = False
+            self._active -= 1
+            if entry.store_due is not None:  # rows due later: it waits for them with the rest
+                entry.filed_due = None
+                self._file_for_refill(entry)
 
     def _file_for_refill(self, entry: HostEntry) -> None:
-        """File the host in the refill heap when its buffer is low and the store has rows."""
+        """File the host in the refill heap when its buffer is low and the store has rows (in
+        the waiting heap, when the crawl does not work on it now)."""
         due = entry.store_due
         if (
             due is None
@@ -543,7 +583,8 @@ class Frontier:
         ):
             return
         self._seq += 1
-        heapq.heappush(self._due_heap, (due, self._seq, entry))
+        active = entry.active or self._max_active is None
+        heapq.heappush(self._due_heap if active else self._waiting_heap, (due, self._seq, entry))
         entry.filed_due = due
 
     def _start_refills(self, now: float) -> None:
@@ -554,17 +595,47 @@ class Frontier:
             if entry.filed_due != filed:
                 continue  # a stale filing: the host was filed again, earlier
             entry.filed_due = None
-            due = entry.store_due
-            if due is None or entry.refilling:
+            if not entry.active and self._max_active is not None:
+                self._file_for_refill(entry)  # retired since: it waits with the rest
                 continue
-            if len(entry.buffer) > self._batch // 2 and not entry.abandoned:
+            self._begin_refill(entry, now)
+        while self._waiting_heap and self._waiting_heap[0][0] <= now and self._may_activate():
+            if self._buffered >= self._max_buffered:
+                return
+            self._activate_one(now)
+
+    def _activate_one(self, now: float) -> None:
+        """Make the first waiting host with rows due active, beyond `max_active_hosts`: the
+        limit keeps a broad crawl on few hosts only while they keep the workers busy."""
+        while self._waiting_heap and self._waiting_heap[0][0] <= now:
+            if self._buffered >= self._max_buffered:
+                return
+            filed, _, entry = heapq.heappop(self._waiting_heap)
+            if entry.filed_due != filed:
                 continue
-            if due > now:
-                self._file_for_refill(entry)
-                continue
-            entry.refilling = True
-            work = self._abandon if entry.abandoned else self._refill
-            self._spawn(work(entry, now), entry)
+            entry.filed_due = None
+            if not entry.active:
+                entry.active = True
+                self._active += 1
+            self._begin_refill(entry, now)
+            return
+
+    def _begin_refill(self, entry: HostEntry, now: float) -> None:
+        """Lease the host's due rows (or fail them, for a host given up on), unless it needs
+        none now."""
+        due = entry.store_due
+        if due is None or entry.refilling:
+            self._retire_if_idle(entry, now)
+            return
+        if len(entry.buffer) > self._batch // 2 and not entry.abandoned:
+            return
+        if due > now:
+            self._file_for_refill(entry)
+            self._retire_if_idle(entry, now)
+            return
+        entry.refilling = True
+        work = self._abandon if entry.abandoned else self._refill
+        self._spawn(work(entry, now), entry)
 
     def _spawn(self, work: Coroutine[Any, Any, None], entry: HostEntry | None) -> None:
         """Run store work for the frontier in the background. While it runs the crawl cannot
