@@ -1,5 +1,6 @@
 """The benchmarks stay runnable: the comparison at a tiny size (ours and the yardstick)."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,39 @@ def test_links_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "42 links" in result.stdout
     assert "us per link" in result.stdout
+
+
+def test_the_broad_benchmark_gives_each_host_an_address_and_reads_its_pace(
+    tmp_path: Path,
+) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from broad import address, read_log
+
+    hosts = [address(n) for n in range(10_000)]
+    assert len(set(hosts)) == 10_000
+    assert all(h.startswith("127.") and not h.endswith((".0", ".255")) for h in hosts)
+    log = tmp_path / "access.log"
+    log.write_text(
+        "10.000 127.10.0.1 /robots.txt\n10.001 127.10.0.1 /p/0.html\n10.501 127.10.0.1 /p/1.html\n"
+        "11.001 127.10.0.1 /p/2.html\n10.100 127.10.0.2 /robots.txt\n10.200 127.10.0.2 /p/0.html\n"
+    )
+    robots, pages, gap, pace = read_log(log)
+    assert robots == {"127.10.0.1": 1, "127.10.0.2": 1}
+    assert pages == {"127.10.0.1": 3, "127.10.0.2": 1}
+    assert round(gap, 3) == 0.5
+    assert round(pace, 3) == 2.0
+
+
+@pytest.mark.skipif(
+    not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx"
+)
+def test_the_broad_benchmark_runs_at_a_tiny_size() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "broad.py"), "--hosts", "20", "--pages", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "60 pages" in result.stdout
+    assert "robots.txt per host: 1-1 (20 hosts); pages per host: 3-3" in result.stdout
