@@ -7,6 +7,8 @@ one nginx on one port (a listener on every address of the loopback network), wit
 and `pages` pages of ~14 KB each, linked within the host (relative links: one set of files
 serves every host). The spider (broad_spider.py) reads its start URLs from a file. Settings as
 the issue gives them: rate_limit=2, per_domain_concurrency=2, concurrency=64.
+`--kill-after 10,20` kills the crawl with SIGKILL after 10 s, resumes it, kills it again after
+20 s, and resumes it to its end: every page's item is kept once.
 
 Reported: pages/s, CPU ms per page and peak RSS of the crawl; from nginx's access log, the
 robots.txt requests per host (each should be 1), each host's pages (each should be `pages`), and
@@ -20,9 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -124,6 +128,41 @@ def read_log(log: Path) -> tuple[dict[str, int], dict[str, int], float, float]:
     )
 
 
+def broad_argv(tmp: Path, seeds: list[str], store: str, extra: list[str]) -> list[str]:
+    """`crawler run broad_spider.py` on these seeds (written to a file) and store."""
+    seed_file = tmp / "seeds.txt"
+    seed_file.write_text("\n".join(seeds) + "\n")
+    argv = crawl_argv([], tmp / store, extra, spider=SPIDER)
+    argv[argv.index("-a") + 1] = f"seeds={seed_file}"
+    return argv
+
+
+def killed_and_resumed(args: argparse.Namespace, kills: list[float]) -> None:
+    """The crawl killed with SIGKILL after each of `kills` seconds (of its run), resumed by
+    the same command each time, then run to its end: the items it kept, once each."""
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        with broad_site(args.hosts, args.pages, tmp / "access.log") as seeds:
+            argv = broad_argv(tmp, seeds, "killed.db", args.extra)
+            for after in kills:
+                child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(after)  # (a benchmark: the kill lands wherever the crawl is)
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+            run = measure(argv)
+        if run.code != 0:
+            raise SystemExit(f"the resumed crawl failed ({run.code}):\n{run.stderr[-3000:]}")
+        with contextlib.closing(sqlite3.connect(tmp / "killed.db")) as db:
+            urls = [json.loads(data)["url"] for (data,) in db.execute("SELECT data FROM items")]
+        _, pages, _, _ = read_log(tmp / "access.log")
+    expected = args.hosts * args.pages
+    print(
+        f"killed after {', '.join(f'{k:g} s' for k in kills)} and resumed: {len(urls):,} items"
+        f" for {len(set(urls)):,} pages (of {expected:,}); {sum(pages.values()) - expected:,}"
+        " pages fetched again (in flight at a kill)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=10_000)
@@ -133,16 +172,18 @@ def main() -> None:
         "--stages", action="store_true", help="then the same crawl sampled by py-spy, by stage"
     )
     parser.add_argument("--keep", type=Path, help="with --stages: keep py-spy's raw stacks")
+    parser.add_argument(
+        "--kill-after", help="instead: kill -9 the crawl after these seconds (e.g. 10,20), resume"
+    )
     parser.add_argument("extra", nargs="*", help="after --: arguments for crawler run")
     args = parser.parse_args()
+    if args.kill_after:
+        killed_and_resumed(args, [float(k) for k in args.kill_after.split(",")])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "access.log"
         with broad_site(args.hosts, args.pages, log) as seeds:
-            seed_file = Path(tmp) / "seeds.txt"
-            seed_file.write_text("\n".join(seeds) + "\n")
-            argv = crawl_argv([], Path(tmp) / "broad.db", args.extra, spider=SPIDER)
-            argv[argv.index("-a") + 1] = f"seeds={seed_file}"
-            run = measure(argv)
+            run = measure(broad_argv(Path(tmp), seeds, "broad.db", args.extra))
         if run.code != 0:
             raise SystemExit(f"the crawl failed ({run.code}):\n{run.stderr[-3000:]}")
         robots, pages, gap, pace = read_log(log)
@@ -161,10 +202,7 @@ def main() -> None:
     if args.stages:  # the same crawl again, sampled (see stages.py)
         with tempfile.TemporaryDirectory() as tmp:
             with broad_site(args.hosts, args.pages, Path(tmp) / "access.log") as seeds:
-                seed_file = Path(tmp) / "seeds.txt"
-                seed_file.write_text("\n".join(seeds) + "\n")
-                argv = crawl_argv([], Path(tmp) / "sampled.db", args.extra, spider=SPIDER)
-                argv[argv.index("-a") + 1] = f"seeds={seed_file}"
+                argv = broad_argv(Path(tmp), seeds, "sampled.db", args.extra)
                 raw = Path(tmp) / "stacks.txt"
                 sampler = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads"]
                 subprocess.run(
