@@ -687,8 +687,8 @@ class SQLiteStore:
 
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
-        async with self._transaction():
-            await self._db.execute(_SQL.robots_put, (origin, fetched_at, body))
+        async with self._tx_lock:  # one statement: a transaction of its own, one hand-off
+            await self._fetchall(_SQL.robots_put, (origin, fetched_at, body))
 
     async def counts(self) -> Counts:
         ((queued, leased, done, failed, items, fetched),) = await self._fetchall(
