@@ -996,8 +996,8 @@ class PostgresStore:
         links = [link for o in committed for link in o.links]
         if links:
             await self._insert(db, links, counts)
+            query = _in(db)
             for outcome in committed:
-                query = _in(db)
                 for host in await sql.mark_unchanged_by_sitemap(query, sql.POSTGRES, outcome, now):
                     counts.setdefault(host, [0, 0, 0, 0, 0])[1] += 1
         # 4. close the pages, and add to this process's totals, in one statement

@@ -115,13 +115,10 @@ class Statements:
         )
 
 
-#: Pages a revisit fetches again: done before a time (the first parameter), and crawled under
-#: their own URL (a redirect's final URL is revisited through that redirect).
-STALE = f"state = 2 AND updated < {{p1}} AND COALESCE(message, '') <> '{REDIRECTED}'"
-
-
 def stale(d: Dialect) -> str:
-    return STALE.format(p1=d.placeholder(1))
+    """Pages a revisit fetches again: done before a time (the first parameter), and crawled
+    under their own URL (a redirect's final URL is revisited through that redirect)."""
+    return f"state = 2 AND updated < {d.placeholder(1)} AND COALESCE(message, '') <> '{REDIRECTED}'"
 
 
 async def failures(
