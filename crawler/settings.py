@@ -7,6 +7,7 @@ Layering is explicit: defaults, then the spider's `custom_settings`, then the co
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+#: The values of the `dns_resolver` setting.
+DNS_RESOLVERS = ("async", "system")
 #: The values of the `http_cache_policy` setting.
 CACHE_POLICIES = ("all", "rfc9111")
 #: The resource types a rendered page may be kept from loading (Playwright's, but "document":
@@ -123,6 +126,14 @@ class Settings:
     proxies: tuple[str, ...] = ()
     #: Fetch private, loopback and link-local addresses even when the start URLs are public.
     allow_private_networks: bool = False
+    #: How host names are resolved: "async" (DNS through c-ares: the hosts file, then the
+    #: servers of resolv.conf or `dns_servers`; answers kept for their TTL) or "system" (the
+    #: operating system's getaddrinfo: nsswitch, mDNS...; answers kept 60 s).
+    dns_resolver: str = "async"
+    #: DNS servers to ask ("ip" or "ip:port") instead of resolv.conf's ("async" resolver).
+    dns_servers: tuple[str, ...] = ()
+    #: Name lookups in flight at once.
+    dns_concurrency: int = 32
     #: Seconds in-flight pages get to finish after the first stop signal.
     shutdown_grace: float = 10.0
     #: A shared (PostgreSQL) store: seconds a process holds a host without renewing its lease.
@@ -223,6 +234,18 @@ class Settings:
                 raise ConfigError(
                     f"setting 'proxies' takes http:// or https:// proxy URLs, got {proxy!r}"
                 )
+        if self.dns_resolver not in DNS_RESOLVERS:
+            raise ConfigError(
+                f"setting 'dns_resolver' must be one of {', '.join(DNS_RESOLVERS)}, "
+                f"got {self.dns_resolver!r}"
+            )
+        _at_least(self, "dns_concurrency", 1)
+        for server in self.dns_servers:
+            if not _dns_server(server):
+                raise ConfigError(
+                    f"setting 'dns_servers' takes IP addresses (with :port if not 53), "
+                    f"got {server!r}"
+                )
         for name in ("pipelines", "hooks", "sinks"):
             for spec in getattr(self, name):
                 if not _OBJECT_PATH.match(spec):
@@ -296,6 +319,9 @@ _FIELD_TYPES: dict[str, type] = {
     "max_query_params": int,
     "proxies": tuple,
     "allow_private_networks": bool,
+    "dns_resolver": str,
+    "dns_servers": tuple,
+    "dns_concurrency": int,
     "shutdown_grace": float,
     "lease_ttl": float,
     "pipelines": tuple,
@@ -324,6 +350,7 @@ _TUPLE_ITEMS: dict[str, type] = {
     "retry_statuses": int,
     "strip_query_params": str,
     "proxies": str,
+    "dns_servers": str,
     "pipelines": str,
     "hooks": str,
     "sinks": str,
@@ -373,6 +400,20 @@ def parse_value(raw: str, kind: type, *, what: str) -> Any:
     except ValueError:
         raise ConfigError(f"{what} must be {kind.__name__}, got {raw!r}") from None
     raise ConfigError(f"{what} cannot be set from the command line (type {kind.__name__})")
+
+
+def _dns_server(server: str) -> bool:
+    """Whether `server` is an IP address, or one with a port ("1.2.3.4:53", "[::1]:53")."""
+    address, port = server, "53"
+    if server.startswith("["):
+        address, _, port = server[1:].partition("]:")
+    elif server.count(":") == 1:
+        address, _, port = server.partition(":")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return port.isdigit() and 0 < int(port) < 65536
 
 
 def _at_least(settings: Settings, name: str, minimum: float) -> None:

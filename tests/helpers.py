@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,54 @@ Handler = Callable[[httpx.Request], httpx.Response]
 async def public_resolver(host: str) -> list[str]:
     """Every made-up host of these tests resolves to one public address (never contacted)."""
     return ["93.184.215.14"]
+
+
+class LocalDns(asyncio.DatagramProtocol):
+    """A DNS server on 127.0.0.1 for tests: answers A queries for `names` (name -> (IPv4
+    address, TTL)), NXDOMAIN for any other name, no records for other types. `queries` keeps
+    the names asked for (A queries only). Start with `await LocalDns.start(names)`."""
+
+    def __init__(self, names: dict[str, tuple[str, int]]) -> None:
+        self.names = names
+        self.queries: list[str] = []
+        self.server = ""
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def start(cls, names: dict[str, tuple[str, int]]) -> LocalDns:
+        dns = cls(names)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: dns, local_addr=("127.0.0.1", 0)
+        )
+        dns.server = f"127.0.0.1:{transport.get_extra_info('sockname')[1]}"
+        return dns
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        query_id = struct.unpack(">H", data[:2])[0]
+        i, labels = 12, []
+        while data[i]:
+            labels.append(data[i + 1 : i + 1 + data[i]].decode())
+            i += data[i] + 1
+        qtype = struct.unpack(">H", data[i + 1 : i + 3])[0]
+        question = data[12 : i + 5]
+        name = ".".join(labels).lower()
+        entry = self.names.get(name)
+        answers = b""
+        if entry is not None and qtype == 1:
+            self.queries.append(name)
+            address, ttl = entry
+            answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, ttl, 4) + socket.inet_aton(address)
+        flags = 0x8180 | (0 if entry is not None else 3)  # a response; NXDOMAIN if unknown
+        header = struct.pack(">HHHHHH", query_id, flags, 1, 1 if answers else 0, 0, 0)
+        assert self._transport is not None
+        self._transport.sendto(header + question + answers, addr)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 def html(body: str) -> httpx.Response:

@@ -128,7 +128,7 @@ async def test_addresses_are_pinned_and_checked_once() -> None:
     assert await guard.check("rebind.example", "http://rebind.example/") == "93.184.215.14"
     assert await guard.check("rebind.example", "http://rebind.example/") == "93.184.215.14"
     assert calls == 1
-    assert guard.pinned("rebind.example") == "93.184.215.14"
+    assert guard.pinned("rebind.example") == ["93.184.215.14"]
     fresh = AddressGuard(resolve=rebinding)
     with pytest.raises(BlockedAddress):
         await fresh.check("rebind.example", "http://rebind.example/")

@@ -15,8 +15,9 @@ from .. import parser
 from ..clock import Clock
 from ..errors import ConfigError
 from ..models import http_statuses
-from ..net.addresses import AddressGuard, Resolver, system_resolver
+from ..net.addresses import AddressGuard, Resolver
 from ..net.cookies import Jars
+from ..net.dns import AsyncResolver, DnsCache, Lookup, SystemResolver, fixed_ttl
 from ..net.fetcher import Fetcher
 from ..net.politeness import Breaker
 from ..net.proxies import ProxyPool
@@ -61,7 +62,7 @@ class Parts:
         self.output = output
         self.overwrite_output = overwrite_output
         self._transport = transport
-        self._resolver = resolver or system_resolver
+        self._resolver = resolver
         self.clock = clock or Clock()
         self.canonicalizer = Canonicalizer(
             strip_params=frozenset(settings.strip_query_params),
@@ -108,7 +109,7 @@ class Parts:
             connect_timeout=settings.connect_timeout,
             transport=self._transport,
             guard=AddressGuard(
-                resolve=self._resolver,
+                dns=DnsCache(self._lookup(), max_in_flight=settings.dns_concurrency),
                 trusted_hosts=trusted_hosts,
                 allow_private=settings.allow_private_networks,
             ),
@@ -120,6 +121,15 @@ class Parts:
             # a folder the user named is a recording, to commit; the default one is a cache
             cache_recording=settings.http_cache_dir != DEFAULT_CACHE_DIR,
         )
+
+    def _lookup(self) -> Lookup:
+        """How names are resolved: the test's resolver if it gave one, else the setting's."""
+        settings = self.settings
+        if self._resolver is not None:
+            return fixed_ttl(self._resolver)
+        if settings.dns_resolver == "system":
+            return SystemResolver()
+        return AsyncResolver(settings.dns_servers, timeout=settings.connect_timeout)
 
     def frontier(self, store: Store, budget: int | None) -> Frontier:
         settings = self.settings

@@ -192,6 +192,7 @@ class Crawler:
             delivery.start()
             stack.callback(delivery.cancel)
             fetcher = await self._make_fetcher(store, seeds)
+            stats.dns = fetcher.dns_stats
             stack.push_async_callback(fetcher.aclose)
             frontier = self._frontier = self._parts.frontier(store, budget)
             stack.push_async_callback(frontier.aclose)

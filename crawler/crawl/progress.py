@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..net.dns import DnsStats
 from ..net.politeness import Circuit, HostHealth, Wait
 from ..net.proxies import ProxyStatus
 from ..records import Ended, WorkerInfo
@@ -53,6 +54,8 @@ class CrawlStats:
     #: URLs robots.txt disallowed: skipped, apart from `pages` and failures (this run; store).
     robots_disallowed: int = 0
     robots_disallowed_total: int = 0
+    #: This run's name lookups (sent, answered from the cache, failed, their seconds).
+    dns: DnsStats = field(default_factory=DnsStats)
 
     @property
     def pages_per_second(self) -> float:
@@ -139,7 +142,7 @@ async def snapshot(
     own, dropped = split_counters(await store.counters())
     return Progress(
         elapsed=time.monotonic() - stats.started,
-        run=dataclasses.replace(stats),
+        run=dataclasses.replace(stats, dns=dataclasses.replace(stats.dns)),
         queued=sum(h.queued for h in hosts),
         done=sum(h.done for h in hosts),
         failed=sum(h.failed for h in hosts),

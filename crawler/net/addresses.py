@@ -6,20 +6,19 @@ multicast or reserved addresses, except on the hosts its author named (start URL
 allowed domains, exactly those host names): one of those that resolves to such an address at
 its first lookup is a local site, crawlable as such. `allow_private` lifts the rule.
 
-The connection goes to exactly the address that was checked (the pin, handed to aiohttp as its
+The connection goes to an address that was checked (the pin, handed to aiohttp as its
 resolver's answer), so DNS rebinding cannot slip a second, internal answer in between; URLs,
 pooling, SNI and certificates keep the name.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import ipaddress
+import math
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ import httpx
 from ..errors import BlockedAddress as BlockedAddress  # (re-exported)
 from ..errors import FetchConnectError, ProxyError
 from . import tls
+from .dns import DnsCache, DnsStats, SystemResolver, fixed_ttl
 from .proxies import split_credentials
 
 # aiohttp loads the system's CA bundle twice at import: the command line has it done beside
@@ -39,17 +39,9 @@ with tls.deferred_for_the_command_line():
     from httpx_aiohttp import AiohttpTransport
     from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
-#: Resolves a host name to its addresses (strings); raises OSError when it cannot.
+#: Resolves a host name to its addresses (strings); raises OSError when it cannot (a test's
+#: hook: its answers are kept `dns.SYSTEM_TTL` seconds).
 Resolver = Callable[[str], Awaitable[list[str]]]
-
-#: Seconds a checked address stays pinned to its host.
-PIN_SECONDS = 300.0
-
-
-async def system_resolver(host: str) -> list[str]:
-    """The operating system's answer (getaddrinfo), in its order, without duplicates."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def is_public(address: str) -> bool:
@@ -62,22 +54,26 @@ def is_public(address: str) -> bool:
 
 
 class AddressGuard:
-    """Resolves, checks and pins hosts. `trusted_hosts` are the hosts the spider's author
-    named (canonical host names: start URLs' hosts and allowed domains)."""
+    """Resolves (through `dns`), checks and pins hosts: a host's pin lasts as long as the
+    answer it came from. `trusted_hosts` are the hosts the spider's author named (canonical
+    host names: start URLs' hosts and allowed domains). `resolve`, a plain resolver, stands for
+    `dns` (tests)."""
 
     def __init__(
         self,
         *,
-        resolve: Resolver = system_resolver,
+        dns: DnsCache | None = None,
+        resolve: Resolver | None = None,
         trusted_hosts: Iterable[str] = (),
         allow_private: bool = False,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._resolve = resolve
+        if dns is None:
+            dns = DnsCache(fixed_ttl(resolve) if resolve is not None else SystemResolver())
+        self._dns = dns
+        self._clock = dns.clock
         self._trusted = frozenset(trusted_hosts)
         self._allow_private = allow_private
-        self._clock = clock
-        self._pins: dict[str, tuple[str, float]] = {}
+        self._pins: dict[str, tuple[list[str], float]] = {}
         #: Trusted hosts whose first answer was non-public: a local site, crawlable as such.
         self._local_hosts: set[str] = set()
         self._decided: set[str] = set()
@@ -88,9 +84,10 @@ class AddressGuard:
         does not resolve."""
         pinned = self._pins.get(host)
         if pinned is not None and pinned[1] > self._clock():
-            return pinned[0]
+            self._dns.stats.cached += 1  # the pin is the cache's answer, checked
+            return pinned[0][0]
         try:
-            addresses = await self._lookup(host)
+            addresses, expires = await self._lookup(host)
         except OSError as exc:
             raise FetchConnectError(url, f"cannot resolve {host}: {exc}") from None
         if host in self._trusted and host not in self._decided:
@@ -109,7 +106,7 @@ class AddressGuard:
                 f"{what}: only hosts named in start_urls or allowed_domains may be private, "
                 "loopback or link-local; allow_private_networks=true lifts the rule",
             )
-        self._pins[host] = (allowed[0], self._clock() + PIN_SECONDS)
+        self._pins[host] = (allowed, expires)
         return allowed[0]
 
     async def check_proxied(self, host: str, url: str) -> None:
@@ -136,26 +133,34 @@ class AddressGuard:
         if pinned is not None and pinned[1] > self._clock():
             return
         try:
-            addresses = await self._lookup(host)
+            addresses, expires = await self._lookup(host)
         except OSError as exc:
             raise ProxyError(url, f"cannot resolve the proxy {host}: {exc}") from None
         if not addresses:
             raise ProxyError(url, f"the proxy {host} resolves to nothing")
-        self._pins[host] = (addresses[0], self._clock() + PIN_SECONDS)
+        self._pins[host] = (addresses, expires)
 
-    async def _lookup(self, host: str) -> list[str]:
-        """`host` itself when it is an IP address, else what the resolver says (OSError when
-        it cannot)."""
+    async def _lookup(self, host: str) -> tuple[list[str], float]:
+        """`host` itself when it is an IP address (for good), else what DNS says and when its
+        answer expires (OSError when it cannot)."""
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            return await self._resolve(host)
-        return [host]
+            return await self._dns.resolve(host)
+        return [host], math.inf
 
-    def pinned(self, host: str) -> str | None:
-        """The address checked for `host`, if any."""
+    @property
+    def dns_stats(self) -> DnsStats:
+        """The lookups made so far."""
+        return self._dns.stats
+
+    async def close(self) -> None:
+        await self._dns.close()
+
+    def pinned(self, host: str) -> list[str]:
+        """The addresses checked for `host`, best first (none if it was not checked)."""
         pinned = self._pins.get(host)
-        return pinned[0] if pinned else None
+        return pinned[0] if pinned else []
 
     def _may_connect(self, host: str, address: str) -> bool:
         return self._allow_private or host in self._local_hosts or is_public(address)
@@ -180,7 +185,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
 class _PinnedResolver(aiohttp.abc.AbstractResolver):
     """aiohttp's name resolution, answered with the guard's pin for a host (never a fresh
-    lookup): the connection goes to the address that was checked."""
+    lookup): the connection goes to an address that was checked (aiohttp tries them in
+    order, so a name whose first address does not answer, ::1 for localhost on a machine
+    without IPv6 say, is reached at the next)."""
 
     def __init__(self, guard: AddressGuard) -> None:
         self._guard = guard
@@ -188,19 +195,19 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[aiohttp.abc.ResolveResult]:
-        address = self._guard.pinned(host)
-        if address is None:
+        addresses = self._guard.pinned(host)
+        if not addresses:
             raise OSError(f"{host} was not checked before connecting")
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [
             {
                 "hostname": host,
                 "host": address,
                 "port": port,
-                "family": family,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
                 "proto": 0,
                 "flags": socket.AI_NUMERICHOST,
             }
+            for address in addresses
         ]
 
     async def close(self) -> None:

@@ -38,6 +38,7 @@ from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
+from .dns import DnsStats
 from .proxies import PROXY, ProxyPool, proxy_name
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -107,6 +108,7 @@ class Fetcher:
         self._extensions = {"timeout": httpx.Timeout(None, connect=self._connect_timeout).as_dict()}
         self._session: PinnedSession | None = None
         self._transport: httpx.AsyncBaseTransport | None = None
+        self._guard = guard
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
         if guard is not None and transport is None and cache_dir is None:
@@ -145,6 +147,13 @@ class Fetcher:
             await self._session.aclose()
         if self._transport is not None:
             await self._transport.aclose()
+        if self._guard is not None:
+            await self._guard.close()
+
+    @property
+    def dns_stats(self) -> DnsStats:
+        """The name lookups made so far (none without a guard)."""
+        return self._guard.dns_stats if self._guard is not None else DnsStats()
 
     @contextlib.asynccontextmanager
     async def _send(

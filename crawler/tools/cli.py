@@ -887,6 +887,12 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
             if stats.unchanged or stats.changed or stats.gone
             else ""
         )
+        + (
+            f", {stats.dns.lookups} DNS lookups ({stats.dns.seconds:.1f} s"
+            + (f", {stats.dns.failed} failed)" if stats.dns.failed else ")")
+            if stats.dns.lookups
+            else ""
+        )
         + f" in {stats.elapsed:.1f} s "
         f"({stats.pages_per_second:.1f} pages/s)\n"
         f"store {store}: {stats.done_total} URLs done, {stats.failed_total} failed{skipped_total}, "
