@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+#: The values of the `politeness_key` setting.
+POLITENESS_KEYS = ("host", "domain", "ip")
 #: The values of the `dns_resolver` setting.
 DNS_RESOLVERS = ("async", "system")
 #: The values of the `http_cache_policy` setting.
@@ -57,6 +59,9 @@ class Settings:
     per_domain_concurrency: int = 4
     #: Requests per second per host (token bucket); 0 means no limit.
     rate_limit: float = 0.0
+    #: What `per_domain_concurrency` and `rate_limit` hold for: each "host", each registrable
+    #: "domain" (its hosts together), or each "ip" address (the hosts it serves together).
+    politeness_key: str = "host"
     #: Seconds for a whole request, redirects and body included (also the read timeout).
     request_timeout: float = 30.0
     #: Seconds to establish a connection (capped by `request_timeout`).
@@ -234,6 +239,11 @@ class Settings:
                 raise ConfigError(
                     f"setting 'proxies' takes http:// or https:// proxy URLs, got {proxy!r}"
                 )
+        if self.politeness_key not in POLITENESS_KEYS:
+            raise ConfigError(
+                f"setting 'politeness_key' must be one of {', '.join(POLITENESS_KEYS)}, "
+                f"got {self.politeness_key!r}"
+            )
         if self.dns_resolver not in DNS_RESOLVERS:
             raise ConfigError(
                 f"setting 'dns_resolver' must be one of {', '.join(DNS_RESOLVERS)}, "
@@ -287,6 +297,7 @@ _FIELD_TYPES: dict[str, type] = {
     "concurrency": int,
     "per_domain_concurrency": int,
     "rate_limit": float,
+    "politeness_key": str,
     "request_timeout": float,
     "connect_timeout": float,
     "max_retries": int,

@@ -7,6 +7,7 @@ import pytest
 from crawler.crawl.frontier import Frontier
 from crawler.net.politeness import Circuit, Health, Wait
 from crawler.store import NewRequest, Outcome, SQLiteStore, State, StoredRequest
+from crawler.urls import registrable_domain
 from tests.helpers import ManualClock
 
 
@@ -346,3 +347,42 @@ async def test_an_idle_worker_starts_another_host_beyond_the_limit(store: SQLite
     second, third = await frontier.next(), await frontier.next()
     assert {first.host, second.host, third.host} == {"a.com", "b.com", "c.com"}  # type: ignore[union-attr]
     await frontier.aclose()
+
+
+async def test_hosts_of_one_politeness_key_share_its_concurrency(store: SQLiteStore) -> None:
+    await store.add([req(f"{name}.shop.test", n) for name in "abc" for n in range(3)])
+    await store.add([req("other.test", n) for n in range(3)])
+    frontier = await started(store, per_host_concurrency=2, key_of=registrable_domain)
+    handed = [await frontier.next() for _ in range(4)]
+    hosts = [r.host for r in handed if r]
+    # two of shop.test's three hosts' pages at once, two of other.test's
+    assert sum(h.endswith(".shop.test") for h in hosts) == 2
+    assert hosts.count("other.test") == 2
+    waiting = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # both keys are full
+    first_shop = next(r for r in handed if r and r.host.endswith(".shop.test"))
+    await done(frontier, store, first_shop)
+    assert (await waiting).host.endswith(".shop.test")  # type: ignore[union-attr]
+
+
+async def test_a_host_whose_key_is_still_resolving_waits_for_it(store: SQLiteStore) -> None:
+    await store.add([req("a.test", 0), req("b.test", 0)])
+    known = asyncio.Event()
+
+    async def address(host: str) -> str:
+        await known.wait()
+        return "192.0.2.1"
+
+    frontier = await started(store, per_host_concurrency=1, key_of=address)
+    first = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not first.done()
+    known.set()
+    got = await first
+    assert got is not None
+    second = asyncio.create_task(frontier.next())
+    await asyncio.sleep(0.01)
+    assert not second.done()  # one address, one request at a time
+    await done(frontier, store, got)
+    assert (await second).host != got.host  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ them; this room is where settings become the plain arguments the other rooms tak
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 
 from .. import parser
 from ..clock import Clock
-from ..errors import ConfigError
+from ..errors import ConfigError, FetchError, HTTPStatusError
 from ..models import http_statuses
 from ..net.addresses import AddressGuard, Resolver
 from ..net.cookies import Jars
@@ -32,9 +33,16 @@ from ..render.browser import Renderer
 from ..settings import DEFAULT_CACHE_DIR, Settings
 from ..spider import Spider, load_object
 from ..store import Store
-from ..urls import Canonicalizer, InvalidHost, Scope, TrapGuard, canonical_domain
+from ..urls import (
+    Canonicalizer,
+    InvalidHost,
+    Scope,
+    TrapGuard,
+    canonical_domain,
+    registrable_domain,
+)
 from .export import file_sink
-from .frontier import Frontier
+from .frontier import Frontier, KeyOf
 from .leases import HostCoordination, SharedLeases, SoleHolder
 from .sinks import Sink, check_sinks
 
@@ -69,6 +77,8 @@ class Parts:
             strip_tracking=settings.strip_tracking_params,
             sort_query=settings.sort_query,
         )
+        #: The crawl's name lookups (the fetcher's address guard, the politeness key).
+        self._dns = DnsCache(self._lookup(), max_in_flight=settings.dns_concurrency)
         #: The crawl's proxies, once the fetcher is made (None: it has none).
         self.proxy_pool: ProxyPool | None = None
 
@@ -109,7 +119,7 @@ class Parts:
             connect_timeout=settings.connect_timeout,
             transport=self._transport,
             guard=AddressGuard(
-                dns=DnsCache(self._lookup(), max_in_flight=settings.dns_concurrency),
+                dns=self._dns,
                 trusted_hosts=trusted_hosts,
                 allow_private=settings.allow_private_networks,
             ),
@@ -168,7 +178,33 @@ class Parts:
             coordination=coordination,
             # a broad crawl works on this many hosts at a time (more while workers idle)
             max_active_hosts=max(16 * settings.concurrency, 256),
+            key_of=self._politeness_key(),
         )
+
+    def _politeness_key(self) -> KeyOf | None:
+        """What hosts are paced together by (`politeness_key`): None for each host by itself."""
+        how = self.settings.politeness_key
+        if how == "domain":
+            return registrable_domain
+        if how != "ip":
+            return None
+        dns = self._dns
+
+        async def address(host: str) -> str:
+            try:
+                addresses, _ = await dns.resolve(host)
+            except OSError:
+                return host  # its fetch fails on the name: paced by itself until then
+            return addresses[0]
+
+        def key(host: str) -> str | Awaitable[str]:
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                return address(host)
+            return host
+
+        return key
 
     def renderer(
         self,
@@ -192,7 +228,7 @@ class Parts:
         )
 
     def charge(self, frontier: Frontier) -> Callable[[str], None]:
-        """A rendered page's requests take their hosts' tokens, as pages do."""
+        """Requests besides pages (robots.txt, a rendered page's) take their hosts' tokens."""
 
         def charge(url: str) -> None:
             split = self.canonicalizer.split(url)
@@ -223,7 +259,8 @@ class Parts:
         `frontier`, links judged by `scope`."""
         robots = self.robots(
             RobotsCache(
-                fetch=self.robots_fetcher(fetcher),
+                # robots.txt takes its host's token: the host's pace holds at the server
+                fetch=self.robots_fetcher(fetcher, self.charge(frontier)),
                 load=store.robots_get,
                 save=store.robots_put,
             ),
@@ -316,9 +353,24 @@ class Parts:
             clock=self.clock.now,
         )
 
-    def robots_fetcher(self, fetcher: Fetcher) -> Callable[[str], Awaitable[str]]:
+    def robots_fetcher(
+        self, fetcher: Fetcher, charge: Callable[[str], None] | None = None
+    ) -> Callable[[str], Awaitable[str]]:
+        """robots.txt's text from `fetcher`; `charge(url)` once a request went out for it."""
+
         async def fetch_text(url: str) -> str:
-            fetched = await fetcher.fetch(url, max_size=MAX_ROBOTS_BYTES, truncate=True)
+            try:
+                fetched = await fetcher.fetch(
+                    url, max_size=MAX_ROBOTS_BYTES, truncate=True, error_body=charge is not None
+                )
+            except FetchError as exc:
+                answer = exc.response if isinstance(exc, HTTPStatusError) else None
+                cached = answer is not None and answer.cached
+                if charge is not None and exc.sent and not cached:
+                    charge(url)
+                raise
+            if charge is not None and not fetched.cached:
+                charge(url)
             return parser.decode(fetched.body, "text/plain; charset=utf-8")
 
         return fetch_text

@@ -22,12 +22,22 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..net.politeness import Breaker, Circuit, Health, HostHealth, HostSlot, Wait, host_health
+from ..net.politeness import (
+    Breaker,
+    Circuit,
+    Health,
+    HostHealth,
+    HostSlot,
+    Pace,
+    Wait,
+    host_health,
+    unknown_pace,
+)
 from ..records import ErrorKind, HostLease, HostState, Outcome, State, StoredRequest
 from ..store import HostLeases, Queue
 from .leases import HostCoordination, SoleHolder
@@ -37,6 +47,13 @@ log = logging.getLogger(__name__)
 
 class FrontierStore(Queue, HostLeases, Protocol):
     """The frontier's part of the store: the queue, and the hosts this process may serve."""
+
+
+#: A host's politeness key (the hosts of one key share one pace: see politeness.Pace): the
+#: key itself, or an awaitable of it (an address still to be resolved).
+KeyOf = Callable[[str], str | Awaitable[str]]
+#: A host's limits: (requests in flight at once, requests per second; 0: no limit).
+Limits = Callable[[str], tuple[int, float]]
 
 
 @dataclass(slots=True)
@@ -78,6 +95,8 @@ class HostEntry:
     draining: bool = False
     #: One of the hosts the crawl works on now (see `max_active_hosts`).
     active: bool = False
+    #: Its politeness key, when the crawl paces hosts by a key of their own (see `KeyOf`).
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,8 @@ class Frontier:
         clock: Clock | None = None,
         coordination: HostCoordination | None = None,
         max_active_hosts: int | None = None,
+        key_of: KeyOf | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
         #: Which hosts this process serves (default: all, a store of one process).
@@ -132,6 +153,12 @@ class Frontier:
         self._gate_hosts = gate_hosts
         self._host_budget = host_budget
         self._hosts: dict[str, HostEntry] = {}
+        #: Hosts are paced by their politeness key (None: each by itself), within the limits
+        #: `limits` gives the first host of a key (None: the crawl's).
+        self._key_of = key_of
+        self._limits = limits
+        #: The hosts of each politeness key (with `key_of`).
+        self._members: dict[str, list[HostEntry]] = {}
         self._heap: list[tuple[float, int, HostEntry]] = []  # hosts with buffered requests
         self._due_heap: list[tuple[float, int, HostEntry]] = []  # hosts whose buffer needs a refill
         #: Hosts with rows in the store that the crawl does not work on yet, by due time: one
@@ -237,6 +264,8 @@ class Frontier:
             log.warning("giving up on host %s: %s", host, self._evidence(entry, now))
             self._set_due(entry, now)
         self._push(entry, now)
+        if entry.slot.pace.members > 1:
+            self._push_pace(entry, now)
         self._wakeup.set()
 
     def refund(self, host: str) -> None:
@@ -247,6 +276,8 @@ class Frontier:
         entry.slot.bucket.give_back(now)
         entry.in_heap = False  # its place, made for a later time, goes stale: a new one
         self._push(entry, now)
+        if entry.slot.pace.members > 1:
+            self._push_pace(entry, now)
         self._wakeup.set()
 
     def charge(self, host: str) -> None:
@@ -363,18 +394,50 @@ class Frontier:
     def _host(self, name: str) -> HostEntry:
         entry = self._hosts.get(name)
         if entry is None:
+            concurrency, rate = self._limits(name) if self._limits else (self._per_host, self._rate)
             entry = self._hosts[name] = HostEntry(
                 name,
                 HostSlot(
-                    self._per_host,
-                    self._rate,
+                    concurrency,
+                    rate,
                     now=self._clock.now(),
                     breaker=self._breaker(),
                     gated=self._gate_hosts,
+                    pace=None if self._key_of is None else unknown_pace(),
                 ),
                 held=self._coordination.holds_every_host,
             )
+            if self._key_of is not None:
+                key = self._key_of(name)
+                if isinstance(key, str):
+                    self._join(entry, key, concurrency, rate)
+                else:  # nothing of it starts until its key is known
+                    self._spawn(self._key_known(entry, key, concurrency, rate), None)
         return entry
+
+    async def _key_known(
+        self, entry: HostEntry, key: Awaitable[str], concurrency: int, rate: float
+    ) -> None:
+        self._join(entry, await key, concurrency, rate)
+        self._push(entry, self._clock.now())
+
+    def _join(self, entry: HostEntry, key: str, concurrency: int, rate: float) -> None:
+        """The host is paced with the other hosts of its politeness key `key` (by the limits
+        of the first of them)."""
+        entry.key = key
+        members = self._members.setdefault(key, [])
+        if members:
+            pace = members[0].slot.pace
+            pace.members += 1
+        else:
+            pace = Pace(concurrency, rate, now=self._clock.now())
+        entry.slot.pace = pace
+        members.append(entry)
+
+    def _push_pace(self, entry: HostEntry, now: float) -> None:
+        """The hosts sharing `entry`'s pace may start again (one of them freed a slot)."""
+        for other in self._members[entry.key]:
+            self._push(other, now)
 
     # -- for the host coordination (see leases.py) -------------------------------------------
 

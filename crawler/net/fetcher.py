@@ -332,9 +332,15 @@ class Fetcher:
                         if error_body or self._caching:
                             content = await _read_capped(response, url, limit, truncate=True)
                             if error_body:
-                                final = url
+                                caching = response.extensions.get("caching") or {}
                                 fetched = Fetched(
-                                    final, status, response.headers, content, hop, method
+                                    url,
+                                    status,
+                                    response.headers,
+                                    content,
+                                    hop,
+                                    method,
+                                    bool(caching.get("from_cache")),
                                 )
                         raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
                     content = await _read_capped(response, url, limit, truncate)

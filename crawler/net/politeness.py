@@ -253,21 +253,49 @@ class Breaker:
         return Circuit.HALF_OPEN if self.probing else Circuit.OPEN
 
 
-class HostSlot:
-    """One host's limits: at most `concurrency` requests in flight, starts paced by a token
-    bucket, nothing before `not_before` (a back-off such as Retry-After), and nothing while its
-    circuit breaker is open (then a single probe)."""
+class Pace:
+    """How fast a politeness key (a host, or every host of one address or one domain) is
+    crawled: at most `concurrency` requests in flight among its hosts, their starts paced by
+    one token bucket (`rate`, or the stricter robots.txt Crawl-delay of any of them)."""
 
-    __slots__ = (
-        "breaker",
-        "bucket",
-        "concurrency",
-        "crawl_delay",
-        "gated",
-        "in_flight",
-        "last_start",
-        "not_before",
-    )
+    __slots__ = ("bucket", "concurrency", "crawl_delay", "in_flight", "members")
+
+    def __init__(self, concurrency: int, rate: float, *, now: float = 0.0) -> None:
+        self.concurrency = concurrency
+        self.in_flight = 0
+        self.bucket = TokenBucket(rate, now=now)
+        #: The bucket paces a Crawl-delay (stricter than the configured rate).
+        self.crawl_delay = False
+        #: Hosts sharing this pace.
+        self.members = 1
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.concurrency
+
+    def slow_down(self, interval: float, now: float) -> None:
+        """At least `interval` seconds between request starts (robots.txt Crawl-delay), the
+        next one no sooner than `interval` after `now`: the stricter of this and the current
+        pace wins."""
+        if interval > 0:
+            rate = 1.0 / interval
+            if self.bucket.rate <= 0 or rate < self.bucket.rate:
+                self.bucket = TokenBucket(rate, now=now)
+                self.bucket.take(now)
+                self.crawl_delay = True
+
+
+def unknown_pace() -> Pace:
+    """The pace of a host that may not start anything yet (its politeness key is not known)."""
+    return Pace(0, 0.0)
+
+
+class HostSlot:
+    """One host's limits: its pace (see Pace: shared with the hosts of its politeness key, or
+    its own), nothing before `not_before` (a back-off such as Retry-After), and nothing while
+    its circuit breaker is open (then a single probe)."""
+
+    __slots__ = ("breaker", "gated", "in_flight", "not_before", "pace")
 
     def __init__(
         self,
@@ -277,22 +305,36 @@ class HostSlot:
         now: float = 0.0,
         breaker: Breaker | None = None,
         gated: bool = False,
+        pace: Pace | None = None,
     ) -> None:
-        self.concurrency = concurrency
         #: One request at a time until `open_gate()` (the host's robots.txt is not known yet).
         self.gated = gated
+        #: This host's requests in flight (its pace counts those of every host sharing it).
         self.in_flight = 0
-        self.bucket = TokenBucket(rate, now=now)
-        #: The bucket paces the host's Crawl-delay (stricter than the configured rate).
-        self.crawl_delay = False
+        self.pace = pace or Pace(concurrency, rate, now=now)
         self.not_before = 0.0
         self.breaker = breaker or Breaker(threshold=5, cooldown=30.0)
 
     @property
+    def bucket(self) -> TokenBucket:
+        return self.pace.bucket
+
+    @property
+    def concurrency(self) -> int:
+        return self.pace.concurrency
+
+    @property
+    def crawl_delay(self) -> bool:
+        return self.pace.crawl_delay
+
+    @property
     def full(self) -> bool:
         """No request may start now or later until one in flight ends."""
+        pace = self.pace
+        if pace.in_flight >= pace.concurrency:
+            return True
         if self.breaker.closed:
-            return self.in_flight >= (1 if self.gated else self.concurrency)
+            return self.gated and self.in_flight > 0
         return self.in_flight > 0 or self.breaker.given_up  # open: one probe at a time
 
     @property
@@ -305,18 +347,18 @@ class HostSlot:
         concurrency slots are taken (or the host is given up)."""
         if self.full:
             return math.inf
-        return max(self.bucket.available_at(now), self.not_before, self.breaker.open_until)
+        return max(self.pace.bucket.available_at(now), self.not_before, self.breaker.open_until)
 
     def waiting(self, now: float) -> tuple[float, Wait] | None:
         """Seconds until the next request may start and what holds it back; None when one
         may start now (or only a free concurrency slot is awaited, or the host is given up)."""
         if self.breaker.given_up:
             return None
-        paced = Wait.CRAWL_DELAY if self.crawl_delay else Wait.RATE_LIMIT
+        paced = Wait.CRAWL_DELAY if self.pace.crawl_delay else Wait.RATE_LIMIT
         until, why = max(
             (self.breaker.open_until, Wait.CIRCUIT),
             (self.not_before, Wait.RETRY_AFTER),
-            (self.bucket.available_at(now), paced),
+            (self.pace.bucket.available_at(now), paced),
             key=lambda wait: wait[0],
         )
         return (until - now, why) if until > now else None
@@ -324,7 +366,9 @@ class HostSlot:
     def acquire(self, now: float) -> None:
         """A request starts: it takes a slot and a token (and is the probe of an open circuit)."""
         self.in_flight += 1
-        self.bucket.take(now)
+        pace = self.pace
+        pace.in_flight += 1
+        pace.bucket.take(now)
         if not self.breaker.closed:
             self.breaker.probing = True
 
@@ -337,6 +381,7 @@ class HostSlot:
         if self.in_flight <= 0:
             raise RuntimeError("HostSlot.release() without a matching acquire()")
         self.in_flight -= 1
+        self.pace.in_flight -= 1
         if health is not None:
             self.breaker.record(health, now, retry=retry)
         elif self.breaker.probing:
@@ -347,15 +392,9 @@ class HostSlot:
         self.not_before = max(self.not_before, until)
 
     def slow_down(self, interval: float, now: float) -> None:
-        """At least `interval` seconds between request starts (robots.txt Crawl-delay), the
-        next one no sooner than `interval` after `now`: the stricter of this and the configured
-        rate limit wins."""
-        if interval > 0:
-            rate = 1.0 / interval
-            if self.bucket.rate <= 0 or rate < self.bucket.rate:
-                self.bucket = TokenBucket(rate, now=now)
-                self.bucket.take(now)
-                self.crawl_delay = True
+        """At least `interval` seconds between request starts (robots.txt Crawl-delay; for
+        every host of its pace)."""
+        self.pace.slow_down(interval, now)
 
     def snapshot(self, host: str) -> HostState:
         """What of this slot should survive a crash or pass to the next holder of the host
