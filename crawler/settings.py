@@ -431,3 +431,103 @@ def _at_least(settings: Settings, name: str, minimum: float) -> None:
     value = getattr(settings, name)
     if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"setting {name!r} must be at least {minimum}, got {value!r}")
+
+
+#: What a spider's `host_settings` may set for the hosts a pattern matches, and its type.
+HOST_SETTINGS: dict[str, type] = {
+    "rate_limit": float,
+    "per_domain_concurrency": int,
+    "headers": dict,
+    "render": bool,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """What one `host_settings` pattern sets (None: the crawl's own): `rate_limit` and
+    `per_domain_concurrency` for its hosts, `headers` sent with their requests (a request's
+    own headers win), whether their pages are `render`ed (a Request's `render` wins)."""
+
+    rate_limit: float | None = None
+    per_domain_concurrency: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    render: bool | None = None
+
+
+class HostOverrides:
+    """A spider's `host_settings`: {pattern: {setting: value}}, a pattern being a host
+    ("api.example.com": that host only) or "*." and a domain ("*.example.com": the domain and
+    every host under it). A host takes the settings of its most specific pattern: its own name,
+    else the longest domain it is under. A bad pattern, name or value is a ConfigError naming
+    `where`."""
+
+    def __init__(self, mapping: Mapping[str, Mapping[str, Any]], *, where: str) -> None:
+        from .urls import InvalidHost, canonical_domain
+
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"{where}: `host_settings` must be a dict of host patterns")
+        self._hosts: dict[str, HostSettings] = {}
+        self._domains: dict[str, HostSettings] = {}
+        for pattern, values in mapping.items():
+            what = f"{where}: host_settings[{pattern!r}]"
+            if not isinstance(pattern, str):
+                raise ConfigError(f"{what}: patterns are host names or '*.domain'")
+            wildcard = pattern.startswith("*.")
+            try:
+                host = canonical_domain(pattern[2:] if wildcard else pattern)
+            except InvalidHost as exc:
+                raise ConfigError(f"{what}: {exc}") from None
+            (self._domains if wildcard else self._hosts)[host] = _host_settings(values, what)
+
+    def __bool__(self) -> bool:
+        return bool(self._hosts or self._domains)
+
+    def for_host(self, host: str) -> HostSettings | None:
+        """The settings of `host`'s most specific pattern, if any matches."""
+        found = self._hosts.get(host)
+        if found is not None or not self._domains:
+            return found
+        name = host
+        while True:
+            found = self._domains.get(name)
+            if found is not None:
+                return found
+            dot = name.find(".")
+            if dot < 0:
+                return None
+            name = name[dot + 1 :]
+
+
+def _host_settings(values: Any, what: str) -> HostSettings:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{what} must be a dict of settings ({', '.join(HOST_SETTINGS)})")
+    unknown = sorted(set(values) - HOST_SETTINGS.keys())
+    if unknown:
+        raise ConfigError(
+            f"{what}: {unknown[0]!r} cannot be set per host (one of {', '.join(HOST_SETTINGS)})"
+        )
+    for name, value in values.items():
+        kind = HOST_SETTINGS[name]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"{what}: {name!r} must be {kind.__name__}, got {value!r}")
+    rate = values.get("rate_limit")
+    if rate is not None and (not math.isfinite(rate) or rate < 0):
+        raise ConfigError(f"{what}: 'rate_limit' must be at least 0, got {rate!r}")
+    concurrency = values.get("per_domain_concurrency")
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError(f"{what}: 'per_domain_concurrency' must be at least 1")
+    headers = values.get("headers") or {}
+    if not all(
+        isinstance(k, str) and isinstance(v, str) and not any(c in k + v for c in "\r\n")
+        for k, v in headers.items()
+    ):
+        raise ConfigError(f"{what}: 'headers' must map header names to single-line strings")
+    return HostSettings(
+        rate_limit=float(rate) if rate is not None else None,
+        per_domain_concurrency=concurrency,
+        headers=tuple(headers.items()),
+        render=values.get("render"),
+    )

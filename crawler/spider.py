@@ -23,7 +23,16 @@ from .stats import SpiderStats
 log = logging.getLogger(__name__)
 
 _NOT_ARGUMENTS = frozenset(
-    {"custom_settings", "pipelines", "hooks", "sinks", "state", "stats", "logger"}
+    {
+        "custom_settings",
+        "host_settings",
+        "pipelines",
+        "hooks",
+        "sinks",
+        "state",
+        "stats",
+        "logger",
+    }
 )
 #: The values of `Spider.scope`.
 SCOPES = tuple(ScopeStrategy)
@@ -44,6 +53,10 @@ class Spider:
     - `allow_status`: HTTP statuses >= 400 handed to callbacks instead of failing the
       request, for every request (a Request's own `allow_status` adds to it).
     - `custom_settings`: overrides of `Settings` for this spider, e.g. `{"concurrency": 8}`.
+    - `host_settings`: settings per host or domain, e.g. `{"api.example.com": {"rate_limit":
+      0.5}, "*.example.org": {"per_domain_concurrency": 1, "headers": {"Referer": "..."},
+      "render": True}}` (see settings.HostOverrides): rate_limit, per_domain_concurrency,
+      headers, render.
     - `render = True`: every page is loaded in a headless browser (see render/browser.py); a
       Request's own `render` decides for that request.
     - `pipelines`: objects whose `process_item(item, spider)` each item goes through before
@@ -69,6 +82,7 @@ class Spider:
     allow_status: Sequence[int] = ()
     render: bool = False
     custom_settings: ClassVar[Mapping[str, Any]] = {}
+    host_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     pipelines: Sequence[Any] = ()
     hooks: Sequence[Any] = ()
     sinks: Sequence[Any] = ()

@@ -30,7 +30,7 @@ from ..page.rules import LinkRules, RetryRules
 from ..page.runner import PageRunner, Release
 from ..records import NewRequest
 from ..render.browser import Renderer
-from ..settings import DEFAULT_CACHE_DIR, Settings
+from ..settings import DEFAULT_CACHE_DIR, HostOverrides, Settings
 from ..spider import Spider, load_object
 from ..store import Store
 from ..urls import (
@@ -77,6 +77,8 @@ class Parts:
             strip_tracking=settings.strip_tracking_params,
             sort_query=settings.sort_query,
         )
+        #: The spider's per-host settings (checked now: a bad one is an error before the run).
+        self.overrides = HostOverrides(spider.host_settings, where=f"spider {spider.name!r}")
         #: The crawl's name lookups (the fetcher's address guard, the politeness key).
         self._dns = DnsCache(self._lookup(), max_in_flight=settings.dns_concurrency)
         #: The crawl's proxies, once the fetcher is made (None: it has none).
@@ -179,7 +181,23 @@ class Parts:
             # a broad crawl works on this many hosts at a time (more while workers idle)
             max_active_hosts=max(16 * settings.concurrency, 256),
             key_of=self._politeness_key(),
+            limits=self._host_limits() if self.overrides else None,
         )
+
+    def _host_limits(self) -> Callable[[str], tuple[int, float]]:
+        """A host's concurrency and rate: its `host_settings`', else the crawl's."""
+        settings, overrides = self.settings, self.overrides
+
+        def limits(host: str) -> tuple[int, float]:
+            own = overrides.for_host(host)
+            if own is None:
+                return settings.per_domain_concurrency, settings.rate_limit
+            return (
+                own.per_domain_concurrency or settings.per_domain_concurrency,
+                settings.rate_limit if own.rate_limit is None else own.rate_limit,
+            )
+
+        return limits
 
     def _politeness_key(self) -> KeyOf | None:
         """What hosts are paced together by (`politeness_key`): None for each host by itself."""
@@ -317,6 +335,7 @@ class Parts:
             clock=self.clock,
             hooks=hooks if hooks.on_request or hooks.on_response else None,
             refund=refund,
+            host_settings=self.overrides.for_host if self.overrides else None,
             renderer=renderer,
             render_all=self.spider.render,
             known_urls=known_urls,

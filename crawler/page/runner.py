@@ -38,6 +38,7 @@ from ..net.robots import Robots
 from ..records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
 from ..render.browser import Renderer, renders
 from ..render.intercept import Rendered, as_fetched
+from ..settings import HostSettings
 from ..spider import Spider
 from ..stats import CACHE_HITS, RENDER, REVISIT, counting
 from ..stats import bump as add_counter
@@ -76,6 +77,7 @@ class PageRunner:
         refund: Callable[[str], None] | None = None,
         renderer: Renderer | None = None,
         render_all: bool = False,
+        host_settings: Callable[[str], HostSettings | None] | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -92,6 +94,8 @@ class PageRunner:
         self._refund = refund
         self._renderer = renderer
         self._render_all = render_all
+        #: The spider's settings for a host (its `host_settings`), if it has any.
+        self._host_settings = host_settings
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -121,6 +125,8 @@ class PageRunner:
         response hooks; whatever its status. Raises CrawlerError when a hook drops or fails
         it or robots.txt disallows it, and FetchError when the fetch fails."""
         stored = _stand_in(request, host)
+        if self._host_settings is not None:
+            _for_host(request, self._host_settings(host))
         if self._hooks is not None and self._hooks.on_request:
             changed = await self._request_hooks(request, stored)
             if not isinstance(changed, Request):
@@ -200,6 +206,8 @@ class PageRunner:
         host's slot is freed as soon as the fetch (and the rendering) says how the host did,
         before the callback runs; on any other way out, by `run`."""
         attempts = stored.attempts + 1
+        if self._host_settings is not None:
+            _for_host(request, self._host_settings(stored.host))
         if self._hooks is not None and self._hooks.on_request:
             changed = await self._request_hooks(request, stored)
             if not isinstance(changed, Request):
@@ -771,6 +779,19 @@ def _status_health(status: int) -> Health:
 
 #: Statuses that say a page is gone for good: a revisit removes its items.
 _GONE = frozenset({404, 410})
+
+
+def _for_host(request: Request, own: HostSettings | None) -> None:
+    """`request` with its host's `host_settings`: their headers under its own (a header the
+    request sets itself, in any case, wins), their `render` where it says nothing."""
+    if own is None:
+        return
+    if own.headers:
+        mine = {name.lower() for name in request.headers or ()}
+        added = {name: value for name, value in own.headers if name.lower() not in mine}
+        request.headers = {**added, **(request.headers or {})}
+    if request.render is None:
+        request.render = own.render
 
 
 def _conditional(headers: dict[str, str] | None, stored: StoredRequest) -> dict[str, str] | None:
