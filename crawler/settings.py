@@ -139,6 +139,11 @@ class Settings:
     dns_servers: tuple[str, ...] = ()
     #: Name lookups in flight at once.
     dns_concurrency: int = 32
+    #: Hosts whose politeness state is kept in memory at most (never fewer than the hosts the
+    #: crawl works on at once, 16 x concurrency): an idle host beyond it is evicted, and
+    #: restored from the store when it has work again. A store of one process, without
+    #: max_pages_per_host (otherwise every host known is kept).
+    max_hosts_in_memory: int = 10_000
     #: Seconds in-flight pages get to finish after the first stop signal.
     shutdown_grace: float = 10.0
     #: A shared (PostgreSQL) store: seconds a process holds a host without renewing its lease.
@@ -250,6 +255,7 @@ class Settings:
                 f"got {self.dns_resolver!r}"
             )
         _at_least(self, "dns_concurrency", 1)
+        _at_least(self, "max_hosts_in_memory", 1)
         for server in self.dns_servers:
             if not _dns_server(server):
                 raise ConfigError(
@@ -330,6 +336,7 @@ _FIELD_TYPES: dict[str, type] = {
     "max_query_params": int,
     "proxies": tuple,
     "allow_private_networks": bool,
+    "max_hosts_in_memory": int,
     "dns_resolver": str,
     "dns_servers": tuple,
     "dns_concurrency": int,

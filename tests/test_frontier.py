@@ -386,3 +386,36 @@ async def test_a_host_whose_key_is_still_resolving_waits_for_it(store: SQLiteSto
     assert not second.done()  # one address, one request at a time
     await done(frontier, store, got)
     assert (await second).host != got.host  # type: ignore[union-attr]
+
+
+async def test_idle_hosts_are_evicted_and_their_work_still_done(store: SQLiteStore) -> None:
+    hosts = [f"h{i}.test" for i in range(12)]
+    await store.add([req(host, n) for host in hosts for n in range(2)])
+    frontier = await started(store, max_active_hosts=2, max_hosts=3)
+    seen = []
+    while (request := await frontier.next()) is not None:
+        seen.append(request.url)
+        # a link found on the first host's pages, to a host evicted (or never held) by now
+        links = [req("h0.test", 9)] if request.host == "h11.test" else []
+        await done(frontier, store, request, links=links)
+    await frontier.aclose()
+    assert sorted(seen) == sorted(
+        [f"http://{h}/{n}" for h in hosts for n in range(2)] + ["http://h0.test/9"]
+    )
+    assert frontier.hosts_peak <= 4  # the limit, and one more while a worker idles
+    assert frontier.hosts_evicted >= len(hosts) - 3
+
+
+async def test_an_evicted_hosts_state_comes_back_from_the_store(store: SQLiteStore) -> None:
+    from crawler.store import HostState
+
+    await store.add([req("ok.test", n) for n in range(4)] + [req("dead.test", n) for n in range(3)])
+    await store.commit([], [HostState("dead.test", opens=3, open_until=float("inf"))])
+    frontier = await started(store, max_active_hosts=1, max_hosts=1)
+    seen = []
+    while (request := await frontier.next()) is not None:
+        seen.append(request.host)
+        await done(frontier, store, request)
+    await frontier.aclose()
+    assert seen == ["ok.test"] * 4  # the host given up in an earlier run stays given up
+    assert (await store.counts()).failed == 3

@@ -4,6 +4,7 @@ says, and what the crawl does with them: headers on the hosts' requests, their o
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,36 @@ async def test_the_frontier_gives_each_host_its_own_limits(store_path: Path) -> 
         assert not waiting.done()  # both hosts are at their own limits
         waiting.cancel()
         await frontier.aclose()
+
+
+async def test_a_crawl_of_more_hosts_than_it_keeps_in_memory(store_path: Path) -> None:
+    """400 hosts, at most 256 held (16 x concurrency): idle hosts are evicted, every page is
+    crawled once, and every robots.txt is fetched once (an evicted host's rules come back
+    from the store)."""
+    hosts = [f"h{i}.test" for i in range(400)]
+    hits: Counter[str] = Counter()
+
+    class Broad(Spider):
+        name = "broad"
+        start_urls = [f"http://{host}/" for host in hosts]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            if response.url.endswith("/"):
+                yield Request(response.url + "next")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hits[str(request.url)] += 1
+        if request.url.path == "/robots.txt":
+            return httpx.Response(200, text="User-agent: *\nCrawl-delay: 0.001\n")
+        return html("page")
+
+    stats = await crawl(
+        Broad(), handler, store_path, obey_robots=True, max_hosts_in_memory=1, concurrency=4
+    )
+    assert stats.pages == 800
+    assert stats.failed == 0
+    assert set(hits.values()) == {1}  # every page and every robots.txt once
+    assert len(hits) == 1200
+    assert stats.hosts_evicted >= 100
+    assert stats.hosts_in_memory <= 256 + 4  # and a host more while a worker idles

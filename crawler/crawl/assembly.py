@@ -146,6 +146,7 @@ class Parts:
     def frontier(self, store: Store, budget: int | None) -> Frontier:
         settings = self.settings
         batch = max(2 * settings.per_domain_concurrency, 16)
+        active = max(16 * settings.concurrency, 256)
         coordination: HostCoordination = SoleHolder(store)
         if store.shared:
             coordination = SharedLeases(
@@ -179,7 +180,12 @@ class Parts:
             clock=self.clock,
             coordination=coordination,
             # a broad crawl works on this many hosts at a time (more while workers idle)
-            max_active_hosts=max(16 * settings.concurrency, 256),
+            max_active_hosts=active,
+            max_hosts=(
+                None
+                if store.shared or settings.max_pages_per_host
+                else max(settings.max_hosts_in_memory, active)
+            ),
             key_of=self._politeness_key(),
             limits=self._host_limits() if self.overrides else None,
         )
@@ -284,6 +290,8 @@ class Parts:
             ),
             self.crawl_delay(frontier),
         )
+        if robots is not None:  # a host evicted has its rules loaded (and applied) again
+            frontier.on_evict = robots.forget
         return self.page_runner(
             fetcher,
             robots,

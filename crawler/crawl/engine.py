@@ -380,6 +380,8 @@ class Crawler:
         stats.dropped_nofollow = page.dropped_nofollow + page.dropped_noindex
         stats.pages += frontier.abandoned_pages
         stats.failed += frontier.abandoned_pages
+        stats.hosts_in_memory = frontier.hosts_peak
+        stats.hosts_evicted = frontier.hosts_evicted
 
     async def _open_store(self) -> Store:
         return await open_store(

@@ -97,6 +97,9 @@ class HostEntry:
     active: bool = False
     #: Its politeness key, when the crawl paces hosts by a key of their own (see `KeyOf`).
     key: str = ""
+    #: Its politeness state may be kept in the store (it was evicted, or made after the start
+    #: of a crawl that evicts): its first refill restores it.
+    unrestored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,7 @@ class Frontier:
         max_active_hosts: int | None = None,
         key_of: KeyOf | None = None,
         limits: Limits | None = None,
+        max_hosts: int | None = None,
     ) -> None:
         self._store = store
         #: Which hosts this process serves (default: all, a store of one process).
@@ -166,7 +170,17 @@ class Frontier:
         #: queues: a broad crawl finishes hosts while their connections are warm, instead of
         #: visiting every host in turn). None: every host is active.
         self._max_active = max_active_hosts
-        self._waiting_heap: list[tuple[float, int, HostEntry]] = []
+        self._waiting_heap: list[tuple[float, int, str]] = []
+        #: At most this many hosts are kept in memory (None: every host known): an idle host
+        #: beyond it is evicted (its politeness state is in the store already), and a host
+        #: with rows due in the store is then only its name and due time here (`_dormant`),
+        #: until it becomes active again. A store of one process, no host budgets.
+        self._max_hosts = max_hosts
+        self._dormant: dict[str, float] = {}
+        #: Hosts evicted in this run, the most held at once; `on_evict(host)` hears of each.
+        self.hosts_evicted = 0
+        self.hosts_peak = 0
+        self.on_evict: Callable[[str], None] | None = None
         self._active = 0
         self._due_hosts = 0  # hosts whose store_due is not None
         self._seq = 0
@@ -183,14 +197,19 @@ class Frontier:
         self._error: BaseException | None = None
         #: Hosts whose politeness state changed since `take_changed_hosts()`.
         self._changed: set[str] = set()
+        self._started = False
 
     async def start(self) -> None:
         """Take the hosts with queued rows (on a shared store, a fair share of those no other
         process holds) with their politeness state and pages fetched so far."""
         await self._coordination.start(self)
+        self._started = True
         self._wakeup.set()
 
     def _take_lease(self, lease: HostLease, sent: float) -> None:
+        if self._max_hosts is not None and lease.host not in self._hosts:
+            self._file_dormant(lease.host, 0.0)  # its state is restored once it is worked on
+            return
         entry = self._host(lease.host)
         self._coordination.on_lease(entry, lease, sent, self._clock.now())
         entry.abandoned = entry.slot.given_up  # new links fail at once, as before the restart
@@ -301,8 +320,15 @@ class Frontier:
     def take_changed_hosts(self) -> list[HostState]:
         """The politeness states that changed since the last call (to be committed with the
         outcomes that changed them)."""
-        changed = [self._hosts[host].slot.snapshot(host) for host in sorted(self._changed)]
+        names = sorted(self._changed)
+        changed = [self._hosts[host].slot.snapshot(host) for host in names]
         self._changed.clear()
+        if self._max_hosts is not None:
+            now = self._clock.now()
+            for host in names:
+                entry = self._hosts.get(host)
+                if entry is not None:
+                    self._retire_if_idle(entry, now)
         return changed
 
     def host_state(self, host: str) -> Circuit:
@@ -336,6 +362,11 @@ class Frontier:
 
     def notify(self, host: str, due: float) -> None:
         """Rows of `host` due at `due` may have been added to the store."""
+        if self._max_hosts is not None and host not in self._hosts:
+            if host in self._dormant or len(self._hosts) >= self._max_hosts:
+                self._file_dormant(host, due)
+                self._wakeup.set()
+                return
         entry = self._host(host)
         if entry.exhausted or not entry.held:
             return  # not ours: its holder (or the next one) finds them
@@ -407,6 +438,12 @@ class Frontier:
                 ),
                 held=self._coordination.holds_every_host,
             )
+            entry.unrestored = self._max_hosts is not None and self._started
+            due = self._dormant.pop(name, None) if self._dormant else None
+            if due is not None:  # it was dormant: its rows' due time, its filing by name
+                entry.store_due = entry.filed_due = due  # (still one of the hosts with rows due)
+            if len(self._hosts) > self.hosts_peak:
+                self.hosts_peak = len(self._hosts)
             if self._key_of is not None:
                 key = self._key_of(name)
                 if isinstance(key, str):
@@ -443,6 +480,8 @@ class Frontier:
 
     def restore(self, state: HostState) -> None:
         """Take up a host's politeness state kept by an earlier run."""
+        if self._max_hosts is not None:
+            return  # a crawl that evicts restores a host's state when it works on it
         entry = self._host(state.host)
         entry.slot.restore(state)
         entry.abandoned = entry.slot.given_up  # its new links fail at once
@@ -632,6 +671,59 @@ class Frontier:
             if entry.store_due is not None:  # rows due later: it waits for them with the rest
                 entry.filed_due = None
                 self._file_for_refill(entry)
+        if (
+            self._max_hosts is not None
+            and not entry.active
+            and len(self._hosts) > self._max_hosts
+            and not entry.buffer
+            and entry.pending == 0
+            and not entry.refilling
+            and entry.slot.in_flight == 0
+            and entry.name not in self._changed
+        ):
+            self._evict(entry)
+
+    def _evict(self, entry: HostEntry) -> None:
+        """Forget an idle host (its state is in the store; see `max_hosts`): with rows due in
+        the store, it stays filed by name (still counted among the hosts with rows due)."""
+        name = entry.name
+        del self._hosts[name]
+        if entry.store_due is not None:
+            if entry.filed_due is None:  # not filed yet: filed by name now
+                self._seq += 1
+                heapq.heappush(self._waiting_heap, (entry.store_due, self._seq, name))
+                entry.filed_due = entry.store_due
+            self._dormant[name] = entry.filed_due
+        if entry.key:
+            members = self._members[entry.key]
+            members.remove(entry)
+            entry.slot.pace.members -= 1
+            if not members:
+                del self._members[entry.key]
+        self.hosts_evicted += 1
+        if self.on_evict is not None:
+            self.on_evict(name)
+
+    def _file_dormant(self, name: str, due: float) -> None:
+        """A host not in memory has rows due at `due` in the store."""
+        filed = self._dormant.get(name)
+        if filed is not None and filed <= due:
+            return
+        if filed is None:
+            self._due_hosts += 1
+        self._dormant[name] = due
+        self._seq += 1
+        heapq.heappush(self._waiting_heap, (due, self._seq, name))
+
+    def _filed(self, name: str, filed: float) -> HostEntry | None:
+        """The host of a filing in the waiting heap (made again if it was evicted), or None
+        when the filing is stale (the host was filed again since, earlier)."""
+        entry = self._hosts.get(name)
+        if entry is not None:
+            return entry if entry.filed_due == filed else None
+        if self._dormant.get(name) != filed:
+            return None
+        return self._host(name)  # made again, filed as it was
 
     def _file_for_refill(self, entry: HostEntry) -> None:
         """File the host in the refill heap when its buffer is low and the store has rows (in
@@ -646,8 +738,10 @@ class Frontier:
         ):
             return
         self._seq += 1
-        active = entry.active or self._max_active is None
-        heapq.heappush(self._due_heap if active else self._waiting_heap, (due, self._seq, entry))
+        if entry.active or self._max_active is None:
+            heapq.heappush(self._due_heap, (due, self._seq, entry))
+        else:
+            heapq.heappush(self._waiting_heap, (due, self._seq, entry.name))
         entry.filed_due = due
 
     def _start_refills(self, now: float) -> None:
@@ -673,9 +767,10 @@ class Frontier:
         while self._waiting_heap and self._waiting_heap[0][0] <= now:
             if self._buffered >= self._max_buffered:
                 return
-            filed, _, entry = heapq.heappop(self._waiting_heap)
-            if entry.filed_due != filed:
-                continue
+            filed, _, name = heapq.heappop(self._waiting_heap)
+            entry = self._filed(name, filed)
+            if entry is None:
+                continue  # a stale filing
             entry.filed_due = None
             if not entry.active:
                 entry.active = True
@@ -749,6 +844,14 @@ class Frontier:
         self._set_due(entry, 0.0 if entry.generation != generation else None)
 
     async def _refill(self, entry: HostEntry, now: float) -> None:
+        if entry.unrestored:  # its politeness state, if the store keeps one
+            entry.unrestored = False
+            for state in await self._store.host_states(entry.name):
+                entry.slot.restore(state)
+            if entry.slot.given_up:
+                entry.abandoned = True
+                await self._abandon(entry, now)
+                return
         generation = entry.generation
         want = self._batch - len(entry.buffer)
         rows = await self._store.lease(entry.name, want, now)

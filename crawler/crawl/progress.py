@@ -56,6 +56,10 @@ class CrawlStats:
     robots_disallowed_total: int = 0
     #: This run's name lookups (sent, answered from the cache, failed, their seconds).
     dns: DnsStats = field(default_factory=DnsStats)
+    #: Hosts whose politeness state was held in memory at most at once, and hosts evicted
+    #: (see the `max_hosts_in_memory` setting).
+    hosts_in_memory: int = 0
+    hosts_evicted: int = 0
 
     @property
     def pages_per_second(self) -> float:
@@ -142,7 +146,12 @@ async def snapshot(
     own, dropped = split_counters(await store.counters())
     return Progress(
         elapsed=time.monotonic() - stats.started,
-        run=dataclasses.replace(stats, dns=dataclasses.replace(stats.dns)),
+        run=dataclasses.replace(
+            stats,
+            dns=dataclasses.replace(stats.dns),
+            hosts_in_memory=frontier.hosts_peak,
+            hosts_evicted=frontier.hosts_evicted,
+        ),
         queued=sum(h.queued for h in hosts),
         done=sum(h.done for h in hosts),
         failed=sum(h.failed for h in hosts),

@@ -62,6 +62,8 @@ class Robots:
         self._on_rules = on_rules
         self._clock = clock
         self._rules: dict[str, asyncio.Future[tuple[float, Protego | None]]] = {}
+        #: The origins of each host whose rules are held (see `forget`).
+        self._origins: dict[str, set[str]] = {}
 
     async def allowed(self, url: str) -> bool:
         """Whether robots.txt lets the crawler fetch `url`. Raises RobotsUnavailable when the
@@ -77,6 +79,7 @@ class Robots:
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._rules[origin] = future
+            self._origins.setdefault(parts.hostname or "", set()).add(origin)
             try:
                 future.set_result(await self._load(origin, parts.hostname or ""))
             except BaseException as exc:
@@ -86,6 +89,14 @@ class Robots:
                 raise
         _, rules = await asyncio.shield(future)
         return rules is None or bool(rules.can_fetch(url, self._token))
+
+    def forget(self, host: str) -> None:
+        """Let go of `host`'s rules (the crawl let go of the host): its next page loads them
+        again from the store, and `on_rules` hears of them again."""
+        for origin in self._origins.pop(host, ()):
+            future = self._rules.get(origin)
+            if future is not None and future.done():
+                del self._rules[origin]
 
     async def _load(self, origin: str, host: str) -> tuple[float, Protego | None]:
         stored = await self._cache.load(origin)

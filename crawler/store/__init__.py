@@ -121,8 +121,8 @@ class HostLeases(Protocol):
         pages fetched are under `host_budget`). Rows another holder had leased are queued
         again. A store of one process returns every host with queued rows, whatever `limit`."""
 
-    async def host_states(self) -> list[HostState]:
-        """Every host state kept by `commit`."""
+    async def host_states(self, host: str | None = None) -> list[HostState]:
+        """Every host state kept by `commit` (or `host`'s, if it has one)."""
 
     async def heartbeat(
         self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool

@@ -295,9 +295,10 @@ class MemoryStore:
             if totals[host].queued
         ]
 
-    async def host_states(self) -> list[HostState]:
+    async def host_states(self, host: str | None = None) -> list[HostState]:
         await self._turn()
-        return [self._db.hosts[host] for host in sorted(self._db.hosts)]
+        hosts = sorted(self._db.hosts) if host is None else [host]
+        return [self._db.hosts[name] for name in hosts if name in self._db.hosts]
 
     async def heartbeat(
         self, held: Sequence[tuple[str, int]], pages: int, rate: float, hungry: bool

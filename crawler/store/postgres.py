@@ -1203,11 +1203,15 @@ class PostgresStore:
     async def jars(self) -> dict[str, str]:
         return {name: text for name, text in await self._fetch(_SQL.jars)}
 
-    async def host_states(self) -> list[HostState]:
-        rows = await self._fetch(
+    async def host_states(self, host: str | None = None) -> list[HostState]:
+        columns = (
             "SELECT host, not_before, failures, opens, open_until, silent_since FROM hosts"
             " WHERE kept"
         )
+        if host is None:
+            rows = await self._fetch(columns)
+        else:
+            rows = await self._fetch(columns + " AND host = $1", host)
         return [HostState(*row) for row in rows]
 
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:

@@ -674,10 +674,12 @@ class SQLiteStore:
     async def jars(self) -> dict[str, str]:
         return dict(await self._fetchall(_SQL.jars))
 
-    async def host_states(self) -> list[HostState]:
-        rows = await self._fetchall(
-            "SELECT host, not_before, failures, opens, open_until, silent_since FROM hosts"
-        )
+    async def host_states(self, host: str | None = None) -> list[HostState]:
+        columns = "SELECT host, not_before, failures, opens, open_until, silent_since FROM hosts"
+        if host is None:
+            rows = await self._fetchall(columns)
+        else:
+            rows = await self._fetchall(columns + " WHERE host = ?", (host,))
         return [HostState(*row) for row in rows]
 
     async def robots_get(self, origin: str) -> tuple[float, str | None] | None:

@@ -888,6 +888,12 @@ def _summary(stats: CrawlStats, store: str | Path, resume: str) -> None:
             else ""
         )
         + (
+            f", {stats.hosts_evicted} idle hosts evicted (at most {stats.hosts_in_memory} "
+            "in memory)"
+            if stats.hosts_evicted
+            else ""
+        )
+        + (
             f", {stats.dns.lookups} DNS lookups ({stats.dns.seconds:.1f} s"
             + (f", {stats.dns.failed} failed)" if stats.dns.failed else ")")
             if stats.dns.lookups
