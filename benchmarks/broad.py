@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchsite import crawl_argv, find_nginx, free_port, measure, serve  # noqa: E402
+from benchsite import crawl_argv, drop_schema, find_nginx, free_port, measure, serve  # noqa: E402
 from stages import table  # noqa: E402
 
 from crawler.tools.bench import FILLER, ROBOTS_TXT  # noqa: E402
@@ -163,6 +163,31 @@ def killed_and_resumed(args: argparse.Namespace, kills: list[float]) -> None:
     )
 
 
+def broad_run(args: argparse.Namespace, extra: list[str], store: str) -> tuple[float, float]:
+    """One broad crawl with `extra` arguments, reported; its pages/s and CPU ms per page."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "access.log"
+        with broad_site(args.hosts, args.pages, log) as seeds:
+            run = measure(broad_argv(Path(tmp), seeds, "broad.db", extra))
+        if run.code != 0:
+            raise SystemExit(f"the crawl failed ({run.code}):\n{run.stderr[-3000:]}")
+        robots, pages, gap, pace = read_log(log)
+    total = sum(pages.values())
+    rate, cpu = total / run.seconds, run.cpu / max(total, 1) * 1000
+    print(f"broad: {args.hosts:,} hosts x {args.pages} pages, nginx, {store}")
+    print(
+        f"  {total:,} pages in {run.seconds:.1f} s: {rate:,.0f} pages/s,"
+        f" {cpu:.3f} CPU ms/page, peak RSS {run.rss_mb:.0f} MB"
+    )
+    print(
+        f"  robots.txt per host: {min(robots.values(), default=0)}-"
+        f"{max(robots.values(), default=0)} ({len(robots):,} hosts);"
+        f" pages per host: {min(pages.values(), default=0)}-{max(pages.values(), default=0)};"
+        f" shortest gap on one host {gap:.3f} s, fastest host pace {pace:.2f} requests/s"
+    )
+    return rate, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=10_000)
@@ -175,30 +200,28 @@ def main() -> None:
     parser.add_argument(
         "--kill-after", help="instead: kill -9 the crawl after these seconds (e.g. 10,20), resume"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="instead: the crawl on this PostgreSQL store, with each of --jobs processes",
+    )
+    parser.add_argument("--jobs", default="1,2", help="with --postgres: e.g. 1,2")
     parser.add_argument("extra", nargs="*", help="after --: arguments for crawler run")
     args = parser.parse_args()
     if args.kill_after:
         killed_and_resumed(args, [float(k) for k in args.kill_after.split(",")])
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "access.log"
-        with broad_site(args.hosts, args.pages, log) as seeds:
-            run = measure(broad_argv(Path(tmp), seeds, "broad.db", args.extra))
-        if run.code != 0:
-            raise SystemExit(f"the crawl failed ({run.code}):\n{run.stderr[-3000:]}")
-        robots, pages, gap, pace = read_log(log)
-        total = sum(pages.values())
-        print(f"broad: {args.hosts:,} hosts x {args.pages} pages, nginx")
-        print(
-            f"  {total:,} pages in {run.seconds:.1f} s: {total / run.seconds:,.0f} pages/s,"
-            f" {run.cpu / max(total, 1) * 1000:.3f} CPU ms/page, peak RSS {run.rss_mb:.0f} MB"
-        )
-        print(
-            f"  robots.txt per host: {min(robots.values(), default=0)}-"
-            f"{max(robots.values(), default=0)} ({len(robots):,} hosts);"
-            f" pages per host: {min(pages.values(), default=0)}-{max(pages.values(), default=0)};"
-            f" shortest gap on one host {gap:.3f} s, fastest host pace {pace:.2f} requests/s"
-        )
+    if args.postgres:
+        speeds = {}
+        for jobs in [int(j) for j in args.jobs.split(",")]:
+            drop_schema(args.postgres, "broad")
+            extra = [*args.extra, "--store", args.postgres, "-j", str(jobs)]
+            speeds[jobs], _ = broad_run(args, extra, f"PostgreSQL, -j {jobs}")
+        drop_schema(args.postgres, "broad")
+        first = speeds[min(speeds)]
+        print(", ".join(f"-j {j}: {s / first:.2f}x" for j, s in speeds.items()))
+        return
+    broad_rate, cpu_per_page = broad_run(args, args.extra, "SQLite")
     if args.stages:  # the same crawl again, sampled (see stages.py)
         with tempfile.TemporaryDirectory() as tmp:
             with broad_site(args.hosts, args.pages, Path(tmp) / "access.log") as seeds:
@@ -212,7 +235,7 @@ def main() -> None:
                 )
             if args.keep:
                 args.keep.write_text(raw.read_text())
-            print(table(raw.read_text(), run.cpu / max(total, 1) * 1000))
+            print(table(raw.read_text(), cpu_per_page))
     if args.focused:
         with serve(10, 500) as (starts, server), tempfile.TemporaryDirectory() as tmp:
             extra = ["-s", "concurrency=64", *args.extra]
@@ -220,7 +243,7 @@ def main() -> None:
         print(
             f"focused: 10 hosts x 500 pages ({server}), concurrency=64: "
             f"{5000 / run.seconds:,.0f} pages/s, {run.cpu / 5000 * 1000:.3f} CPU ms/page,"
-            f" peak RSS {run.rss_mb:.0f} MB"
+            f" peak RSS {run.rss_mb:.0f} MB; broad/focused {broad_rate / (5000 / run.seconds):.2f}x"
         )
 
 
