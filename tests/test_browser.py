@@ -549,3 +549,15 @@ async def test_a_rendering_spider_replays_offline_from_its_recording(tmp_path: P
     (item,) = book.items
     first = catalogue(25)[0]
     assert (item["title"], item["price"]) == (first["title"], f"£{first['price']:.2f}")
+
+
+async def test_a_hosts_settings_can_render_its_pages(shop: ScriptSite, store_path: Path) -> None:
+    class ByHost(Scripted):
+        render = False
+        host_settings = {"127.0.0.1": {"render": True}}
+
+    stats = await Crawler(
+        _spider(shop, ByHost), _settings(browser_concurrency=2), store_path=store_path
+    ).run()
+    assert stats.failed == 0
+    assert stats.rendered == 23

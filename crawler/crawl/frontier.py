@@ -362,11 +362,14 @@ class Frontier:
 
     def notify(self, host: str, due: float) -> None:
         """Rows of `host` due at `due` may have been added to the store."""
-        if self._max_hosts is not None and host not in self._hosts:
-            if host in self._dormant or len(self._hosts) >= self._max_hosts:
-                self._file_dormant(host, due)
-                self._wakeup.set()
-                return
+        if (
+            self._max_hosts is not None
+            and host not in self._hosts
+            and (host in self._dormant or len(self._hosts) >= self._max_hosts)
+        ):  # not held (the limit is reached): filed by name until it is worked on
+            self._file_dormant(host, due)
+            self._wakeup.set()
+            return
         entry = self._host(host)
         if entry.exhausted or not entry.held:
             return  # not ours: its holder (or the next one) finds them
