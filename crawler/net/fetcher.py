@@ -332,32 +332,30 @@ class Fetcher:
                         if error_body or self._caching:
                             content = await _read_capped(response, url, limit, truncate=True)
                             if error_body:
-                                caching = response.extensions.get("caching") or {}
-                                fetched = Fetched(
-                                    url,
-                                    status,
-                                    response.headers,
-                                    content,
-                                    hop,
-                                    method,
-                                    bool(caching.get("from_cache")),
-                                )
+                                fetched = _fetched(url, response, content, hop, method)
                         raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
                     content = await _read_capped(response, url, limit, truncate)
-                    caching = response.extensions.get("caching") or {}
-                    return Fetched(
-                        url,
-                        status,
-                        response.headers,
-                        content,
-                        hop,
-                        method,
-                        bool(caching.get("from_cache")),
-                    )
+                    return _fetched(url, response, content, hop, method)
             except FetchError as exc:
                 exc.sent = exc.sent or hop > 0  # refused before a later hop: earlier ones went out
                 raise
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
+
+
+def _fetched(
+    url: str, response: httpx.Response, content: bytes, redirects: int, method: str
+) -> Fetched:
+    """What a fetch of `url` got: `response` with its body `content`."""
+    caching = response.extensions.get("caching") or {}
+    return Fetched(
+        url,
+        response.status_code,
+        response.headers,
+        content,
+        redirects,
+        method,
+        bool(caching.get("from_cache")),
+    )
 
 
 def _cached(
