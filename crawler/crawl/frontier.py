@@ -97,8 +97,8 @@ class HostEntry:
     active: bool = False
     #: Its politeness key, when the crawl paces hosts by a key of their own (see `KeyOf`).
     key: str = ""
-    #: Its politeness state may be kept in the store (it was evicted, or made after the start
-    #: of a crawl that evicts): its first refill restores it.
+    #: Its politeness state is kept in the store and not taken up yet (a crawl that evicts
+    #: hosts): its first refill restores it.
     unrestored: bool = False
 
 
@@ -197,13 +197,14 @@ class Frontier:
         self._error: BaseException | None = None
         #: Hosts whose politeness state changed since `take_changed_hosts()`.
         self._changed: set[str] = set()
-        self._started = False
+        #: With `max_hosts`: the hosts whose politeness state the store may keep (kept by an
+        #: earlier run, or changed in this one), restored when they are held again.
+        self._stateful: set[str] = set()
 
     async def start(self) -> None:
         """Take the hosts with queued rows (on a shared store, a fair share of those no other
         process holds) with their politeness state and pages fetched so far."""
         await self._coordination.start(self)
-        self._started = True
         self._wakeup.set()
 
     def _take_lease(self, lease: HostLease, sent: float) -> None:
@@ -324,6 +325,7 @@ class Frontier:
         changed = [self._hosts[host].slot.snapshot(host) for host in names]
         self._changed.clear()
         if self._max_hosts is not None:
+            self._stateful.update(names)
             now = self._clock.now()
             for host in names:
                 entry = self._hosts.get(host)
@@ -441,7 +443,7 @@ class Frontier:
                 ),
                 held=self._coordination.holds_every_host,
             )
-            entry.unrestored = self._max_hosts is not None and self._started
+            entry.unrestored = name in self._stateful
             due = self._dormant.pop(name, None) if self._dormant else None
             if due is not None:  # it was dormant: its rows' due time, its filing by name
                 entry.store_due = entry.filed_due = due  # (still one of the hosts with rows due)
@@ -483,8 +485,9 @@ class Frontier:
 
     def restore(self, state: HostState) -> None:
         """Take up a host's politeness state kept by an earlier run."""
-        if self._max_hosts is not None:
-            return  # a crawl that evicts restores a host's state when it works on it
+        if self._max_hosts is not None:  # taken up when the crawl works on the host
+            self._stateful.add(state.host)
+            return
         entry = self._host(state.host)
         entry.slot.restore(state)
         entry.abandoned = entry.slot.given_up  # its new links fail at once
