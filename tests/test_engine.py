@@ -455,3 +455,40 @@ async def test_bad_allowed_domains_are_config_errors(store_path: Path) -> None:
     start.start_urls = ["http://0x7g.1/"]
     with pytest.raises(ConfigError, match=r"start URL 'http://0x7g.1/': invalid IPv4 address"):
         await crawl(start, lambda r: html(""), store_path)
+
+
+async def test_links_back_to_a_start_url_do_not_send_the_host_back_to_the_store(
+    store_path: Path,
+) -> None:
+    """Every page links home (a start URL): queued in this run already, so the link is left
+    out rather than sent to the store, which would ignore it and have the frontier look for
+    the host's rows again (a lease and a look for the next due row, per host)."""
+    from crawler import Crawler, Settings
+    from crawler.store import SQLiteStore
+    from tests.helpers import public_resolver
+
+    class Home(Spider):
+        name = "home"
+        start_urls = [f"http://h{i}.test/" for i in range(3)]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield Request(response.urljoin("/a" if response.url.endswith("/") else "/"))
+
+    leased: Counter[str] = Counter()
+    async with await SQLiteStore.open(store_path, "home") as store:
+        lease = store.lease
+
+        async def counted(host: str, limit: int, now: float) -> Any:
+            leased[host] += 1
+            return await lease(host, limit, now)
+
+        store.lease = counted  # type: ignore[method-assign]
+        stats = await Crawler(
+            Home(),
+            Settings(obey_robots=False, concurrency=2),
+            store=store,
+            transport=httpx.MockTransport(lambda request: html("page")),
+            resolver=public_resolver,
+        ).run()
+    assert stats.pages == 6
+    assert leased == {f"h{i}.test": 2 for i in range(3)}  # its start URL, then /a

@@ -551,6 +551,11 @@ class PageRunner:
         )
         return outcome, verdict.wait_until
 
+    def remember_queued(self, urls: Iterable[str]) -> None:
+        """`urls` (plain GET requests) are queued in this run: links to them are left out."""
+        for url in urls:
+            self._remember(url)
+
     def _remember(self, url: str) -> None:
         known = self._known
         known[url] = None
