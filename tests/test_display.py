@@ -171,3 +171,19 @@ def test_failing_proxies_show_in_the_view_and_the_lines() -> None:
     assert proxies_line(progress()) == ""
     healthy = dataclasses.replace(progress(), proxies=proxies[1:])
     assert "proxies" not in log_line(healthy, 1.0, 1.0)  # only failing proxies make noise
+
+
+def test_a_broad_crawl_shows_its_hosts_in_memory_and_dns() -> None:
+    import dataclasses
+
+    from crawler.net.dns import DnsStats
+
+    plain = summary_line(progress(), 0.0, 3.0)
+    assert "evicted" not in plain
+    assert "DNS" not in plain
+    run = dataclasses.replace(
+        progress().run, hosts_in_memory=1024, hosts_evicted=8000, dns=DnsStats(9000, 80000, 3)
+    )
+    line = summary_line(dataclasses.replace(progress(), run=run), 0.0, 3.0)
+    assert "1024 hosts held at most, 8000 evicted" in line
+    assert "9000 DNS lookups (3 failed)" in line

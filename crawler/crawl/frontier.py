@@ -460,8 +460,10 @@ class Frontier:
     async def _key_known(
         self, entry: HostEntry, key: Awaitable[str], concurrency: int, rate: float
     ) -> None:
-        self._join(entry, await key, concurrency, rate)
-        self._push(entry, self._clock.now())
+        known = await key
+        if self._hosts.get(entry.name) is entry:  # (not evicted meanwhile)
+            self._join(entry, known, concurrency, rate)
+            self._push(entry, self._clock.now())
 
     def _join(self, entry: HostEntry, key: str, concurrency: int, rate: float) -> None:
         """The host is paced with the other hosts of its politeness key `key` (by the limits

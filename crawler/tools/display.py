@@ -86,6 +86,10 @@ def summary_line(progress: Progress, current: float, average: float) -> str:
         left = eta(progress, current or average)
         if left is not None:
             parts.append(f"ETA {left}")
+    if run.hosts_evicted:
+        parts.append(f"{run.hosts_in_memory} hosts held at most, {run.hosts_evicted} evicted")
+    if run.dns.lookups:
+        parts.append(f"{run.dns.lookups} DNS lookups ({run.dns.failed} failed)")
     idle = waiting(progress)
     if idle is not None:
         parts.append(idle)
