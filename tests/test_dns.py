@@ -20,6 +20,7 @@ from crawler.net.dns import (
     SYSTEM_TTL,
     AsyncResolver,
     DnsCache,
+    NameNotFound,
     SystemResolver,
 )
 from crawler.net.fetcher import Fetcher
@@ -38,7 +39,7 @@ class Names:
         self.asked.append(host)
         await asyncio.sleep(0)
         if host not in self.names:
-            raise OSError("Domain name not found")
+            raise NameNotFound("Domain name not found")
         return self.names[host]
 
 
@@ -79,6 +80,23 @@ async def test_a_name_that_does_not_resolve_is_not_asked_again_at_once() -> None
     now.t += NEGATIVE_TTL + 1
     names.names["gone.test"] = (["192.0.2.3"], 60)
     assert (await dns.resolve("gone.test"))[0] == ["192.0.2.3"]
+    assert (dns.stats.lookups, dns.stats.failed) == (2, 1)
+
+
+async def test_a_lookup_that_failed_on_its_way_is_not_kept() -> None:
+    calls = 0
+
+    async def flaky(host: str) -> tuple[list[str], float]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("Timeout while contacting DNS servers")
+        return ["192.0.2.1"], 60
+
+    dns = DnsCache(flaky)
+    with pytest.raises(OSError, match="Timeout"):
+        await dns.resolve("a.test")
+    assert (await dns.resolve("a.test"))[0] == ["192.0.2.1"]  # asked again at once
     assert (dns.stats.lookups, dns.stats.failed) == (2, 1)
 
 
@@ -136,7 +154,7 @@ async def test_the_c_ares_resolver_asks_the_servers_it_is_given() -> None:
     resolver = AsyncResolver([dns.server], timeout=2)
     try:
         assert await resolver("shop.test") == (["127.0.0.5"], 42.0)
-        with pytest.raises(OSError, match="not found"):
+        with pytest.raises(NameNotFound, match="not found"):
             await resolver("nowhere.test")
     finally:
         await resolver.close()
@@ -242,6 +260,26 @@ async def test_the_system_resolver_answers_from_the_operating_system() -> None:
     addresses, ttl = await SystemResolver()("localhost")
     assert "127.0.0.1" in addresses
     assert ttl == SYSTEM_TTL
+
+
+async def test_the_system_resolver_tells_a_missing_name_from_a_failed_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    loop = asyncio.get_running_loop()
+    answers = iter([socket.EAI_NONAME, socket.EAI_AGAIN])
+
+    async def failing(*args: object, **kwargs: object) -> object:
+        code = next(answers)
+        raise socket.gaierror(code, "no" if code == socket.EAI_NONAME else "try again")
+
+    monkeypatch.setattr(loop, "getaddrinfo", failing)
+    with pytest.raises(NameNotFound):
+        await SystemResolver()("gone.test")
+    with pytest.raises(OSError, match="try again") as failed:
+        await SystemResolver()("busy.test")
+    assert not isinstance(failed.value, NameNotFound)
 
 
 @pytest.mark.parametrize(

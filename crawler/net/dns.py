@@ -3,7 +3,9 @@
 `AsyncResolver` asks DNS through c-ares (aiodns): no thread per lookup, the hosts file honoured,
 and each answer's TTL. `SystemResolver` asks the operating system (getaddrinfo in the loop's
 threads: nsswitch, mDNS and the like), whose answers carry no TTL. `DnsCache` keeps each answer
-for its TTL (within `MIN_TTL`..`MAX_TTL`) and a failure for `NEGATIVE_TTL`, shares one lookup
+for its TTL (within `MIN_TTL`..`MAX_TTL`) and a name that does not exist for `NEGATIVE_TTL` (a
+failure that may pass, a timeout or a server failure, is not kept: the next request asks
+again), shares one lookup
 among every request waiting for the same name, bounds the lookups in flight, and counts them
 (`DnsStats`). The address guard (addresses.py) asks the cache and pins what it checked.
 """
@@ -21,15 +23,26 @@ from typing import Any
 MIN_TTL = 5.0
 #: No answer is kept longer than this, whatever its TTL.
 MAX_TTL = 3600.0
-#: A name that did not resolve is not asked for again within this time.
+#: A name that does not exist (NXDOMAIN, no address) is not asked for again within this time.
 NEGATIVE_TTL = 30.0
 #: How long an answer of a resolver that gives no TTL (the system's) is kept.
 SYSTEM_TTL = 60.0
 #: Names the cache keeps at most (the oldest answers leave first).
 MAX_NAMES = 100_000
 
-#: A name's addresses (strings, best first) and their TTL in seconds; OSError when it has none.
+#: A name's addresses (strings, best first) and their TTL in seconds; NameNotFound when it
+#: has none, another OSError when the lookup failed (a timeout, a server failure).
 Lookup = Callable[[str], Awaitable[tuple[list[str], float]]]
+
+#: c-ares' and getaddrinfo's answers for a name that does not exist or has no address.
+_ARES_NOT_FOUND = frozenset({1, 4})  # ARES_ENODATA, ARES_ENOTFOUND
+_EAI_NOT_FOUND = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+
+
+class NameNotFound(OSError):
+    """The name does not exist, or has no address: asking again soon will not change that."""
 
 
 @dataclass(slots=True)
@@ -49,7 +62,12 @@ class SystemResolver:
 
     async def __call__(self, host: str) -> tuple[list[str], float]:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno in _EAI_NOT_FOUND:
+                raise NameNotFound(exc.strerror or "name not found") from None
+            raise
         return list(dict.fromkeys(str(info[4][0]) for info in infos)), SYSTEM_TTL
 
     async def close(self) -> None:
@@ -75,10 +93,13 @@ class AsyncResolver:
         try:
             answer = await self._resolver.getaddrinfo(host, type=socket.SOCK_STREAM)
         except aiodns.error.DNSError as exc:
-            raise OSError(exc.args[-1] if exc.args else "lookup failed") from None
+            message = str(exc.args[-1]) if exc.args else "lookup failed"
+            if exc.args and exc.args[0] in _ARES_NOT_FOUND:
+                raise NameNotFound(message) from None
+            raise OSError(message) from None
         addresses = list(dict.fromkeys(node.addr[0].decode() for node in answer.nodes))
         if not addresses:
-            raise OSError("no addresses")
+            raise NameNotFound("no addresses")
         return addresses, float(min(node.ttl for node in answer.nodes))
 
     async def close(self) -> None:
@@ -112,14 +133,14 @@ class DnsCache:
         self.clock = clock
         self._max_names = max_names
         self._slots = asyncio.Semaphore(max_in_flight)
-        #: name -> (addresses, or the failure's message; when the answer expires)
+        #: name -> (addresses, or why it does not exist; when the answer expires)
         self._answers: dict[str, tuple[list[str] | str, float]] = {}
         self._pending: dict[str, asyncio.Task[tuple[list[str], float]]] = {}
         self.stats = DnsStats()
 
     async def resolve(self, host: str) -> tuple[list[str], float]:
-        """`host`'s addresses and the clock time their answer expires; OSError when it has
-        none (a failure is kept `NEGATIVE_TTL` seconds too)."""
+        """`host`'s addresses and the clock time their answer expires; NameNotFound when it
+        has none (kept `NEGATIVE_TTL` seconds too), another OSError when the lookup failed."""
         known = self._answers.get(host)
         if known is not None and known[1] > self.clock():
             self.stats.cached += 1
@@ -127,6 +148,7 @@ class DnsCache:
         pending = self._pending.get(host)
         if pending is None:
             pending = self._pending[host] = asyncio.ensure_future(self._ask(host))
+            pending.add_done_callback(_retrieved)  # (its waiters may all have left)
         else:
             self.stats.cached += 1
         # a waiter that is cancelled leaves the lookup to the others
@@ -139,12 +161,15 @@ class DnsCache:
                 self.stats.lookups += 1
                 try:
                     addresses, ttl = await self._lookup(host)
-                except OSError as exc:
+                except NameNotFound as exc:
                     self.stats.failed += 1
                     answer: tuple[list[str] | str, float] = (
-                        str(exc) or type(exc).__name__,
+                        str(exc) or "name not found",
                         self.clock() + NEGATIVE_TTL,
                     )
+                except OSError:
+                    self.stats.failed += 1
+                    raise  # it may pass: not kept, the next request asks again
                 else:
                     ttl = min(max(ttl, MIN_TTL), MAX_TTL)
                     answer = (addresses, self.clock() + ttl)
@@ -168,8 +193,13 @@ class DnsCache:
             del self._answers[next(iter(self._answers))]
 
 
+def _retrieved(task: asyncio.Task[tuple[list[str], float]]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _answer(answer: tuple[list[str] | str, float]) -> tuple[list[str], float]:
     addresses, expires = answer
     if isinstance(addresses, str):
-        raise OSError(addresses)
+        raise NameNotFound(addresses)
     return addresses, expires
