@@ -255,6 +255,11 @@ class Settings:
                 f"got {self.dns_resolver!r}"
             )
         _at_least(self, "dns_concurrency", 1)
+        if self.dns_servers and self.dns_resolver != "async":
+            raise ConfigError(
+                "setting 'dns_servers' is for dns_resolver=async (the system resolver asks the "
+                "servers the system is set up with)"
+            )
         _at_least(self, "max_hosts_in_memory", 1)
         for server in self.dns_servers:
             if not _dns_server(server):

@@ -297,7 +297,7 @@ def test_bad_dns_settings_are_refused(name: str, value: str) -> None:
 
 
 def test_dns_servers_take_addresses_and_ports() -> None:
-    settings = Settings().merge(
-        {"dns_servers": "127.0.0.1:5353, ::1, [::1]:53", "dns_resolver": "system"}
-    )
+    settings = Settings().merge({"dns_servers": "127.0.0.1:5353, ::1, [::1]:53"})
     assert settings.dns_servers == ("127.0.0.1:5353", "::1", "[::1]:53")
+    with pytest.raises(ConfigError, match="dns_servers' is for dns_resolver=async"):
+        settings.merge({"dns_resolver": "system"})
