@@ -1,6 +1,6 @@
 """A broad crawl: thousands of hosts from a seed list, a few pages each (issue 29's benchmark).
 
-    python benchmarks/broad.py [--hosts 10000] [--pages 10] [--focused] [-- crawl args]
+    python benchmarks/broad.py [--hosts 10000] [--pages 10] [--focused [--runs N]] [-- crawl args]
 
 Every host is an address of its own in 127.0.0.0/8 (127.10.0.1, 127.10.0.2, ...), all served by
 one nginx on one port (a listener on every address of the loopback network), with a robots.txt
@@ -194,6 +194,12 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=10)
     parser.add_argument("--focused", action="store_true", help="also the 10-host site")
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="with --focused: this many pairs, interleaved (broad first, then focused first...)",
+    )
+    parser.add_argument(
         "--stages", action="store_true", help="then the same crawl sampled by py-spy, by stage"
     )
     parser.add_argument("--keep", type=Path, help="with --stages: keep py-spy's raw stacks")
@@ -221,6 +227,21 @@ def main() -> None:
         first = speeds[min(speeds)]
         print(", ".join(f"-j {j}: {s / first:.2f}x" for j, s in speeds.items()))
         return
+    if args.focused and args.runs > 1:
+        ratios = []
+        for n in range(args.runs):
+            if n % 2 == 0:
+                broad_rate, _ = broad_run(args, args.extra, "SQLite")
+                ratios.append(broad_rate / focused_run(args, broad_rate))
+            else:
+                focused = focused_run(args, None)
+                ratios.append(broad_run(args, args.extra, "SQLite")[0] / focused)
+        ratios.sort()
+        print(
+            f"broad/focused over {args.runs} interleaved pairs: median"
+            f" {ratios[len(ratios) // 2]:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+        )
+        return
     broad_rate, cpu_per_page = broad_run(args, args.extra, "SQLite")
     if args.stages:  # the same crawl again, sampled (see stages.py)
         with tempfile.TemporaryDirectory() as tmp:
@@ -237,14 +258,21 @@ def main() -> None:
                 args.keep.write_text(raw.read_text())
             print(table(raw.read_text(), cpu_per_page))
     if args.focused:
-        with serve(10, 500) as (starts, server), tempfile.TemporaryDirectory() as tmp:
-            extra = ["-s", "concurrency=64", *args.extra]
-            run = measure(crawl_argv(starts, Path(tmp) / "focused.db", extra))
-        print(
-            f"focused: 10 hosts x 500 pages ({server}), concurrency=64: "
-            f"{5000 / run.seconds:,.0f} pages/s, {run.cpu / 5000 * 1000:.3f} CPU ms/page,"
-            f" peak RSS {run.rss_mb:.0f} MB; broad/focused {broad_rate / (5000 / run.seconds):.2f}x"
-        )
+        focused_run(args, broad_rate)
+
+
+def focused_run(args: argparse.Namespace, broad_rate: float | None) -> float:
+    """The 10-host site at the broad crawl's concurrency, reported; its pages/s."""
+    with serve(10, 500) as (starts, server), tempfile.TemporaryDirectory() as tmp:
+        extra = ["-s", "concurrency=64", *args.extra]
+        run = measure(crawl_argv(starts, Path(tmp) / "focused.db", extra))
+    rate = 5000 / run.seconds
+    ratio = f"; broad/focused {broad_rate / rate:.2f}x" if broad_rate is not None else ""
+    print(
+        f"focused: 10 hosts x 500 pages ({server}), concurrency=64: {rate:,.0f} pages/s,"
+        f" {run.cpu / 5000 * 1000:.3f} CPU ms/page, peak RSS {run.rss_mb:.0f} MB{ratio}"
+    )
+    return rate
 
 
 if __name__ == "__main__":
