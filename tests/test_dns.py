@@ -301,3 +301,11 @@ def test_dns_servers_take_addresses_and_ports() -> None:
     assert settings.dns_servers == ("127.0.0.1:5353", "::1", "[::1]:53")
     with pytest.raises(ConfigError, match="dns_servers' is for dns_resolver=async"):
         settings.merge({"dns_resolver": "system"})
+
+
+async def test_a_missing_aiodns_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiodns", None)
+    with pytest.raises(ConfigError, match="dns_resolver=system"):
+        await AsyncResolver()("shop.test")

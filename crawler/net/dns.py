@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ConfigError
+
 #: Answers of TTL 0 (the hosts file, some CDNs) are kept this long: a page's requests share one.
 MIN_TTL = 5.0
 #: No answer is kept longer than this, whatever its TTL.
@@ -84,7 +86,13 @@ class AsyncResolver:
         self._resolver: Any = None  # made in the running loop, at the first lookup
 
     async def __call__(self, host: str) -> tuple[list[str], float]:
-        import aiodns  # only crawls that resolve names load c-ares
+        try:
+            import aiodns  # only crawls that resolve names load c-ares
+        except ImportError as exc:  # a broken install: say what to do, not where it broke
+            raise ConfigError(
+                f"dns_resolver=async needs aiodns ({exc}): pip install aiodns, or set "
+                "-s dns_resolver=system"
+            ) from None
 
         if self._resolver is None:
             self._resolver = aiodns.DNSResolver(
