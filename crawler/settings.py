@@ -182,11 +182,7 @@ class Settings:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             expected = _FIELD_TYPES[field.name]
-            ok = isinstance(value, expected) and not (
-                expected is not bool and isinstance(value, bool)
-            )
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                ok = True
+            ok = _of_type(value, expected)
             if expected is tuple:
                 item = _TUPLE_ITEMS[field.name]
                 ok = isinstance(value, tuple) and all(
@@ -425,6 +421,14 @@ def parse_value(raw: str, kind: type, *, what: str) -> Any:
     raise ConfigError(f"{what} cannot be set from the command line (type {kind.__name__})")
 
 
+def _of_type(value: Any, kind: type) -> bool:
+    """Whether `value` is a `kind` as a setting takes it: a bool is no number, an int is a
+    float."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
+
+
 def _dns_server(server: str) -> bool:
     """Whether `server` is an IP address, or one with a port ("1.2.3.4:53", "[::1]:53")."""
     address, port = server, "53"
@@ -520,10 +524,7 @@ def _host_settings(values: Any, what: str) -> HostSettings:
         )
     for name, value in values.items():
         kind = HOST_SETTINGS[name]
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
+        if not _of_type(value, kind):
             raise ConfigError(f"{what}: {name!r} must be {kind.__name__}, got {value!r}")
     rate = values.get("rate_limit")
     if rate is not None and (not math.isfinite(rate) or rate < 0):

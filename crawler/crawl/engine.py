@@ -208,14 +208,7 @@ class Crawler:
             )
             # links back to a start URL (a site's home page, from every page) are not sent on
             # to the store, which would only find them queued and look for their host's rows
-            page.remember_queued(
-                seed.url
-                for seed in seeds
-                if seed.error is None
-                and seed.method is None
-                and seed.body is None
-                and not seed.spec
-            )
+            page.remember_queued(seeds)
             events = EventLog(self.events) if self.events is not None else None
             if events is not None:
                 stack.callback(events.close)

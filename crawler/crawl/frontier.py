@@ -283,9 +283,7 @@ class Frontier:
             entry.abandoned = True
             log.warning("giving up on host %s: %s", host, self._evidence(entry, now))
             self._set_due(entry, now)
-        self._push(entry, now)
-        if entry.slot.pace.members > 1:
-            self._push_pace(entry, now)
+        self._push_with_pace(entry, now)
         self._wakeup.set()
 
     def refund(self, host: str) -> None:
@@ -295,9 +293,7 @@ class Frontier:
         now = self._clock.now()
         entry.slot.bucket.give_back(now)
         entry.in_heap = False  # its place, made for a later time, goes stale: a new one
-        self._push(entry, now)
-        if entry.slot.pace.members > 1:
-            self._push_pace(entry, now)
+        self._push_with_pace(entry, now)
         self._wakeup.set()
 
     def charge(self, host: str) -> None:
@@ -478,10 +474,13 @@ class Frontier:
         entry.slot.pace = pace
         members.append(entry)
 
-    def _push_pace(self, entry: HostEntry, now: float) -> None:
-        """The hosts sharing `entry`'s pace may start again (one of them freed a slot)."""
-        for other in self._members[entry.key]:
-            self._push(other, now)
+    def _push_with_pace(self, entry: HostEntry, now: float) -> None:
+        """The host may start again, and so may the hosts sharing its pace (it freed a slot
+        or a token of theirs)."""
+        self._push(entry, now)
+        if entry.slot.pace.members > 1:
+            for other in self._members[entry.key]:
+                self._push(other, now)
 
     # -- for the host coordination (see leases.py) -------------------------------------------
 
@@ -667,13 +666,8 @@ class Frontier:
         """An active host with nothing to do now (nothing buffered, in flight or being leased,
         no rows due in the store) makes room for a waiting one; it waits again when rows of
         it come due."""
-        if (
-            entry.active
-            and not entry.buffer
-            and entry.pending == 0
-            and not entry.refilling
-            and (entry.store_due is None or entry.store_due > now)
-        ):
+        busy = bool(entry.buffer) or entry.pending > 0 or entry.refilling
+        if entry.active and not busy and (entry.store_due is None or entry.store_due > now):
             entry.active = False
             self._active -= 1
             if entry.store_due is not None:  # rows due later: it waits for them with the rest
@@ -681,13 +675,9 @@ class Frontier:
                 self._file_for_refill(entry)
         if (
             self._max_hosts is not None
-            and not entry.active
             and len(self._hosts) > self._max_hosts
-            and not entry.buffer
-            and entry.pending == 0
-            and not entry.refilling
-            and entry.slot.in_flight == 0
-            and entry.name not in self._changed
+            and not (entry.active or busy or entry.slot.in_flight)
+            and entry.name not in self._changed  # (its state is not in the store yet)
         ):
             self._evict(entry)
 

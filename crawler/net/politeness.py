@@ -269,10 +269,6 @@ class Pace:
         #: Hosts sharing this pace.
         self.members = 1
 
-    @property
-    def full(self) -> bool:
-        return self.in_flight >= self.concurrency
-
     def slow_down(self, interval: float, now: float) -> None:
         """At least `interval` seconds between request starts (robots.txt Crawl-delay), the
         next one no sooner than `interval` after `now`: the stricter of this and the current
@@ -318,14 +314,6 @@ class HostSlot:
     @property
     def bucket(self) -> TokenBucket:
         return self.pace.bucket
-
-    @property
-    def concurrency(self) -> int:
-        return self.pace.concurrency
-
-    @property
-    def crawl_delay(self) -> bool:
-        return self.pace.crawl_delay
 
     @property
     def full(self) -> bool:

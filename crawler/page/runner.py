@@ -551,10 +551,13 @@ class PageRunner:
         )
         return outcome, verdict.wait_until
 
-    def remember_queued(self, urls: Iterable[str]) -> None:
-        """`urls` (plain GET requests) are queued in this run: links to them are left out."""
-        for url in urls:
-            self._remember(url)
+    def remember_queued(self, requests: Iterable[NewRequest]) -> None:
+        """`requests` are queued in this run: links to the plain GETs among them (the ones a
+        link is deduplicated against by URL) are left out."""
+        for request in requests:
+            plain = request.method is None and request.body is None and not request.spec
+            if plain and request.error is None:
+                self._remember(request.url)
 
     def _remember(self, url: str) -> None:
         known = self._known
