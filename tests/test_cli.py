@@ -389,3 +389,21 @@ def test_shop_example_spider_cleans_validates_and_dedups(tmp_path: Path) -> None
     stats = json.loads(cli("stats", "--store", "shop.db", "--json", cwd=tmp_path).stdout)
     assert stats["stats"] == {"book pages": 45}
     assert stats["dropped_items"] == {}
+
+
+async def test_the_crawl_process_collects_young_objects_every_10000(
+    graph: GraphSite, tmp_path: Path
+) -> None:
+    # (a page's objects die young instead of filling the oldest generation: see
+    # cli.young_objects_per_collection); the spider reads the collector's threshold mid-crawl
+    (tmp_path / "graph.py").write_text(
+        SPIDER.replace(
+            '"url": response.url,', '"url": response.url, "gc": __import__("gc").get_threshold(),'
+        )
+    )
+    proc = await acli(*run_args(graph, "-s", "max_pages=5", "-o", "items.jsonl"), cwd=tmp_path)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 5
+    assert {tuple(item["gc"]) for item in items} == {(10_000, 10, 10)}

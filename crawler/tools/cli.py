@@ -374,8 +374,27 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     # collector's sight, it is not scanned again at every full collection (8% less CPU per page
     # on benchmarks/ab.py's workload, 6 interleaved runs)
     gc.freeze()
+    young_objects_per_collection()
     stats = _crawl_and_sum_up(crawler, args.quiet, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == Ended.STOPPED else EXIT_OK
+
+
+#: Container objects allocated (net of those freed) between two collections of the youngest
+#: generation; CPython's default is 700.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def young_objects_per_collection() -> None:
+    """Collect the youngest generation every 10,000 net allocations instead of 700.
+
+    A page's objects (request, response, headers, links, the coroutines carrying them) live
+    for the tens of milliseconds the page is in flight: at 700 they outlive two young
+    collections and are promoted to the oldest generation, whose growth then sets off a full
+    collection every ~1.7 s, each scanning every host's state (150-290 ms at 10,000 hosts:
+    13 s of a 92 s broad crawl). At 10,000 they die young; a page makes no reference cycles,
+    so the garbage left to the collector stays small (measured: same peak RSS)."""
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
 def _crawl_and_sum_up(crawler: Crawler, quiet: bool, resume: str) -> CrawlStats:
