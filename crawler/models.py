@@ -13,6 +13,7 @@ import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from . import parser, urls
+from .settings import FETCH_BACKENDS
 
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
@@ -49,6 +50,8 @@ class Request:
     - `render`: load the page in a headless browser, so that its scripts run (None: as the
       spider's `render` says). The callback sees the rendered DOM, and an async callback
       may drive the live page through `response.page`.
+    - `fetch_backend`: "default", "http2" or "impersonate" (see the setting) for this request
+      (None: as its host's `host_settings`, else the crawl's `fetch_backend` says).
     - `depth` is set by the crawler (start requests are 0).
 
     Bad values are a TypeError or ValueError when the Request is built.
@@ -69,6 +72,7 @@ class Request:
     any_content_type: bool
     proxy: str | None
     render: bool | None
+    fetch_backend: str | None
     depth: int
 
     def __init__(
@@ -90,6 +94,7 @@ class Request:
         proxy: str | None = None,
         render: bool | None = None,
         depth: int = 0,
+        fetch_backend: str | None = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"Request url must be a str, got {type(url).__name__}")
@@ -112,6 +117,12 @@ class Request:
             raise TypeError(f"Request render must be True, False or None, got {render!r}")
         self.render = render
         self.depth = depth
+        if fetch_backend is not None and fetch_backend not in FETCH_BACKENDS:
+            raise ValueError(
+                f"Request fetch_backend must be one of {', '.join(FETCH_BACKENDS)} or None, "
+                f"got {fetch_backend!r}"
+            )
+        self.fetch_backend = fetch_backend
 
     @property
     def callback_name(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from .errors import ConfigError
 
 #: The values of the `politeness_key` setting.
 POLITENESS_KEYS = ("host", "domain", "ip")
+#: The values of the `fetch_backend` setting (and of a Request's, and per host).
+FETCH_BACKENDS = ("default", "http2", "impersonate")
 #: The values of the `dns_resolver` setting.
 DNS_RESOLVERS = ("async", "system")
 #: The values of the `http_cache_policy` setting.
@@ -131,6 +134,17 @@ class Settings:
     proxies: tuple[str, ...] = ()
     #: Fetch private, loopback and link-local addresses even when the start URLs are public.
     allow_private_networks: bool = False
+    #: How requests go out: "default" (aiohttp, HTTP/1.1), "http2" (HTTP/2 where the server
+    #: offers it over TLS, else HTTP/1.1) or "impersonate" (curl-cffi with a browser's TLS and
+    #: HTTP/2 fingerprint and headers; the `impersonate` extra). A Request's `fetch_backend`, then
+    #: the spider's `host_settings`, choose otherwise for their requests.
+    fetch_backend: str = "default"
+    #: The browser the "impersonate" backend passes for (curl-cffi's names: "chrome" is its
+    #: newest Chrome; "chrome131", "firefox135", "safari184"...).
+    impersonate_profile: str = "chrome"
+    #: A PEM file of the certificate authorities https servers are verified against, instead of
+    #: the system's (as SSL_CERT_FILE does), for every fetch backend.
+    ca_bundle: str = ""
     #: How host names are resolved: "async" (DNS through c-ares: the hosts file, then the
     #: servers of resolv.conf or `dns_servers`; answers kept for their TTL) or "system" (the
     #: operating system's getaddrinfo: nsswitch, mDNS...; answers kept 60 s).
@@ -245,6 +259,15 @@ class Settings:
                 f"setting 'politeness_key' must be one of {', '.join(POLITENESS_KEYS)}, "
                 f"got {self.politeness_key!r}"
             )
+        if self.fetch_backend not in FETCH_BACKENDS:
+            raise ConfigError(
+                f"setting 'fetch_backend' must be one of {', '.join(FETCH_BACKENDS)}, "
+                f"got {self.fetch_backend!r}"
+            )
+        if not self.impersonate_profile.strip():
+            raise ConfigError("setting 'impersonate_profile' must name a browser, e.g. chrome")
+        if self.ca_bundle and not os.path.isfile(self.ca_bundle):
+            raise ConfigError(f"setting 'ca_bundle': no file {self.ca_bundle!r}")
         if self.dns_resolver not in DNS_RESOLVERS:
             raise ConfigError(
                 f"setting 'dns_resolver' must be one of {', '.join(DNS_RESOLVERS)}, "
@@ -338,6 +361,9 @@ _FIELD_TYPES: dict[str, type] = {
     "proxies": tuple,
     "allow_private_networks": bool,
     "max_hosts_in_memory": int,
+    "fetch_backend": str,
+    "impersonate_profile": str,
+    "ca_bundle": str,
     "dns_resolver": str,
     "dns_servers": tuple,
     "dns_concurrency": int,
@@ -455,6 +481,7 @@ HOST_SETTINGS: dict[str, type] = {
     "per_domain_concurrency": int,
     "headers": dict,
     "render": bool,
+    "fetch_backend": str,
 }
 
 
@@ -462,12 +489,14 @@ HOST_SETTINGS: dict[str, type] = {
 class HostSettings:
     """What one `host_settings` pattern sets (None: the crawl's own): `rate_limit` and
     `per_domain_concurrency` for its hosts, `headers` sent with their requests (a request's
-    own headers win), whether their pages are `render`ed (a Request's `render` wins)."""
+    own headers win), whether their pages are `render`ed (a Request's `render` wins), and the
+    `fetch_backend` their requests go out with (a Request's own wins)."""
 
     rate_limit: float | None = None
     per_domain_concurrency: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
     render: bool | None = None
+    fetch_backend: str | None = None
 
 
 class HostOverrides:
@@ -538,9 +567,15 @@ def _host_settings(values: Any, what: str) -> HostSettings:
         for k, v in headers.items()
     ):
         raise ConfigError(f"{what}: 'headers' must map header names to single-line strings")
+    backend = values.get("fetch_backend")
+    if backend is not None and backend not in FETCH_BACKENDS:
+        raise ConfigError(
+            f"{what}: 'fetch_backend' must be one of {', '.join(FETCH_BACKENDS)}, got {backend!r}"
+        )
     return HostSettings(
         rate_limit=float(rate) if rate is not None else None,
         per_domain_concurrency=concurrency,
         headers=tuple(headers.items()),
         render=values.get("render"),
+        fetch_backend=backend,
     )

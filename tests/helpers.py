@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -157,3 +162,73 @@ async def stored_summary(path: Path | str) -> Summary:
         return await store.summary()
     finally:
         await store.close()
+
+
+class TlsNginx:
+    """nginx serving a small site over TLS (HTTP/2 and HTTP/1.1 by ALPN) on 127.0.0.1, with a
+    certificate for "localhost" from a throwaway CA (`ca_file`). Each request is logged as a
+    JSON line: protocol, the cipher suites the client offered ($ssl_ciphers), User-Agent,
+    Accept-Encoding and URI (`requests()`). nginx daemonizes once it listens: no waiting."""
+
+    PAGES = 6
+
+    def __init__(self, root: Path) -> None:
+        import trustme
+
+        self.root = root
+        ca = trustme.CA()
+        self.ca_file = root / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        cert = ca.issue_cert("localhost")
+        cert.private_key_pem.write_to_path(str(root / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+        site = root / "site"
+        site.mkdir()
+        for n in range(self.PAGES):
+            links = "".join(f'<a href="/{k}.html">{k}</a>' for k in range(self.PAGES) if k != n)
+            filler = "<p>Some text to compress, again and again.</p>" * 40
+            (site / f"{n}.html").write_text(
+                f"<html><head><title>page {n}</title></head><body>{links}{filler}</body></html>"
+            )
+        (site / "robots.txt").write_text("User-agent: *\nAllow: /\n")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = root / "access.log"
+        self.conf = root / "nginx.conf"
+        user = " user root;" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+        self.conf.write_text(
+            f"worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;{user}\n"
+            "events { worker_connections 256; }\n"
+            'http { log_format j escape=json \'{"protocol":"$server_protocol",'
+            '"ciphers":"$ssl_ciphers","agent":"$http_user_agent",'
+            '"encoding":"$http_accept_encoding","uri":"$request_uri"}\';'
+            f" access_log {self.log} j; default_type text/html;"
+            " types { text/html html; text/plain txt; }"
+            " gzip on; gzip_min_length 100;\n"
+            f" server {{ listen 127.0.0.1:{self.port} ssl http2;"
+            f" ssl_certificate {root}/cert.pem; ssl_certificate_key {root}/key.pem;"
+            f" root {site}; location / {{ }} }} }}\n"
+        )
+
+    @property
+    def start(self) -> str:
+        return f"https://localhost:{self.port}/0.html"
+
+    def __enter__(self) -> TlsNginx:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        subprocess.run([nginx, "-c", str(self.conf)], check=True, capture_output=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pid = int((self.root / "nginx.pid").read_text())
+        os.kill(pid, signal.SIGQUIT)
+
+    def requests(self) -> list[dict[str, str]]:
+        """What nginx logged so far (it writes each line as the request ends)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+
+def has_nginx() -> bool:
+    return bool(shutil.which("nginx")) or Path("/usr/sbin/nginx").exists()

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -119,6 +120,9 @@ class Parts:
             max_redirects=settings.max_redirects,
             max_connections=settings.concurrency,
             connect_timeout=settings.connect_timeout,
+            backend=settings.fetch_backend,
+            impersonate_profile=settings.impersonate_profile,
+            ca_bundle=settings.ca_bundle or None,
             transport=self._transport,
             guard=AddressGuard(
                 dns=self._dns,
@@ -383,12 +387,19 @@ class Parts:
     def robots_fetcher(
         self, fetcher: Fetcher, charge: Callable[[str], None] | None = None
     ) -> Callable[[str], Awaitable[str]]:
-        """robots.txt's text from `fetcher`; `charge(url)` once a request went out for it."""
+        """robots.txt's text from `fetcher` (with its host's `fetch_backend`); `charge(url)`
+        once a request went out for it."""
+        overrides = self.overrides
 
         async def fetch_text(url: str) -> str:
+            own = overrides.for_host(urlsplit(url).hostname or "") if overrides else None
             try:
                 fetched = await fetcher.fetch(
-                    url, max_size=MAX_ROBOTS_BYTES, truncate=True, error_body=charge is not None
+                    url,
+                    max_size=MAX_ROBOTS_BYTES,
+                    truncate=True,
+                    error_body=charge is not None,
+                    backend=own.fetch_backend if own is not None else None,
                 )
             except FetchError as exc:
                 answer = exc.response if isinstance(exc, HTTPStatusError) else None

@@ -215,14 +215,19 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
 
 
 def _session(
-    guard: AddressGuard, limits: httpx.Limits, headers: Mapping[str, str] | None = None
+    guard: AddressGuard,
+    limits: httpx.Limits,
+    headers: Mapping[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
+    """aiohttp's session, resolving through the guard's pins, verifying https servers with
+    `context` (None: aiohttp's own verifying context, the system's CAs: see tls.py)."""
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections or 0,
         keepalive_timeout=limits.keepalive_expiry or 5.0,
         resolver=_PinnedResolver(guard),
         use_dns_cache=False,  # the guard pins; aiohttp must not keep answers of its own
-        ssl=True,  # aiohttp's verifying context: the system's CAs (see tls.py)
+        ssl=context if context is not None else True,
     )
     # httpx keeps the cookies; aiohttp must not keep a second jar
     return aiohttp.ClientSession(
@@ -230,7 +235,9 @@ def _session(
     )
 
 
-def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+def pinned_transport(
+    guard: AddressGuard, limits: httpx.Limits, context: ssl.SSLContext | None = None
+) -> httpx.AsyncBaseTransport:
     """The network as an httpx transport (under the HTTP cache): aiohttp's connection pool
     behind httpx's API (httpx-aiohttp), resolving through the guard's pins. URLs, pool keys,
     SNI and certificates keep the name."""
@@ -239,7 +246,9 @@ def pinned_transport(guard: AddressGuard, limits: httpx.Limits) -> httpx.AsyncBa
     # loading a certificate bundle (~80 ms of startup) for nothing.
     unused = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     transport = _Transport(
-        verify=unused, limits=limits, client=functools.partial(_session, guard, limits)
+        verify=unused,
+        limits=limits,
+        client=functools.partial(_session, guard, limits, None, context),
     )
     return GuardedTransport(transport, guard)
 
@@ -249,14 +258,20 @@ class PinnedSession:
     aiohttp's connection pool, every request's host checked by the guard and connected to at
     its pinned address. `headers` go with every request. `send` answers with an httpx
     response (its `request` not set) whose body is read from aiohttp's stream; aiohttp's
-    errors come out as httpx's, as from a transport."""
+    errors come out as httpx's, as from a transport. https servers are verified with `context`
+    (None: aiohttp's verifying context)."""
 
     def __init__(
-        self, guard: AddressGuard, limits: httpx.Limits, headers: Mapping[str, str]
+        self,
+        guard: AddressGuard,
+        limits: httpx.Limits,
+        headers: Mapping[str, str],
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self._guard = guard
         self._limits = limits
         self._headers = headers
+        self._context = context
         self._client: aiohttp.ClientSession | None = None
 
     async def send(
@@ -275,7 +290,7 @@ class PinnedSession:
         if target.scheme == "https":
             await tls.verify_paths_loaded()
         if self._client is None:
-            self._client = _session(self._guard, self._limits, self._headers)
+            self._client = _session(self._guard, self._limits, self._headers, self._context)
         try:
             response = await _open(
                 self._client, method, target, headers, body, proxy, connect_timeout

@@ -17,7 +17,16 @@ try:  # brotli >= 1.2 bounds its output; older releases cannot be used safely.
 except ImportError:  # pragma: no cover - depends on the environment
     _BROTLI = False
 
-#: The Accept-Encoding header matching the decoders available here.
+try:  # zstd (browsers ask for it: the impersonate backend does), bounded like zlib
+    from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    try:
+        from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        zstd = None
+
+#: The Accept-Encoding header matching the decoders available here (the default backend's; zstd
+#: is decoded when a server sends it, and only the impersonate backend, as a browser, asks).
 ACCEPT_ENCODING = "gzip, deflate, br" if _BROTLI else "gzip, deflate"
 
 
@@ -84,6 +93,33 @@ class _Brotli:
         return b""
 
 
+class _Zstd:
+    def __init__(self) -> None:
+        self._obj = zstd.ZstdDecompressor()
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        out = b""
+        try:
+            while True:
+                out += bytes(self._obj.decompress(data, limit + 1 - len(out)))
+                data = b""
+                if len(out) > limit:
+                    return out  # cut short: the body is too large
+                if not self._obj.eof:
+                    if self._obj.needs_input:
+                        return out
+                    continue
+                data = bytes(self._obj.unused_data)  # frames one after another
+                if not data:
+                    return out
+                self._obj = zstd.ZstdDecompressor()
+        except zstd.ZstdError as exc:
+            raise DecodingError(str(exc)) from None
+
+    def flush(self, limit: int) -> bytes:
+        return b""
+
+
 def decoder_for(content_encoding: str | None) -> Decoder:
     """The decoder for a Content-Encoding header value; DecodingError when unsupported."""
     coding = (content_encoding or "").strip().lower()
@@ -95,4 +131,6 @@ def decoder_for(content_encoding: str | None) -> Decoder:
         return _Zlib(zlib.MAX_WBITS)
     if coding == "br" and _BROTLI:
         return _Brotli()
+    if coding == "zstd" and zstd is not None:
+        return _Zstd()
     raise DecodingError(f"unsupported Content-Encoding {content_encoding!r}")

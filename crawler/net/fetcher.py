@@ -36,6 +36,14 @@ from ..errors import (
 from ..stats import bump
 from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
+from .backends import (
+    Dispatch,
+    Http2Session,
+    ImpersonateSession,
+    Session,
+    SessionTransport,
+    trust,
+)
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .dns import DnsStats
@@ -46,6 +54,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: POST); 307 and 308 repeat the request as it was.
 _TO_GET = {301: frozenset({"POST"}), 302: frozenset({"POST"}), 303: None}
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+#: Requests by fetch backend other than the default ("backend:requests:http2"), and those that
+#: failed at the network ("backend:failed:http2"): the default's are the rest.
+BACKEND = "backend:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,11 @@ class Fetcher:
     `cache_ttl` seconds (None: as long as it is kept), or by HTTP's caching rules with
     `cache_rfc`. A `cache_recording` folder can be committed to git as it is (a recording for
     crawler.testing.Replay); otherwise a .gitignore in it keeps it out.
+
+    Requests go out through `backend` ("default", "http2" or "impersonate" with
+    `impersonate_profile`: see backends.py), or the one a fetch names; https servers are
+    verified against `ca_bundle` if given, else the system's CAs. With a `transport` (tests),
+    every backend's requests go to it, their "fetch_backend" extension naming the backend.
     """
 
     def __init__(
@@ -85,6 +101,9 @@ class Fetcher:
         max_redirects: int,
         max_connections: int,
         connect_timeout: float | None = None,
+        backend: str = "default",
+        impersonate_profile: str = "chrome",
+        ca_bundle: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         guard: AddressGuard | None = None,
         jars: Jars | None = None,
@@ -106,23 +125,43 @@ class Fetcher:
         #: only cost the network timers to set and cancel for every request.
         self._connect_timeout = min(connect_timeout or timeout, timeout)
         self._extensions = {"timeout": httpx.Timeout(None, connect=self._connect_timeout).as_dict()}
-        self._session: PinnedSession | None = None
+        self._backend = backend
+        #: The backends' sessions, each made at its first request (the default one at once).
+        self._sessions: dict[str, Session] = {}
         self._transport: httpx.AsyncBaseTransport | None = None
         self._guard = guard
+        context = trust(ca_bundle) if ca_bundle else None  # (None: aiohttp's, loaded beside)
+        self._make: dict[str, Callable[[], Session]] = {}
+        if guard is not None:
+            self._make = {
+                "default": lambda: PinnedSession(guard, limits, headers, context),
+                "http2": lambda: Http2Session(guard, limits, headers, context or trust(None)),
+                "impersonate": lambda: ImpersonateSession(
+                    guard,
+                    profile=impersonate_profile,
+                    max_clients=max_connections,
+                    ca_bundle=ca_bundle,
+                    connect_timeout=self._connect_timeout,
+                ),
+            }
+            if backend == "impersonate":
+                self._make["impersonate"]()  # (a missing curl-cffi or bad profile: now)
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
-        if guard is not None and transport is None and cache_dir is None:
-            # The network straight through aiohttp: httpx's request and transport layers
-            # (URL parsing, header merging, the request's preparation) are for the cache and
-            # for the transports tests hand in.
-            self._session = PinnedSession(guard, limits, headers)
-        else:
+        self._direct = guard is not None and transport is None and cache_dir is None
+        if not self._direct:
             if guard is not None:
-                transport = (
-                    GuardedTransport(transport, guard)
-                    if transport is not None
-                    else pinned_transport(guard, limits)
-                )
+                if transport is not None:
+                    transport = GuardedTransport(transport, guard)
+                else:
+                    make = self._make
+                    transport = Dispatch(
+                        pinned_transport(guard, limits, context),
+                        {
+                            "http2": lambda: SessionTransport(make["http2"]()),
+                            "impersonate": lambda: SessionTransport(make["impersonate"]()),
+                        },
+                    )
             # A transport is called directly, not through httpx.AsyncClient: the client's
             # per-request layers (URL merging, auth, redirects, event hooks, a cookie jar parsed
             # on every response) were a fifth of the crawler's CPU, and we follow redirects here.
@@ -143,8 +182,8 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.aclose()
+        for session in self._sessions.values():
+            await session.aclose()
         if self._transport is not None:
             await self._transport.aclose()
         if self._guard is not None:
@@ -164,17 +203,19 @@ class Fetcher:
         body: bytes | None,
         session: str,
         proxy: str | None,
+        backend: str,
     ) -> AsyncIterator[httpx.Response]:
-        """One request, its body not read yet; the session's cookies sent and kept, like a
-        browser's. `headers` go over the crawl's."""
+        """One request through `backend`, its body not read yet; the session's cookies sent
+        and kept, like a browser's. `headers` go over the crawl's."""
         jar = self.jars.jar(session)
         request = None
-        if self._session is not None:
+        if self._direct:
             if jar.jar:
                 headers = _with_cookies(jar, method, url, headers)
-            response = await self._session.send(
-                method, url, headers, body, proxy, self._connect_timeout
-            )
+            sender = self._sessions.get(backend)
+            if sender is None:
+                sender = self._sessions[backend] = self._make[backend]()
+            response = await sender.send(method, url, headers, body, proxy, self._connect_timeout)
         else:
             assert self._transport is not None
             merged = self._headers
@@ -182,8 +223,8 @@ class Fetcher:
                 merged = self._headers.copy()
                 merged.update(headers)
             extensions: dict[str, Any] = self._extensions
-            if proxy is not None:
-                extensions = {**extensions, "proxy": proxy}
+            if proxy is not None or backend != "default":
+                extensions = {**extensions, "proxy": proxy, "fetch_backend": backend}
             request = httpx.Request(
                 method, url, headers=merged, content=body, extensions=extensions
             )
@@ -211,6 +252,7 @@ class Fetcher:
         cookies: Mapping[str, str] | None = None,
         session: str = "",
         proxy: str | None = None,
+        backend: str | None = None,
         allow_status: frozenset[int] | tuple[int, ...] = (),
         error_body: bool = False,
         redirect: Callable[[str], str | None] | None = None,
@@ -219,8 +261,9 @@ class Fetcher:
     ) -> Fetched:
         """Send `method` to `url` (GET by default) with `headers` over the crawl's and `body`,
         in the cookie jar of `session` (`cookies` are added to it for the URL's host first),
-        through `proxy` if one is given, following redirects as a browser does (a 303, or a
-        301/302 after a POST, becomes a GET without a body). `redirect(target)` says where a
+        through `proxy` if one is given, by `backend` (None: the fetcher's), following
+        redirects as a browser does (a 303, or a 301/302 after a POST, becomes a GET without a
+        body). `redirect(target)` says where a
         redirect may go: the URL to fetch for `target` (resolved as a browser resolves it), or
         None when it is out of scope; it may raise InvalidURL. Without it, redirect targets are
         fetched as they are. A status in `allow_status` is returned like a success; with
@@ -243,6 +286,7 @@ class Fetcher:
             body,
             session,
             proxy,
+            backend or self._backend,
             frozenset(allow_status),
             error_body,
             redirect,
@@ -279,10 +323,16 @@ class Fetcher:
         except FetchError as exc:
             failed = exc.message if isinstance(exc, ProxyError) else None  # else the host's
             _count_proxy(exchange.proxy, failed)
+            if exchange.backend != "default":
+                bump(f"{BACKEND}requests:{exchange.backend}")
+                if not isinstance(exc, HTTPStatusError):
+                    bump(f"{BACKEND}failed:{exchange.backend}")
             if pool is not None and chosen is not None:
                 pool.done(chosen, failed)
             raise
         _count_proxy(exchange.proxy, None)
+        if exchange.backend != "default":
+            bump(f"{BACKEND}requests:{exchange.backend}")
         if pool is not None and chosen is not None:
             pool.done(chosen)
         return fetched
@@ -295,6 +345,7 @@ class Fetcher:
             body,
             session,
             proxy,
+            backend,
             allow_status,
             error_body,
             redirect,
@@ -304,7 +355,9 @@ class Fetcher:
         seen = {(method, url)}
         for hop in range(self._max_redirects + 1):
             try:
-                async with self._send(method, url, headers, body, session, proxy) as response:
+                async with self._send(
+                    method, url, headers, body, session, proxy, backend
+                ) as response:
                     status = response.status_code
                     if status in _REDIRECTS and "location" in response.headers:
                         if self._caching:  # a cache keeps what was read whole
@@ -507,6 +560,7 @@ class _Exchange(NamedTuple):
     body: bytes | None
     session: str
     proxy: str | None
+    backend: str
     allow_status: frozenset[int]
     error_body: bool
     redirect: Callable[[str], str | None] | None

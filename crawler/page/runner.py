@@ -359,6 +359,7 @@ class PageRunner:
             cookies=request.cookies,
             session=request.session or "",
             proxy=request.proxy,
+            backend=request.fetch_backend,
             allow_status=allow_status,
             error_body=request.errback is not None,
             redirect=self.redirect_target,
@@ -695,6 +696,7 @@ def _checked(request: Request) -> Request:
         proxy=request.proxy,
         render=request.render,
         depth=request.depth,
+        fetch_backend=request.fetch_backend,
     )
 
 
@@ -791,7 +793,8 @@ _GONE = frozenset({404, 410})
 
 def _for_host(request: Request, own: HostSettings | None) -> None:
     """`request` with its host's `host_settings`: their headers under its own (a header the
-    request sets itself, in any case, wins), their `render` where it says nothing."""
+    request sets itself, in any case, wins), their `render` and `fetch_backend` where it says
+    nothing."""
     if own is None:
         return
     if own.headers:
@@ -800,6 +803,8 @@ def _for_host(request: Request, own: HostSettings | None) -> None:
         request.headers = {**added, **(request.headers or {})}
     if request.render is None:
         request.render = own.render
+    if request.fetch_backend is None:
+        request.fetch_backend = own.fetch_backend
 
 
 def _conditional(headers: dict[str, str] | None, stored: StoredRequest) -> dict[str, str] | None:

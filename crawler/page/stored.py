@@ -115,6 +115,7 @@ def from_stored(spider: Spider, stored: StoredRequest) -> Request:
         proxy=spec.get("proxy"),
         render=spec.get("render"),
         depth=stored.depth,
+        fetch_backend=spec.get("fetch_backend"),
     )
 
 
@@ -135,4 +136,6 @@ def _spec(request: Request) -> str | None:
         spec["dont_filter"] = True
     if request.render is not None:
         spec["render"] = request.render
+    if request.fetch_backend is not None:
+        spec["fetch_backend"] = request.fetch_backend
     return json.dumps(spec, separators=(",", ":")) if spec else None
