@@ -1,14 +1,16 @@
-"""Fetch backends beside the default one (aiohttp, HTTP/1.1: addresses.PinnedSession): "http2"
-(httpx's own connection pool with h2: HTTP/2 where the server offers it by ALPN, else HTTP/1.1)
-and "impersonate" (curl-cffi passing for a browser: its TLS ClientHello, HTTP/2 settings and
-headers). Each is a session with the same narrow interface as PinnedSession (`send` answers with
-an httpx response whose body is read raw from `stream`; `aclose`), so that the fetcher keeps
-every guarantee above it for all of them: redirects, caps, bounded decoding, cookies, the cache.
+"""Fetch backends beside the default one (aiohttp, HTTP/1.1: addresses.PinnedSession), both
+through libcurl (curl-cffi: curl-impersonate, with nghttp2): "http2" (HTTP/2 where the server
+offers it by ALPN, else HTTP/1.1; the crawl's headers) and "impersonate" (passing for a browser:
+its TLS ClientHello, HTTP/2 settings and headers). httpx's own HTTP/2 (pure-Python h2 over
+anyio) was measured first: 0.58x the default backend's pages/s on the TLS benchmark site, where
+curl's HTTP/2 makes 0.8x (benchmarks/backends.py). A session has PinnedSession's interface
+(`send` answers with an httpx response whose body is read raw from `stream`; `aclose`), so that
+the fetcher keeps every guarantee above it for every backend: redirects, caps, bounded decoding,
+cookies, the cache.
 
-Every backend connects only to the addresses the guard checked: the http2 backend through a
-network layer that answers a host with its pin; curl through a resolve entry for the host (and
-the proxy) set on the handle before each request, the address curl reached checked again once
-it answers.
+curl connects only to the addresses the guard checked: a resolve entry for the host (or the
+proxy) is set on the handle a request takes, and the address curl reached is checked again
+once it answers.
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ import contextlib
 import contextvars
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 from ..errors import BlockedAddress, ConfigError
 from .addresses import AddressGuard
-from .proxies import split_credentials
 
 
 class Session(Protocol):
@@ -55,147 +55,19 @@ def trust(ca_bundle: str | None) -> ssl.SSLContext:
         raise ConfigError(f"setting 'ca_bundle': cannot load {ca_bundle!r}: {exc}") from None
 
 
-def _with(headers: Mapping[str, str], extra: Mapping[str, str] | None) -> list[tuple[str, str]]:
-    """`headers` with `extra` over them (case-insensitively)."""
-    if not extra:
-        return list(headers.items())
-    mine = {name.lower() for name in extra}
-    return [(k, v) for k, v in headers.items() if k.lower() not in mine] + list(extra.items())
-
-
-class _PinnedNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's network, connecting to the guard's pinned addresses for a host (in order,
-    the next when one does not answer); TLS keeps the name (SNI, certificate)."""
-
-    def __init__(self, guard: AddressGuard) -> None:
-        self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = self._guard.pinned(host)
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} was not checked before connecting")
-        failed: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failed = exc
-        assert failed is not None
-        raise failed
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - never asked: no unix sockets
-        raise httpcore.ConnectError("unix sockets are not crawled")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _PoolTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport (its request and error mapping) over a pool made here: httpx builds
-    its own without a network backend to give."""
-
-    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
-        self._pool = pool
-
-
-class Http2Session:
-    """HTTP/2 with ALPN (HTTP/1.1 where a server does not offer h2, and for plain http):
-    httpx's pool and h2, one pool per proxy, connecting to pinned addresses."""
-
-    def __init__(
-        self,
-        guard: AddressGuard,
-        limits: httpx.Limits,
-        headers: Mapping[str, str],
-        context: ssl.SSLContext,
-    ) -> None:
-        self._guard = guard
-        self._limits = limits
-        self._headers = headers
-        self._context = context
-        self._network = _PinnedNetwork(guard)
-        self._pools: dict[str | None, _PoolTransport] = {}
-
-    def _transport(self, proxy: str | None) -> _PoolTransport:
-        transport = self._pools.get(proxy)
-        if transport is not None:
-            return transport
-        common: dict[str, Any] = {
-            "ssl_context": self._context,
-            "max_connections": self._limits.max_connections,
-            "max_keepalive_connections": self._limits.max_keepalive_connections,
-            "keepalive_expiry": self._limits.keepalive_expiry,
-            "http1": True,
-            "http2": True,
-            "network_backend": self._network,
-        }
-        if proxy is None:
-            pool: httpcore.AsyncConnectionPool = httpcore.AsyncConnectionPool(**common)
-        else:
-            bare, authorization = split_credentials(proxy)
-            pool = httpcore.AsyncHTTPProxy(
-                proxy_url=bare,
-                proxy_headers={"Proxy-Authorization": authorization} if authorization else None,
-                **common,
-            )
-        transport = self._pools[proxy] = _PoolTransport(pool)
-        return transport
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-        proxy: str | None,
-        connect_timeout: float | None,
-    ) -> httpx.Response:
-        """`method` to `url` with `headers` over the session's, through `proxy` if given."""
-        await self._guard.admit(
-            urlsplit(url).hostname or "", url, urlsplit(proxy).hostname if proxy else None
-        )
-        request = httpx.Request(
-            method,
-            url,
-            headers=_with(self._headers, headers),
-            content=body,
-            extensions={"timeout": {"connect": connect_timeout}},
-        )
-        return await self._transport(proxy).handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for transport in self._pools.values():
-            await transport.aclose()
-
-
 #: The resolve entries ("host:port:address") of the request the running task is sending
 #: through curl: set on the handle the request gets (see _PinnedCurlSession).
 _resolve: contextvars.ContextVar[list[str]] = contextvars.ContextVar("crawler_curl_resolve")
 
 
-def _curl() -> Any:
+def _curl(extra: str) -> Any:
     """curl-cffi's modules, or a ConfigError saying how to install them."""
     try:
         import curl_cffi
         from curl_cffi import requests as curl_requests
     except ImportError:
         raise ConfigError(
-            "fetch_backend 'impersonate' needs curl-cffi: pip install 'crawler[impersonate]'"
+            f"fetch_backend {extra!r} needs curl-cffi: pip install 'crawler[{extra}]'"
         ) from None
     return curl_cffi, curl_requests
 
@@ -205,25 +77,28 @@ def _entry(host: str, port: int, addresses: list[str]) -> str:
     return f"{host}:{port}:" + ",".join(f"[{a}]" if ":" in a else a for a in addresses)
 
 
-class ImpersonateSession:
-    """Requests as a browser sends them, through curl-cffi (`profile`: its name of the
-    browser, "chrome" its newest Chrome): the browser's TLS ClientHello (cipher suites and
-    extensions in its order), HTTP/2 settings and default headers, its User-Agent included (the
-    crawl's `headers` are not sent: a crawler's User-Agent on a browser's handshake would give
-    both away; a request's own headers are). Bodies come raw (curl does not decode them): the
-    fetcher decodes them within its caps. Certificates are verified against `ca_bundle`, else
-    SSL_CERT_FILE's file, else the system's."""
+class CurlSession:
+    """Requests through libcurl (curl-cffi). With a browser `profile` (curl-cffi's name of it,
+    "chrome" its newest Chrome), as that browser sends them: its TLS ClientHello (cipher suites
+    and extensions in its order), HTTP/2 settings and default headers, its User-Agent included
+    (the crawl's `headers` are not sent: a crawler's User-Agent on a browser's handshake would
+    give both away; a request's own headers are). Without, HTTP/2 by ALPN with the crawl's
+    `headers`. Bodies come raw (curl does not decode them): the fetcher decodes them within its
+    caps. Certificates are verified against `ca_bundle`, else SSL_CERT_FILE's file, else the
+    system's. `extra` names the install extra for the error of a missing curl-cffi."""
 
     def __init__(
         self,
         guard: AddressGuard,
         *,
-        profile: str,
+        profile: str | None,
+        headers: Mapping[str, str],
         max_clients: int,
         ca_bundle: str | None,
         connect_timeout: float,
+        extra: str,
     ) -> None:
-        curl_cffi, curl_requests = _curl()
+        curl_cffi, curl_requests = _curl(extra)
         self._guard = guard
         self._errors = curl_requests.exceptions
         options: dict[Any, Any] = {
@@ -235,7 +110,7 @@ class ImpersonateSession:
         cafile = ca_bundle or os.environ.get("SSL_CERT_FILE") or None
         if cafile is None and os.environ.get("SSL_CERT_DIR"):
             options[curl_cffi.CurlOpt.CAPATH] = os.environ["SSL_CERT_DIR"]
-        if curl_cffi.Curl().impersonate(  # (a name curl-cffi does not know: the crawl's error)
+        if profile is not None and curl_cffi.Curl().impersonate(  # (unknown: the crawl's error)
             curl_requests.impersonate.resolve_latest_browser_type(profile)
         ):
             raise ConfigError(
@@ -244,6 +119,8 @@ class ImpersonateSession:
             )
         self._session = _pinned_session_class(curl_requests)(
             impersonate=profile,
+            headers=None if profile is not None else dict(headers),
+            http_version=None if profile is not None else curl_cffi.CurlHttpVersion.V2TLS,
             max_clients=max_clients,
             verify=cafile or True,
             trust_env=False,  # proxies are the crawl's to choose
@@ -284,7 +161,7 @@ class ImpersonateSession:
                 proxy=proxy,
                 stream=True,
                 timeout=None,  # the fetcher times the whole request
-                accept_encoding=None,  # the browser's own Accept-Encoding
+                accept_encoding=None,  # the browser's own, or the crawl's header
             )
         except self._errors.RequestException as exc:
             raise _translated(exc, self._errors) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -36,14 +37,7 @@ from ..errors import (
 from ..stats import bump
 from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
-from .backends import (
-    Dispatch,
-    Http2Session,
-    ImpersonateSession,
-    Session,
-    SessionTransport,
-    trust,
-)
+from .backends import CurlSession, Dispatch, Session, SessionTransport, trust
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .dns import DnsStats
@@ -135,17 +129,22 @@ class Fetcher:
         if guard is not None:
             self._make = {
                 "default": lambda: PinnedSession(guard, limits, headers, context),
-                "http2": lambda: Http2Session(guard, limits, headers, context or trust(None)),
-                "impersonate": lambda: ImpersonateSession(
-                    guard,
-                    profile=impersonate_profile,
-                    max_clients=max_connections,
-                    ca_bundle=ca_bundle,
-                    connect_timeout=self._connect_timeout,
-                ),
+                **{
+                    name: functools.partial(
+                        CurlSession,
+                        guard,
+                        profile=impersonate_profile if name == "impersonate" else None,
+                        headers=headers,
+                        max_clients=max_connections,
+                        ca_bundle=ca_bundle,
+                        connect_timeout=self._connect_timeout,
+                        extra=name,
+                    )
+                    for name in ("http2", "impersonate")
+                },
             }
-            if backend == "impersonate":
-                self._make["impersonate"]()  # (a missing curl-cffi or bad profile: now)
+            if backend != "default":  # (a missing curl-cffi, a bad profile: said now)
+                self._sessions[backend] = self._make[backend]()
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
         self._direct = guard is not None and transport is None and cache_dir is None
