@@ -23,6 +23,9 @@ CACHE_HITS = "http:cached"
 #: Rendered pages and their requests ("render:pages", "render:requests", "render:blocked",
 #: "render:skipped", "render:failed").
 RENDER = "render:"
+#: Requests by fetch backend other than the default ("backend:requests:http2"), and those that
+#: failed at the network ("backend:failed:http2"): the default's are the rest.
+BACKEND = "backend:"
 #: Revisits, by what they found ("revisit:unchanged", "revisit:changed", "revisit:gone").
 REVISIT = "revisit:"
 

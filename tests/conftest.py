@@ -13,7 +13,7 @@ import trustme
 from aiohttp import web
 
 import crawler
-from tests.sites import GraphSite
+from tests.sites import ForwardProxy, GraphSite
 
 
 def pytest_report_header() -> str:
@@ -38,6 +38,15 @@ def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[ob
     """Read a store directly (tests only)."""
     with sqlite3.connect(path) as db:
         return db.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    """A forward proxy on 127.0.0.1 (plain requests and CONNECT tunnels), logging each."""
+    forward = ForwardProxy()
+    await forward.start()
+    yield forward
+    await forward.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ over TLS (HTTP/2 by ALPN) with a private CA, as users run them."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -19,8 +20,12 @@ import pytest
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
 from crawler.net.decoding import decoder_for
+from crawler.tools.report import summary_dict
 from tests.helpers import TlsNginx, crawl, has_nginx, html
+from tests.sites import ForwardProxy, GraphSite
 from tests.test_cli import SPIDER, acli
+from tests.test_e2e import spider_for
+from tests.test_proxies import _summary
 
 needs_nginx = pytest.mark.skipif(not has_nginx(), reason="nginx (apt-get install nginx-light)")
 BACKENDS = ("default", "http2", "impersonate")
@@ -192,13 +197,15 @@ async def test_the_crawls_backend_and_counts_per_backend(store_path: Path) -> No
     stats = await crawl(Chooser(), handler, store_path, fetch_backend="http2")
     assert stats.pages == 5
     assert chosen.count("http2") == 3  # a.test/, a.test/own, c.test/
-    from crawler.store import open_readonly
-
-    async with await open_readonly(store_path) as store:
-        counters = (await store.summary()).counters
+    counters = (await _summary(store_path)).counters
     assert {k: v for k, v in counters.items() if k.startswith("backend:")} == {
         "backend:requests:http2": 3,
         "backend:requests:impersonate": 1,
+    }
+    summary = summary_dict(await _summary(store_path), running=False, now=0)
+    assert summary["backends"] == {
+        "http2": {"requests": 3, "failed": 0},
+        "impersonate": {"requests": 1, "failed": 0},
     }
 
 
@@ -259,3 +266,28 @@ def test_zstd_bodies_are_decoded_within_the_cap() -> None:
     )
     assert out == body + b"<p>end</p>"
     assert len(decoder_for("zstd").decode(packed, 5_000)) == 5_001  # cut at the cap, + 1
+
+
+@pytest.mark.parametrize("backend", ["http2", "impersonate"])
+async def test_curl_backends_go_through_the_crawls_proxy(
+    graph: GraphSite, proxy: ForwardProxy, store_path: Path, backend: str
+) -> None:
+    with_credentials = proxy.url.replace("http://", "http://crawler:s3cret@")
+    settings = Settings(concurrency=8, proxies=(with_credentials,), fetch_backend=backend)
+    stats = await Crawler(spider_for(graph), settings, store_path=store_path).run()
+    assert stats.pages == len(graph.all_urls())
+    assert {target for _, target, _ in proxy.seen if "/p/" in target} == graph.all_urls()
+    expected = "Basic " + base64.b64encode(b"crawler:s3cret").decode()
+    assert {auth for *_, auth in proxy.seen} == {expected}
+
+
+@needs_nginx
+@pytest.mark.parametrize("backend", ["http2", "impersonate"])
+async def test_curl_backends_tunnel_https_through_connect(
+    tls_site: TlsNginx, proxy: ForwardProxy, tmp_path: Path, backend: str
+) -> None:
+    stats = await crawl_site(tls_site, tmp_path, fetch_backend=backend, proxies=(proxy.url,))
+    assert (stats.pages, stats.failed) == (TlsNginx.PAGES, 0)
+    assert ("CONNECT", f"localhost:{tls_site.port}", None) in proxy.seen
+    assert not any(method == "GET" for method, *_ in proxy.seen)
+    assert {r["protocol"] for r in tls_site.requests()} == {"HTTP/2.0"}  # h2 in the tunnel

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -65,14 +64,6 @@ def test_credentials_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert ProxyPool(["http://mine:1"]).choose("a.com", "http://a.com/") == "http://mine:1"
     with pytest.raises(ConfigError, match="proxy URLs"):
         Settings(proxies=("socks5://p:1080",))
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[ForwardProxy]:
-    forward = ForwardProxy()
-    await forward.start()
-    yield forward
-    await forward.stop()
 
 
 async def test_a_crawl_goes_through_its_proxy(

@@ -34,7 +34,7 @@ from ..errors import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from ..stats import bump
+from ..stats import BACKEND, bump
 from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
 from .backends import CurlSession, Dispatch, Session, SessionTransport, trust
@@ -48,9 +48,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: POST); 307 and 308 repeat the request as it was.
 _TO_GET = {301: frozenset({"POST"}), 302: frozenset({"POST"}), 303: None}
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-#: Requests by fetch backend other than the default ("backend:requests:http2"), and those that
-#: failed at the network ("backend:failed:http2"): the default's are the rest.
-BACKEND = "backend:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 from ..net.politeness import Circuit, host_health
 from ..net.proxies import PROXY
 from ..records import LATENCY_BOUNDS, ErrorKind, HostSummary, Summary
-from ..stats import CACHE_HITS, RENDER, REVISIT
+from ..stats import BACKEND, CACHE_HITS, RENDER, REVISIT
 from ..stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
@@ -139,7 +139,18 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             for kind in ("pages", "requests", "blocked", "skipped", "failed")
         },
         "proxies": _proxies(summary.counters),
+        "backends": _backends(summary.counters),
     }
+
+
+def _backends(counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Requests by fetch backend other than the default, and those that failed."""
+    backends: dict[str, dict[str, int]] = {}
+    for key, n in counters.items():
+        if key.startswith(BACKEND):
+            what, _, name = key[len(BACKEND) :].partition(":")
+            backends.setdefault(name, {"requests": 0, "failed": 0})[what] = n
+    return dict(sorted(backends.items()))
 
 
 def _proxies(counters: dict[str, int]) -> dict[str, dict[str, int]]:
@@ -213,6 +224,14 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
             + "  ".join(
                 f"{proxy} {n['requests']} requests, {n['failed']} failed"
                 for proxy, n in data["proxies"].items()
+            )
+        )
+    if data["backends"]:
+        lines.append(
+            "fetch backends: "
+            + "  ".join(
+                f"{name} {n['requests']} requests, {n['failed']} failed"
+                for name, n in data["backends"].items()
             )
         )
     if data["stats"]:
