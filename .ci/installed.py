@@ -20,3 +20,30 @@ for name in modules:
 if not (where / "py.typed").is_file():
     sys.exit("error: the installed package has no py.typed")
 print(f"imported all {len(modules)} modules")
+
+# The wheel alone has no curl-cffi (an extra): a crawl asking for its backends must say how to
+# get it, before it starts, not fail page after page.
+from crawler import ConfigError, Settings  # noqa: E402
+from crawler.net.addresses import AddressGuard  # noqa: E402
+from crawler.net.fetcher import Fetcher  # noqa: E402
+
+try:
+    import curl_cffi  # noqa: F401
+except ImportError:
+    for backend in ("http2", "impersonate"):
+        try:
+            Fetcher(
+                user_agent="ci",
+                timeout=1,
+                max_size=1,
+                max_redirects=0,
+                max_connections=1,
+                backend=Settings(fetch_backend=backend).fetch_backend,
+                guard=AddressGuard(),
+            )
+        except ConfigError as exc:
+            if f"pip install 'crawler[{backend}]'" not in str(exc):
+                sys.exit(f"error: fetch_backend={backend} without curl-cffi: {exc}")
+            print(f"fetch_backend={backend} without curl-cffi: {exc}")
+        else:
+            sys.exit(f"error: fetch_backend={backend} without curl-cffi was not refused")

@@ -56,7 +56,7 @@ class Spider:
     - `host_settings`: settings per host or domain, e.g. `{"api.example.com": {"rate_limit":
       0.5}, "*.example.org": {"per_domain_concurrency": 1, "headers": {"Referer": "..."},
       "render": True}}` (see settings.HostOverrides): rate_limit, per_domain_concurrency,
-      headers, render.
+      headers, render, fetch_backend.
     - `render = True`: every page is loaded in a headless browser (see render/browser.py); a
       Request's own `render` decides for that request.
     - `pipelines`: objects whose `process_item(item, spider)` each item goes through before

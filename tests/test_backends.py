@@ -291,3 +291,22 @@ async def test_curl_backends_tunnel_https_through_connect(
     assert ("CONNECT", f"localhost:{tls_site.port}", None) in proxy.seen
     assert not any(method == "GET" for method, *_ in proxy.seen)
     assert {r["protocol"] for r in tls_site.requests()} == {"HTTP/2.0"}  # h2 in the tunnel
+
+
+@needs_nginx
+@pytest.mark.parametrize("backend", ["http2", "impersonate"])
+async def test_curl_backends_answer_from_the_http_cache_and_keep_the_size_cap(
+    tls_site: TlsNginx, tmp_path: Path, backend: str
+) -> None:
+    cache = {"http_cache": True, "http_cache_dir": str(tmp_path / "cache")}
+    first = await crawl_site(tls_site, tmp_path / "1", fetch_backend=backend, **cache)
+    sent = len(tls_site.requests())
+    again = await crawl_site(tls_site, tmp_path / "2", fetch_backend=backend, **cache)
+    assert first.pages == again.pages == TlsNginx.PAGES
+    assert len(tls_site.requests()) == sent  # the second crawl asked nginx nothing
+
+    # a (gzip) body decoded past max_response_size fails the page, whatever brought it
+    capped = await crawl_site(
+        tls_site, tmp_path / "3", fetch_backend=backend, max_response_size=500
+    )
+    assert (capped.pages, capped.failed) == (1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,15 @@ def state(path: Path, url: str) -> tuple[Any, ...]:
 DONE, FAILED = 2, 3
 
 
-async def test_a_crawl_survives_a_hostile_web(site: FaultSite, store_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["default", "http2", "impersonate"])
+async def test_a_crawl_survives_a_hostile_web(
+    site: FaultSite, store_path: Path, backend: str
+) -> None:
     spider = Everything()
     spider.start_urls = [site.url(site.faults, "/")]
     spider.allowed_domains = [site.faults, site.broken, site.unreachable.host]
-    stats = await Crawler(spider, SETTINGS, store_path=store_path).run()
+    settings = dataclasses.replace(SETTINGS, fetch_backend=backend)
+    stats = await Crawler(spider, settings, store_path=store_path).run()
     assert stats.ended == "complete"
     f = site.faults
 
