@@ -168,7 +168,7 @@ class TlsNginx:
     """nginx serving a small site over TLS (HTTP/2 and HTTP/1.1 by ALPN) on 127.0.0.1, with a
     certificate for "localhost" from a throwaway CA (`ca_file`). Each request is logged as a
     JSON line: protocol, the cipher suites the client offered ($ssl_ciphers), User-Agent,
-    Accept-Encoding and URI (`requests()`). nginx daemonizes once it listens: no waiting."""
+    Accept-Encoding, Cookie and URI (`requests()`). nginx daemonizes once it listens: no waiting."""
 
     PAGES = 6
 
@@ -202,13 +202,15 @@ class TlsNginx:
             "events { worker_connections 256; }\n"
             'http { log_format j escape=json \'{"protocol":"$server_protocol",'
             '"ciphers":"$ssl_ciphers","agent":"$http_user_agent",'
-            '"encoding":"$http_accept_encoding","uri":"$request_uri"}\';'
+            '"encoding":"$http_accept_encoding","cookie":"$http_cookie","uri":"$request_uri"}\';'
             f" access_log {self.log} j; default_type text/html;"
             " types { text/html html; text/plain txt; }"
             " gzip on; gzip_min_length 100;\n"
             f" server {{ listen 127.0.0.1:{self.port} ssl http2;"
             f" ssl_certificate {root}/cert.pem; ssl_certificate_key {root}/key.pem;"
-            f" root {site}; location / {{ }} }} }}\n"
+            f" root {site}; location / {{ }}"
+            # the start page sets a cookie: the crawl's jar sends it with the later pages
+            ' location = /0.html { add_header Set-Cookie "sid=s3cret; Path=/"; } } }\n'
         )
 
     @property

@@ -69,6 +69,9 @@ async def test_each_backend_crawls_the_tls_site_over_its_protocol(
     )
     protocols = {r["protocol"] for r in logged}
     assert protocols == ({"HTTP/1.1"} if backend == "default" else {"HTTP/2.0"})
+    # the start page's cookie, kept in the crawl's jar, goes with every later page
+    later = [r for r in logged if r["uri"] not in ("/robots.txt", "/0.html")]
+    assert {r["cookie"] for r in later} == {"sid=s3cret"}
     # gzip bodies (nginx's gzip on) decoded by the fetcher, whichever backend brought them
     assert "br" in logged[0]["encoding"]
     if backend == "impersonate":  # a browser's headers: its User-Agent, zstd
