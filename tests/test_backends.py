@@ -313,3 +313,17 @@ async def test_curl_backends_answer_from_the_http_cache_and_keep_the_size_cap(
         tls_site, tmp_path / "3", fetch_backend=backend, max_response_size=500
     )
     assert (capped.pages, capped.failed) == (1, 1)
+
+
+async def test_the_address_a_connection_reached_is_judged_by_the_guards_rule() -> None:
+    from crawler.net.addresses import AddressGuard
+
+    async def resolve(host: str) -> list[str]:
+        return ["127.0.0.1"]
+
+    guard = AddressGuard(resolve=resolve, trusted_hosts=["localhost"])
+    await guard.check("localhost", "https://localhost/")  # named by the author: a local site
+    assert guard.may_connect("localhost", "127.0.0.1")
+    assert not guard.may_connect("elsewhere.test", "127.0.0.1")
+    assert guard.may_connect("elsewhere.test", "93.184.215.14")
+    assert not guard.may_connect("elsewhere.test", "")  # curl reached nothing it could name

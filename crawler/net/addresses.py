@@ -94,7 +94,7 @@ class AddressGuard:
             self._decided.add(host)
             if not all(is_public(a) for a in addresses):
                 self._local_hosts.add(host)
-        allowed = [a for a in addresses if self._may_connect(host, a)]
+        allowed = [a for a in addresses if self.may_connect(host, a)]
         if not allowed:
             what = (
                 f"{host} is not a public address"
@@ -162,8 +162,14 @@ class AddressGuard:
         pinned = self._pins.get(host)
         return pinned[0] if pinned else []
 
-    def _may_connect(self, host: str, address: str) -> bool:
-        return self._allow_private or host in self._local_hosts or is_public(address)
+    def may_connect(self, host: str, address: str) -> bool:
+        """Whether a connection for `host` may go to `address` (a backend checks the address
+        its connection reached with it)."""
+        try:
+            public = is_public(address)
+        except ValueError:  # not an address at all
+            return False
+        return self._allow_private or host in self._local_hosts or public
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):

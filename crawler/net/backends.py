@@ -165,9 +165,10 @@ class CurlSession:
             )
         except self._errors.RequestException as exc:
             raise _translated(exc, self._errors) from None
-        if proxy_parts is None and response.primary_ip not in self._guard.pinned(host):
-            await response.aclose()  # (cannot happen: curl connects to the entry's address)
-            raise BlockedAddress(url, f"curl reached {host} at {response.primary_ip}, unchecked")
+        reached = response.primary_ip
+        if proxy_parts is None and not self._guard.may_connect(host, reached):
+            await response.aclose()  # (never seen: curl connects to the entry's address)
+            raise BlockedAddress(url, f"curl reached {host} at {reached!r}, which is off limits")
         return httpx.Response(
             status_code=response.status_code,
             headers=[(k, v or "") for k, v in response.headers.multi_items()],

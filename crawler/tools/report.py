@@ -138,29 +138,21 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
             kind: summary.counters.get(RENDER + kind, 0)
             for kind in ("pages", "requests", "blocked", "skipped", "failed")
         },
-        "proxies": _proxies(summary.counters),
-        "backends": _backends(summary.counters),
+        # requests through each proxy and those it failed (the page's host never asked)
+        "proxies": _requests_by(PROXY, summary.counters),
+        # requests by fetch backend other than the default, and those that failed
+        "backends": _requests_by(BACKEND, summary.counters),
     }
 
 
-def _backends(counters: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Requests by fetch backend other than the default, and those that failed."""
-    backends: dict[str, dict[str, int]] = {}
+def _requests_by(prefix: str, counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The counters "<prefix>requests:<name>" and "<prefix>failed:<name>", by name."""
+    found: dict[str, dict[str, int]] = {}
     for key, n in counters.items():
-        if key.startswith(BACKEND):
-            what, _, name = key[len(BACKEND) :].partition(":")
-            backends.setdefault(name, {"requests": 0, "failed": 0})[what] = n
-    return dict(sorted(backends.items()))
-
-
-def _proxies(counters: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Requests through each proxy and those it failed (the page's host never asked)."""
-    proxies: dict[str, dict[str, int]] = {}
-    for key, n in counters.items():
-        if key.startswith(PROXY):
-            what, _, proxy = key[len(PROXY) :].partition(":")
-            proxies.setdefault(proxy, {"requests": 0, "failed": 0})[what] = n
-    return dict(sorted(proxies.items()))
+        if key.startswith(prefix):
+            what, _, name = key[len(prefix) :].partition(":")
+            found.setdefault(name, {"requests": 0, "failed": 0})[what] = n
+    return dict(sorted(found.items()))
 
 
 def _worker_rows(summary: Summary, now: float) -> list[tuple[str, ...]]:
