@@ -179,9 +179,12 @@ async def test_a_requests_backend_then_its_hosts_then_the_crawls(store_path: Pat
         chosen[str(request.url)] = request.extensions.get("fetch_backend", "default")
         return html("ok")
 
-    stats = await crawl(Chooser(), handler, store_path, fetch_backend="default")
+    stats = await crawl(Chooser(), handler, store_path, fetch_backend="default", obey_robots=True)
     assert stats.pages == 5
-    assert chosen == {
+    assert chosen == {  # robots.txt with its host's backend
+        "http://a.test/robots.txt": "default",
+        "http://www.b.test/robots.txt": "impersonate",
+        "http://c.test/robots.txt": "http2",
         "http://a.test/": "default",
         "http://a.test/own": "http2",
         "http://www.b.test/": "impersonate",
