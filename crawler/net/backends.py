@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -238,10 +238,11 @@ class _CurlBody(httpx.AsyncByteStream):
 
 
 class SessionTransport(httpx.AsyncBaseTransport):
-    """A backend session as an httpx transport (under the HTTP cache)."""
+    """A backend's session (`session_of(name)`, the fetcher's: it closes them) as an httpx
+    transport, under the HTTP cache."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, session_of: Callable[[str], Session], name: str) -> None:
+        self._session = session_of(name)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
@@ -256,15 +257,16 @@ class SessionTransport(httpx.AsyncBaseTransport):
         response.request = request
         return response
 
-    async def aclose(self) -> None:
-        await self._session.aclose()
-
 
 class Dispatch(httpx.AsyncBaseTransport):
     """The transport of a request's backend (its "fetch_backend" extension; `default` for
     none): one HTTP cache over every backend."""
 
-    def __init__(self, default: httpx.AsyncBaseTransport, others: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        default: httpx.AsyncBaseTransport,
+        others: Mapping[str, Callable[[], httpx.AsyncBaseTransport]],
+    ) -> None:
         self._default = default
         self._others = others  # name -> a function making the transport, at its first use
         self._made: dict[str, httpx.AsyncBaseTransport] = {}

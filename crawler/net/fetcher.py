@@ -117,7 +117,8 @@ class Fetcher:
         self._connect_timeout = min(connect_timeout or timeout, timeout)
         self._extensions = {"timeout": httpx.Timeout(None, connect=self._connect_timeout).as_dict()}
         self._backend = backend
-        #: The backends' sessions, each made at its first request (the default one at once).
+        #: The backends' sessions, each made at its first request (the crawl's own backend at
+        #: once, when it is not the default: a missing curl-cffi or a bad profile is said now).
         self._sessions: dict[str, Session] = {}
         self._transport: httpx.AsyncBaseTransport | None = None
         self._guard = guard
@@ -140,8 +141,8 @@ class Fetcher:
                     for name in ("http2", "impersonate")
                 },
             }
-            if backend != "default":  # (a missing curl-cffi, a bad profile: said now)
-                self._sessions[backend] = self._make[backend]()
+            if backend != "default":
+                self._session(backend)
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
         self._direct = guard is not None and transport is None and cache_dir is None
@@ -150,12 +151,11 @@ class Fetcher:
                 if transport is not None:
                     transport = GuardedTransport(transport, guard)
                 else:
-                    make = self._make
                     transport = Dispatch(
                         pinned_transport(guard, limits, context),
                         {
-                            "http2": lambda: SessionTransport(make["http2"]()),
-                            "impersonate": lambda: SessionTransport(make["impersonate"]()),
+                            name: functools.partial(SessionTransport, self._session, name)
+                            for name in ("http2", "impersonate")
                         },
                     )
             # A transport is called directly, not through httpx.AsyncClient: the client's
@@ -168,6 +168,13 @@ class Fetcher:
                 )
         self.jars = jars or Jars()
         self._proxies = proxies
+
+    def _session(self, backend: str) -> Session:
+        """The session of `backend`, made at its first use."""
+        session = self._sessions.get(backend)
+        if session is None:
+            session = self._sessions[backend] = self._make[backend]()
+        return session
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -208,9 +215,7 @@ class Fetcher:
         if self._direct:
             if jar.jar:
                 headers = _with_cookies(jar, method, url, headers)
-            sender = self._sessions.get(backend)
-            if sender is None:
-                sender = self._sessions[backend] = self._make[backend]()
+            sender = self._sessions.get(backend) or self._session(backend)
             response = await sender.send(method, url, headers, body, proxy, self._connect_timeout)
         else:
             assert self._transport is not None
