@@ -6,13 +6,13 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from . import parser, urls
+from . import extract, parser, urls
 from .settings import FETCH_BACKENDS
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ Callback = Callable[["Response"], Any]
 Errback = Callable[["Request", "Failure"], Any]
 
 _UNSET: Any = object()
+_T = TypeVar("_T")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP method or header name
 
 
@@ -318,6 +319,7 @@ class Response:
 
     __slots__ = (
         "_base",
+        "_extractions",
         "_json",
         "_selector",
         "_text",
@@ -351,6 +353,7 @@ class Response:
         self._base: urls.Base | None = None
         self._json: Any = _UNSET
         self._selector: Selector | None = None
+        self._extractions: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -442,6 +445,49 @@ class Response:
         fragments removed, without duplicates, in document order; rel="nofollow" links are
         left out while the crawl obeys nofollow (the default)."""
         return parser.extract_links(self.tree, self.url, nofollow=self.nofollow)
+
+    def markdown(self) -> str:
+        """The page's main content as Markdown: headings, lists, links, tables and code kept;
+        navigation, footers, sidebars, cookie banners and ads left out ("" when the page has
+        no main content). trafilatura, from the `extract` extra (see crawler/extract.py)."""
+        return self._extracted(
+            "markdown", lambda: extract.main_content(self.text, self.url, "markdown")
+        )
+
+    def main_html(self) -> str:
+        """The page's main content as HTML (as `markdown()` picks it)."""
+        return self._extracted("html", lambda: extract.main_content(self.text, self.url, "html"))
+
+    def main_text(self) -> str:
+        """The page's main content as plain text (as `markdown()` picks it)."""
+        return self._extracted("text", lambda: extract.main_content(self.text, self.url, "text"))
+
+    def metadata(self) -> dict[str, str | None]:
+        """title, description, language, author, published (YYYY-MM-DD), canonical_url and
+        site_name, each None where the page does not say."""
+        return self._extracted("metadata", lambda: extract.metadata(self.text, self.url))
+
+    def structured_data(self) -> dict[str, list[Any]]:
+        """The page's JSON-LD, microdata, OpenGraph and RDFa ("json-ld", "microdata",
+        "opengraph", "rdfa"), each a list of plain dicts (extruct's uniform shape)."""
+        return self._extracted("structured", lambda: extract.structured_data(self.text, self.url))
+
+    def js_object(self, name: str | None = None) -> Any:
+        """The JSON or JavaScript object literal assigned to `name` in the page's scripts
+        (`js_object("window.__INITIAL_STATE__")`; unquoted keys, single quotes, trailing
+        commas are read as a browser would), or without a name the first one in a script;
+        None when there is none."""
+        scripts = [node.text(deep=True) for node in self.css("script")]
+        return extract.js_object(scripts, name)
+
+    def _extracted(self, what: str, make: Callable[[], _T]) -> _T:
+        """`make()`'s result, made once per response."""
+        done = self._extractions
+        if done is None:
+            done = self._extractions = {}
+        if what not in done:
+            done[what] = make()
+        return done[what]  # type: ignore[no-any-return]
 
     @property
     def robots_directives(self) -> frozenset[str]:

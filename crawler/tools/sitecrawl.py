@@ -1,0 +1,43 @@
+"""`python -m crawler crawl URL`: the most common job without writing a spider: every page of a
+site (its start URL's host), one record each with its URL, title, metadata and main content as
+Markdown, text or HTML (crawler/extract.py), with every guarantee of a crawl (politeness,
+resume, each record written once)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..models import Request, Response
+from ..spider import Spider
+
+#: The formats a page's content is written in (the record's field of that name).
+FORMATS = ("markdown", "text", "html")
+
+
+class SiteCrawl(Spider):
+    """Pages of the start URLs' hosts (scope same-host), each a record; links followed unless
+    `follow` is off (`--depth 0`)."""
+
+    name = "crawl"
+    format = "markdown"
+    follow = True
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        metadata = response.metadata()
+        content = (
+            response.markdown()
+            if self.format == "markdown"
+            else response.main_text()
+            if self.format == "text"
+            else response.main_html()
+        )
+        yield {
+            "url": response.url,
+            "title": metadata["title"],
+            "metadata": metadata,
+            self.format: content,
+        }
+        if self.follow:
+            for url in response.links():
+                yield Request(url)
