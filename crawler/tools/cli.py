@@ -405,13 +405,19 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         overwrite_output=overwrite,
         events=args.events,
     )
+    return _crawl_here(crawler, args.quiet, argv)
+
+
+def _crawl_here(crawler: Crawler, quiet: bool, argv: Sequence[str] | None) -> int:
+    """Run the crawl in this process, as the process's only work, and sum it up; the exit
+    code. The summary's resume command is this one (without its run-once flags)."""
     resume = ["python", "-m", "crawler", *_without(list(argv or sys.argv[1:]), _ONCE)]
     # What startup made (modules, classes, the spider) lives as long as the process: out of the
     # collector's sight, it is not scanned again at every full collection (8% less CPU per page
     # on benchmarks/ab.py's workload, 6 interleaved runs)
     gc.freeze()
     young_objects_per_collection()
-    stats = _crawl_and_sum_up(crawler, args.quiet, shlex.join(resume))
+    stats = _crawl_and_sum_up(crawler, quiet, shlex.join(resume))
     return EXIT_INTERRUPTED if stats.ended == Ended.STOPPED else EXIT_OK
 
 
@@ -437,11 +443,7 @@ def _site_crawl(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         output=output,
         overwrite_output=overwrite,
     )
-    resume = ["python", "-m", "crawler", *_without(list(argv or sys.argv[1:]), _ONCE)]
-    gc.freeze()
-    young_objects_per_collection()
-    stats = _crawl_and_sum_up(crawler, args.quiet, shlex.join(resume))
-    return EXIT_INTERRUPTED if stats.ended == Ended.STOPPED else EXIT_OK
+    return _crawl_here(crawler, args.quiet, argv)
 
 
 #: Container objects allocated (net of those freed) between two collections of the youngest
