@@ -20,7 +20,7 @@ import pytest
 
 from crawler import ConfigError, Crawler, Request, Response, Settings, Spider
 from crawler.net.decoding import decoder_for
-from crawler.tools.report import summary_dict
+from crawler.tools.report import stats_text, summary_dict
 from tests.helpers import TlsNginx, crawl, has_nginx, html
 from tests.sites import ForwardProxy, GraphSite
 from tests.test_cli import SPIDER, acli
@@ -208,11 +208,15 @@ async def test_the_crawls_backend_and_counts_per_backend(store_path: Path) -> No
         "backend:requests:http2": 3,
         "backend:requests:impersonate": 1,
     }
-    summary = summary_dict(await _summary(store_path), running=False, now=0)
-    assert summary["backends"] == {
+    summary = await _summary(store_path)
+    assert summary_dict(summary, running=False, now=0)["backends"] == {
         "http2": {"requests": 3, "failed": 0},
         "impersonate": {"requests": 1, "failed": 0},
     }
+    assert (
+        "fetch backends: http2 3 requests, 0 failed  impersonate 1 requests, 0 failed"
+        in stats_text(summary, running=False, now=0)
+    )
 
 
 async def test_a_request_keeps_its_backend_across_a_resume(store_path: Path) -> None:

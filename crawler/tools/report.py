@@ -210,22 +210,15 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
             f"{rendered['blocked']} refused, {rendered['skipped']} not loaded (block_resources), "
             f"{rendered['failed']} failed"
         )
-    if data["proxies"]:
-        lines.append(
-            "proxies: "
-            + "  ".join(
-                f"{proxy} {n['requests']} requests, {n['failed']} failed"
-                for proxy, n in data["proxies"].items()
+    for key, label in (("proxies", "proxies"), ("backends", "fetch backends")):
+        if data[key]:
+            lines.append(
+                f"{label}: "
+                + "  ".join(
+                    f"{name} {n['requests']} requests, {n['failed']} failed"
+                    for name, n in data[key].items()
+                )
             )
-        )
-    if data["backends"]:
-        lines.append(
-            "fetch backends: "
-            + "  ".join(
-                f"{name} {n['requests']} requests, {n['failed']} failed"
-                for name, n in data["backends"].items()
-            )
-        )
     if data["stats"]:
         lines.append("spider stats: " + "  ".join(f"{k}: {v}" for k, v in data["stats"].items()))
     hosts = summary.hosts[:TOP_HOSTS]
