@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from . import extract, parser, urls
+from . import extract, fingerprints, parser, urls
 from .settings import FETCH_BACKENDS
 
 if TYPE_CHECKING:
@@ -479,6 +479,14 @@ class Response:
         None when there is none."""
         scripts = [node.text(deep=True) for node in self.css("script")]
         return extract.js_object(scripts, name)
+
+    def fingerprint(self) -> int:
+        """The 64-bit SimHash of the page's visible text (crawler/fingerprints.py): pages whose
+        fingerprints differ in a few bits (`fingerprints.distance`, 3 or fewer) say nearly the
+        same thing. No extra needed; ~0.4 ms for a 250-word page."""
+        return self._extracted(
+            "fingerprint", lambda: fingerprints.simhash(parser.visible_text(self.tree))
+        )
 
     def _extracted(self, what: str, make: Callable[[], _T]) -> _T:
         """`make()`'s result, made once per response."""

@@ -140,3 +140,20 @@ def extract_links(tree: LexborHTMLParser, page_url: str, *, nofollow: bool = Fal
         if url is not None:
             seen[url] = None
     return list(seen)
+
+
+#: Elements whose text a reader never sees.
+_UNSEEN = frozenset({"script", "style", "noscript", "template"})
+
+
+def visible_text(tree: LexborHTMLParser) -> str:
+    """The text of the page's body as a reader sees it (scripts, styles, noscript and
+    templates left out), its pieces joined by spaces."""
+    body = tree.body
+    if body is None:
+        return ""
+    return " ".join(
+        node.text_content or ""
+        for node in body.traverse(include_text=True)
+        if node.tag == "-text" and (node.parent is None or node.parent.tag not in _UNSEEN)
+    )
