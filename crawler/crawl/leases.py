@@ -116,11 +116,13 @@ class SharedLeases:
         self._grant_pending = False
         self._frontier: Frontier | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._started = time.monotonic()
         #: Set when workers idle for want of hosts: the heartbeat comes early.
         self._beat_now = asyncio.Event()
 
     async def start(self, frontier: Frontier) -> None:
         self._frontier = frontier
+        self._started = time.monotonic()
         await self._acquire(frontier)
         self._beat_task = asyncio.create_task(self._beat(frontier))
 
@@ -148,6 +150,14 @@ class SharedLeases:
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
+        frontier = self._frontier
+        if frontier is not None:
+            # the pages settled since the last heartbeat (the last ones of the crawl, say):
+            # the process's count in the store ends right (`stats` shows it per worker)
+            with contextlib.suppress(Exception):  # (a store gone at the end loses a count)
+                fetched = frontier.fetched_pages
+                rate = fetched / max(time.monotonic() - self._started, 1e-9)
+                await self._store.heartbeat([], fetched, rate, False)
 
     # -- leases and heartbeats ---------------------------------------------------------------
 
