@@ -129,9 +129,10 @@ def js_object(scripts: list[str], name: str | None) -> Any:
     return None
 
 
+_LITERAL = re.compile(r"[{\[]")
+
+
 def _first_literal(script: str, at: int) -> int | None:
     """Where the first object or array literal of `script` starts."""
-    for index in range(at, len(script)):
-        if script[index] in "{[":
-            return index
-    return None
+    found = _LITERAL.search(script, at)
+    return found.start() if found else None

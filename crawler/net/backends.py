@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -183,23 +184,20 @@ class CurlSession:
 #: curl's HTTP versions (CURL_HTTP_VERSION_*) as httpx names them.
 _VERSIONS = {1: b"HTTP/1.0", 2: b"HTTP/1.1", 3: b"HTTP/2", 30: b"HTTP/3"}
 
-_SESSION_CLASS: list[type] = []
 
-
+@functools.cache
 def _pinned_session_class(curl_requests: Any) -> type:
     """curl-cffi's AsyncSession whose handles, as a request takes one, get the request's
     resolve entries (the guard's pin): curl connects where the guard checked."""
-    if not _SESSION_CLASS:
-        from curl_cffi import CurlOpt
+    from curl_cffi import CurlOpt
 
-        class _PinnedCurlSession(curl_requests.AsyncSession):  # type: ignore[misc]
-            async def pop_curl(self) -> Any:
-                curl = await super().pop_curl()
-                curl.setopt(CurlOpt.RESOLVE, _resolve.get())
-                return curl
+    class _PinnedCurlSession(curl_requests.AsyncSession):  # type: ignore[misc]
+        async def pop_curl(self) -> Any:
+            curl = await super().pop_curl()
+            curl.setopt(CurlOpt.RESOLVE, _resolve.get())
+            return curl
 
-        _SESSION_CLASS.append(_PinnedCurlSession)
-    return _SESSION_CLASS[0]
+    return _PinnedCurlSession
 
 
 def _translated(exc: Exception, errors: Any) -> httpx.HTTPError:
@@ -237,16 +235,23 @@ class _CurlBody(httpx.AsyncByteStream):
             await self._response.aclose()
 
 
-class SessionTransport(httpx.AsyncBaseTransport):
-    """A backend's session (`session_of(name)`, the fetcher's: it closes them) as an httpx
-    transport, under the HTTP cache."""
+class Dispatch(httpx.AsyncBaseTransport):
+    """The network under the HTTP cache: a request goes to `default` (a transport), or to the
+    session of the backend its "fetch_backend" extension names (`session_of(name)`: the
+    fetcher's sessions, which the fetcher closes). One cache over every backend."""
 
-    def __init__(self, session_of: Callable[[str], Session], name: str) -> None:
-        self._session = session_of(name)
+    def __init__(
+        self, default: httpx.AsyncBaseTransport, session_of: Callable[[str], Session]
+    ) -> None:
+        self._default = default
+        self._session_of = session_of
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        name = request.extensions.get("fetch_backend")
+        if name is None or name == "default":
+            return await self._default.handle_async_request(request)
         timeout = request.extensions.get("timeout", {})
-        response = await self._session.send(
+        response = await self._session_of(name).send(
             request.method,
             str(request.url),
             dict(request.headers),
@@ -257,34 +262,5 @@ class SessionTransport(httpx.AsyncBaseTransport):
         response.request = request
         return response
 
-
-class Dispatch(httpx.AsyncBaseTransport):
-    """The transport of a request's backend (its "fetch_backend" extension; `default` for
-    none): one HTTP cache over every backend."""
-
-    def __init__(
-        self,
-        default: httpx.AsyncBaseTransport,
-        others: Mapping[str, Callable[[], httpx.AsyncBaseTransport]],
-    ) -> None:
-        self._default = default
-        self._others = others  # name -> a function making the transport, at its first use
-        self._made: dict[str, httpx.AsyncBaseTransport] = {}
-
-    def _for(self, name: str | None) -> httpx.AsyncBaseTransport:
-        if name is None or name == "default" or name not in self._others:
-            return self._default
-        made = self._made.get(name)
-        if made is None:
-            made = self._made[name] = self._others[name]()
-        return made
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._for(request.extensions.get("fetch_backend")).handle_async_request(
-            request
-        )
-
     async def aclose(self) -> None:
         await self._default.aclose()
-        for transport in self._made.values():
-            await transport.aclose()

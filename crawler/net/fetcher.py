@@ -37,7 +37,7 @@ from ..errors import (
 from ..stats import BACKEND, bump
 from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
-from .backends import CurlSession, Dispatch, Session, SessionTransport, trust
+from .backends import CurlSession, Dispatch, Session, trust
 from .cookies import Jars
 from .decoding import ACCEPT_ENCODING, DecodingError, decoder_for
 from .dns import DnsStats
@@ -145,19 +145,16 @@ class Fetcher:
                 self._session(backend)
         #: An HTTP cache keeps a body only once it was read whole: error bodies are read too.
         self._caching = cache_dir is not None
+        # The network straight through each backend's session: httpx's request and transport
+        # layers (URL parsing, header merging, the request's preparation) are for the cache and
+        # for the transports tests hand in.
         self._direct = guard is not None and transport is None and cache_dir is None
         if not self._direct:
             if guard is not None:
                 if transport is not None:
                     transport = GuardedTransport(transport, guard)
                 else:
-                    transport = Dispatch(
-                        pinned_transport(guard, limits, context),
-                        {
-                            name: functools.partial(SessionTransport, self._session, name)
-                            for name in ("http2", "impersonate")
-                        },
-                    )
+                    transport = Dispatch(pinned_transport(guard, limits, context), self._session)
             # A transport is called directly, not through httpx.AsyncClient: the client's
             # per-request layers (URL merging, auth, redirects, event hooks, a cookie jar parsed
             # on every response) were a fifth of the crawler's CPU, and we follow redirects here.
@@ -215,8 +212,9 @@ class Fetcher:
         if self._direct:
             if jar.jar:
                 headers = _with_cookies(jar, method, url, headers)
-            sender = self._sessions.get(backend) or self._session(backend)
-            response = await sender.send(method, url, headers, body, proxy, self._connect_timeout)
+            response = await self._session(backend).send(
+                method, url, headers, body, proxy, self._connect_timeout
+            )
         else:
             assert self._transport is not None
             merged = self._headers
