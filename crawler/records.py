@@ -183,6 +183,12 @@ NEW_REQUEST_COLUMNS = (
 )
 
 
+def duplicate_dict(url: str, duplicate_of: str, exact: bool) -> dict[str, Any]:
+    """A duplicate page as `duplicates` lists it: its URL, the page it repeats, and how
+    ("exact": the same body; "near": nearly the same text)."""
+    return {"url": url, "duplicate_of": duplicate_of, "kind": "exact" if exact else "near"}
+
+
 def failure_dict(
     url: str,
     error: str | None,
@@ -270,12 +276,29 @@ class Outcome:
     #: What a revisit found: "unchanged" (304: the page's items stay), "changed" (its items
     #: are replaced by these), "gone" (404/410: its items are removed); None: not a revisit.
     revisit: Revisit | None = None
+    #: The page's content fingerprint (when the crawl looks for duplicates), kept with it.
+    fingerprint: Fingerprint | None = None
 
     @property
     def fetched(self) -> bool:
         """Whether a request went out for this page (a response, a timeout or a connection
         error), which is what `max_pages` and `max_pages_per_host` count."""
         return self.latency is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What a parsed page's content was, kept with its outcome when the crawl looks for
+    duplicates (settings.duplicates): the hash of its body, the MinHash signature of its
+    visible text (None: not HTML, or no words), and the URL of the page crawled before that it
+    duplicates (`exact`: the same body; otherwise a near-duplicate), if it does. `url` is the
+    page's own (a redirect's final URL)."""
+
+    url: str
+    body_hash: bytes
+    signature: bytes | None = None
+    duplicate_of: str | None = None
+    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)

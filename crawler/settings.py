@@ -22,6 +22,8 @@ from .errors import ConfigError
 POLITENESS_KEYS = ("host", "domain", "ip")
 #: The values of the `fetch_backend` setting (and of a Request's, and per host).
 FETCH_BACKENDS = ("default", "http2", "impersonate")
+#: The values of the `duplicates` setting.
+DUPLICATE_MODES = ("off", "mark", "nofollow")
 #: The values of the `dns_resolver` setting.
 DNS_RESOLVERS = ("async", "system")
 #: The values of the `http_cache_policy` setting.
@@ -112,6 +114,15 @@ class Settings:
     robots_ttl: float = 86400.0
     #: Respect rel="nofollow" links and <meta name="robots"> / X-Robots-Tag nofollow, noindex.
     obey_nofollow: bool = True
+    #: Duplicate pages: "off"; "mark": every parsed page's body hash and MinHash signature (of
+    #: its visible text) are kept with it, and a page identical to one already crawled, or
+    #: `duplicate_similarity` alike, is marked (`response.duplicate_of`, the `duplicates`
+    #: command) and counted; "nofollow": marked, and the requests its callback yields are not
+    #: queued (its items are kept).
+    duplicates: str = "off"
+    #: How alike two pages' texts must be to be near-duplicates: the estimated share of their
+    #: 3-word shingles they have in common (0.5 to 1.0).
+    duplicate_similarity: float = 0.9
     #: The User-Agent header.
     user_agent: str = DEFAULT_USER_AGENT
     #: The token matched against robots.txt User-agent lines; "" means the product token of
@@ -264,6 +275,16 @@ class Settings:
                 f"setting 'fetch_backend' must be one of {', '.join(FETCH_BACKENDS)}, "
                 f"got {self.fetch_backend!r}"
             )
+        if self.duplicates not in DUPLICATE_MODES:
+            raise ConfigError(
+                f"setting 'duplicates' must be one of {', '.join(DUPLICATE_MODES)}, "
+                f"got {self.duplicates!r}"
+            )
+        if not 0.5 <= self.duplicate_similarity <= 1.0:
+            raise ConfigError(
+                "setting 'duplicate_similarity' must be from 0.5 to 1.0, "
+                f"got {self.duplicate_similarity!r}"
+            )
         if not self.impersonate_profile.strip():
             raise ConfigError("setting 'impersonate_profile' must name a browser, e.g. chrome")
         if self.ca_bundle and not os.path.isfile(self.ca_bundle):
@@ -350,6 +371,8 @@ _FIELD_TYPES: dict[str, type] = {
     "max_crawl_delay": float,
     "robots_ttl": float,
     "obey_nofollow": bool,
+    "duplicates": str,
+    "duplicate_similarity": float,
     "user_agent": str,
     "robots_user_agent": str,
     "strip_tracking_params": bool,

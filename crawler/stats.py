@@ -26,6 +26,9 @@ RENDER = "render:"
 #: Requests by fetch backend other than the default ("backend:requests:http2"), and those that
 #: failed at the network ("backend:failed:http2"): the default's are the rest.
 BACKEND = "backend:"
+#: Duplicate pages ("duplicates:exact", "duplicates:near") and the requests not queued from
+#: them ("duplicates:unfollowed", settings.duplicates = "nofollow").
+DUPLICATES = "duplicates:"
 #: Revisits, by what they found ("revisit:unchanged", "revisit:changed", "revisit:gone").
 REVISIT = "revisit:"
 

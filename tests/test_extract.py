@@ -182,7 +182,7 @@ async def test_crawl_formats_and_depth(site: str, tmp_path: Path) -> None:
     code, _, err = await crawler_cli(*args, cwd=tmp_path)
     assert code == 0, err
     (record,) = map(json.loads, (tmp_path / "docs.jsonl").read_text().splitlines())
-    assert set(record) == {"url", "title", "metadata", "text"}
+    assert set(record) == {"url", "title", "metadata", "duplicate_of", "text"}
     assert "Relay retries a failed delivery" in record["text"]
     code, _, err = await crawler_cli("crawl", site, "--depth", "-1", "-o", "x.jsonl", cwd=tmp_path)
     assert code == 2

@@ -21,6 +21,7 @@ from crawler import ConfigError
 from crawler.records import (
     STATE_MARK,
     ErrorKind,
+    Fingerprint,
     HostState,
     NewRequest,
     Outcome,
@@ -320,6 +321,74 @@ async def test_revisits_keep_replace_or_remove_a_pages_items(opener: Opener) -> 
     assert (await store.host_totals())["a.com"].items == 2
     assert await store.requeue_stale(0.0) == 0  # nothing done that long ago
     assert [i async for i in store.changed_items()] == []  # a new revisit: old news
+
+
+async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req(f"/{n}") for n in range(5)])
+    await store.acquire_hosts(10, None)
+    rows = await store.lease("a.com", 5, now=1.0)
+    sig = bytes(range(256))
+    prints = [
+        Fingerprint("http://a.com/0", b"h0" * 8, sig),
+        Fingerprint("http://a.com/1", b"h0" * 8, None, "http://a.com/0", exact=True),
+        Fingerprint("http://a.com/2", b"h2" * 8, sig, "http://a.com/0"),
+        Fingerprint("http://a.com/3", b"h3" * 8, None),  # not HTML: a body hash only
+    ]
+    # in two commits, the second with a redirect that is crawled on its own: no fingerprint
+    await store.commit(
+        [
+            Outcome(r, State.DONE, 1, fingerprint=f)
+            for r, f in zip(rows[:2], prints[:2], strict=True)
+        ]
+    )
+    to = ("http://a.com/0", "a.com")
+    await store.commit(
+        [
+            *[
+                Outcome(r, State.DONE, 1, fingerprint=f)
+                for r, f in zip(rows[2:4], prints[2:], strict=True)
+            ],
+            Outcome(
+                rows[4], State.DONE, 1, final_url=to, fingerprint=Fingerprint(to[0], b"x" * 16)
+            ),
+        ]
+    )
+    assert [kept async for kept in store.fingerprints()] == [
+        ("http://a.com/0", b"h0" * 8, sig),
+        ("http://a.com/3", b"h3" * 8, None),
+    ]
+    assert [d async for d in store.duplicates()] == [
+        {"url": "http://a.com/1", "duplicate_of": "http://a.com/0", "kind": "exact"},
+        {"url": "http://a.com/2", "duplicate_of": "http://a.com/0", "kind": "near"},
+    ]
+    await store.close()
+    reopened = await opener()  # what a resumed crawl rebuilds its index from
+    assert len([kept async for kept in reopened.fingerprints()]) == 2
+    # a revisit that finds the page changed replaces its fingerprint; gone removes it
+    assert await reopened.requeue_stale(time.time() + 1) == 5
+    await reopened.acquire_hosts(10, None)
+    again = {r.url: r for r in await reopened.lease("a.com", 10, now=1.0)}
+    await reopened.commit(
+        [
+            Outcome(
+                again["http://a.com/0"],
+                State.DONE,
+                1,
+                revisit=Revisit.CHANGED,
+                fingerprint=Fingerprint("http://a.com/0", b"n0" * 8, sig),
+            ),
+            Outcome(
+                again["http://a.com/3"],
+                State.FAILED,
+                1,
+                status=404,
+                error=ErrorKind.HTTP_STATUS,
+                revisit=Revisit.GONE,
+            ),
+        ]
+    )
+    assert [kept async for kept in reopened.fingerprints()] == [("http://a.com/0", b"n0" * 8, sig)]
 
 
 async def test_a_sitemaps_lastmod_marks_queued_revisits_unchanged(opener: Opener) -> None:

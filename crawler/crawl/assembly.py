@@ -25,6 +25,7 @@ from ..net.politeness import Breaker
 from ..net.proxies import ProxyPool
 from ..net.robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from ..page.devtools import Requester
+from ..page.duplicates import Duplicates
 from ..page.hooks import Hooks, check_hooks
 from ..page.pipelines import Pipelines, check_pipelines
 from ..page.rules import LinkRules, RetryRules
@@ -282,9 +283,10 @@ class Parts:
         hooks: Hooks,
         renderer: Renderer | None,
         scope: Scope,
+        duplicates: Duplicates | None = None,
     ) -> PageRunner:
         """The crawl's page runner: robots.txt kept in `store`, host slots freed to
-        `frontier`, links judged by `scope`."""
+        `frontier`, links judged by `scope`, pages judged against `duplicates`."""
         robots = self.robots(
             RobotsCache(
                 # robots.txt takes its host's token: the host's pace holds at the server
@@ -304,6 +306,7 @@ class Parts:
             renderer,
             release=frontier.release,
             refund=frontier.refund,
+            duplicates=duplicates,
         )
 
     def page_runner(
@@ -317,6 +320,7 @@ class Parts:
         release: Release,
         refund: Callable[[str], None] | None = None,
         known_urls: int = 200_000,
+        duplicates: Duplicates | None = None,
     ) -> PageRunner:
         """The page runner of the crawl (or, with no store, of one page at a time)."""
         settings = self.settings
@@ -351,7 +355,23 @@ class Parts:
             renderer=renderer,
             render_all=self.spider.render,
             known_urls=known_urls,
+            duplicates=duplicates,
         )
+
+    async def duplicates(
+        self, kept: AsyncIterator[tuple[str, bytes, bytes | None]]
+    ) -> Duplicates | None:
+        """The index of pages crawled (None: the crawl does not look for duplicates), filled
+        with the fingerprints `kept` in the store."""
+        settings = self.settings
+        if settings.duplicates == "off":
+            return None
+        index = Duplicates(
+            settings.duplicate_similarity, nofollow=settings.duplicates == "nofollow"
+        )
+        async for url, body, signature in kept:
+            index.load(url, body, signature)
+        return index
 
     def proxies(self) -> ProxyPool | None:
         """The crawl's proxies (or the environment's); None when every request goes direct."""

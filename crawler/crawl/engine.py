@@ -203,8 +203,9 @@ class Crawler:
                 fetcher, self._parts.allows(self._scope), self._parts.charge(frontier)
             )
             stack.push_async_callback(renderer.aclose)
+            duplicates = await self._parts.duplicates(store.fingerprints())
             page = self._parts.crawl_page_runner(
-                store, fetcher, frontier, hooks, renderer, self._scope
+                store, fetcher, frontier, hooks, renderer, self._scope, duplicates
             )
             # links back to a start URL (a site's home page, from every page) are not sent on
             # to the store, which would only find them queued and look for their host's rows

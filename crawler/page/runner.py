@@ -40,9 +40,10 @@ from ..render.browser import Renderer, renders
 from ..render.intercept import Rendered, as_fetched
 from ..settings import HostSettings
 from ..spider import Spider
-from ..stats import CACHE_HITS, RENDER, REVISIT, counting
+from ..stats import CACHE_HITS, DUPLICATES, RENDER, REVISIT, counting
 from ..stats import bump as add_counter
 from ..urls import Canonicalizer, Scope
+from .duplicates import Duplicates
 from .hooks import Hooks
 from .pipelines import is_item
 from .rules import LinkRules, RetryRules
@@ -78,6 +79,7 @@ class PageRunner:
         renderer: Renderer | None = None,
         render_all: bool = False,
         host_settings: Callable[[str], HostSettings | None] | None = None,
+        duplicates: Duplicates | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -96,6 +98,8 @@ class PageRunner:
         self._render_all = render_all
         #: The spider's settings for a host (its `host_settings`), if it has any.
         self._host_settings = host_settings
+        #: Pages crawled before, when the crawl looks for duplicates.
+        self._duplicates = duplicates
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -453,6 +457,10 @@ class PageRunner:
                 final_key=final_key,
                 message=f"not parsed: {parser.media_type(content_type)}",
             )
+        seen = None
+        if self._duplicates is not None:
+            seen = self._duplicates.judge(response)
+            response.duplicate_of = seen.duplicate_of
         try:
             assert request.callback is not None
             produced, links = await self._produce(
@@ -468,6 +476,11 @@ class PageRunner:
                 error=ErrorKind.SPIDER,
                 message=exc.message,
             )
+        if seen is not None and seen.duplicate_of is not None and links:
+            assert self._duplicates is not None
+            if self._duplicates.nofollow:
+                add_counter(DUPLICATES + "unfollowed", len(links))
+                links = []
         return Outcome(
             stored,
             State.DONE,
@@ -477,6 +490,7 @@ class PageRunner:
             links=links,
             final_url=final,
             final_key=final_key,
+            fingerprint=seen,
         )
 
     async def _produce(

@@ -180,6 +180,12 @@ class Kept(Protocol):
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
 
+    def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
+        """The fingerprints `commit` kept (Outcome.fingerprint) of pages that duplicate none,
+        as (URL, body hash, signature), in the order their requests were queued: what the
+        crawl's index of pages seen is rebuilt from. A revisit's outcome replaces its page's
+        (one that found the page gone removes it)."""
+
 
 class Marks(Protocol):
     """Bookmarks, and who feeds a sink (crawl/sinks.py)."""
@@ -229,6 +235,10 @@ class Reader(Protocol):
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Failed rows (of `host`, of error kind `error`), oldest first (as ReadableStore)."""
+
+    def duplicates(self) -> AsyncIterator[dict[str, Any]]:
+        """The pages found duplicating one crawled before (records.duplicate_dict), in the
+        order their requests were queued."""
 
     async def counts(self) -> Counts:
         """Rows per state and items stored."""

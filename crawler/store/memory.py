@@ -33,6 +33,7 @@ from ..records import (
     STATE_MARK,
     UNCHANGED_BY_SITEMAP,
     Counts,
+    Fingerprint,
     HostLease,
     HostState,
     NewRequest,
@@ -41,6 +42,7 @@ from ..records import (
     StoredRequest,
     Summary,
     WorkerInfo,
+    duplicate_dict,
     failure_dict,
     host_summaries,
     revisit_mark,
@@ -115,6 +117,8 @@ class MemoryDatabase:
     sessions: dict[str, str] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     marks: dict[str, str] = field(default_factory=dict)
+    #: Row id -> the page's fingerprint (settings.duplicates).
+    fingerprints: dict[int, Fingerprint] = field(default_factory=dict)
     next_row: int = 1
     next_item: int = 1
     #: A store is open on it (one at a time, as a SQLite file's lock allows).
@@ -124,7 +128,7 @@ class MemoryDatabase:
         fresh = MemoryDatabase()
         for name in ("spider", "rows", "identities", "items", "robots", "hosts"):
             setattr(self, name, getattr(fresh, name))
-        for name in ("sessions", "counters", "marks", "next_row", "next_item"):
+        for name in ("sessions", "counters", "marks", "fingerprints", "next_row", "next_item"):
             setattr(self, name, getattr(fresh, name))
 
 
@@ -356,6 +360,11 @@ class MemoryStore:
         replaced = {o.request.id for o in committed if o.revisit in REPLACING}
         if replaced:  # a revisit found the page changed (or gone): its old items go
             db.items = {i: item for i, item in db.items.items() if item[0] not in replaced}
+            for row_id in replaced:
+                db.fingerprints.pop(row_id, None)
+        for outcome in committed:
+            if outcome.fingerprint is not None:
+                db.fingerprints[outcome.request.id] = outcome.fingerprint
         for outcome in committed:
             if outcome.links:
                 self._insert(outcome.links)
@@ -401,6 +410,12 @@ class MemoryStore:
         await self._turn()
         self._db.robots[origin] = (fetched_at, body)
 
+    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
+        await self._turn()
+        for _, fp in sorted(self._db.fingerprints.items()):
+            if fp.duplicate_of is None:
+                yield fp.url, fp.body_hash, fp.signature
+
     # -- Marks and ItemFeed ----------------------------------------------------------------------
 
     async def claim(self, key: str, wait: float = 0.0) -> bool:
@@ -441,6 +456,12 @@ class MemoryStore:
         for row_id, data in list(self._db.items.values()):
             if rows[row_id].revisit == REVISIT_CHANGED:
                 yield data
+
+    async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
+        await self._turn()
+        for _, fp in sorted(self._db.fingerprints.items()):
+            if fp.duplicate_of is not None:
+                yield duplicate_dict(fp.url, fp.duplicate_of, fp.exact)
 
     async def failures(
         self, host: str | None = None, error: str | None = None

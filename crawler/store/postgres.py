@@ -70,7 +70,7 @@ _SQL = sql.POSTGRES_SQL
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -236,6 +236,11 @@ _CALL_COMMIT_PAGES = (
 )
 
 
+#: Each page's fingerprint (settings.duplicates), by its row.
+_FINGERPRINTS = """CREATE TABLE fingerprints (request_id bigint PRIMARY KEY, url text NOT NULL,
+    body_hash bytea NOT NULL, signature bytea, duplicate_of text,
+    exact bool NOT NULL DEFAULT false)"""
+
 _TABLES = [
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE requests (
@@ -304,6 +309,7 @@ _TABLES = [
     )""",
     "CREATE TABLE sessions (name text PRIMARY KEY, cookies text NOT NULL)",
     "CREATE TABLE callbacks (name text PRIMARY KEY)",
+    _FINGERPRINTS,
     """CREATE TABLE workers (
         id text PRIMARY KEY,
         machine text NOT NULL,
@@ -333,6 +339,7 @@ _MIGRATIONS = {
     3: [  # 4: host health: when a host's failures since its last success began
         "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
+    4: [_FINGERPRINTS],  # 5: pages' fingerprints, for duplicates
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
 
@@ -831,9 +838,15 @@ class PostgresStore:
 
     def _plain(self, outcomes: Sequence[Outcome]) -> bool:
         """Whether `commit_pages` can commit `outcomes`: no redirect to claim, no cookies, no
-        revisit replacing items, no sitemap dates, no host or callback new to this process."""
+        revisit replacing items, no fingerprint, no sitemap dates, no host or callback new to
+        this process."""
         for outcome in outcomes:
-            if outcome.final_url is not None or outcome.jars or outcome.revisit in REPLACING:
+            if (
+                outcome.final_url is not None
+                or outcome.jars
+                or outcome.revisit in REPLACING
+                or outcome.fingerprint is not None
+            ):
                 return False
             for link in outcome.links:
                 if (
@@ -985,6 +998,11 @@ class PostgresStore:
                 sorted(pages),
             ):
                 counts.setdefault(pages[request_id], [0, 0, 0, 0, 0])[3] -= 1
+        forget, keep = sql.fingerprint_rows(committed)
+        if forget:
+            await db.executemany(_SQL.forget_fingerprint, forget)
+        if keep:
+            await db.executemany(_SQL.keep_fingerprint, keep)
         items = [(o.request.id, item) for o in committed if not o.lost for item in o.items]
         if items:
             await db.execute(
@@ -1199,6 +1217,16 @@ class PostgresStore:
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         return sql.failures(self._query, sql.POSTGRES, host, error)
+
+    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
+        if self.schema_version >= 5:  # (read-only, before a resume migrated it: none)
+            async for kept in sql.fingerprints(self._query, sql.POSTGRES):
+                yield kept
+
+    async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
+        if self.schema_version >= 5:
+            async for duplicate in sql.duplicates(self._query, sql.POSTGRES):
+                yield duplicate
 
     async def jars(self) -> dict[str, str]:
         return {name: text for name, text in await self._fetch(_SQL.jars)}

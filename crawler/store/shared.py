@@ -23,7 +23,11 @@ def crawled_on_its_own(outcome: Outcome, url: str) -> Outcome:
     """A redirect to `url`, which another row holds (leased, done or failed): that page is, or
     was, crawled under its own URL, so this outcome keeps no items or links."""
     return dataclasses.replace(
-        outcome, items=[], links=[], message=f"redirected to {url}, crawled on its own"
+        outcome,
+        items=[],
+        links=[],
+        fingerprint=None,
+        message=f"redirected to {url}, crawled on its own",
     )
 
 

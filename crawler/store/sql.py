@@ -27,10 +27,11 @@ from ..records import (
     Outcome,
     Summary,
     WorkerInfo,
+    duplicate_dict,
     failure_dict,
     host_summaries,
 )
-from .shared import REDIRECTED, bucket_seconds, count_unchanged, sitemap_dated
+from .shared import REDIRECTED, REPLACING, bucket_seconds, count_unchanged, sitemap_dated
 from .shared import unchanged_by_sitemap as sitemap_policy
 
 #: Runs a query with its parameters; the rows.
@@ -103,6 +104,15 @@ class Statements:
             f"INSERT INTO meta (key, value) VALUES ({p1}, {p2}) ON CONFLICT (key) DO NOTHING"
         )
         self.move_mark = f"UPDATE meta SET value = {p3} WHERE key = {p1} AND value = {p2}"
+        #: A page's fingerprint (settings.duplicates), kept or replaced; forgotten.
+        self.keep_fingerprint = (
+            "INSERT INTO fingerprints (request_id, url, body_hash, signature, duplicate_of,"
+            f" exact) VALUES ({p1}, {p2}, {p3}, {d.placeholder(4)}, {d.placeholder(5)},"
+            f" {d.placeholder(6)}) ON CONFLICT (request_id) DO UPDATE SET url = excluded.url,"
+            " body_hash = excluded.body_hash, signature = excluded.signature,"
+            " duplicate_of = excluded.duplicate_of, exact = excluded.exact"
+        )
+        self.forget_fingerprint = f"DELETE FROM fingerprints WHERE request_id = {p1}"
         #: A new revisit: what the last one changed is no longer news.
         self.old_news = "UPDATE requests SET revisit = 0 WHERE revisit = 2"
         self._d = d
@@ -136,6 +146,51 @@ async def failures(
     while rows := await fetch(query, (last, host, error)):
         for _, *failure in rows:
             yield failure_dict(*failure)
+        last = rows[-1][0]
+
+
+def fingerprint_rows(
+    committed: Sequence[Outcome],
+) -> tuple[list[tuple[int]], list[tuple[int, str, bytes, bytes | None, str | None, bool]]]:
+    """What a commit does to the fingerprints table: the rows to forget (a revisit's that
+    replaced its page's items), then the rows to keep (Statements.forget_fingerprint and
+    keep_fingerprint)."""
+    forget = [(o.request.id,) for o in committed if not o.lost and o.revisit in REPLACING]
+    keep = [
+        (o.request.id, f.url, f.body_hash, f.signature, f.duplicate_of, f.exact)
+        for o in committed
+        if not o.lost and (f := o.fingerprint) is not None
+    ]
+    return forget, keep
+
+
+async def fingerprints(fetch: Fetch, d: Dialect) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
+    """The kept fingerprints of pages that duplicate none (url, body hash, signature), in
+    request order."""
+    query = (
+        "SELECT request_id, url, body_hash, signature FROM fingerprints"
+        f" WHERE request_id > {d.placeholder(1)} AND duplicate_of IS NULL"
+        " ORDER BY request_id LIMIT 5000"
+    )
+    last = 0
+    while rows := await fetch(query, (last,)):
+        for _, url, body, signature in rows:
+            yield url, bytes(body), None if signature is None else bytes(signature)
+        last = rows[-1][0]
+
+
+async def duplicates(fetch: Fetch, d: Dialect) -> AsyncIterator[dict[str, Any]]:
+    """The pages that duplicate one crawled before, as records.duplicate_dict, in request
+    order."""
+    query = (
+        "SELECT request_id, url, duplicate_of, exact FROM fingerprints"
+        f" WHERE request_id > {d.placeholder(1)} AND duplicate_of IS NOT NULL"
+        " ORDER BY request_id LIMIT 1000"
+    )
+    last = 0
+    while rows := await fetch(query, (last,)):
+        for _, url, duplicate_of, exact in rows:
+            yield duplicate_dict(url, duplicate_of, bool(exact))
         last = rows[-1][0]
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _SQL = sql.SQLITE_SQL
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -84,6 +84,13 @@ _REQUEST_INDEXES = [
     " WHERE state = 0",
     "CREATE INDEX IF NOT EXISTS requests_leased ON requests (lease) WHERE state = 1",
 ]
+
+#: Each page's fingerprint (settings.duplicates), by its row.
+_FINGERPRINTS = (
+    "CREATE TABLE IF NOT EXISTS fingerprints (request_id INTEGER PRIMARY KEY, url TEXT NOT NULL,"
+    " body_hash BLOB NOT NULL, signature BLOB, duplicate_of TEXT,"
+    " exact INTEGER NOT NULL DEFAULT 0)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -212,6 +219,7 @@ _COUNTERS = [
 _MIGRATIONS[9] = [  # 10: host health: when a host's failures since its last success began
     "ALTER TABLE hosts ADD COLUMN silent_since REAL",
 ]
+_MIGRATIONS[10] = [_FINGERPRINTS]  # 11: pages' fingerprints, for duplicates
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
 _NEVER_SENT = sorted(NEVER_SENT)
 
@@ -375,7 +383,13 @@ class SQLiteStore:
                 )
         else:
             async with self._transaction():
-                statements = [_REQUESTS, *_REQUEST_INDEXES, *_SCHEMA.split(";"), *_COUNTERS]
+                statements = [
+                    _REQUESTS,
+                    *_REQUEST_INDEXES,
+                    *_SCHEMA.split(";"),
+                    *_COUNTERS,
+                    _FINGERPRINTS,
+                ]
                 for statement in statements:
                     if statement.strip():
                         await self._db.execute(statement)
@@ -565,6 +579,11 @@ class SQLiteStore:
             replaced = [(o.request.id,) for o in committed if o.revisit in REPLACING]
             if replaced:  # a revisit found the page changed (or gone): its old items go
                 await self._db.executemany("DELETE FROM items WHERE request_id = ?", replaced)
+            forget, keep = sql.fingerprint_rows(committed)
+            if forget:
+                await self._db.executemany(_SQL.forget_fingerprint, forget)
+            if keep:
+                await self._db.executemany(_SQL.keep_fingerprint, keep)
             if links:
                 await self._insert(links)
                 for outcome in committed:
@@ -670,6 +689,16 @@ class SQLiteStore:
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         return sql.failures(self._query, sql.SQLITE, host, error)
+
+    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
+        if self.schema_version >= 11:  # (read-only, before a resume migrated it: none)
+            async for kept in sql.fingerprints(self._query, sql.SQLITE):
+                yield kept
+
+    async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
+        if self.schema_version >= 11:
+            async for duplicate in sql.duplicates(self._query, sql.SQLITE):
+                yield duplicate
 
     async def jars(self) -> dict[str, str]:
         return dict(await self._fetchall(_SQL.jars))

@@ -1,5 +1,5 @@
-"""The command line: `run`, `export`, `failures`, `stats`, `report`, `fetch`, `parse`, `shell`,
-`view`, `list`, `bench`, `demo`. The only place that calls asyncio.run.
+"""The command line: `run`, `export`, `failures`, `duplicates`, `stats`, `report`, `fetch`,
+`parse`, `shell`, `view`, `list`, `bench`, `demo`. The only place that calls asyncio.run.
 
 Exit status: 0 when a crawl completes (failed pages are recorded, not fatal), 130 after a
 stop by Ctrl-C or SIGTERM, 2 for usage and configuration errors (a one-line message, no
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ from ..models import Request, Response
 from ..records import Ended, ErrorKind, FailedFilter, error_kinds
 from ..settings import Settings
 from ..spider import Spider, load_spider_class
-from ..store import Summary, is_dsn, open_readonly, open_store
+from ..store import ReadableStore, Summary, is_dsn, open_readonly, open_store
 from .sitecrawl import FORMATS, SiteCrawl
 
 log = logging.getLogger("crawler")
@@ -240,6 +240,17 @@ def _parser() -> argparse.ArgumentParser:
         help="only these kinds of error (timeout, http_status, ...)",
     )
 
+    duplicates = commands.add_parser(
+        "duplicates",
+        parents=[verbosity],
+        help="list the pages that repeat one crawled before (-s duplicates=mark) as JSON lines",
+    )
+    duplicates.add_argument("--store", metavar="PATH|DSN", required=True)
+    duplicates.add_argument(
+        "--spider", metavar="NAME", help="the crawl's spider (PostgreSQL stores)"
+    )
+    duplicates.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+
     bench = commands.add_parser(
         "bench", parents=[verbosity], help="measure crawling speed on a local generated site"
     )
@@ -358,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "failures":
             return _failures(args)
+        if args.command == "duplicates":
+            return _listed(args, lambda store: store.duplicates(), "duplicate pages")
         if args.command == "bench":
             return _bench(args)
         if args.command in ("stats", "report"):
@@ -430,7 +443,7 @@ def _site_crawl(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     spider.start_urls = [url]
     spider.format = args.format
     spider.follow = args.depth != 0
-    settings = Settings().merge(_pairs(args.settings, "-s"))
+    settings = Settings().merge(SiteCrawl.custom_settings).merge(_pairs(args.settings, "-s"))
     if args.depth:
         settings = settings.merge({"max_depth": args.depth})
     output, overwrite = _output(args)
@@ -1054,14 +1067,28 @@ def _stats(args: argparse.Namespace) -> int:
 def _failures(args: argparse.Namespace) -> int:
     kinds: tuple[str | None, ...] = _kinds(args.error) if args.error else (None,)
 
+    async def failures(store: ReadableStore) -> AsyncIterator[dict[str, Any]]:
+        for kind in kinds:
+            async for failure in store.failures(host=args.host, error=kind):
+                yield failure
+
+    return _listed(args, failures, "failed URLs")
+
+
+def _listed(
+    args: argparse.Namespace,
+    rows: Callable[[ReadableStore], AsyncIterator[dict[str, Any]]],
+    what: str,
+) -> int:
+    """Write `rows` of the store `args.store` as JSON lines (to `args.output`, or stdout)."""
+
     async def listing(out: TextIO) -> int:
         store = await open_readonly(args.store, args.spider)
         count = 0
         try:
-            for kind in kinds:
-                async for failure in store.failures(host=args.host, error=kind):
-                    out.write(json.dumps(failure, ensure_ascii=False) + "\n")
-                    count += 1
+            async for row in rows(store):
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
         finally:
             await store.close()
         return count
@@ -1071,7 +1098,7 @@ def _failures(args: argparse.Namespace) -> int:
             count = asyncio.run(listing(out))
     else:
         count = asyncio.run(listing(sys.stdout))
-    print(f"{count} failed URLs", file=sys.stderr)
+    print(f"{count} {what}", file=sys.stderr)
     return EXIT_OK
 
 

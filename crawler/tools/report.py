@@ -16,7 +16,7 @@ from typing import Any
 from ..net.politeness import Circuit, host_health
 from ..net.proxies import PROXY
 from ..records import LATENCY_BOUNDS, ErrorKind, HostSummary, Summary
-from ..stats import BACKEND, CACHE_HITS, RENDER, REVISIT
+from ..stats import BACKEND, CACHE_HITS, DUPLICATES, RENDER, REVISIT
 from ..stats import split as split_counters
 
 #: Hosts shown in per-host tables and charts.
@@ -130,6 +130,10 @@ def summary_dict(summary: Summary, *, running: bool, now: float) -> dict[str, An
         "stats": own,
         "dropped_items": dropped,
         "cached": summary.counters.get(CACHE_HITS, 0),
+        "duplicates": {
+            kind: summary.counters.get(DUPLICATES + kind, 0)
+            for kind in ("exact", "near", "unfollowed")
+        },
         "revisits": {
             kind: summary.counters.get(REVISIT + kind, 0)
             for kind in ("unchanged", "changed", "gone")
@@ -198,6 +202,12 @@ def stats_text(summary: Summary, *, running: bool, now: float) -> str:
         lines.append(
             f"items dropped ({sum(dropped.values())}): "
             + "  ".join(f"{k}: {v}" for k, v in dropped.items())
+        )
+    if any(data["duplicates"].values()):
+        d = data["duplicates"]
+        lines.append(
+            f"duplicate pages: {d['exact']} exact, {d['near']} near"
+            + (f"; {d['unfollowed']} requests from them not queued" if d["unfollowed"] else "")
         )
     if any(data["revisits"].values()):
         lines.append("revisits: " + "  ".join(f"{k}: {v}" for k, v in data["revisits"].items()))

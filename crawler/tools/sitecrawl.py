@@ -5,8 +5,8 @@ resume, each record written once)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
 
 from ..models import Request, Response
 from ..spider import Spider
@@ -17,9 +17,11 @@ FORMATS = ("markdown", "text", "html")
 
 class SiteCrawl(Spider):
     """Pages of the start URLs' hosts (scope same-host), each a record; links followed unless
-    `follow` is off (`--depth 0`)."""
+    `follow` is off (`--depth 0`). A page that repeats one crawled before (its body, or nearly
+    its text: settings.duplicates, "mark" here) says which in its record's `duplicate_of`."""
 
     name = "crawl"
+    custom_settings: ClassVar[Mapping[str, Any]] = {"duplicates": "mark"}
     format = "markdown"
     follow = True
 
@@ -36,6 +38,7 @@ class SiteCrawl(Spider):
             "url": response.url,
             "title": metadata["title"],
             "metadata": metadata,
+            "duplicate_of": response.duplicate_of,
             self.format: content,
         }
         if self.follow:
