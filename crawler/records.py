@@ -278,6 +278,8 @@ class Outcome:
     revisit: Revisit | None = None
     #: The page's content fingerprint (when the crawl looks for duplicates), kept with it.
     fingerprint: Fingerprint | None = None
+    #: The files its items name, stored (settings.files_store), kept with it.
+    files: list[FileRecord] | None = None
 
     @property
     def fetched(self) -> bool:
@@ -299,6 +301,30 @@ class Fingerprint:
     signature: bytes | None = None
     duplicate_of: str | None = None
     exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A file an item linked to (its `file_urls`), stored whole (settings.files_store): where
+    (`path`, relative to the files store), its SHA-256 `checksum` (hex), `size` in bytes and
+    `content_type`. Kept with the outcome of every page whose items name it: a file is
+    recorded only once it is stored complete."""
+
+    url: str
+    path: str
+    checksum: str
+    size: int
+    content_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What an item's `files` field holds for it."""
+        return {
+            "url": self.url,
+            "path": self.path,
+            "checksum": self.checksum,
+            "size": self.size,
+            "content_type": self.content_type,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,13 @@ class Settings:
     #: How alike two pages' texts must be to be near-duplicates: the estimated share of their
     #: 3-word shingles they have in common (0.5 to 1.0).
     duplicate_similarity: float = 0.9
+    #: Where the files items name in a `file_urls` field are stored (a folder, or an fsspec
+    #: URL: s3://bucket/prefix...); "" means they are not downloaded. See page/files.py.
+    files_store: str = ""
+    #: Largest file stored, in bytes (a larger one is left out of the item's files, with why).
+    files_max_size: int = 1024 * MIB
+    #: Seconds one file's download may take.
+    files_timeout: float = 600.0
     #: The User-Agent header.
     user_agent: str = DEFAULT_USER_AGENT
     #: The token matched against robots.txt User-agent lines; "" means the product token of
@@ -285,6 +292,9 @@ class Settings:
                 "setting 'duplicate_similarity' must be from 0.5 to 1.0, "
                 f"got {self.duplicate_similarity!r}"
             )
+        _at_least(self, "files_max_size", 1)
+        if not self.files_timeout > 0:
+            raise ConfigError(f"setting 'files_timeout' must be positive, got {self.files_timeout}")
         if not self.impersonate_profile.strip():
             raise ConfigError("setting 'impersonate_profile' must name a browser, e.g. chrome")
         if self.ca_bundle and not os.path.isfile(self.ca_bundle):
@@ -373,6 +383,9 @@ _FIELD_TYPES: dict[str, type] = {
     "obey_nofollow": bool,
     "duplicates": str,
     "duplicate_similarity": float,
+    "files_store": str,
+    "files_max_size": int,
+    "files_timeout": float,
     "user_agent": str,
     "robots_user_agent": str,
     "strip_tracking_params": bool,

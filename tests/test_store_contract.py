@@ -21,6 +21,7 @@ from crawler import ConfigError
 from crawler.records import (
     STATE_MARK,
     ErrorKind,
+    FileRecord,
     Fingerprint,
     HostState,
     NewRequest,
@@ -389,6 +390,29 @@ async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
         ]
     )
     assert [kept async for kept in reopened.fingerprints()] == [("http://a.com/0", b"n0" * 8, sig)]
+
+
+async def test_files_are_kept_with_the_pages_that_name_them(opener: Opener) -> None:
+    store = await opener()
+    await store.add([req("/1"), req("/2"), req("/3")])
+    await store.acquire_hosts(10, None)
+    one, two, three = await store.lease("a.com", 3, now=1.0)
+    pdf = FileRecord(
+        "http://f.com/a.pdf", "full/ab.pdf", "c" * 64, 5_000_000_000, "application/pdf"
+    )
+    png = FileRecord("http://f.com/b.png", "full/cd.png", "d" * 64, 10, None)
+    assert await store.files_known([pdf.url]) == {}
+    await store.commit(
+        [
+            Outcome(one, State.DONE, 1, items=["{}"], files=[pdf]),
+            Outcome(two, State.DONE, 1, items=["{}"], files=[pdf, png]),  # named twice: kept once
+            Outcome(three, State.QUEUED, 1, error=ErrorKind.TIMEOUT, not_before=9.0),
+        ]
+    )
+    assert await store.files_known([pdf.url, png.url, "http://f.com/c"]) == {
+        pdf.url: pdf,
+        png.url: png,
+    }
 
 
 async def test_a_sitemaps_lastmod_marks_queued_revisits_unchanged(opener: Opener) -> None:

@@ -26,6 +26,7 @@ from ..net.proxies import ProxyPool
 from ..net.robots import MAX_ROBOTS_BYTES, Robots, RobotsCache, agent_token
 from ..page.devtools import Requester
 from ..page.duplicates import Duplicates
+from ..page.files import Files, files_store
 from ..page.hooks import Hooks, check_hooks
 from ..page.pipelines import Pipelines, check_pipelines
 from ..page.rules import LinkRules, RetryRules
@@ -307,6 +308,7 @@ class Parts:
             release=frontier.release,
             refund=frontier.refund,
             duplicates=duplicates,
+            files=self.files(store, fetcher, robots, self.charge(frontier)),
         )
 
     def page_runner(
@@ -321,6 +323,7 @@ class Parts:
         refund: Callable[[str], None] | None = None,
         known_urls: int = 200_000,
         duplicates: Duplicates | None = None,
+        files: Files | None = None,
     ) -> PageRunner:
         """The page runner of the crawl (or, with no store, of one page at a time)."""
         settings = self.settings
@@ -356,6 +359,24 @@ class Parts:
             render_all=self.spider.render,
             known_urls=known_urls,
             duplicates=duplicates,
+            files=files,
+        )
+
+    def files(
+        self, store: Store, fetcher: Fetcher, robots: Robots | None, charge: Callable[[str], None]
+    ) -> Files | None:
+        """Where the files items name go (None: the crawl does not download them)."""
+        settings = self.settings
+        if not settings.files_store:
+            return None
+        return Files(
+            fetcher,
+            files_store(settings.files_store),
+            known=store.files_known,
+            max_size=settings.files_max_size,
+            time_limit=settings.files_timeout,
+            allowed=robots.allowed if robots is not None else None,
+            charge=charge,
         )
 
     async def duplicates(

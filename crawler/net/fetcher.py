@@ -12,7 +12,7 @@ import email.utils
 import functools
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -257,6 +257,8 @@ class Fetcher:
         redirect: Callable[[str], str | None] | None = None,
         max_size: int | None = None,
         truncate: bool = False,
+        into: Callable[[bytes], Awaitable[None]] | None = None,
+        time_limit: float | None = None,
     ) -> Fetched:
         """Send `method` to `url` (GET by default) with `headers` over the crawl's and `body`,
         in the cookie jar of `session` (`cookies` are added to it for the URL's host first),
@@ -275,6 +277,11 @@ class Fetcher:
         (status >= 400, with Retry-After; the body is not read), InvalidURL or FetchError;
         `sent` on the error says whether a request went out. With `truncate`, a body over
         `max_size` is cut there instead of failing.
+
+        With `into`, the final response's body (decoded, up to `max_size`) is handed to it
+        chunk by chunk as it arrives, never held whole (a download), and `Fetched.body` is
+        empty; a ResponseTooLarge may then come after some chunks. `time_limit`: seconds the
+        whole request may take (default: the fetcher's).
         """
         if cookies:
             self.jars.set(session, httpx.URL(url).host, cookies)
@@ -291,6 +298,7 @@ class Fetcher:
             redirect,
             self._max_size if max_size is None else max_size,
             truncate,
+            into,
         )
         pool, chosen = self._proxies, None  # the crawl's proxy, told how it did
         if proxy is None and pool is not None:
@@ -299,11 +307,11 @@ class Fetcher:
                 exchange = exchange._replace(proxy=chosen)
         try:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(time_limit or self._timeout):
                     fetched = await self._follow(exchange)
             except TimeoutError:
                 raise FetchTimeout(
-                    url, f"no complete response within {self._timeout:g} s"
+                    url, f"no complete response within {time_limit or self._timeout:g} s"
                 ) from None
             except httpx.TimeoutException as exc:
                 cause = exc.__cause__
@@ -350,6 +358,7 @@ class Fetcher:
             redirect,
             limit,
             truncate,
+            into,
         ) = exchange
         seen = {(method, url)}
         for hop in range(self._max_redirects + 1):
@@ -386,6 +395,9 @@ class Fetcher:
                             if error_body:
                                 fetched = _fetched(url, response, content, hop, method)
                         raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
+                    if into is not None:
+                        await _stream_capped(response, url, limit, into)
+                        return _fetched(url, response, b"", hop, method)
                     content = await _read_capped(response, url, limit, truncate)
                     return _fetched(url, response, content, hop, method)
             except FetchError as exc:
@@ -565,6 +577,8 @@ class _Exchange(NamedTuple):
     redirect: Callable[[str], str | None] | None
     limit: int
     truncate: bool
+    #: Where the final response's body goes, chunk by chunk (a download), if not in memory.
+    into: Callable[[bytes], Awaitable[None]] | None = None
 
 
 def _with_cookies(
@@ -621,6 +635,41 @@ async def _read_capped(
         raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
     chunks.append(tail[: limit - size])
     return b"".join(chunks)
+
+
+async def _stream_capped(
+    response: httpx.Response, url: str, limit: int, into: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Hand the decoded body to `into` chunk by chunk; ResponseTooLarge past `limit` (at once
+    when the Content-Length says so)."""
+    declared = response.headers.get("content-length", "")
+    encoding = response.headers.get("content-encoding")
+    if not encoding and declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(url, f"Content-Length {declared} exceeds {limit} bytes")
+    if response.is_stream_consumed:  # built in memory (mock transports)
+        if len(response.content) > limit:
+            raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+        await into(response.content)
+        return
+    size = 0
+    try:
+        decoder = decoder_for(encoding)
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        async for raw in stream:
+            chunk = decoder.decode(raw, limit - size)
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+            if chunk:
+                await into(chunk)
+        tail = decoder.flush(limit - size)
+    except DecodingError as exc:
+        raise ContentDecodingError(url, f"cannot decode body: {exc}") from None
+    if size + len(tail) > limit:
+        raise ResponseTooLarge(url, f"body exceeds {limit} bytes")
+    if tail:
+        await into(tail)
 
 
 def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:

@@ -44,6 +44,7 @@ from ..stats import CACHE_HITS, DUPLICATES, RENDER, REVISIT, counting
 from ..stats import bump as add_counter
 from ..urls import Canonicalizer, Scope
 from .duplicates import Duplicates
+from .files import Files
 from .hooks import Hooks
 from .pipelines import is_item
 from .rules import LinkRules, RetryRules
@@ -80,6 +81,7 @@ class PageRunner:
         render_all: bool = False,
         host_settings: Callable[[str], HostSettings | None] | None = None,
         duplicates: Duplicates | None = None,
+        files: Files | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -100,6 +102,8 @@ class PageRunner:
         self._host_settings = host_settings
         #: Pages crawled before, when the crawl looks for duplicates.
         self._duplicates = duplicates
+        #: Where the files items name go (settings.files_store), if anywhere.
+        self._files = files
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -466,6 +470,12 @@ class PageRunner:
             produced, links = await self._produce(
                 request, response, request.callback, request.callback_name, stored.id
             )
+            files = None
+            if self._files is not None and produced:
+                try:
+                    files = await self._files.fill(produced, response.url)
+                except CrawlerError as exc:  # an item's file_urls is not a list of URLs
+                    raise SpiderError(response.url, str(exc)) from exc
         except SpiderError as exc:
             log.error("%s", exc, exc_info=exc.__cause__)
             return Outcome(
@@ -491,6 +501,7 @@ class PageRunner:
             final_url=final,
             final_key=final_key,
             fingerprint=seen,
+            files=files or None,
         )
 
     async def _produce(

@@ -27,6 +27,7 @@ from ..records import (
     LATENCY_BOUNDS,
     STATE_MARK,
     Counts,
+    FileRecord,
     HostLease,
     HostState,
     HostSummary,
@@ -179,6 +180,9 @@ class Kept(Protocol):
 
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         """Keep `origin`'s robots.txt (None: there is none, everything is allowed)."""
+
+    async def files_known(self, urls: Sequence[str]) -> dict[str, FileRecord]:
+        """The files `commit` kept (Outcome.files) of these URLs: stored whole already."""
 
     def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
         """The fingerprints `commit` kept (Outcome.fingerprint) of pages that duplicate none,

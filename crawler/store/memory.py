@@ -33,6 +33,7 @@ from ..records import (
     STATE_MARK,
     UNCHANGED_BY_SITEMAP,
     Counts,
+    FileRecord,
     Fingerprint,
     HostLease,
     HostState,
@@ -119,6 +120,8 @@ class MemoryDatabase:
     marks: dict[str, str] = field(default_factory=dict)
     #: Row id -> the page's fingerprint (settings.duplicates).
     fingerprints: dict[int, Fingerprint] = field(default_factory=dict)
+    #: URL -> a file stored whole (settings.files_store).
+    files: dict[str, FileRecord] = field(default_factory=dict)
     next_row: int = 1
     next_item: int = 1
     #: A store is open on it (one at a time, as a SQLite file's lock allows).
@@ -128,7 +131,15 @@ class MemoryDatabase:
         fresh = MemoryDatabase()
         for name in ("spider", "rows", "identities", "items", "robots", "hosts"):
             setattr(self, name, getattr(fresh, name))
-        for name in ("sessions", "counters", "marks", "fingerprints", "next_row", "next_item"):
+        for name in (
+            "sessions",
+            "counters",
+            "marks",
+            "fingerprints",
+            "files",
+            "next_row",
+            "next_item",
+        ):
             setattr(self, name, getattr(fresh, name))
 
 
@@ -365,6 +376,8 @@ class MemoryStore:
         for outcome in committed:
             if outcome.fingerprint is not None:
                 db.fingerprints[outcome.request.id] = outcome.fingerprint
+            for file in outcome.files or ():
+                db.files[file.url] = file
         for outcome in committed:
             if outcome.links:
                 self._insert(outcome.links)
@@ -409,6 +422,11 @@ class MemoryStore:
     async def robots_put(self, origin: str, fetched_at: float, body: str | None) -> None:
         await self._turn()
         self._db.robots[origin] = (fetched_at, body)
+
+    async def files_known(self, urls: Sequence[str]) -> dict[str, FileRecord]:
+        await self._turn()
+        files = self._db.files
+        return {url: files[url] for url in urls if url in files}
 
     async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
         await self._turn()

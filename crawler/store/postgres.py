@@ -45,6 +45,7 @@ from ..records import (
     REVISIT_QUEUED,
     STATE_MARK,
     Counts,
+    FileRecord,
     HostLease,
     HostState,
     NewRequest,
@@ -70,7 +71,7 @@ _SQL = sql.POSTGRES_SQL
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -241,6 +242,10 @@ _FINGERPRINTS = """CREATE TABLE fingerprints (request_id bigint PRIMARY KEY, url
     body_hash bytea NOT NULL, signature bytea, duplicate_of text,
     exact bool NOT NULL DEFAULT false)"""
 
+#: Files stored whole (settings.files_store), by URL.
+_FILES = """CREATE TABLE files (url text PRIMARY KEY, path text NOT NULL, checksum text NOT NULL,
+    size bigint NOT NULL, content_type text)"""
+
 _TABLES = [
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE requests (
@@ -310,6 +315,7 @@ _TABLES = [
     "CREATE TABLE sessions (name text PRIMARY KEY, cookies text NOT NULL)",
     "CREATE TABLE callbacks (name text PRIMARY KEY)",
     _FINGERPRINTS,
+    _FILES,
     """CREATE TABLE workers (
         id text PRIMARY KEY,
         machine text NOT NULL,
@@ -340,6 +346,7 @@ _MIGRATIONS = {
         "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
     4: [_FINGERPRINTS],  # 5: pages' fingerprints, for duplicates
+    5: [_FILES],  # 6: files stored whole
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
 
@@ -838,14 +845,15 @@ class PostgresStore:
 
     def _plain(self, outcomes: Sequence[Outcome]) -> bool:
         """Whether `commit_pages` can commit `outcomes`: no redirect to claim, no cookies, no
-        revisit replacing items, no fingerprint, no sitemap dates, no host or callback new to
-        this process."""
+        revisit replacing items, no fingerprint or file, no sitemap dates, no host or callback
+        new to this process."""
         for outcome in outcomes:
             if (
                 outcome.final_url is not None
                 or outcome.jars
                 or outcome.revisit in REPLACING
                 or outcome.fingerprint is not None
+                or outcome.files
             ):
                 return False
             for link in outcome.links:
@@ -1003,6 +1011,9 @@ class PostgresStore:
             await db.executemany(_SQL.forget_fingerprint, forget)
         if keep:
             await db.executemany(_SQL.keep_fingerprint, keep)
+        files = sql.file_rows(committed)
+        if files:
+            await db.executemany(_SQL.keep_file, files)
         items = [(o.request.id, item) for o in committed if not o.lost for item in o.items]
         if items:
             await db.execute(
@@ -1217,6 +1228,11 @@ class PostgresStore:
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         return sql.failures(self._query, sql.POSTGRES, host, error)
+
+    async def files_known(self, urls: Sequence[str]) -> dict[str, FileRecord]:
+        if self.schema_version < 6:
+            return {}
+        return await sql.files_known(self._query, sql.POSTGRES, urls)
 
     async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
         if self.schema_version >= 5:  # (read-only, before a resume migrated it: none)

@@ -23,6 +23,7 @@ from ..records import (
     LATENCY_BOUNDS,
     UNCHANGED_BY_SITEMAP,
     Counts,
+    FileRecord,
     HostState,
     Outcome,
     Summary,
@@ -113,6 +114,13 @@ class Statements:
             " duplicate_of = excluded.duplicate_of, exact = excluded.exact"
         )
         self.forget_fingerprint = f"DELETE FROM fingerprints WHERE request_id = {p1}"
+        #: A file stored whole (settings.files_store), by its URL.
+        self.keep_file = (
+            f"INSERT INTO files (url, path, checksum, size, content_type) VALUES ({p1}, {p2},"
+            f" {p3}, {d.placeholder(4)}, {d.placeholder(5)}) ON CONFLICT (url) DO UPDATE SET"
+            " path = excluded.path, checksum = excluded.checksum, size = excluded.size,"
+            " content_type = excluded.content_type"
+        )
         #: A new revisit: what the last one changed is no longer news.
         self.old_news = "UPDATE requests SET revisit = 0 WHERE revisit = 2"
         self._d = d
@@ -162,6 +170,31 @@ def fingerprint_rows(
         if not o.lost and (f := o.fingerprint) is not None
     ]
     return forget, keep
+
+
+def file_rows(committed: Sequence[Outcome]) -> list[tuple[str, str, str, int, str | None]]:
+    """The files a commit keeps (Statements.keep_file), each once."""
+    rows = {
+        f.url: (f.url, f.path, f.checksum, f.size, f.content_type)
+        for o in committed
+        if not o.lost and o.files
+        for f in o.files
+    }
+    return [rows[url] for url in sorted(rows)]
+
+
+async def files_known(fetch: Fetch, d: Dialect, urls: Sequence[str]) -> dict[str, FileRecord]:
+    """The kept files of these URLs."""
+    found: dict[str, FileRecord] = {}
+    for chunk in d.chunks(sorted(set(urls))):
+        rows = await fetch(
+            "SELECT url, path, checksum, size, content_type FROM files"
+            f" WHERE url {d.among(1, len(chunk))}",
+            d.among_args(chunk),
+        )
+        for row in rows:
+            found[row[0]] = FileRecord(*row)
+    return found
 
 
 async def fingerprints(fetch: Fetch, d: Dialect) -> AsyncIterator[tuple[str, bytes, bytes | None]]:

@@ -23,6 +23,7 @@ from ..records import (
     REVISIT_QUEUED,
     STATE_MARK,
     Counts,
+    FileRecord,
     HostLease,
     HostState,
     NewRequest,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 _SQL = sql.SQLITE_SQL
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 #: The requests table. A request's identity is COALESCE(key, url): its canonical URL for a
@@ -90,6 +91,12 @@ _FINGERPRINTS = (
     "CREATE TABLE IF NOT EXISTS fingerprints (request_id INTEGER PRIMARY KEY, url TEXT NOT NULL,"
     " body_hash BLOB NOT NULL, signature BLOB, duplicate_of TEXT,"
     " exact INTEGER NOT NULL DEFAULT 0)"
+)
+
+#: Files stored whole (settings.files_store), by URL.
+_FILES = (
+    "CREATE TABLE IF NOT EXISTS files (url TEXT PRIMARY KEY, path TEXT NOT NULL,"
+    " checksum TEXT NOT NULL, size INTEGER NOT NULL, content_type TEXT) WITHOUT ROWID"
 )
 
 _SCHEMA = """
@@ -220,6 +227,7 @@ _MIGRATIONS[9] = [  # 10: host health: when a host's failures since its last suc
     "ALTER TABLE hosts ADD COLUMN silent_since REAL",
 ]
 _MIGRATIONS[10] = [_FINGERPRINTS]  # 11: pages' fingerprints, for duplicates
+_MIGRATIONS[11] = [_FILES]  # 12: files stored whole
 #: Errors of pages no request went out for (for stores from before `fetched` was counted).
 _NEVER_SENT = sorted(NEVER_SENT)
 
@@ -389,6 +397,7 @@ class SQLiteStore:
                     *_SCHEMA.split(";"),
                     *_COUNTERS,
                     _FINGERPRINTS,
+                    _FILES,
                 ]
                 for statement in statements:
                     if statement.strip():
@@ -584,6 +593,9 @@ class SQLiteStore:
                 await self._db.executemany(_SQL.forget_fingerprint, forget)
             if keep:
                 await self._db.executemany(_SQL.keep_fingerprint, keep)
+            files = sql.file_rows(committed)
+            if files:
+                await self._db.executemany(_SQL.keep_file, files)
             if links:
                 await self._insert(links)
                 for outcome in committed:
@@ -689,6 +701,11 @@ class SQLiteStore:
         self, host: str | None = None, error: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         return sql.failures(self._query, sql.SQLITE, host, error)
+
+    async def files_known(self, urls: Sequence[str]) -> dict[str, FileRecord]:
+        if self.schema_version < 12:
+            return {}
+        return await sql.files_known(self._query, sql.SQLITE, urls)
 
     async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
         if self.schema_version >= 11:  # (read-only, before a resume migrated it: none)
