@@ -4,6 +4,10 @@ pages (one file by two pages: stored once), downloaded by `python -m crawler run
 every stored file against its source (size and SHA-256).
 
     python benchmarks/files.py [--files 20] [--min-mb 50] [--max-mb 200]
+        [--peers-python .peers/bin/python]
+
+With --peers-python (a Python with scrapy: `python -m venv .peers && .peers/bin/pip install
+scrapy`), Scrapy's FilesPipeline fetches the same files from the same server in the same run.
 
 The files are sparse on the server's disk (zeros): what is measured is the crawler's side.
 """
@@ -42,6 +46,35 @@ SPIDER = textwrap.dedent(
 )
 
 
+SCRAPY = textwrap.dedent(
+    """
+    import scrapy
+    from scrapy.crawler import CrawlerProcess
+
+    class Files(scrapy.Spider):
+        name = "files"
+        start_urls = [{start!r}]
+
+        def parse(self, response):
+            if response.url.endswith("/index.html"):
+                yield from response.follow_all(css="a")
+                return
+            n = int(response.url.rsplit("/", 1)[1].split(".")[0])
+            yield {{"page": n, "file_urls": [response.urljoin(f"/f/{{max(n, 1)}}.bin")]}}
+
+    process = CrawlerProcess({{
+        "ITEM_PIPELINES": {{"scrapy.pipelines.files.FilesPipeline": 1}},
+        "FILES_STORE": "scrapy-files",
+        "ROBOTSTXT_OBEY": False,
+        "LOG_LEVEL": "ERROR",
+        "FEEDS": {{"scrapy.jsonl": {{"format": "jsonlines"}}}},
+    }})
+    process.crawl(Files)
+    process.start()
+    """
+)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as source:
@@ -55,6 +88,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--min-mb", type=int, default=50)
     ap.add_argument("--max-mb", type=int, default=200)
+    ap.add_argument("--peers-python", help="a Python with scrapy, to run its FilesPipeline too")
     args = ap.parse_args()
     nginx = find_nginx()
     if nginx is None:
@@ -83,7 +117,17 @@ def main() -> None:
             SPIDER.format(start=f"http://{host}:{port}/p/index.html")
         )
         total = sum(sizes.values())
+        (work / "scrapy_files.py").write_text(
+            SCRAPY.format(start=f"http://{host}:{port}/p/index.html")
+        )
         with nginx_serving(root, [host], port, nginx):
+            if args.peers_python:
+                peer = measure([args.peers_python, "scrapy_files.py"], cwd=work)
+                got = sum(1 for _ in (work / "scrapy-files" / "full").iterdir())
+                print(
+                    f"scrapy FilesPipeline: {peer.seconds:.1f} s, CPU {peer.cpu:.1f} s, peak RSS"
+                    f" {peer.rss_mb:.0f} MB, {got} files stored (exit {peer.code})"
+                )
             run = measure(
                 [
                     sys.executable,
