@@ -280,6 +280,9 @@ class Outcome:
     fingerprint: Fingerprint | None = None
     #: The files its items name, stored (settings.files_store), kept with it.
     files: list[FileRecord] | None = None
+    #: Its HTTP exchanges, when the crawl archives them (settings.warc_file): written to the
+    #: archive just before the outcome commits.
+    exchanges: list[Exchange] | None = None
 
     @property
     def fetched(self) -> bool:
@@ -301,6 +304,25 @@ class Fingerprint:
     signature: bytes | None = None
     duplicate_of: str | None = None
     exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One HTTP exchange of a fetch (a redirect hop, or the final response), as a web archive
+    keeps it (crawl/warc.py): the request as the crawler sent it, the response's status line and
+    headers as they came, and its body decoded (empty when it was not read: a redirect, an
+    error status). `date`: when the response came (epoch seconds)."""
+
+    method: str
+    url: str
+    request_headers: list[tuple[str, str]]
+    request_body: bytes | None
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    date: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,11 @@ class Settings:
     files_max_size: int = 1024 * MIB
     #: Seconds one file's download may take.
     files_timeout: float = 600.0
+    #: A web archive of every exchange the crawl's pages make (a .warc.gz or .warc path; what
+    #: `-o crawl.warc.gz` sets): see crawl/warc.py. "" means none.
+    warc_file: str = ""
+    #: Bytes after which the archive goes on in a new file (name-00001.warc.gz...); 0: one file.
+    warc_max_size: int = 0
     #: The User-Agent header.
     user_agent: str = DEFAULT_USER_AGENT
     #: The token matched against robots.txt User-agent lines; "" means the product token of
@@ -293,6 +298,11 @@ class Settings:
                 f"got {self.duplicate_similarity!r}"
             )
         _at_least(self, "files_max_size", 1)
+        _at_least(self, "warc_max_size", 0)
+        if self.warc_file and not self.warc_file.lower().endswith((".warc.gz", ".warc")):
+            raise ConfigError(
+                f"setting 'warc_file' names a .warc.gz or .warc file, got {self.warc_file!r}"
+            )
         if not self.files_timeout > 0:
             raise ConfigError(f"setting 'files_timeout' must be positive, got {self.files_timeout}")
         if not self.impersonate_profile.strip():
@@ -386,6 +396,8 @@ _FIELD_TYPES: dict[str, type] = {
     "files_store": str,
     "files_max_size": int,
     "files_timeout": float,
+    "warc_file": str,
+    "warc_max_size": int,
     "user_agent": str,
     "robots_user_agent": str,
     "strip_tracking_params": bool,

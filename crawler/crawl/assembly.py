@@ -285,6 +285,7 @@ class Parts:
         renderer: Renderer | None,
         scope: Scope,
         duplicates: Duplicates | None = None,
+        archive: bool = False,
     ) -> PageRunner:
         """The crawl's page runner: robots.txt kept in `store`, host slots freed to
         `frontier`, links judged by `scope`, pages judged against `duplicates`."""
@@ -309,6 +310,7 @@ class Parts:
             refund=frontier.refund,
             duplicates=duplicates,
             files=self.files(store, fetcher, robots, self.charge(frontier)),
+            archive=archive,
         )
 
     def page_runner(
@@ -324,8 +326,10 @@ class Parts:
         known_urls: int = 200_000,
         duplicates: Duplicates | None = None,
         files: Files | None = None,
+        archive: bool = False,
     ) -> PageRunner:
-        """The page runner of the crawl (or, with no store, of one page at a time)."""
+        """The page runner of the crawl (or, with no store, of one page at a time); `archive`:
+        pages keep their exchanges for the web archive."""
         settings = self.settings
         return PageRunner(
             spider=self.spider,
@@ -360,6 +364,7 @@ class Parts:
             known_urls=known_urls,
             duplicates=duplicates,
             files=files,
+            archive=archive,
         )
 
     def files(

@@ -42,6 +42,7 @@ from .events import EventLog
 from .export import check_output
 from .progress import CrawlStats, Progress, snapshot
 from .sinks import Delivery
+from .warc import WarcArchive, is_warc
 from .writer import Writer
 
 if TYPE_CHECKING:  # (types only: the parts themselves are made by assembly.Parts)
@@ -113,6 +114,14 @@ class Crawler:
         self.retry_failed = retry_failed
         #: Seconds: pages done longer ago are fetched again, conditionally (run --revisit).
         self.revisit = revisit
+        if output is not None and is_warc(output):  # -o crawl.warc.gz: the web archive
+            if overwrite_output:
+                raise ConfigError(
+                    f"-O {output}: a web archive cannot be written again from the store (its "
+                    "responses are not kept there): start the crawl over with --fresh"
+                )
+            self.settings = self.settings.merge({"warc_file": str(output)})
+            output = None
         self.output = check_output(output) if output is not None else None
         self.overwrite_output = overwrite_output
         self.stats = CrawlStats()
@@ -191,6 +200,7 @@ class Crawler:
                 return stats
             delivery.start()
             stack.callback(delivery.cancel)
+            archive = await self._archive(store)
             fetcher = await self._make_fetcher(store, seeds)
             stats.dns = fetcher.dns_stats
             stack.push_async_callback(fetcher.aclose)
@@ -205,7 +215,14 @@ class Crawler:
             stack.push_async_callback(renderer.aclose)
             duplicates = await self._parts.duplicates(store.fingerprints())
             page = self._parts.crawl_page_runner(
-                store, fetcher, frontier, hooks, renderer, self._scope, duplicates
+                store,
+                fetcher,
+                frontier,
+                hooks,
+                renderer,
+                self._scope,
+                duplicates,
+                archive is not None,
             )
             # links back to a start URL (a site's home page, from every page) are not sent on
             # to the store, which would only find them queued and look for their host's rows
@@ -215,7 +232,15 @@ class Crawler:
                 stack.callback(events.close)
                 events.emit("start", spider=self.spider.name, store=str(self.store_path))
             writer = Writer(
-                store, frontier, stats, self.spider, pipelines, delivery, events, saved_state
+                store,
+                frontier,
+                stats,
+                self.spider,
+                pipelines,
+                delivery,
+                events,
+                saved_state,
+                archive,
             )
             ended: Ended | str = Ended.ERROR
             try:
@@ -234,6 +259,26 @@ class Crawler:
             if events is not None:
                 events.emit("end", **dataclasses.asdict(stats))
         return stats
+
+    async def _archive(self, store: Store) -> WarcArchive | None:
+        """The crawl's web archive (settings.warc_file), cut back to where the last commit left
+        it; None when it keeps none."""
+        settings = self.settings
+        if not settings.warc_file:
+            return None
+        archive = WarcArchive(
+            settings.warc_file, max_size=settings.warc_max_size, spider=self.spider.name
+        )
+        if not await store.claim(archive.key):
+            raise ConfigError(
+                f"{settings.warc_file}: another process of this crawl writes it (one process "
+                "writes a web archive)"
+            )
+        mark = await store.get_mark(archive.key)
+        await asyncio.to_thread(archive.resume, mark)
+        if mark is None:  # from now on, a crash leaves the archive to cut back, never to guess
+            await store.move_mark(archive.key, None, archive.mark())
+        return archive
 
     async def _deliver(self, delivery: Delivery, store: Store, stats: CrawlStats) -> None:
         """The sinks' last delivery. One that fails ends the run with SinkFailed, the run's

@@ -17,6 +17,7 @@ from .events import EventLog
 from .frontier import Frontier
 from .progress import CrawlStats
 from .sinks import Delivery
+from .warc import WarcArchive
 
 #: Most page outcomes committed in one transaction.
 MAX_BATCH = 512
@@ -38,6 +39,7 @@ class Writer:
         delivery: Delivery,
         events: EventLog | None = None,
         state: str | None = None,
+        archive: WarcArchive | None = None,
     ) -> None:
         self._store = store
         self._frontier = frontier
@@ -50,6 +52,8 @@ class Writer:
         #: found it never writes it over another's.
         self._state = state
         self._queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]] | None] = asyncio.Queue()
+        #: The web archive the outcomes' exchanges go to, just before they commit.
+        self._archive = archive
 
     async def commit(self, outcome: Outcome) -> None:
         """Return once `outcome` is committed (raises what the commit raised)."""
@@ -84,6 +88,7 @@ class Writer:
                     self._frontier.take_changed_hosts(),
                     state=self._changed_state(),
                     counters=self._spider.stats.take(),
+                    marks=await self._archived(outcomes),
                 )
             except BaseException as exc:
                 for _, done in batch:
@@ -98,6 +103,19 @@ class Writer:
                 if not done.done():
                     done.set_result(None)
             self._delivery.poke()
+
+    async def _archived(self, outcomes: list[Outcome]) -> dict[str, str] | None:
+        """Append the outcomes' exchanges to the web archive (in a thread: gzip and digests);
+        the archive's bookmark, to commit with them."""
+        archive = self._archive
+        if archive is None:
+            return None
+        exchanges = [e for o in outcomes if o.exchanges for e in o.exchanges]
+        for outcome in outcomes:
+            outcome.exchanges = None  # (their bodies need not wait for the commit)
+        if not exchanges:
+            return None
+        return {archive.key: await asyncio.to_thread(archive.write, exchanges)}
 
     async def _redirects_kept(self, outcomes: list[Outcome]) -> list[Outcome]:
         """The outcomes, without the items of redirects whose final URL is crawled on its own

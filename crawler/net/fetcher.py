@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import functools
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +36,7 @@ from ..errors import (
     ResponseTooLarge,
     TooManyRedirects,
 )
+from ..records import Exchange
 from ..stats import BACKEND, bump
 from ..urls import join
 from .addresses import AddressGuard, GuardedTransport, PinnedSession, pinned_transport
@@ -48,6 +51,21 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: POST); 307 and 308 repeat the request as it was.
 _TO_GET = {301: frozenset({"POST"}), 302: frozenset({"POST"}), 303: None}
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+#: The exchanges of the page being processed, when the crawl archives them (`recording`).
+_exchanges: ContextVar[list[Exchange] | None] = ContextVar("crawler_exchanges", default=None)
+
+
+@contextlib.contextmanager
+def recording(exchanges: list[Exchange] | None) -> Iterator[list[Exchange] | None]:
+    """Within the block, every fetch of this task (and of the tasks it starts) appends its
+    exchanges to `exchanges` (but downloads streamed `into` a file); None: nothing is kept."""
+    token = _exchanges.set(exchanges)
+    try:
+        yield exchanges
+    finally:
+        _exchanges.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +362,36 @@ class Fetcher:
             pool.done(chosen)
         return fetched
 
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+        response: httpx.Response,
+    ) -> Exchange:
+        """What an archive keeps of one hop (its body filled in once read). The request's
+        headers are the transport's request's when it made one, else the crawl's and the
+        request's own, with Host."""
+        try:
+            sent = _raw(response.request.headers)
+        except RuntimeError:  # a session sent it, with the crawl's headers and the request's
+            merged = self._headers.copy()
+            merged.update(headers or {})
+            sent = [("Host", httpx.URL(url).netloc.decode("ascii")), *_raw(merged)]
+        return Exchange(
+            method,
+            url,
+            sent,
+            body,
+            response.status_code,
+            response.reason_phrase,
+            response.http_version,
+            _raw(response.headers),
+            b"",
+            time.time(),
+        )
+
     async def _follow(self, exchange: _Exchange) -> Fetched:
         (
             method,
@@ -361,12 +409,15 @@ class Fetcher:
             into,
         ) = exchange
         seen = {(method, url)}
+        archive = _exchanges.get() if into is None else None
         for hop in range(self._max_redirects + 1):
             try:
                 async with self._send(
                     method, url, headers, body, session, proxy, backend
                 ) as response:
                     status = response.status_code
+                    if archive is not None:  # (appended now; the body, once read, below)
+                        archive.append(self._exchange(method, url, headers, body, response))
                     if status in _REDIRECTS and "location" in response.headers:
                         if self._caching:  # a cache keeps what was read whole
                             await _read_capped(response, url, limit, truncate=True)
@@ -390,8 +441,10 @@ class Fetcher:
                         )
                     if status >= 400 and status not in allow_status:
                         fetched = None
-                        if error_body or self._caching:
+                        if error_body or self._caching or archive is not None:
                             content = await _read_capped(response, url, limit, truncate=True)
+                            if archive is not None:
+                                archive[-1] = dataclasses.replace(archive[-1], body=content)
                             if error_body:
                                 fetched = _fetched(url, response, content, hop, method)
                         raise HTTPStatusError(url, status, retry_after(response.headers), fetched)
@@ -399,11 +452,17 @@ class Fetcher:
                         await _stream_capped(response, url, limit, into)
                         return _fetched(url, response, b"", hop, method)
                     content = await _read_capped(response, url, limit, truncate)
+                    if archive is not None:
+                        archive[-1] = dataclasses.replace(archive[-1], body=content)
                     return _fetched(url, response, content, hop, method)
             except FetchError as exc:
                 exc.sent = exc.sent or hop > 0  # refused before a later hop: earlier ones went out
                 raise
         raise TooManyRedirects(url, f"more than {self._max_redirects} redirects")
+
+
+def _raw(headers: httpx.Headers) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw]
 
 
 def _fetched(

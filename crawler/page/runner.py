@@ -32,10 +32,10 @@ from ..errors import (
 )
 from ..models import Callback, Failure, Request, Response
 from ..net import tls
-from ..net.fetcher import Fetched, Fetcher
+from ..net.fetcher import Fetched, Fetcher, recording
 from ..net.politeness import Health
 from ..net.robots import Robots
-from ..records import ErrorKind, NewRequest, Outcome, Revisit, State, StoredRequest
+from ..records import ErrorKind, Exchange, NewRequest, Outcome, Revisit, State, StoredRequest
 from ..render.browser import Renderer, renders
 from ..render.intercept import Rendered, as_fetched
 from ..settings import HostSettings
@@ -82,6 +82,7 @@ class PageRunner:
         host_settings: Callable[[str], HostSettings | None] | None = None,
         duplicates: Duplicates | None = None,
         files: Files | None = None,
+        archive: bool = False,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -104,6 +105,8 @@ class PageRunner:
         self._duplicates = duplicates
         #: Where the files items name go (settings.files_store), if anywhere.
         self._files = files
+        #: Whether pages' exchanges are kept for the web archive (settings.warc_file).
+        self._archive = archive
         #: URLs already handled in this run (queued, or out of scope): a bounded filter in front
         #: of the store's unique index, so a link seen on every page costs one dict lookup.
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -190,12 +193,14 @@ class PageRunner:
         counters: dict[str, int] = {}
         # the spider's stats.inc() while the page runs count with it; the host's slot is freed
         # once, whatever happens
-        with counting(counters), _Slot(self._release, stored.host) as slot:
+        exchanges: list[Exchange] | None = [] if self._archive else None
+        with counting(counters), recording(exchanges), _Slot(self._release, stored.host) as slot:
             if self._renderer is None:
                 outcome = await self._through(stored, request, None, slot)
             else:
                 async with contextlib.AsyncExitStack() as pages:  # a rendered page, until parsed
                     outcome = await self._through(stored, request, pages, slot)
+        outcome.exchanges = exchanges or None
         outcome.counters = counters or None
         session = request.session or ""
         jar = self._fetcher.jars.take(session)

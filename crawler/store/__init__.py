@@ -156,13 +156,15 @@ class Commits(Protocol):
         *,
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
+        marks: Mapping[str, str] | None = None,
     ) -> list[Outcome]:
         """Commit outcomes of leased rows (with the cookie jars they changed, and their
         counters), the host states they changed, the spider's `state` (JSON text, kept as the
-        bookmark STATE_MARK) and `counters` bumped outside any page, in one transaction: all
-        of them or none. Returns the outcomes as committed: a redirect to a URL already
-        leased, done or failed keeps no items or links (that page is, or was, crawled under
-        its own URL); a lost outcome keeps nothing, its counters included."""
+        bookmark STATE_MARK), `counters` bumped outside any page and bookmarks `marks` (how far
+        a file written with the outcomes got), in one transaction: all of them or none.
+        Returns the outcomes as committed: a redirect to a URL already leased, done or failed
+        keeps no items or links (that page is, or was, crawled under its own URL); a lost
+        outcome keeps nothing, its counters included."""
 
     async def taken(self, identities: Sequence[str]) -> set[str]:
         """Which of these request identities (canonical URL, or `key`) are leased, done or

@@ -351,15 +351,17 @@ class MemoryStore:
         *,
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
+        marks: Mapping[str, str] | None = None,
     ) -> list[Outcome]:
         total = commit_counters(outcomes, counters)
-        if not outcomes and not hosts and state is None and not total:
+        if not outcomes and not hosts and state is None and not total and not marks:
             return []
         await self._turn()
         db = self._db
         now = time.time()
         if state is not None:
             db.marks[STATE_MARK] = state
+        db.marks.update(marks or {})
         for host_state in hosts:
             db.hosts[host_state.host] = host_state
         for outcome in outcomes:

@@ -822,12 +822,13 @@ class PostgresStore:
         *,
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
+        marks: Mapping[str, str] | None = None,
     ) -> list[Outcome]:
-        if not outcomes and not hosts and state is None and not counters:
+        if not outcomes and not hosts and state is None and not counters and not marks:
             return []
         for attempt in range(5):
             try:
-                if state is None and outcomes and self._plain(outcomes):
+                if state is None and not marks and outcomes and self._plain(outcomes):
                     async with self._commit_lock, self._connection() as db:
                         if await self._commit_pages(db, outcomes, hosts, counters):
                             return list(outcomes)
@@ -836,6 +837,8 @@ class PostgresStore:
                     kept = [outcome for outcome in committed if not outcome.lost]
                     total = commit_counters(kept, counters)
                     await self._keep(db, state, total)
+                    for key, value in (marks or {}).items():
+                        await db.execute(_SQL.keep_mark, f"mark:{key}", value)
                     return committed
             except _RETRY as exc:  # two batches inserting the same new URLs: run it again
                 if attempt == 4:

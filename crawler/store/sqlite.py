@@ -540,15 +540,18 @@ class SQLiteStore:
         *,
         state: str | None = None,
         counters: Mapping[str, int] | None = None,
+        marks: Mapping[str, str] | None = None,
     ) -> list[Outcome]:
         total = commit_counters(outcomes, counters)
-        if not outcomes and not hosts and state is None and not total:
+        if not outcomes and not hosts and state is None and not total and not marks:
             return []
         now = time.time()
         jars = {name: text for o in outcomes if o.jars for name, text in o.jars.items()}
         async with self._transaction():
             if state is not None:
                 await self._db.execute(_SQL.keep_mark, (f"mark:{STATE_MARK}", state))
+            for key, value in (marks or {}).items():
+                await self._db.execute(_SQL.keep_mark, (f"mark:{key}", value))
             if hosts:
                 await self._db.executemany(
                     "INSERT OR REPLACE INTO hosts"

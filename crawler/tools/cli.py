@@ -32,6 +32,7 @@ from .. import __version__
 from ..crawl.engine import Crawler
 from ..crawl.export import check_output, export_items
 from ..crawl.progress import CrawlStats
+from ..crawl.warc import is_warc
 from ..errors import ConfigError, CrawlerError, SinkFailed, SpiderError
 from ..models import Request, Response
 from ..records import Ended, ErrorKind, FailedFilter, error_kinds
@@ -118,7 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     def output_options(command: argparse.ArgumentParser, *, required: bool = False) -> None:
         files = command.add_mutually_exclusive_group(required=required)
         files.add_argument(
-            "-o", "--output", metavar="FILE", help="write items to FILE (.jsonl, .json, .csv)"
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="write items to FILE (.jsonl, .json, .csv, .parquet), or every response to a "
+            "web archive (.warc.gz, .warc)",
         )
         files.add_argument(
             "-O",
@@ -784,8 +789,12 @@ def _run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
                 f"-j {args.jobs} needs a store that processes share: a SQLite file is written "
                 "by one process at a time. Use --store postgresql://user@host/db (see the README)"
             )
-        output = check_output(_output(args)[0] or "") if _output(args)[0] else None
         settings = Settings().merge(spider_cls.custom_settings).merge(_pairs(args.settings, "-s"))
+        if settings.warc_file or is_warc(_output(args)[0] or ""):
+            raise ConfigError(
+                f"-j {args.jobs}: a web archive is written by one process (run without -j)"
+            )
+        output = check_output(_output(args)[0] or "") if _output(args)[0] else None
         if args.fresh:
             asyncio.run(_start_over(store, spider.name, settings.lease_ttl))
         if args.revisit is not None:  # once, here: each process would requeue what others did
