@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,12 @@ class WarcArchive:
             from warcio.warcwriter import WARCWriter
         except ImportError:
             raise ConfigError("WARC output needs warcio: pip install 'crawler[warc]'") from None
-        self._writer_class = WARCWriter
+        #: Records are made by warcio, uncompressed into a buffer, and each compressed here as
+        #: a gzip member of its own at level 6 (warcio's own is level 9: on the benchmark
+        #: site's pages 1.24x the time for a file 9% smaller), by one writer (warcio's looks
+        #: up the host name each time one is made).
+        self._buffer = io.BytesIO()
+        self._writer = WARCWriter(self._buffer, gzip=False, warc_version="1.1")
         path = Path(path)
         if not is_warc(path):
             raise ConfigError(f"{path}: a WARC file's name ends in .warc.gz or .warc")
@@ -150,10 +156,22 @@ class WarcArchive:
         """The bookmark of where the archive ends now."""
         return json.dumps({"file": self._number, "length": self._length})
 
+    def _emit(self, out: Any, record: Any) -> None:
+        """Write one record to `out` (a gzip member of its own, for .warc.gz)."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._writer.write_record(record)
+        data = buffer.getvalue()
+        if self.gzip:
+            compressor = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+            data = compressor.compress(data) + compressor.flush()
+        out.write(data)
+
     def _warcinfo(self, out: Any) -> None:
         from .. import __version__  # (the package is whole by the time a record is written)
 
-        writer = self._writer_class(out, gzip=self.gzip, warc_version="1.1")
+        writer = self._writer
         info = {
             "software": f"crawler/{__version__} (+https://pypi.org/project/crawler/)",
             "format": "WARC File Format 1.1",
@@ -161,12 +179,12 @@ class WarcArchive:
         }
         if self._spider:
             info["isPartOf"] = self._spider
-        writer.write_record(writer.create_warcinfo_record(self.file(self._number).name, info))
+        self._emit(out, writer.create_warcinfo_record(self.file(self._number).name, info))
 
     def _pair(self, out: Any, exchange: Exchange) -> None:
         from warcio.statusandheaders import StatusAndHeaders
 
-        writer = self._writer_class(out, gzip=self.gzip, warc_version="1.1")
+        writer = self._writer
         date = _warc_date(exchange.date)
         parts = urlsplit(exchange.url)
         target = parts.path or "/"
@@ -215,7 +233,13 @@ class WarcArchive:
             )
         elif exchange.body:
             self._digests[digest] = (exchange.url, date)
-        writer.write_request_response_pair(request, response)
+        # as warcio's write_request_response_pair: the response, then its request, which
+        # names it as concurrent
+        request.rec_headers.add_header(
+            "WARC-Concurrent-To", response.rec_headers.get_header("WARC-Record-ID")
+        )
+        self._emit(out, response)
+        self._emit(out, request)
         self.records += 2
 
 

@@ -167,6 +167,8 @@ class Fetcher:
         # layers (URL parsing, header merging, the request's preparation) are for the cache and
         # for the transports tests hand in.
         self._direct = guard is not None and transport is None and cache_dir is None
+        #: The crawl's headers, as a web archive's request records list them.
+        self._header_pairs = _raw(self._headers)
         if not self._direct:
             if guard is not None:
                 if transport is not None:
@@ -373,12 +375,13 @@ class Fetcher:
         """What an archive keeps of one hop (its body filled in once read). The request's
         headers are the transport's request's when it made one, else the crawl's and the
         request's own, with Host."""
-        try:
+        if not self._direct:
             sent = _raw(response.request.headers)
-        except RuntimeError:  # a session sent it, with the crawl's headers and the request's
-            merged = self._headers.copy()
-            merged.update(headers or {})
-            sent = [("Host", httpx.URL(url).netloc.decode("ascii")), *_raw(merged)]
+        else:  # a session sent it, with the crawl's headers and the request's own over them
+            own = {name.lower(): (name, value) for name, value in (headers or {}).items()}
+            sent = [("Host", urlsplit(url).netloc)]
+            sent += [(k, v) for k, v in self._header_pairs if k.lower() not in own]
+            sent += own.values()
         return Exchange(
             method,
             url,
