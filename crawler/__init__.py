@@ -2,6 +2,7 @@
 
 from .clock import Clock
 from .crawl.engine import Crawler
+from .crawl.parquet import ParquetSink
 from .crawl.progress import CrawlStats
 from .crawl.sinks import CsvSink, JsonlSink, JsonSink, PostgresSink, Sink, StoredItem
 from .errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "JsonRequest",
     "JsonSink",
     "JsonlSink",
+    "ParquetSink",
     "PostgresSink",
     "RedirectOutOfScope",
     "RenderError",

@@ -77,7 +77,7 @@ def spider_file(tmp_path: Path) -> Path:
         (SPIDER, ("-s", "nonsense=1"), "unknown setting 'nonsense'"),
         (SPIDER, ("-s", "novalue"), "-s expects NAME=VALUE"),
         (SPIDER, ("-a", "missing=1"), "has no argument 'missing'"),
-        (SPIDER, ("-o", "items.xml"), "must end in .jsonl, .json or .csv"),
+        (SPIDER, ("-o", "items.xml"), "must end in .jsonl, .json, .csv or .parquet"),
         (SPIDER, (), "has no start URLs"),
         (SPIDER, ("-a", "start_urls=example.com/x"), "is not an absolute http(s) URL"),
         (SPIDER, ("-s", "pipelines=nowhere:Thing"), "cannot import 'nowhere'"),

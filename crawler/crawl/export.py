@@ -1,24 +1,27 @@
-"""Export: write a store's items to a JSON Lines, JSON or CSV file, whole, with the file sinks
-that `-o` keeps in step with a running crawl (see sinks.py)."""
+"""Export: write a store's items to a JSON Lines, JSON, CSV file or a Parquet folder, whole,
+with the file sinks that `-o` keeps in step with a running crawl (see sinks.py, parquet.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..errors import ConfigError
 from .sinks import BATCH, CsvSink, JsonlSink, JsonSink, Sink, StoredItem
 
-FORMATS = (".jsonl", ".json", ".csv")
+FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def check_output(path: str | Path) -> Path:
     """The output path, if its suffix names a format we write; a ConfigError otherwise."""
     file = Path(path)
     if file.suffix.lower() not in FORMATS:
-        raise ConfigError(f"cannot export to {file}: the name must end in .jsonl, .json or .csv")
+        raise ConfigError(
+            f"cannot export to {file}: the name must end in .jsonl, .json, .csv or .parquet"
+        )
     return file
 
 
@@ -37,6 +40,10 @@ def file_sink(
         return JsonlSink(file, overwrite=overwrite)
     if kind == ".json":
         return JsonSink(file, overwrite=overwrite)
+    if kind == ".parquet":
+        from .parquet import ParquetSink  # (pyarrow: imported when Parquet is written)
+
+        return ParquetSink(file, overwrite=overwrite)
     return CsvSink(file, columns or (), overwrite=overwrite)
 
 
@@ -53,7 +60,7 @@ async def export_items(items: Callable[[], AsyncIterator[str]], path: str | Path
     if file.suffix.lower() == ".csv":
         async for data in items():
             columns.update(dict.fromkeys(json.loads(data)))
-    tmp.unlink(missing_ok=True)
+    _remove(tmp)
     sink = file_sink(tmp, list(columns), suffix=file.suffix)
     sink.resume(None)
     count = 0
@@ -62,14 +69,28 @@ async def export_items(items: Callable[[], AsyncIterator[str]], path: str | Path
         async for data in items():
             count += 1
             batch.append(StoredItem(count, data))
-            if len(batch) >= BATCH:
+            if len(batch) >= max(BATCH, sink.batch_size):
                 await sink.write(batch)
                 batch = []
         if batch or not count:
             await sink.write(batch)
         await sink.close()
-        os.replace(tmp, file)
+        if tmp.is_dir() and file.exists():  # a Parquet folder: the old one goes after
+            old = file.with_name(f".{file.name}.old")
+            _remove(old)
+            os.replace(file, old)
+            os.replace(tmp, file)
+            _remove(old)
+        else:
+            os.replace(tmp, file)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     return count
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -69,7 +69,15 @@ class StoredItem:
 class Sink:
     """Where committed items go. Subclass it and write `write(items)`; upsert by `item.id` so
     that a batch written again after a crash changes nothing. `open(spider)` and `close()` are
-    optional. Sinks with the same `key` share a bookmark (by default, one per class)."""
+    optional. Sinks with the same `key` share a bookmark (by default, one per class).
+
+    `batch_size` and `batch_wait`: a sink that writes better in large batches (a Parquet file,
+    a warehouse) gets `write` calls of at least `batch_size` items, or of fewer once the first
+    of them has waited `batch_wait` seconds, or at the end of the run. Items not written yet
+    are read again from the store after a crash: nothing is lost by waiting."""
+
+    batch_size: int = 1
+    batch_wait: float = 0.0
 
     @property
     def key(self) -> str:
@@ -335,6 +343,11 @@ class Delivery:
         self._sinks = list(sinks)
         self._spider = spider
         self._cursors: dict[str, str | None] = {}
+        #: Per sink: items read from the store but not written yet (a batch filling up), the
+        #: bookmark after them, and when the first of them was read (monotonic seconds).
+        self._pending: dict[str, list[tuple[int, str]]] = {}
+        self._read: dict[str, str | None] = {}
+        self._since: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._opened: list[Sink] = []
@@ -366,7 +379,8 @@ class Delivery:
         cursor = saved.get("cursor")
         if not sink.resume(saved.get("position") if mark else None):
             cursor = None
-        self._cursors[key] = cursor
+        self._cursors[key] = self._read[key] = cursor
+        self._pending[key] = []
         try:
             await sink.open(self._spider)
         except Exception as exc:
@@ -393,7 +407,12 @@ class Delivery:
         crawl goes on."""
         backoff = 1.0
         while not self._closing.is_set():
-            await self._wake.wait()
+            due = self._next_due()
+            if due is None:
+                await self._wake.wait()
+            else:  # a batch filling up is written by its deadline, new items or not
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(due - time.monotonic(), 0))
             self._wake.clear()
             try:
                 await self._catch_up()
@@ -451,6 +470,15 @@ class Delivery:
                 return count
             count += len(rows)
 
+    def _next_due(self) -> float | None:
+        """When the first batch filling up must be written (monotonic), if one is."""
+        dues = [
+            self._since[sink.key] + sink.batch_wait
+            for sink in self._opened
+            if self._pending.get(sink.key)
+        ]
+        return min(dues) if dues else None
+
     async def _catch_up(self, *, last: bool = False) -> None:
         for sink in self._sinks:  # one another process fed may be this one's now
             if sink not in self._opened and (last or time.monotonic() - self._tried[sink.key] > 1):
@@ -459,34 +487,52 @@ class Delivery:
                 await self._claim(sink, CLAIM_WAIT if last else 0.0)
         for sink in list(self._opened):
             key = sink.key
+            pending = self._pending[key]
             while True:
-                rows, cursor = await self._store.items_since(self._cursors[key], BATCH)
+                rows, cursor = await self._store.items_since(self._read[key], BATCH)
+                if rows:
+                    if not pending:
+                        self._since[key] = time.monotonic()
+                    pending += rows
+                    self._read[key] = cursor
+                due = len(pending) >= sink.batch_size or (
+                    pending and (last or time.monotonic() - self._since[key] >= sink.batch_wait)
+                )
+                if due and not await self._write(sink, pending):
+                    break
                 if not rows:
                     break
-                try:
-                    await sink.write([StoredItem(item_id, text) for item_id, text in rows])
-                except SinkTaken as exc:
-                    log.error("sink %s: %s; this process stops feeding it", key, exc)
-                    self._opened.remove(sink)
-                    await sink.close()
-                    break
-                except Exception as exc:
-                    raise SinkFailed(
-                        f"sink {type(sink).__name__}: {type(exc).__name__}: {exc} (its items "
-                        "stay in the store and are delivered on the next run)",
-                        key,
-                    ) from exc
-                self._cursors[key] = cursor
-                self.written[key] += len(rows)
-                mark = json.dumps({"cursor": cursor, "position": sink.position()})
-                if not await self._store.move_mark(key, self._marks[key], mark):
-                    # never expected (one process feeds a sink at a time): say so, and leave
-                    # the sink to the process that moved its bookmark
-                    log.error(
-                        "sink %s: another process moved its bookmark; this one stops feeding it",
-                        key,
-                    )
-                    self._opened.remove(sink)
-                    await sink.close()
-                    break
-                self._marks[key] = mark
+
+    async def _write(self, sink: Sink, pending: list[tuple[int, str]]) -> bool:
+        """Write `pending` to `sink` and move its bookmark past them; False when this process
+        stops feeding it. Raises SinkFailed (the items stay pending)."""
+        key = sink.key
+        try:
+            await sink.write([StoredItem(item_id, text) for item_id, text in pending])
+        except SinkTaken as exc:
+            log.error("sink %s: %s; this process stops feeding it", key, exc)
+            self._opened.remove(sink)
+            await sink.close()
+            return False
+        except Exception as exc:
+            raise SinkFailed(
+                f"sink {type(sink).__name__}: {type(exc).__name__}: {exc} (its items "
+                "stay in the store and are delivered on the next run)",
+                key,
+            ) from exc
+        cursor = self._cursors[key] = self._read[key]
+        self.written[key] += len(pending)
+        pending.clear()
+        mark = json.dumps({"cursor": cursor, "position": sink.position()})
+        if not await self._store.move_mark(key, self._marks[key], mark):
+            # never expected (one process feeds a sink at a time): say so, and leave
+            # the sink to the process that moved its bookmark
+            log.error(
+                "sink %s: another process moved its bookmark; this one stops feeding it",
+                key,
+            )
+            self._opened.remove(sink)
+            await sink.close()
+            return False
+        self._marks[key] = mark
+        return True
