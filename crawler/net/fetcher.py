@@ -13,8 +13,8 @@ import email.utils
 import functools
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -57,15 +57,25 @@ _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 _exchanges: ContextVar[list[Exchange] | None] = ContextVar("crawler_exchanges", default=None)
 
 
-@contextlib.contextmanager
-def recording(exchanges: list[Exchange] | None) -> Iterator[list[Exchange] | None]:
+class recording:
     """Within the block, every fetch of this task (and of the tasks it starts) appends its
-    exchanges to `exchanges` (but downloads streamed `into` a file); None: nothing is kept."""
-    token = _exchanges.set(exchanges)
-    try:
-        yield exchanges
-    finally:
-        _exchanges.reset(token)
+    exchanges to `exchanges` (but downloads streamed `into` a file); None: nothing is kept,
+    and the block costs nothing (a page's path when the crawl archives nothing)."""
+
+    __slots__ = ("_exchanges", "_token")
+
+    def __init__(self, exchanges: list[Exchange] | None) -> None:
+        self._exchanges = exchanges
+        self._token: Token[list[Exchange] | None] | None = None
+
+    def __enter__(self) -> list[Exchange] | None:
+        if self._exchanges is not None:
+            self._token = _exchanges.set(self._exchanges)
+        return self._exchanges
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _exchanges.reset(self._token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,11 +205,8 @@ async def fingerprints(fetch: Fetch, d: Dialect) -> AsyncIterator[tuple[str, byt
         f" WHERE request_id > {d.placeholder(1)} AND duplicate_of IS NULL"
         " ORDER BY request_id LIMIT 5000"
     )
-    last = 0
-    while rows := await fetch(query, (last,)):
-        for _, url, body, signature in rows:
-            yield url, bytes(body), None if signature is None else bytes(signature)
-        last = rows[-1][0]
+    async for _, url, body, signature in _by_id(fetch, query):
+        yield url, bytes(body), None if signature is None else bytes(signature)
 
 
 async def duplicates(fetch: Fetch, d: Dialect) -> AsyncIterator[dict[str, Any]]:
@@ -220,11 +217,8 @@ async def duplicates(fetch: Fetch, d: Dialect) -> AsyncIterator[dict[str, Any]]:
         f" WHERE request_id > {d.placeholder(1)} AND duplicate_of IS NOT NULL"
         " ORDER BY request_id LIMIT 1000"
     )
-    last = 0
-    while rows := await fetch(query, (last,)):
-        for _, url, duplicate_of, exact in rows:
-            yield duplicate_dict(url, duplicate_of, bool(exact))
-        last = rows[-1][0]
+    async for _, url, duplicate_of, exact in _by_id(fetch, query):
+        yield duplicate_dict(url, duplicate_of, bool(exact))
 
 
 async def changed_items(fetch: Fetch, d: Dialect) -> AsyncIterator[str]:
@@ -234,11 +228,8 @@ async def changed_items(fetch: Fetch, d: Dialect) -> AsyncIterator[str]:
         f" WHERE items.id > {d.placeholder(1)} AND requests.revisit = 2"
         " ORDER BY items.id LIMIT 1000"
     )
-    last = 0
-    while rows := await fetch(query, (last,)):
-        for row in rows:
-            yield row[1]
-        last = rows[-1][0]
+    async for row in _by_id(fetch, query):
+        yield row[1]
 
 
 def callback_in_use(d: Dialect) -> str:
@@ -360,3 +351,13 @@ async def _grouped(fetch: Fetch, sql: str) -> dict[Any, int]:
 
 SQLITE_SQL = Statements(SQLITE)
 POSTGRES_SQL = Statements(POSTGRES)
+
+
+async def _by_id(fetch: Fetch, query: str) -> AsyncIterator[Sequence[Any]]:
+    """The rows of `query`, page by page in the order of their first column (an id), which
+    its one parameter takes from the last row of the page before (keyset pagination)."""
+    last = 0
+    while rows := await fetch(query, (last,)):
+        for row in rows:
+            yield row
+        last = rows[-1][0]
