@@ -44,14 +44,16 @@ def signature(text: str) -> bytes | None:
     words = _WORD.findall(text.casefold())
     if not words:
         return None
-    span = len(words) - SHINGLE + 1
+    # the distinct shingles first (tuples, hashed by the set in C), then each hashed stably
     shingles = (
-        {" ".join(words[i : i + SHINGLE]) for i in range(span)} if span > 1 else {" ".join(words)}
+        set(zip(words, words[1:], words[2:], strict=False))
+        if len(words) > SHINGLE
+        else {tuple(words)}
     )
     mins = [_EMPTY] * SLOTS
     blake2b = hashlib.blake2b
     for shingle in shingles:
-        h = int.from_bytes(blake2b(shingle.encode(), digest_size=8).digest())
+        h = int.from_bytes(blake2b(" ".join(shingle).encode(), digest_size=8).digest())
         slot = h >> 58
         low = h & _LOW
         if low < mins[slot]:
