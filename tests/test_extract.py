@@ -139,6 +139,11 @@ async def site() -> AsyncIterator[str]:
         name = request.match_info["name"]
         if name == "":
             return web.Response(text=index, content_type="text/html")
+        if name.startswith("guide"):  # a section: its pages link into it and out of it
+            body = (
+                '<a href="/guide/one">one</a><a href="/guide/two.html">2</a><a href="/docs">x</a>'
+            )
+            return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
         if name not in names:
             raise web.HTTPNotFound()
         return web.Response(body=(PAGES / f"{name}.html").read_bytes(), content_type="text/html")
@@ -184,6 +189,15 @@ async def test_crawl_formats_and_depth(site: str, tmp_path: Path) -> None:
     (record,) = map(json.loads, (tmp_path / "docs.jsonl").read_text().splitlines())
     assert set(record) == {"url", "title", "metadata", "duplicate_of", "text"}
     assert "Relay retries a failed delivery" in record["text"]
+    args = ("crawl", site + "guide", "--under", "-o", "guide.jsonl", "--store", "g.db")
+    code, _, err = await crawler_cli(*args, cwd=tmp_path)
+    assert code == 0, err
+    lines = (tmp_path / "guide.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["url"] for line in lines) == [
+        site + "guide",
+        site + "guide/one",
+        site + "guide/two.html",
+    ]  # not /docs: it is outside the start URL's path
     code, _, err = await crawler_cli("crawl", site, "--depth", "-1", "-o", "x.jsonl", cwd=tmp_path)
     assert code == 2
     assert "--depth must be 0 or more" in err

@@ -39,7 +39,7 @@ from ..records import Ended, ErrorKind, FailedFilter, error_kinds
 from ..settings import Settings
 from ..spider import Spider, load_spider_class
 from ..store import ReadableStore, Summary, is_dsn, open_readonly, open_store
-from .sitecrawl import FORMATS, SiteCrawl
+from .sitecrawl import FORMATS, SiteCrawl, under
 
 log = logging.getLogger("crawler")
 
@@ -187,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="follow links at most N steps from URL (0: URL alone; default: no limit)",
+    )
+    crawl.add_argument(
+        "--under",
+        action="store_true",
+        help="stay under URL's path (https://site/docs/ crawls /docs/... only), not its host",
     )
     crawl.add_argument(
         "--format",
@@ -446,6 +451,8 @@ def _site_crawl(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         raise ConfigError(f"--depth must be 0 or more, got {args.depth}")
     spider = SiteCrawl()
     spider.start_urls = [url]
+    if args.under:
+        spider.allow = [under(url)]
     spider.format = args.format
     spider.follow = args.depth != 0
     settings = Settings().merge(SiteCrawl.custom_settings).merge(_pairs(args.settings, "-s"))

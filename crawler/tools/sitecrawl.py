@@ -5,14 +5,29 @@ resume, each record written once)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from ..models import Request, Response
 from ..spider import Spider
 
 #: The formats a page's content is written in (the record's field of that name).
 FORMATS = ("markdown", "text", "html")
+
+
+def under(url: str) -> str:
+    """The `allow` pattern of the URLs under `url`'s path: its folder when it names a file
+    (/docs/intro.html: /docs/...), else the path itself and what is below it (/docs: /docs,
+    /docs/..., /docs?q)."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    folder, _, last = path.rpartition("/")
+    if "." in last:
+        path = folder + "/"
+    base = re.escape(f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}")
+    return f"^{base}" if path.endswith("/") else f"^{base}(?:[/?#]|$)"
 
 
 class SiteCrawl(Spider):
