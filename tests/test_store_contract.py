@@ -324,6 +324,16 @@ async def test_revisits_keep_replace_or_remove_a_pages_items(opener: Opener) -> 
     assert [i async for i in store.changed_items()] == []  # a new revisit: old news
 
 
+async def kept_fingerprints(store: Store) -> list[tuple[str, bytes, bytes | None]]:
+    """Every fingerprint the store gives, read a page of two at a time."""
+    found, cursor = [], None
+    while True:
+        rows, cursor = await store.fingerprints_since(cursor, 2)
+        if not rows:
+            return found
+        found += rows
+
+
 async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
     store = await opener()
     await store.add([req(f"/{n}") for n in range(5)])
@@ -355,7 +365,7 @@ async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
             ),
         ]
     )
-    assert [kept async for kept in store.fingerprints()] == [
+    assert await kept_fingerprints(store) == [
         ("http://a.com/0", b"h0" * 8, sig),
         ("http://a.com/3", b"h3" * 8, None),
     ]
@@ -365,7 +375,7 @@ async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
     ]
     await store.close()
     reopened = await opener()  # what a resumed crawl rebuilds its index from
-    assert len([kept async for kept in reopened.fingerprints()]) == 2
+    assert len(await kept_fingerprints(reopened)) == 2
     # a revisit that finds the page changed replaces its fingerprint; gone removes it
     assert await reopened.requeue_stale(time.time() + 1) == 5
     await reopened.acquire_hosts(10, None)
@@ -389,7 +399,7 @@ async def test_fingerprints_are_kept_with_their_pages(opener: Opener) -> None:
             ),
         ]
     )
-    assert [kept async for kept in reopened.fingerprints()] == [("http://a.com/0", b"n0" * 8, sig)]
+    assert await kept_fingerprints(reopened) == [("http://a.com/0", b"n0" * 8, sig)]
 
 
 async def test_files_are_kept_with_the_pages_that_name_them(opener: Opener) -> None:
@@ -499,6 +509,33 @@ async def expire_leases(dsn: str, spider: str) -> None:
         await connection.execute(f'UPDATE "{schema_name(spider)}".hosts SET lease_until = 0')
     finally:
         await connection.close()
+
+
+async def test_a_process_judges_pages_against_those_others_commit(shared: Opener) -> None:
+    import httpx
+
+    from crawler import Request, Response
+    from crawler.fingerprints import body_hash
+    from crawler.page.duplicates import Duplicates
+
+    a, b = await shared(), await shared()
+    index = Duplicates(0.9, nofollow=False, feed=a.fingerprints_since, every=0.0)
+    await index.read(a.fingerprints_since)  # as a crawl starts: nothing yet
+    body = b"<html><body><p>" + b" ".join(b"word%d" % n for n in range(200)) + b"</p></body></html>"
+    await b.add([req("/x", host="b.com")])
+    await b.acquire_hosts(10, None)
+    (row,) = await b.lease("b.com", 1, now=1.0)
+    seen = Fingerprint("http://b.com/x", body_hash(body), None)
+    await b.commit([Outcome(row, State.DONE, 1, fingerprint=seen)])  # another process's page
+    await index.catch_up()
+    copy = Response(
+        url="http://a.com/copy",
+        status=200,
+        headers=httpx.Headers({"content-type": "text/html"}),
+        body=body,
+        request=Request("http://a.com/copy"),
+    )
+    assert index.judge(copy).duplicate_of == "http://b.com/x"
 
 
 async def test_one_holder_per_host(shared: Opener) -> None:

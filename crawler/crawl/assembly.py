@@ -384,19 +384,19 @@ class Parts:
             charge=charge,
         )
 
-    async def duplicates(
-        self, kept: AsyncIterator[tuple[str, bytes, bytes | None]]
-    ) -> Duplicates | None:
+    async def duplicates(self, store: Store) -> Duplicates | None:
         """The index of pages crawled (None: the crawl does not look for duplicates), filled
-        with the fingerprints `kept` in the store."""
+        with the fingerprints kept in `store` (and, when other processes share it, with theirs
+        as they commit)."""
         settings = self.settings
         if settings.duplicates == "off":
             return None
         index = Duplicates(
-            settings.duplicate_similarity, nofollow=settings.duplicates == "nofollow"
+            settings.duplicate_similarity,
+            nofollow=settings.duplicates == "nofollow",
+            feed=store.fingerprints_since if store.shared else None,
         )
-        async for url, body, signature in kept:
-            index.load(url, body, signature)
+        await index.read(store.fingerprints_since)
         return index
 
     def proxies(self) -> ProxyPool | None:

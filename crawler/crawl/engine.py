@@ -213,7 +213,7 @@ class Crawler:
                 fetcher, self._parts.allows(self._scope), self._parts.charge(frontier)
             )
             stack.push_async_callback(renderer.aclose)
-            duplicates = await self._parts.duplicates(store.fingerprints())
+            duplicates = await self._parts.duplicates(store)
             page = self._parts.crawl_page_runner(
                 store,
                 fetcher,

@@ -468,6 +468,7 @@ class PageRunner:
             )
         seen = None
         if self._duplicates is not None:
+            await self._duplicates.catch_up()
             seen = self._duplicates.judge(response)
             response.duplicate_of = seen.duplicate_of
         try:

@@ -186,11 +186,15 @@ class Kept(Protocol):
     async def files_known(self, urls: Sequence[str]) -> dict[str, FileRecord]:
         """The files `commit` kept (Outcome.files) of these URLs: stored whole already."""
 
-    def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
-        """The fingerprints `commit` kept (Outcome.fingerprint) of pages that duplicate none,
-        as (URL, body hash, signature), in the order their requests were queued: what the
-        crawl's index of pages seen is rebuilt from. A revisit's outcome replaces its page's
-        (one that found the page gone removes it)."""
+    async def fingerprints_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], str | None]:
+        """Up to `limit` fingerprints `commit` kept (Outcome.fingerprint) of pages that
+        duplicate none, as (URL, body hash, signature), after the bookmark `cursor` (None: from
+        the first), and the bookmark after them: what a crawl's index of pages seen is built
+        from as it starts and, on a shared store, brought up to date with the pages other
+        processes commit (none is ever left out of a later call). A revisit's outcome replaces
+        its page's fingerprint (one that found the page gone removes it)."""
 
 
 class Marks(Protocol):

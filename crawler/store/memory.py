@@ -430,11 +430,19 @@ class MemoryStore:
         files = self._db.files
         return {url: files[url] for url in urls if url in files}
 
-    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
-        await self._turn()
-        for _, fp in sorted(self._db.fingerprints.items()):
-            if fp.duplicate_of is None:
-                yield fp.url, fp.body_hash, fp.signature
+    async def fingerprints_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], str | None]:
+        await self._turn()  # (one process, one writer: request order is a complete bookmark)
+        last = int(cursor or 0)
+        rows = [
+            (row_id, fp)
+            for row_id, fp in sorted(self._db.fingerprints.items())
+            if row_id > last and fp.duplicate_of is None
+        ][:limit]
+        if not rows:
+            return [], cursor
+        return [(f.url, f.body_hash, f.signature) for _, f in rows], str(rows[-1][0])
 
     # -- Marks and ItemFeed ----------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ _SQL = sql.POSTGRES_SQL
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: The database's clock, in epoch seconds: leases never depend on the machines' clocks.
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -238,9 +238,17 @@ _CALL_COMMIT_PAGES = (
 
 
 #: Each page's fingerprint (settings.duplicates), by its row.
-_FINGERPRINTS = """CREATE TABLE fingerprints (request_id bigint PRIMARY KEY, url text NOT NULL,
+_FINGERPRINTS_V5 = """CREATE TABLE fingerprints (request_id bigint PRIMARY KEY, url text NOT NULL,
     body_hash bytea NOT NULL, signature bytea, duplicate_of text,
     exact bool NOT NULL DEFAULT false)"""
+#: (tx, seq): the feed other processes read (fingerprints_since), as items'.
+_FINGERPRINTS_FEED = [
+    "ALTER TABLE fingerprints ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id(),"
+    " ADD COLUMN seq bigserial",
+    "CREATE INDEX fingerprints_tx ON fingerprints (tx, seq)",
+]
+#: A fingerprint kept again (a revisit) goes to the end of the feed.
+_KEEP_FINGERPRINT = _SQL.keep_fingerprint + ", tx = excluded.tx, seq = excluded.seq"
 
 #: Files stored whole (settings.files_store), by URL.
 _FILES = """CREATE TABLE files (url text PRIMARY KEY, path text NOT NULL, checksum text NOT NULL,
@@ -314,7 +322,8 @@ _TABLES = [
     )""",
     "CREATE TABLE sessions (name text PRIMARY KEY, cookies text NOT NULL)",
     "CREATE TABLE callbacks (name text PRIMARY KEY)",
-    _FINGERPRINTS,
+    _FINGERPRINTS_V5,
+    *_FINGERPRINTS_FEED,
     _FILES,
     """CREATE TABLE workers (
         id text PRIMARY KEY,
@@ -345,8 +354,9 @@ _MIGRATIONS = {
     3: [  # 4: host health: when a host's failures since its last success began
         "ALTER TABLE hosts ADD COLUMN silent_since float8",
     ],
-    4: [_FINGERPRINTS],  # 5: pages' fingerprints, for duplicates
+    4: [_FINGERPRINTS_V5],  # 5: pages' fingerprints, for duplicates
     5: [_FILES],  # 6: files stored whole
+    6: _FINGERPRINTS_FEED,  # 7: other processes read fingerprints as they commit
 }
 #: The revisit outcomes that take a page's items away (new ones, if any, come in).
 
@@ -1013,7 +1023,7 @@ class PostgresStore:
         if forget:
             await db.executemany(_SQL.forget_fingerprint, forget)
         if keep:
-            await db.executemany(_SQL.keep_fingerprint, keep)
+            await db.executemany(_KEEP_FINGERPRINT, keep)
         files = sql.file_rows(committed)
         if files:
             await db.executemany(_SQL.keep_file, files)
@@ -1237,10 +1247,27 @@ class PostgresStore:
             return {}
         return await sql.files_known(self._query, sql.POSTGRES, urls)
 
-    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
-        if self.schema_version >= 5:  # (read-only, before a resume migrated it: none)
-            async for kept in sql.fingerprints(self._query, sql.POSTGRES):
-                yield kept
+    async def fingerprints_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], str | None]:
+        if self.schema_version < 7:  # (read-only, before a resume migrated it: none)
+            return [], cursor
+        # as items_since: rows of transactions older than the oldest one still running are
+        # final; read in (tx, seq) order, the cursor the last (tx, seq) read
+        tx, _, last = (cursor or "0:0").partition(":")
+        rows = await self._fetch(
+            """SELECT url, body_hash, signature, tx::text, seq FROM fingerprints
+            WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
+                AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND duplicate_of IS NULL
+            ORDER BY tx, seq LIMIT $3""",
+            tx,
+            int(last),
+            limit,
+        )
+        if not rows:
+            return [], cursor
+        kept = [sql.fingerprint_row(row[0], row[1], row[2]) for row in rows]
+        return kept, f"{rows[-1][3]}:{rows[-1][4]}"
 
     async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
         if self.schema_version >= 5:

@@ -197,16 +197,9 @@ async def files_known(fetch: Fetch, d: Dialect, urls: Sequence[str]) -> dict[str
     return found
 
 
-async def fingerprints(fetch: Fetch, d: Dialect) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
-    """The kept fingerprints of pages that duplicate none (url, body hash, signature), in
-    request order."""
-    query = (
-        "SELECT request_id, url, body_hash, signature FROM fingerprints"
-        f" WHERE request_id > {d.placeholder(1)} AND duplicate_of IS NULL"
-        " ORDER BY request_id LIMIT 5000"
-    )
-    async for _, url, body, signature in _by_id(fetch, query):
-        yield url, bytes(body), None if signature is None else bytes(signature)
+def fingerprint_row(url: str, body: Any, signature: Any) -> tuple[str, bytes, bytes | None]:
+    """A kept fingerprint as the stores give it (BLOBs and bytea as bytes)."""
+    return url, bytes(body), None if signature is None else bytes(signature)
 
 
 async def duplicates(fetch: Fetch, d: Dialect) -> AsyncIterator[dict[str, Any]]:

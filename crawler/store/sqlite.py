@@ -710,10 +710,20 @@ class SQLiteStore:
             return {}
         return await sql.files_known(self._query, sql.SQLITE, urls)
 
-    async def fingerprints(self) -> AsyncIterator[tuple[str, bytes, bytes | None]]:
-        if self.schema_version >= 11:  # (read-only, before a resume migrated it: none)
-            async for kept in sql.fingerprints(self._query, sql.SQLITE):
-                yield kept
+    async def fingerprints_since(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], str | None]:
+        if self.schema_version < 11:  # (read-only, before a resume migrated it: none)
+            return [], cursor
+        # one writer: request order is a complete bookmark (this process judged its own pages)
+        rows = await self._fetchall(
+            "SELECT request_id, url, body_hash, signature FROM fingerprints"
+            " WHERE request_id > ? AND duplicate_of IS NULL ORDER BY request_id LIMIT ?",
+            (int(cursor or 0), limit),
+        )
+        if not rows:
+            return [], cursor
+        return [sql.fingerprint_row(*row[1:]) for row in rows], str(rows[-1][0])
 
     async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
         if self.schema_version >= 11:
