@@ -29,6 +29,8 @@ BACKEND = "backend:"
 #: Duplicate pages ("duplicates:exact", "duplicates:near") and the requests not queued from
 #: them ("duplicates:unfollowed", settings.duplicates = "nofollow").
 DUPLICATES = "duplicates:"
+#: Files items named ("files:stored", "files:known": found stored already, "files:failed").
+FILES = "files:"
 #: Revisits, by what they found ("revisit:unchanged", "revisit:changed", "revisit:gone").
 REVISIT = "revisit:"
 

@@ -74,7 +74,6 @@ class WarcArchive:
         self._length = 0
         #: Payload digest -> (URI, WARC-Date) of the response that archived it first.
         self._digests: dict[str, tuple[str, str]] = {}
-        self.records = 0
 
     def file(self, number: int) -> Path:
         """The path of the `number`-th file (the one path, when not rotating)."""
@@ -240,7 +239,6 @@ class WarcArchive:
         )
         self._emit(out, response)
         self._emit(out, request)
-        self.records += 2
 
 
 def _warc_date(epoch: float) -> str:

@@ -31,12 +31,11 @@ from urllib.parse import urljoin, urlsplit
 from ..errors import ConfigError, CrawlerError, FetchError
 from ..net.fetcher import Fetcher
 from ..records import FileRecord
+from ..stats import FILES
 from ..stats import bump as add_counter
 
 log = logging.getLogger("crawler")
 
-#: Counters: files stored ("files:stored"), found stored already ("files:known") and failed.
-FILES = "files:"
 _EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
 #: Where partial files are written, under the files store.
 PARTIAL = ".partial"
@@ -54,7 +53,6 @@ class LocalFiles:
 
     def __init__(self, root: str) -> None:
         self.root = Path(root)
-        self.location = str(self.root)
 
     def sweep(self, older_than: float) -> None:
         """Remove partial files left by crashed downloads (not written to for `older_than`
@@ -110,7 +108,6 @@ class FsspecFiles:
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"files_store {url!r}: {exc}") from None
         self.root = root.rstrip("/")
-        self.location = url
 
     def sweep(self, older_than: float) -> None:
         return None  # (object stores expire partial uploads by their own rules)

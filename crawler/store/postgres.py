@@ -1252,22 +1252,15 @@ class PostgresStore:
     ) -> tuple[list[tuple[str, bytes, bytes | None]], str | None]:
         if self.schema_version < 7:  # (read-only, before a resume migrated it: none)
             return [], cursor
-        # as items_since: rows of transactions older than the oldest one still running are
-        # final; read in (tx, seq) order, the cursor the last (tx, seq) read
-        tx, _, last = (cursor or "0:0").partition(":")
-        rows = await self._fetch(
-            """SELECT url, body_hash, signature, tx::text, seq FROM fingerprints
-            WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
-                AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND duplicate_of IS NULL
-            ORDER BY tx, seq LIMIT $3""",
-            tx,
-            int(last),
+        rows, cursor = await self._committed_since(
+            "url, body_hash, signature",
+            "fingerprints",
+            "seq",
+            cursor,
             limit,
+            "duplicate_of IS NULL",
         )
-        if not rows:
-            return [], cursor
-        kept = [sql.fingerprint_row(row[0], row[1], row[2]) for row in rows]
-        return kept, f"{rows[-1][3]}:{rows[-1][4]}"
+        return [sql.fingerprint_row(row[0], row[1], row[2]) for row in rows], cursor
 
     async def duplicates(self) -> AsyncIterator[dict[str, Any]]:
         if self.schema_version >= 5:
@@ -1351,22 +1344,30 @@ class PostgresStore:
     async def items_since(
         self, cursor: str | None, limit: int
     ) -> tuple[list[tuple[int, str]], str | None]:
-        # Ids are not in commit order across processes. Items of transactions older than the
-        # oldest one still running are final: read those in (tx, id) order; the cursor is
-        # the last (tx, id) read.
+        rows, cursor = await self._committed_since("id, data", "items", "id", cursor, limit)
+        return [(row[0], row[1]) for row in rows], cursor
+
+    async def _committed_since(
+        self, columns: str, table: str, key: str, cursor: str | None, limit: int, where: str = ""
+    ) -> tuple[list[asyncpg.Record], str | None]:
+        """Up to `limit` rows (`columns`) of `table` committed after the bookmark `cursor`, and
+        the bookmark after them. Row keys are not in commit order across processes: rows of
+        transactions older than the oldest one still running are final, so those are read in
+        (tx, `key`) order and the bookmark is the last (tx, `key`) read (`where`: more to
+        match)."""
         tx, _, last = (cursor or "0:0").partition(":")
         rows = await self._fetch(
-            """SELECT id, data, tx::text FROM items
-            WHERE (tx, id) > ($1::text::xid8, $2::bigint)
-                AND tx < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY tx, id LIMIT $3""",
+            f"""SELECT {columns}, tx::text, {key} FROM {table}
+            WHERE (tx, {key}) > ($1::text::xid8, $2::bigint)
+                AND tx < pg_snapshot_xmin(pg_current_snapshot()) {"AND " + where if where else ""}
+            ORDER BY tx, {key} LIMIT $3""",
             tx,
             int(last),
             limit,
         )
         if not rows:
             return [], cursor
-        return [(row[0], row[1]) for row in rows], f"{rows[-1][2]}:{rows[-1][0]}"
+        return rows, f"{rows[-1][-2]}:{rows[-1][-1]}"
 
     async def items_waiting(self, cursor: str | None) -> int:
         tx, _, last = (cursor or "0:0").partition(":")
